@@ -1,0 +1,58 @@
+# Thin wrapper around CMake. `make demo` and `make test` are the quick start.
+BUILD       ?= build
+BUILD_ASAN  ?= build-asan
+BUILD_NOSIMD ?= build-nosimd
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all build test test-long test-asan test-nosimd bench demo deps format format-check clean
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The default suite (everything but the long, exhaustive tests).
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE long
+
+# Exhaustive tests (all 2^32 floats through every conversion, ...).
+test-long: build
+	cd $(BUILD) && ctest --output-on-failure -L long
+
+# The default suite built with AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan:
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAMPC_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) -LE long
+
+# The default suite built without any x86 intrinsics.
+test-nosimd:
+	cmake -S . -B $(BUILD_NOSIMD) -DCMAKE_BUILD_TYPE=Release -DAMPC_SIMD=OFF $(CMAKE_FLAGS)
+	cmake --build $(BUILD_NOSIMD) -j $(JOBS)
+	cd $(BUILD_NOSIMD) && ctest --output-on-failure -j $(JOBS) -LE long
+
+deps:
+	bash scripts/install-deps
+
+bench: build
+	$(BUILD)/ampc bench all --threads 2
+
+# Until the training example lands, the demo is the benchmark set.
+demo:
+	bash scripts/install-deps --if-missing
+	$(MAKE) build
+	$(BUILD)/ampc bench all --threads 2
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_NOSIMD)

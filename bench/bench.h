@@ -1,0 +1,47 @@
+/* Shared benchmark helpers and the benchmark entry points used by `ampc bench`
+ * and `make bench`. Every benchmark prints JSON (one object per line). */
+#ifndef AMPC_BENCH_H
+#define AMPC_BENCH_H
+
+#include <stddef.h>
+
+/* Monotonic wall-clock time in seconds. */
+double ampb_now(void);
+
+/* Median of n values (sorts a copy); 0 for n == 0. */
+double ampb_median(const double *v, int n);
+
+/* The machine's measured peak single-precision FMA rate in GFLOP/s with
+ * `threads` threads (AVX2 FMA on independent registers; 0 when the CPU has no
+ * AVX2/FMA or the build has no SIMD). Median of `reps` runs. */
+double ampb_peak_fma_gflops(int threads, int reps);
+
+/* STREAM-style triad a = b + s·c bandwidth in GB/s (bytes counted: 12 per
+ * element) over arrays of `bytes_per_array` bytes each, median of `reps`. */
+double ampb_triad_gbs(int threads, size_t bytes_per_array, int reps);
+
+/* Size of the last-level cache in bytes (a guess of 32 MiB when unknown). */
+size_t ampb_llc_bytes(void);
+
+/* Array size used by the memory-bound benchmarks: well past the LLC. */
+size_t ampb_big_array_bytes(void);
+
+/* 1 when the build can call OpenBLAS cblas_sgemm. */
+int ampb_have_openblas(void);
+
+/* `ampc bench gemm ...`: argv[0] is "gemm". Returns the exit status. */
+int ampb_gemm_cmd(int argc, char **argv);
+
+/* The standard GEMM set of `make bench`: ours vs OpenBLAS vs peak. Prints
+ * JSON lines and returns 0, or 1 on error. */
+int ampb_gemm_suite(int threads);
+
+/* The conversion set: F32 <-> F16/BF16 over arrays larger than the LLC,
+ * compared to the triad bandwidth measured in the same run. */
+int ampb_convert_suite(int threads);
+
+/* The elementwise set: kernels on F16/BF16 vs F32 arrays larger than the
+ * LLC. */
+int ampb_eltwise_suite(int threads);
+
+#endif

@@ -1,0 +1,96 @@
+/* The context: thread count, sticky error, arenas. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void amp__arena_free(amp__arena *a);
+
+const char *amp_version(void) { return "0.1.0"; }
+
+const char *amp_status_string(amp_status s) {
+  switch (s) {
+  case AMP_OK: return "ok";
+  case AMP_ERR_INVALID_ARG: return "invalid argument";
+  case AMP_ERR_UNSUPPORTED: return "unsupported";
+  case AMP_ERR_NOMEM: return "out of memory";
+  case AMP_ERR_SHAPE: return "shape mismatch";
+  case AMP_ERR_IO: return "i/o error";
+  case AMP_ERR_FORMAT: return "malformed input";
+  case AMP_ERR_STATE: return "invalid state";
+  }
+  return "unknown status";
+}
+
+amp_ctx *amp_ctx_create(const amp_ctx_params *params) {
+  amp_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return NULL;
+  if (params) {
+    ctx->no_simd = params->no_simd;
+    amp_ctx_set_threads(ctx, params->threads);
+  } else {
+    amp_ctx_set_threads(ctx, 0);
+  }
+  unsigned need = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C;
+  ctx->simd = !ctx->no_simd && (amp_cpu_features() & need) == need;
+  return ctx;
+}
+
+void amp_ctx_free(amp_ctx *ctx) {
+  if (!ctx) return;
+  amp__arena_free(&ctx->arenas[0]);
+  amp__arena_free(&ctx->arenas[1]);
+  free(ctx);
+}
+
+amp_status amp_ctx_status(const amp_ctx *ctx) { return ctx ? ctx->status : AMP_ERR_INVALID_ARG; }
+
+const char *amp_ctx_error(const amp_ctx *ctx) { return ctx ? ctx->message : "no context"; }
+
+void amp_ctx_clear_error(amp_ctx *ctx) {
+  if (!ctx) return;
+  ctx->status = AMP_OK;
+  ctx->message[0] = '\0';
+}
+
+int amp_ctx_threads(const amp_ctx *ctx) { return amp__threads(ctx); }
+
+void amp_ctx_set_threads(amp_ctx *ctx, int n) {
+  if (!ctx) return;
+#ifdef _OPENMP
+  if (n <= 0) n = omp_get_max_threads();
+#else
+  n = 1;
+#endif
+  ctx->threads = n < 1 ? 1 : n;
+}
+
+int amp__threads(const amp_ctx *ctx) {
+  if (ctx) return ctx->threads;
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+int amp__use_simd(const amp_ctx *ctx) {
+  if (ctx) return ctx->simd;
+  unsigned need = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C;
+  return (amp_cpu_features() & need) == need;
+}
+
+amp_status amp__error(amp_ctx *ctx, amp_status s, const char *fmt, ...) {
+  if (ctx && ctx->status == AMP_OK && s != AMP_OK) {
+    ctx->status = s;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->message, sizeof ctx->message, fmt, ap);
+    va_end(ap);
+  }
+  return s;
+}

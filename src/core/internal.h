@@ -1,0 +1,47 @@
+/* Internal declarations shared by every layer: the context's layout, error
+ * recording and the SIMD switch. Not part of the public API. */
+#ifndef AMPC_INTERNAL_H
+#define AMPC_INTERNAL_H
+
+#include "ampc.h"
+
+#include <stdarg.h>
+
+/* One bump arena made of a list of chunks. Reset keeps the chunks. */
+typedef struct amp__chunk {
+  struct amp__chunk *next;
+  size_t size; /* usable bytes after the header */
+  size_t used;
+} amp__chunk;
+
+typedef struct amp__arena {
+  amp__chunk *first;
+  amp__chunk *cur;
+  size_t used; /* bytes handed out since the last reset (with padding) */
+  size_t peak;
+} amp__arena;
+
+struct amp_ctx {
+  int threads;
+  int no_simd;
+  int simd; /* fast paths usable: features present and not disabled */
+  amp_status status;
+  char message[512];
+  amp__arena arenas[2];
+};
+
+/* Records the first error on ctx (NULL ctx: nothing is recorded) and returns
+ * `s`, so callers can write `return amp__error(ctx, ...)`. */
+amp_status amp__error(amp_ctx *ctx, amp_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Non-zero when the AVX2/FMA/F16C fast paths may run for this context. */
+int amp__use_simd(const amp_ctx *ctx);
+
+/* Thread count to use for a kernel call (>= 1). */
+int amp__threads(const amp_ctx *ctx);
+
+#endif

@@ -1,0 +1,107 @@
+/* ampc — the command-line program. Uses the public header (and the benchmark
+ * helpers in bench/). */
+#include "ampc.h"
+#include "bench.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: ampc <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  bench gemm --m M --n N --k K [--a f16] [--b f16] [--c f32] [--ta] [--tb]\n"
+          "             [--threads T] [--reps R] [--json]\n"
+          "                     time one GEMM shape (median GFLOP/s)\n"
+          "  bench peak [--threads T]    measured peak FMA rate (GFLOP/s)\n"
+          "  bench triad [--threads T]   triad memory bandwidth (GB/s)\n"
+          "  bench all [--threads T]     the standard set of `make bench` (JSON lines)\n"
+          "  version                     print the version\n"
+          "  help                        this text\n");
+}
+
+/* Parses "--threads T" from argv (anywhere); returns the default when absent.
+ * Returns -1 and prints a message on a bad value. */
+static int parse_threads(int argc, char **argv, int def) {
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--threads") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "ampc: --threads needs a value\n");
+        return -1;
+      }
+      char *end;
+      long v = strtol(argv[i + 1], &end, 10);
+      if (*argv[i + 1] == '\0' || *end != '\0' || v < 1 || v > 1024) {
+        fprintf(stderr, "ampc: --threads: '%s' is not a thread count (1..1024)\n", argv[i + 1]);
+        return -1;
+      }
+      return (int)v;
+    }
+  }
+  return def;
+}
+
+static int check_only_threads(int argc, char **argv, const char *cmd) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--threads") == 0) {
+      i++;
+      continue;
+    }
+    if (strcmp(argv[i], "--json") == 0) continue;
+    fprintf(stderr, "ampc bench %s: unknown option '%s'\n", cmd, argv[i]);
+    return 0;
+  }
+  return 1;
+}
+
+static int bench_main(int argc, char **argv) {
+  if (argc < 1) {
+    fprintf(stderr, "ampc bench: which benchmark? (gemm, peak, triad, all)\n");
+    return 2;
+  }
+  const char *what = argv[0];
+  if (strcmp(what, "gemm") == 0) return ampb_gemm_cmd(argc, argv);
+  int threads = parse_threads(argc, argv, 2);
+  if (threads < 0) return 2;
+  if (!check_only_threads(argc, argv, what)) return 2;
+  if (strcmp(what, "peak") == 0) {
+    printf("{\"bench\":\"peak_fma\",\"threads\":%d,\"gflops\":%.2f}\n", threads,
+           ampb_peak_fma_gflops(threads, 5));
+    return 0;
+  }
+  if (strcmp(what, "triad") == 0) {
+    printf("{\"bench\":\"triad\",\"threads\":%d,\"array_bytes\":%zu,\"gbs\":%.2f}\n", threads,
+           ampb_big_array_bytes(), ampb_triad_gbs(threads, ampb_big_array_bytes(), 5));
+    return 0;
+  }
+  if (strcmp(what, "all") == 0) {
+    int rc = ampb_gemm_suite(threads);
+    rc |= ampb_convert_suite(threads);
+    rc |= ampb_eltwise_suite(threads);
+    return rc ? 1 : 0;
+  }
+  fprintf(stderr, "ampc bench: unknown benchmark '%s' (gemm, peak, triad, all)\n", what);
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+    printf("ampc %s\n", amp_version());
+    return 0;
+  }
+  if (strcmp(cmd, "bench") == 0) return bench_main(argc - 2, argv + 2);
+  fprintf(stderr, "ampc: unknown command '%s'\n", cmd);
+  usage(stderr);
+  return 2;
+}
