@@ -118,27 +118,35 @@ float amp_bf16_to_f32(amp_bf16 h);
  *  sign. */
 amp_bf16 amp_f32_to_bf16(float f);
 
-/** E4M3 → F32. Exact; the two NaN patterns give NaN. */
+/** E4M3 → F32. Exact; the two NaN patterns give a quiet NaN with their sign. */
 float amp_e4m3_to_f32(amp_e4m3 v);
 
-/** F32 → E4M3, round to nearest even. With `saturate` non-zero, finite values
- *  beyond ±448 and ±inf become ±448; otherwise anything that rounds beyond 448
- *  (and ±inf) becomes NaN. NaN always gives NaN (sign kept). */
+/** F32 → E4M3, round to nearest even (subnormals down to 2^-9). With
+ *  `saturate` non-zero, finite values beyond ±448 and ±inf become ±448;
+ *  otherwise anything that rounds beyond 448 (magnitudes above 464; 464 itself
+ *  is a tie and rounds to even, 448) and ±inf becomes NaN. NaN always gives
+ *  NaN, S.1111.111 with the sign kept. */
 amp_e4m3 amp_f32_to_e4m3(float f, int saturate);
 
-/** E5M2 → F32. Exact. */
+/** E5M2 → F32. Exact (NaN stays NaN with its sign, as for F16). */
 float amp_e5m2_to_f32(amp_e5m2 v);
 
-/** F32 → E5M2, round to nearest even. With `saturate` non-zero, finite values
- *  beyond ±57344 and ±inf become ±57344; otherwise values that round beyond
- *  57344 become ±inf and ±inf stays ±inf. NaN gives a quiet NaN. */
+/** F32 → E5M2, round to nearest even (subnormals down to 2^-16). With
+ *  `saturate` non-zero, finite values beyond ±57344 and ±inf become ±57344;
+ *  otherwise values that round beyond 57344 (from 61440 up) become ±inf and
+ *  ±inf stays ±inf. NaN gives the quiet NaN S.11111.10 (sign kept). */
 amp_e5m2 amp_f32_to_e5m2(float f, int saturate);
 
 /** Rounding modes for conversions to a narrower format. */
 typedef enum amp_rounding {
   AMP_ROUND_NEAREST_EVEN = 0, /**< IEEE round to nearest, ties to even (default) */
-  AMP_ROUND_STOCHASTIC = 1    /**< round up with probability equal to the
-                                   discarded fraction (F32 → F16/BF16 only) */
+  AMP_ROUND_STOCHASTIC = 1    /**< round the magnitude up with probability
+                                   (|x| - lo)/(hi - lo), lo and hi the
+                                   neighbours of x (F32 → F16/BF16 only). Exact
+                                   except for F16 results below 2^-40, where
+                                   it is resolved to 2^-64. Finite values may
+                                   round up to inf; inf and NaN convert as
+                                   with round to nearest even. */
 } amp_rounding;
 
 /** Options for amp_convert_ex(). Zero-initialise for the defaults. */
@@ -160,13 +168,15 @@ typedef struct amp_convert_opts {
  *  overlap unless equal and the types have the same size. n == 0 is a no-op.
  *  Returns AMP_ERR_INVALID_ARG for NULL buffers with n > 0 and
  *  AMP_ERR_UNSUPPORTED for integer or invalid dtypes. Uses AVX2/F16C when the
- *  CPU has them (detected at run time), and gives the same bits either way. */
+ *  CPU has them (detected at run time), and gives the same bits either way.
+ *  Large arrays are split across OpenMP's default number of threads. */
 amp_status amp_convert(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
                        size_t n);
 
 /** amp_convert() with options: stochastic rounding (F32 → F16/BF16 only;
  *  other pairs return AMP_ERR_UNSUPPORTED with it) and FP8 saturation.
- *  `opts` may be NULL for the defaults. */
+ *  `opts` may be NULL for the defaults; an unknown rounding mode gives
+ *  AMP_ERR_INVALID_ARG. */
 amp_status amp_convert_ex(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
                           size_t n, const amp_convert_opts *opts);
 
@@ -260,12 +270,12 @@ void amp_arena_reset_peak(amp_ctx *ctx, amp_arena_kind kind);
 /** A dense, contiguous, row-major tensor. Its storage belongs to the arena it
  *  was allocated from. Fields are read-only for users. */
 typedef struct amp_tensor {
-  amp_dtype dtype;               /**< element type */
-  int ndim;                      /**< 1..AMP_MAX_DIMS */
-  int64_t shape[AMP_MAX_DIMS];   /**< sizes; entries past ndim are 1 */
-  int64_t numel;                 /**< product of the sizes */
-  void *data;                    /**< numel * amp_dtype_size(dtype) bytes */
-  amp_arena_kind arena;          /**< where data and this struct live */
+  amp_dtype dtype;             /**< element type */
+  int ndim;                    /**< 1..AMP_MAX_DIMS */
+  int64_t shape[AMP_MAX_DIMS]; /**< sizes; entries past ndim are 1 */
+  int64_t numel;               /**< product of the sizes */
+  void *data;                  /**< numel * amp_dtype_size(dtype) bytes */
+  amp_arena_kind arena;        /**< where data and this struct live */
 } amp_tensor;
 
 /** Allocates a tensor of the given dtype and shape (1 <= ndim <= 4, every
@@ -305,9 +315,9 @@ typedef enum amp_trans {
 /** Optional fused GEMM epilogue, applied after alpha·op(A)·op(B) + beta·C and
  *  before rounding to C's dtype: first the bias, then ReLU. */
 typedef struct amp_epilogue {
-  const void *bias;      /**< NULL, or n values added to every row of C */
-  amp_dtype bias_dtype;  /**< F32, F16 or BF16 */
-  int relu;              /**< non-zero: C = max(C, 0) */
+  const void *bias;     /**< NULL, or n values added to every row of C */
+  amp_dtype bias_dtype; /**< F32, F16 or BF16 */
+  int relu;             /**< non-zero: C = max(C, 0) */
 } amp_epilogue;
 
 /** C = alpha·op(A)·op(B) + beta·C (then the epilogue, if any).
@@ -392,10 +402,10 @@ amp_status amp_log_softmax_rows(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_
 
 /** Geometry of a 2-D convolution over one image of c×h×w (CHW). */
 typedef struct amp_conv_geom {
-  int64_t c, h, w;              /**< input channels, height, width */
-  int64_t kh, kw;               /**< kernel height, width */
-  int64_t stride_h, stride_w;   /**< strides (>= 1) */
-  int64_t pad_h, pad_w;         /**< zero padding on each side (>= 0) */
+  int64_t c, h, w;            /**< input channels, height, width */
+  int64_t kh, kw;             /**< kernel height, width */
+  int64_t stride_h, stride_w; /**< strides (>= 1) */
+  int64_t pad_h, pad_w;       /**< zero padding on each side (>= 0) */
 } amp_conv_geom;
 
 /** Output height and width of a convolution; 0 in both when the geometry is

@@ -22,10 +22,12 @@ static uint32_t rnd32(void) { /* xorshift64* */
   return (uint32_t)((rng_state * 0x2545f4914f6cdd1du) >> 32);
 }
 
+#ifdef AMPC_HAVE_X86_SIMD
 static int simd_ok(void) {
   const unsigned need = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C;
   return (amp_cpu_features() & need) == need;
 }
+#endif
 
 /* The element helper of each format, as bits. */
 static uint32_t conv(const ref_fmt *F, float f, int sat) {

@@ -45,7 +45,7 @@ static inline uint16_t amp__f32_to_f16(float f) {
   }
   if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 → inf */
   if (ax < 0x38800000u) {                                   /* below 2^-14 */
-    if (ax < 0x33000000u) return (uint16_t)sign;             /* below 2^-25 → ±0 */
+    if (ax < 0x33000000u) return (uint16_t)sign;            /* below 2^-25 → ±0 */
     uint32_t e = ax >> 23;
     uint32_t m = (ax & 0x7fffffu) | 0x800000u;
     uint32_t shift = 126 - e; /* 14..24 */
