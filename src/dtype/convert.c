@@ -159,14 +159,15 @@ void amp__cvt_f32_to_bf16_sr_scalar(uint16_t *dst, const float *src, size_t n, u
 /* ---- amp_convert ------------------------------------------------------- */
 
 /* Work split: blocks of CHUNK elements across threads once n > PAR_MIN;
- * non-temporal stores once the output exceeds NT_MIN_BYTES. */
+ * F32 -> F16/BF16 uses non-temporal stores once the output exceeds
+ * NT_MIN_BYTES (far past any LLC, so the output would be evicted anyway). */
 #define CHUNK ((size_t)1 << 16)
 #define PAR_MIN ((size_t)1 << 20)
 #define NT_MIN_BYTES ((size_t)64 << 20)
 
 typedef struct cvt_plan {
   amp_dtype dt, st;
-  int saturate, sr, simd, nt;
+  int saturate, sr, simd, nt; /* nt: non-temporal stores when narrowing */
   uint64_t key, offset;
 } cvt_plan;
 
@@ -176,7 +177,7 @@ static void to_f32(float *dst, const void *src, const cvt_plan *p, size_t n) {
   case AMP_F16:
 #ifdef AMPC_HAVE_X86_SIMD
     if (p->simd) {
-      amp__cvt_f16_to_f32_avx2(dst, src, n, p->nt);
+      amp__cvt_f16_to_f32_avx2(dst, src, n);
       return;
     }
 #endif
@@ -185,7 +186,7 @@ static void to_f32(float *dst, const void *src, const cvt_plan *p, size_t n) {
   case AMP_BF16:
 #ifdef AMPC_HAVE_X86_SIMD
     if (p->simd) {
-      amp__cvt_bf16_to_f32_avx2(dst, src, n, p->nt);
+      amp__cvt_bf16_to_f32_avx2(dst, src, n);
       return;
     }
 #endif
@@ -273,7 +274,7 @@ amp_status amp__convert_impl(void *dst, amp_dtype dst_type, const void *src, amp
   cvt_plan p = {dst_type, src_type, opts->saturate, sr, 0, 0, 0, opts->offset};
 #ifdef AMPC_HAVE_X86_SIMD
   p.simd = simd != 0;
-  p.nt = p.simd && n * amp_dtype_size(dst_type) >= NT_MIN_BYTES;
+  p.nt = p.simd && src_type == AMP_F32 && n * amp_dtype_size(dst_type) >= NT_MIN_BYTES;
 #else
   (void)simd;
 #endif

@@ -1,23 +1,25 @@
 /* AVX2/F16C kernels for F32 <-> F16/BF16, bit-identical to the scalar ones:
  * vcvtps2ph with imm 0 rounds to nearest even and quiets NaN exactly as
  * amp__f32_to_f16 does; BF16 rounding is done with integer ops. Tails (and,
- * with non-temporal stores, the head up to the aligned part) run scalar. */
+ * with non-temporal stores, the head up to the aligned part) run scalar.
+ * Non-temporal stores only pay off for the narrowing kernels: measured on
+ * Zen 5 they speed up F32 -> F16 by ~10% and slow F16 -> F32 by ~20%. */
 #include "convert_internal.h"
 #include "dtype_inline.h"
 
 #include <immintrin.h>
 
-/* Elements to convert scalar before dst is `align`-byte aligned (<= n). */
-static size_t head_len(const void *dst, size_t esize, size_t align, size_t n, int nt) {
+/* With non-temporal stores, the number of elements to convert scalar before
+ * dst is `align`-byte aligned (at most n; all of them if dst is odd). */
+static size_t head_len(const uint16_t *dst, size_t align, size_t n, int nt) {
   if (!nt) return 0;
   size_t mis = (uintptr_t)dst % align;
-  size_t h = mis ? (align - mis) / esize : 0;
-  if ((uintptr_t)dst % esize) h = n; /* cannot align: stay scalar */
+  size_t h = mis % 2 ? n : mis ? (align - mis) / 2 : 0;
   return h < n ? h : n;
 }
 
 void amp__cvt_f32_to_f16_avx2(uint16_t *dst, const float *src, size_t n, int nt) {
-  size_t i = head_len(dst, 2, 16, n, nt);
+  size_t i = head_len(dst, 16, n, nt);
   amp__cvt_f32_to_f16_scalar(dst, src, i);
   if (nt) {
     for (; i + 8 <= n; i += 8)
@@ -30,17 +32,10 @@ void amp__cvt_f32_to_f16_avx2(uint16_t *dst, const float *src, size_t n, int nt)
   amp__cvt_f32_to_f16_scalar(dst + i, src + i, n - i);
 }
 
-void amp__cvt_f16_to_f32_avx2(float *dst, const uint16_t *src, size_t n, int nt) {
-  size_t i = head_len(dst, 4, 32, n, nt);
-  amp__cvt_f16_to_f32_scalar(dst, src, i);
-  if (nt) {
-    for (; i + 8 <= n; i += 8)
-      _mm256_stream_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-    _mm_sfence();
-  } else {
-    for (; i + 8 <= n; i += 8)
-      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-  }
+void amp__cvt_f16_to_f32_avx2(float *dst, const uint16_t *src, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
   amp__cvt_f16_to_f32_scalar(dst + i, src + i, n - i);
 }
 
@@ -57,7 +52,7 @@ static inline __m256i bf16_round8(__m256i x) {
 }
 
 void amp__cvt_f32_to_bf16_avx2(uint16_t *dst, const float *src, size_t n, int nt) {
-  size_t i = head_len(dst, 2, 32, n, nt);
+  size_t i = head_len(dst, 32, n, nt);
   amp__cvt_f32_to_bf16_scalar(dst, src, i);
   for (; i + 16 <= n; i += 16) {
     __m256i a = bf16_round8(_mm256_loadu_si256((const __m256i *)(src + i)));
@@ -73,17 +68,11 @@ void amp__cvt_f32_to_bf16_avx2(uint16_t *dst, const float *src, size_t n, int nt
   amp__cvt_f32_to_bf16_scalar(dst + i, src + i, n - i);
 }
 
-void amp__cvt_bf16_to_f32_avx2(float *dst, const uint16_t *src, size_t n, int nt) {
-  size_t i = head_len(dst, 4, 32, n, nt);
-  amp__cvt_bf16_to_f32_scalar(dst, src, i);
+void amp__cvt_bf16_to_f32_avx2(float *dst, const uint16_t *src, size_t n) {
+  size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
-    __m256i v = _mm256_slli_epi32(h, 16);
-    if (nt)
-      _mm256_stream_si256((__m256i *)(dst + i), v);
-    else
-      _mm256_storeu_si256((__m256i *)(dst + i), v);
+    _mm256_storeu_si256((__m256i *)(dst + i), _mm256_slli_epi32(h, 16));
   }
-  if (nt) _mm_sfence();
   amp__cvt_bf16_to_f32_scalar(dst + i, src + i, n - i);
 }

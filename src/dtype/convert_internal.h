@@ -45,12 +45,12 @@ void amp__cvt_f32_to_bf16_sr_scalar(uint16_t *dst, const float *src, size_t n, u
 
 #ifdef AMPC_HAVE_X86_SIMD
 /* AVX2/F16C kernels (only call when amp_cpu_features() has AVX2, FMA and
- * F16C). `nt` non-zero: use non-temporal stores for the aligned body, for
- * outputs far larger than the caches. */
+ * F16C). For the narrowing ones, `nt` non-zero uses non-temporal stores for
+ * the aligned body (for outputs far larger than the caches). */
 void amp__cvt_f32_to_f16_avx2(uint16_t *dst, const float *src, size_t n, int nt);
-void amp__cvt_f16_to_f32_avx2(float *dst, const uint16_t *src, size_t n, int nt);
+void amp__cvt_f16_to_f32_avx2(float *dst, const uint16_t *src, size_t n);
 void amp__cvt_f32_to_bf16_avx2(uint16_t *dst, const float *src, size_t n, int nt);
-void amp__cvt_bf16_to_f32_avx2(float *dst, const uint16_t *src, size_t n, int nt);
+void amp__cvt_bf16_to_f32_avx2(float *dst, const uint16_t *src, size_t n);
 #endif
 
 /* amp_convert_ex() with the SIMD choice made by the caller (simd non-zero:
