@@ -1,7 +1,6 @@
 /* Conversions between number formats: the per-element helpers of ampc.h, the
  * scalar bulk kernels and amp_convert(), which picks the AVX2/F16C kernels at
  * run time and splits large arrays across OpenMP threads. */
-#include "../core/internal.h"
 #include "convert_internal.h"
 #include "dtype_inline.h"
 
