@@ -1,0 +1,255 @@
+/* AVX2/FMA GEMM: op(A) and op(B) are packed once, widened to F32, into
+ * slivers of MR rows (A) and NR columns (B) over the whole of K; the
+ * micro-kernel then only does FMAs. Threads share the packing and then take
+ * tasks (blocks of M × N) with all of K each, so every element is one FMA
+ * chain over k in order, whatever the thread count or blocking. */
+#include "gemm_internal.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Micro-tile MR × NR; a task covers up to MC × NC of C; K is walked in
+ * near-equal blocks of at most KC so that a B sliver stays in L1 and an A
+ * block in L2. */
+enum { MR = 6, NR = 16, MC = 144, NC = 512, KC = 256 };
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Eight consecutive elements of a buffer of dtype dt from index i, as F32. */
+static inline __m256 load8(const void *p, int dt, size_t i) {
+  switch (dt) {
+  case AMP_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+  case AMP_BF16: {
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  default: return _mm256_loadu_ps((const float *)p + i);
+  }
+}
+
+/* Stores eight F32 values at index i of a buffer of dtype dt, rounding to
+ * nearest even exactly as amp__store_f32 does. */
+static inline void store8(void *p, int dt, size_t i, __m256 v) {
+  switch (dt) {
+  case AMP_F16:
+    _mm_storeu_si128((__m128i *)((uint16_t *)p + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    break;
+  case AMP_BF16: {
+    __m256i x = _mm256_castps_si256(v);
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), odd), 16);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)),
+                                     _mm256_set1_epi32(0x7f800000));
+    __m256i q = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+    r = _mm256_blendv_epi8(r, q, nan);
+    r = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+    _mm_storeu_si128((__m128i *)((uint16_t *)p + i), _mm256_castsi256_si128(r));
+    break;
+  }
+  default: _mm256_storeu_ps((float *)p + i, v); break;
+  }
+}
+
+/* In-place transpose of an 8 × 8 block held as eight rows. */
+static inline void transpose8(__m256 r[8]) {
+  __m256 t[8], s[8];
+  for (int q = 0; q < 8; q += 2) {
+    t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+    t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+  }
+  for (int q = 0; q < 8; q += 4) {
+    s[q] = _mm256_shuffle_ps(t[q], t[q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    s[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    s[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    s[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int q = 0; q < 4; q++) {
+    r[q] = _mm256_permute2f128_ps(s[q], s[q + 4], 0x20);
+    r[q + 4] = _mm256_permute2f128_ps(s[q], s[q + 4], 0x31);
+  }
+}
+
+/* Packs sliver s of op(A) (rows s·MR ..) as K groups of MR floats; rows past
+ * m are zero. */
+static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
+  const int64_t i0 = s * MR, mr = g->m - i0 < MR ? g->m - i0 : MR, K = g->k;
+  const size_t lda = (size_t)g->lda;
+  const __m256i mask6 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+  int64_t p = 0;
+  if (!g->ta) { /* op(A)(i, p) = A[i·lda + p]: transpose 8-wide chunks of the rows */
+    if (mr == MR) {
+      for (; p + 8 <= K; p += 8) {
+        __m256 r[8];
+        for (int q = 0; q < MR; q++)
+          r[q] = load8(g->a, g->a_type, (size_t)(i0 + q) * lda + (size_t)p);
+        r[6] = r[7] = _mm256_setzero_ps();
+        transpose8(r);
+        for (int q = 0; q < 8; q++) _mm256_maskstore_ps(dst + (p + q) * MR, mask6, r[q]);
+      }
+    }
+    for (; p < K; p++)
+      for (int q = 0; q < MR; q++)
+        dst[p * MR + q] =
+            q < mr ? amp__load_f32(g->a, g->a_type, (size_t)(i0 + q) * lda + (size_t)p) : 0.0f;
+  } else { /* op(A)(i, p) = A[p·lda + i]: rows of A are contiguous here */
+    if (i0 + 8 <= g->m)
+      for (; p < K; p++)
+        _mm256_maskstore_ps(dst + p * MR, mask6,
+                            load8(g->a, g->a_type, (size_t)p * lda + (size_t)i0));
+    for (; p < K; p++)
+      for (int q = 0; q < MR; q++)
+        dst[p * MR + q] =
+            q < mr ? amp__load_f32(g->a, g->a_type, (size_t)p * lda + (size_t)(i0 + q)) : 0.0f;
+  }
+}
+
+/* Packs sliver t of op(B) (columns t·NR ..) as K rows of NR floats; columns
+ * past n are zero. */
+static void pack_b(const amp__gemm_args *g, int64_t t, float *dst) {
+  const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, K = g->k;
+  const size_t ldb = (size_t)g->ldb;
+  int64_t p = 0;
+  if (nr == NR) {
+    if (!g->tb) { /* op(B)(p, j) = B[p·ldb + j] */
+      for (; p < K; p++) {
+        _mm256_store_ps(dst + p * NR, load8(g->b, g->b_type, (size_t)p * ldb + (size_t)j0));
+        _mm256_store_ps(dst + p * NR + 8, load8(g->b, g->b_type, (size_t)p * ldb + (size_t)j0 + 8));
+      }
+    } else { /* op(B)(p, j) = B[j·ldb + p]: transpose 8 × 8 blocks */
+      for (; p + 8 <= K; p += 8) {
+        for (int h = 0; h < NR; h += 8) {
+          __m256 r[8];
+          for (int q = 0; q < 8; q++)
+            r[q] = load8(g->b, g->b_type, (size_t)(j0 + h + q) * ldb + (size_t)p);
+          transpose8(r);
+          for (int q = 0; q < 8; q++) _mm256_store_ps(dst + (p + q) * NR + h, r[q]);
+        }
+      }
+    }
+  }
+  const size_t sp = g->tb ? 1 : ldb, sj = g->tb ? ldb : 1;
+  for (; p < K; p++)
+    for (int q = 0; q < NR; q++)
+      dst[p * NR + q] =
+          q < nr ? amp__load_f32(g->b, g->b_type, (size_t)p * sp + (size_t)(j0 + q) * sj) : 0.0f;
+}
+
+/* tile (MR × NR, row-major) = [tile if load, else 0] + pa·pb over kc steps,
+ * each step one FMA per element. */
+static void kernel_6x16(int64_t kc, const float *pa, const float *pb, float *tile, int load) {
+  __m256 c[MR][2];
+  for (int r = 0; r < MR; r++) {
+    c[r][0] = load ? _mm256_load_ps(tile + r * NR) : _mm256_setzero_ps();
+    c[r][1] = load ? _mm256_load_ps(tile + r * NR + 8) : _mm256_setzero_ps();
+  }
+  for (int64_t p = 0; p < kc; p++) {
+    const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+    for (int r = 0; r < MR; r++) {
+      const __m256 a = _mm256_broadcast_ss(pa + r);
+      c[r][0] = _mm256_fmadd_ps(a, b0, c[r][0]);
+      c[r][1] = _mm256_fmadd_ps(a, b1, c[r][1]);
+    }
+    pa += MR;
+    pb += NR;
+  }
+  for (int r = 0; r < MR; r++) {
+    _mm256_store_ps(tile + r * NR, c[r][0]);
+    _mm256_store_ps(tile + r * NR + 8, c[r][1]);
+  }
+}
+
+/* Writes the finished tile to C at (i0, j0): the operations of
+ * amp__gemm_finish, eight columns at a time where the tile is whole. */
+static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, int64_t j0) {
+  const int64_t mr = g->m - i0 < MR ? g->m - i0 : MR, nr = g->n - j0 < NR ? g->n - j0 : NR;
+  if (nr < NR) {
+    for (int64_t r = 0; r < mr; r++)
+      for (int64_t q = 0; q < nr; q++) amp__gemm_finish(g, i0 + r, j0 + q, tile[r * NR + q]);
+    return;
+  }
+  const __m256 alpha = _mm256_set1_ps(g->alpha), beta = _mm256_set1_ps(g->beta);
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 bias[2] = {zero, zero};
+  if (g->bias)
+    for (int h = 0; h < 2; h++) bias[h] = load8(g->bias, g->bias_type, (size_t)(j0 + 8 * h));
+  for (int64_t r = 0; r < mr; r++) {
+    for (int h = 0; h < 2; h++) {
+      const size_t ci = (size_t)(i0 + r) * (size_t)g->ldc + (size_t)(j0 + 8 * h);
+      __m256 v = _mm256_mul_ps(alpha, _mm256_load_ps(tile + r * NR + 8 * h));
+      if (g->beta != 0.0f) v = _mm256_add_ps(v, _mm256_mul_ps(beta, load8(g->c, g->c_type, ci)));
+      if (g->bias) v = _mm256_add_ps(v, bias[h]);
+      if (g->relu) v = _mm256_max_ps(zero, v);
+      store8(g->c, g->c_type, ci, v);
+    }
+  }
+}
+
+/* One task: C rows of A slivers [s0, s1) × columns of B slivers [t0, t1),
+ * over all of K in kb blocks of kcl. acc holds the partial tiles between K
+ * blocks. */
+static void run_task(const amp__gemm_args *g, const float *pa, const float *pb, int64_t s0,
+                     int64_t s1, int64_t t0, int64_t t1, int64_t kb, int64_t kcl, float *acc) {
+  const int64_t K = g->k;
+  for (int64_t q = 0; q < kb; q++) {
+    const int64_t p0 = q * kcl, kc = (p0 + kcl < K ? p0 + kcl : K) - p0;
+    for (int64_t t = t0; t < t1; t++) {
+      const float *pbs = pb + (size_t)(t * K + p0) * NR;
+      for (int64_t s = s0; s < s1; s++) {
+        float *tile = kb == 1 ? acc : acc + (size_t)((t - t0) * (s1 - s0) + (s - s0)) * MR * NR;
+        kernel_6x16(kc, pa + (size_t)(s * K + p0) * MR, pbs, tile, q > 0);
+        if (q == kb - 1) finish_tile(g, tile, s * MR, t * NR);
+      }
+    }
+  }
+}
+
+static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
+amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
+  const int64_t K = g->k, ms = ceil_div(g->m, MR), ns = ceil_div(g->n, NR);
+  const int threads = g->threads;
+  /* Task grid: blocks of about MC rows × NC columns; with few tasks, split N
+   * further so that every thread gets an equal share. */
+  int64_t mb = ceil_div(ms, MC / MR), nb = ceil_div(ns, NC / NR);
+  if (mb * nb < 4 * threads) nb = ceil_div(nb, threads) * threads;
+  if (nb > ns) nb = ns;
+  const int64_t kb = ceil_div(K, KC), kcl = ceil_div(K, kb);
+  const size_t acc_floats = (size_t)(ceil_div(ms, mb) * ceil_div(ns, nb)) * MR * NR;
+
+  float *pa = alloc64((size_t)(ms * K) * MR * sizeof(float));
+  float *pb = alloc64((size_t)(ns * K) * NR * sizeof(float));
+  float *acc = alloc64((size_t)threads * acc_floats * sizeof(float));
+  if (!pa || !pb || !acc) {
+    free(pa), free(pb), free(acc);
+    return amp__error(ctx, AMP_ERR_NOMEM,
+                      "amp_gemm: out of memory for packed panels (m=%lld n=%lld k=%lld)",
+                      (long long)g->m, (long long)g->n, (long long)K);
+  }
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t x = 0; x < ms + ns; x++) {
+      if (x < ms)
+        pack_a(g, x, pa + (size_t)(x * K) * MR);
+      else
+        pack_b(g, x - ms, pb + (size_t)((x - ms) * K) * NR);
+    }
+#ifdef _OPENMP
+    float *my_acc = acc + (size_t)omp_get_thread_num() * acc_floats;
+#else
+    float *my_acc = acc;
+#endif
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < mb * nb; task++) {
+      const int64_t bi = task / nb, bj = task % nb;
+      run_task(g, pa, pb, bi * ms / mb, (bi + 1) * ms / mb, bj * ns / nb, (bj + 1) * ns / nb, kb,
+               kcl, my_acc);
+    }
+  }
+  free(pa), free(pb), free(acc);
+  return AMP_OK;
+}
