@@ -139,28 +139,49 @@ static void pack_b(const amp__gemm_args *g, int64_t t, float *dst) {
 }
 
 /* tile (MR × NR, row-major) = [tile if load, else 0] + pa·pb over kc steps,
- * each step one FMA per element. */
+ * each step one FMA per element. The twelve accumulators are named so that
+ * they stay in registers. */
+#define KROW(r)                                                                                    \
+  do {                                                                                             \
+    const __m256 a = _mm256_broadcast_ss(pa + (r));                                                \
+    c##r##0 = _mm256_fmadd_ps(a, b0, c##r##0);                                                     \
+    c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1);                                                     \
+  } while (0)
+#define KLOAD(r)                                                                                   \
+  __m256 c##r##0 = load ? _mm256_load_ps(tile + (r)*NR) : _mm256_setzero_ps();                     \
+  __m256 c##r##1 = load ? _mm256_load_ps(tile + (r)*NR + 8) : _mm256_setzero_ps()
+#define KSTORE(r)                                                                                  \
+  _mm256_store_ps(tile + (r)*NR, c##r##0);                                                         \
+  _mm256_store_ps(tile + (r)*NR + 8, c##r##1)
+
 static void kernel_6x16(int64_t kc, const float *pa, const float *pb, float *tile, int load) {
-  __m256 c[MR][2];
-  for (int r = 0; r < MR; r++) {
-    c[r][0] = load ? _mm256_load_ps(tile + r * NR) : _mm256_setzero_ps();
-    c[r][1] = load ? _mm256_load_ps(tile + r * NR + 8) : _mm256_setzero_ps();
-  }
+  KLOAD(0);
+  KLOAD(1);
+  KLOAD(2);
+  KLOAD(3);
+  KLOAD(4);
+  KLOAD(5);
   for (int64_t p = 0; p < kc; p++) {
     const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
-    for (int r = 0; r < MR; r++) {
-      const __m256 a = _mm256_broadcast_ss(pa + r);
-      c[r][0] = _mm256_fmadd_ps(a, b0, c[r][0]);
-      c[r][1] = _mm256_fmadd_ps(a, b1, c[r][1]);
-    }
+    KROW(0);
+    KROW(1);
+    KROW(2);
+    KROW(3);
+    KROW(4);
+    KROW(5);
     pa += MR;
     pb += NR;
   }
-  for (int r = 0; r < MR; r++) {
-    _mm256_store_ps(tile + r * NR, c[r][0]);
-    _mm256_store_ps(tile + r * NR + 8, c[r][1]);
-  }
+  KSTORE(0);
+  KSTORE(1);
+  KSTORE(2);
+  KSTORE(3);
+  KSTORE(4);
+  KSTORE(5);
 }
+#undef KROW
+#undef KLOAD
+#undef KSTORE
 
 /* Writes the finished tile to C at (i0, j0): the operations of
  * amp__gemm_finish, eight columns at a time where the tile is whole. */
