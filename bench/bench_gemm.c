@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef AMPC_HAVE_OPENBLAS
 #include <cblas.h>
 #endif
@@ -59,31 +60,42 @@ static int run_blas(const gemm_shape *s, gemm_bufs *b) {
 }
 #endif
 
-/* Median GFLOP/s of fn over the repeats; -1 on failure. */
-static double time_gflops(const gemm_shape *s, gemm_bufs *b,
-                          int (*fn)(const gemm_shape *, gemm_bufs *)) {
-  double t0 = ampb_now();
-  if (!fn(s, b)) return -1; /* warm-up, and a first estimate of the time */
-  double once = ampb_now() - t0;
-  int reps = s->reps;
-  if (reps <= 0) {
-    reps = once > 0 ? (int)(0.5 / once) : 1000;
-    if (reps < 5) reps = 5;
-    if (reps > 1000) reps = 1000;
+typedef int (*gemm_fn)(const gemm_shape *, gemm_bufs *);
+
+/* Idle threads of the other library spin for a while after their last call;
+ * pausing lets them go to sleep so that they do not share the cores. */
+static void pause_threads(void) {
+  struct timespec t = {0, 150000000};
+  nanosleep(&t, NULL);
+}
+
+/* Calls fn for at least min_s seconds (and 3 calls); returns the time of the
+ * last call, or -1 on failure. Warms caches, page mappings, thread pools. */
+static double warm_up(const gemm_shape *s, gemm_bufs *b, gemm_fn fn, double min_s) {
+  double start = ampb_now(), t0 = start, once = 0;
+  for (int i = 0; i < 3 || t0 - start < min_s; i++) {
+    if (!fn(s, b)) return -1;
+    double t1 = ampb_now();
+    once = t1 - t0;
+    t0 = t1;
   }
-  double *r = malloc((size_t)reps * sizeof *r);
-  if (!r) return -1;
-  for (int i = 0; i < reps; i++) {
-    t0 = ampb_now();
+  return once;
+}
+
+/* Times n calls of fn, storing each call's GFLOP/s in r. */
+static void timed_calls(const gemm_shape *s, gemm_bufs *b, gemm_fn fn, int n, double *r) {
+  for (int i = 0; i < n; i++) {
+    double t0 = ampb_now();
     fn(s, b);
     r[i] = 2.0 * (double)s->m * (double)s->n * (double)s->k / (ampb_now() - t0) * 1e-9;
   }
-  double g = ampb_median(r, reps);
-  free(r);
-  return g;
 }
 
-/* Measures ours and (when linked) OpenBLAS sgemm; *blas is 0 without it. */
+enum { ROUNDS = 5 };
+
+/* Measures ours and (when linked) OpenBLAS sgemm, the medians of per-call
+ * rates; *blas is 0 without OpenBLAS. The two alternate in ROUNDS batches so
+ * that both see the same machine (shared hosts vary over seconds). */
 static int measure(const gemm_shape *s, double *ours, double *blas) {
   gemm_bufs b = {0};
   size_t ac = (size_t)(s->m * s->k), bc = (size_t)(s->k * s->n), cc = (size_t)(s->m * s->n);
@@ -92,19 +104,37 @@ static int measure(const gemm_shape *s, double *ours, double *blas) {
   b.a = fill(s->at, ac, &b.af);
   b.b = fill(s->bt, bc, &b.bf);
   b.c = fill(s->ct, cc, &b.cf);
-  int ok = b.ctx && b.a && b.b && b.c;
+  int ok = b.ctx && b.a && b.b && b.c, have_blas = ampb_have_openblas();
   *ours = *blas = 0;
-  if (ok) *ours = time_gflops(s, &b, run_ours);
-  if (ok && *ours < 0) {
+  double once = ok ? warm_up(s, &b, run_ours, 0.2) : -1;
+  if (ok && once < 0) {
     fprintf(stderr, "ampc bench gemm: amp_gemm failed: %s\n", amp_ctx_error(b.ctx));
     ok = 0;
   }
 #ifdef AMPC_HAVE_OPENBLAS
-  if (ok) {
-    openblas_set_num_threads(s->threads);
-    *blas = time_gflops(s, &b, run_blas);
-  }
+  openblas_set_num_threads(s->threads);
+  if (ok) pause_threads(), warm_up(s, &b, run_blas, 0.1);
 #endif
+  /* Per round: about 0.1 s of our calls (or reps / ROUNDS). */
+  int per_round = s->reps > 0 ? (s->reps + ROUNDS - 1) / ROUNDS : (int)(0.1 / (once + 1e-9));
+  if (per_round < 1) per_round = 1;
+  if (per_round > 200) per_round = 200;
+  double *r1 = malloc((size_t)(ROUNDS * per_round) * sizeof *r1);
+  double *r2 = malloc((size_t)(ROUNDS * per_round) * sizeof *r2);
+  ok = ok && r1 && r2;
+  for (int round = 0; ok && round < ROUNDS; round++) {
+    pause_threads();
+    timed_calls(s, &b, run_ours, per_round, r1 + round * per_round);
+#ifdef AMPC_HAVE_OPENBLAS
+    pause_threads();
+    timed_calls(s, &b, run_blas, per_round, r2 + round * per_round);
+#endif
+  }
+  if (ok) {
+    *ours = ampb_median(r1, ROUNDS * per_round);
+    if (have_blas) *blas = ampb_median(r2, ROUNDS * per_round);
+  }
+  free(r1), free(r2);
   free(b.a), free(b.b), free(b.c), free(b.af), free(b.bf), free(b.cf);
   amp_ctx_free(b.ctx);
   return ok;

@@ -14,7 +14,7 @@
 /* Micro-tile MR × NR; a task covers up to MC × NC of C; K is walked in
  * near-equal blocks of at most KC so that a B sliver stays in L1 and an A
  * block in L2. */
-enum { MR = 6, NR = 16, MC = 144, NC = 512, KC = 256 };
+enum { MR = 6, NR = 16, MC = 144, NC = 512, KC = 512 };
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
