@@ -11,10 +11,10 @@
 #include <omp.h>
 #endif
 
-/* Micro-tile MR × NR; a task covers up to MC × NC of C; K is walked in
- * near-equal blocks of at most KC so that a B sliver stays in L1 and an A
- * block in L2. */
-enum { MR = 6, NR = 16, MC = 144, NC = 512, KC = 512 };
+/* Micro-tile MR × NR; a task covers up to MC × NC of C, with its packed A
+ * (at most A_L2_BYTES) kept in L2; K is walked in near-equal blocks of at
+ * most KC so that a block of a B sliver stays in L1. */
+enum { MR = 6, NR = 16, MC = 144, NC = 512, KC = 1024, A_L2_BYTES = 640 << 10 };
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -161,6 +161,7 @@ static void kernel_6x16(int64_t kc, const float *pa, const float *pb, float *til
   KLOAD(3);
   KLOAD(4);
   KLOAD(5);
+#pragma GCC unroll 4
   for (int64_t p = 0; p < kc; p++) {
     const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
     KROW(0);
@@ -210,18 +211,25 @@ static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, 
 }
 
 /* One task: C rows of A slivers [s0, s1) × columns of B slivers [t0, t1),
- * over all of K in kb blocks of kcl. acc holds the partial tiles between K
- * blocks. */
+ * each B sliver over all of K in kb blocks of kcl (the A slivers of the task
+ * stay in L2, a block of the B sliver in L1). acc holds the partial tiles of
+ * one B sliver between K blocks. With bbuf, the task packs each B sliver
+ * itself, into bbuf, just before using it. */
 static void run_task(const amp__gemm_args *g, const float *pa, const float *pb, int64_t s0,
-                     int64_t s1, int64_t t0, int64_t t1, int64_t kb, int64_t kcl, float *acc) {
+                     int64_t s1, int64_t t0, int64_t t1, int64_t kb, int64_t kcl, float *acc,
+                     float *bbuf) {
   const int64_t K = g->k;
-  for (int64_t q = 0; q < kb; q++) {
-    const int64_t p0 = q * kcl, kc = (p0 + kcl < K ? p0 + kcl : K) - p0;
-    for (int64_t t = t0; t < t1; t++) {
-      const float *pbs = pb + (size_t)(t * K + p0) * NR;
+  for (int64_t t = t0; t < t1; t++) {
+    const float *pbt = pb + (size_t)(t * K) * NR;
+    if (bbuf) {
+      pack_b(g, t, bbuf);
+      pbt = bbuf;
+    }
+    for (int64_t q = 0; q < kb; q++) {
+      const int64_t p0 = q * kcl, kc = (p0 + kcl < K ? p0 + kcl : K) - p0;
       for (int64_t s = s0; s < s1; s++) {
-        float *tile = kb == 1 ? acc : acc + (size_t)((t - t0) * (s1 - s0) + (s - s0)) * MR * NR;
-        kernel_6x16(kc, pa + (size_t)(s * K + p0) * MR, pbs, tile, q > 0);
+        float *tile = acc + (size_t)(s - s0) * MR * NR;
+        kernel_6x16(kc, pa + (size_t)(s * K + p0) * MR, pbt + (size_t)p0 * NR, tile, q > 0);
         if (q == kb - 1) finish_tile(g, tile, s * MR, t * NR);
       }
     }
@@ -233,44 +241,52 @@ static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 
 amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
   const int64_t K = g->k, ms = ceil_div(g->m, MR), ns = ceil_div(g->n, NR);
   const int threads = g->threads;
-  /* Task grid: blocks of about MC rows × NC columns; with few tasks, split N
-   * further so that every thread gets an equal share. */
-  int64_t mb = ceil_div(ms, MC / MR), nb = ceil_div(ns, NC / NR);
+  /* Task grid: up to MC rows, fewer when K is long so that the task's packed
+   * A stays in L2, × about NC columns; with few tasks, split N further so
+   * that every thread gets an equal share. */
+  int64_t mcs = A_L2_BYTES / (K * MR * (int64_t)sizeof(float));
+  mcs = mcs < 1 ? 1 : mcs > MC / MR ? MC / MR : mcs;
+  int64_t mb = ceil_div(ms, mcs), nb = ceil_div(ns, NC / NR);
   if (mb * nb < 4 * threads) nb = ceil_div(nb, threads) * threads;
   if (nb > ns) nb = ns;
+  /* With one block of rows every B sliver serves one task: that task packs
+   * it while it is needed, instead of all threads packing all of B first. */
+  const int fused = mb == 1;
   const int64_t kb = ceil_div(K, KC), kcl = ceil_div(K, kb);
-  const size_t acc_floats = (size_t)(ceil_div(ms, mb) * ceil_div(ns, nb)) * MR * NR;
+  const size_t acc_floats = (size_t)ceil_div(ms, mb) * MR * NR;
+  const size_t thread_floats = acc_floats + (fused ? (size_t)K * NR : 0);
 
   float *pa = alloc64((size_t)(ms * K) * MR * sizeof(float));
-  float *pb = alloc64((size_t)(ns * K) * NR * sizeof(float));
-  float *acc = alloc64((size_t)threads * acc_floats * sizeof(float));
-  if (!pa || !pb || !acc) {
-    free(pa), free(pb), free(acc);
+  float *pb = fused ? NULL : alloc64((size_t)(ns * K) * NR * sizeof(float));
+  float *work = alloc64((size_t)threads * thread_floats * sizeof(float));
+  if (!pa || (!fused && !pb) || !work) {
+    free(pa), free(pb), free(work);
     return amp__error(ctx, AMP_ERR_NOMEM,
                       "amp_gemm: out of memory for packed panels (m=%lld n=%lld k=%lld)",
                       (long long)g->m, (long long)g->n, (long long)K);
   }
+  const int64_t npack = ms + (fused ? 0 : ns);
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t x = 0; x < ms + ns; x++) {
+    for (int64_t x = 0; x < npack; x++) {
       if (x < ms)
         pack_a(g, x, pa + (size_t)(x * K) * MR);
       else
         pack_b(g, x - ms, pb + (size_t)((x - ms) * K) * NR);
     }
 #ifdef _OPENMP
-    float *my_acc = acc + (size_t)omp_get_thread_num() * acc_floats;
+    float *mine = work + (size_t)omp_get_thread_num() * thread_floats;
 #else
-    float *my_acc = acc;
+    float *mine = work;
 #endif
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < mb * nb; task++) {
       const int64_t bi = task / nb, bj = task % nb;
       run_task(g, pa, pb, bi * ms / mb, (bi + 1) * ms / mb, bj * ns / nb, (bj + 1) * ns / nb, kb,
-               kcl, my_acc);
+               kcl, mine, fused ? mine + acc_floats : NULL);
     }
   }
-  free(pa), free(pb), free(acc);
+  free(pa), free(pb), free(work);
   return AMP_OK;
 }
