@@ -131,7 +131,7 @@ static void test_sampled(amp_ctx *fast, amp_ctx *ref) {
       runs++;
     }
   }
-  /* Larger shapes: several M, N and K blocks, odd edges. */
+  /* Larger shapes: several M, N and K blocks (K past 1024), odd edges. */
   const gemm_case big[] = {
       {AMP_NO_TRANS, AMP_NO_TRANS, 257, 257, 257, 257, 257, 257, AMP_F32, AMP_F32, AMP_F32, 1, 0, 0,
        0, AMP_F32},
@@ -141,6 +141,10 @@ static void test_sampled(amp_ctx *fast, amp_ctx *ref) {
        AMP_F32},
       {AMP_TRANS, AMP_NO_TRANS, 200, 100, 128, 200, 100, 100, AMP_BF16, AMP_F32, AMP_BF16, -1,
        -1.5f, 0, 0, AMP_F32},
+      {AMP_NO_TRANS, AMP_TRANS, 40, 50, 2100, 2100, 2100, 50, AMP_BF16, AMP_F16, AMP_F32, 0.5f, 1,
+       1, 0, AMP_BF16},
+      {AMP_TRANS, AMP_NO_TRANS, 160, 20, 1300, 160, 20, 20, AMP_F32, AMP_F32, AMP_F16, 1, 0, 0, 1,
+       AMP_F32},
   };
   for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) run_case(&big[i], fast, ref);
   CHECK(runs == 216, "runs %d", runs);
