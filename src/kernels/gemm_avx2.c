@@ -242,12 +242,13 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
   const int64_t K = g->k, ms = ceil_div(g->m, MR), ns = ceil_div(g->n, NR);
   const int threads = g->threads;
   /* Task grid: up to MC rows, fewer when K is long so that the task's packed
-   * A stays in L2, × about NC columns; with few tasks, split N further so
-   * that every thread gets an equal share. */
+   * A stays in L2, × about NC columns; split N further when there are
+   * fewer than four tasks per thread, so that threads can balance the load
+   * (tasks are handed out dynamically). */
   int64_t mcs = A_L2_BYTES / (K * MR * (int64_t)sizeof(float));
   mcs = mcs < 1 ? 1 : mcs > MC / MR ? MC / MR : mcs;
   int64_t mb = ceil_div(ms, mcs), nb = ceil_div(ns, NC / NR);
-  if (mb * nb < 4 * threads) nb = ceil_div(nb, threads) * threads;
+  if (mb * nb < 4 * threads) nb = ceil_div(4 * threads, mb);
   if (nb > ns) nb = ns;
   /* With one block of rows every B sliver serves one task: that task packs
    * it while it is needed, instead of all threads packing all of B first. */
@@ -280,7 +281,7 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
 #else
     float *mine = work;
 #endif
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < mb * nb; task++) {
       const int64_t bi = task / nb, bj = task % nb;
       run_task(g, pa, pb, bi * ms / mb, (bi + 1) * ms / mb, bj * ns / nb, (bj + 1) * ns / nb, kb,
