@@ -154,15 +154,15 @@ static void pack_b(const amp__gemm_args *g, int64_t t, float *dst) {
   _mm256_store_ps(tile + (r)*NR, c##r##0);                                                         \
   _mm256_store_ps(tile + (r)*NR + 8, c##r##1)
 
-static void kernel_6x16(int64_t kc, const float *pa, const float *pb, float *tile, int load) {
+static __attribute__((noinline)) void kernel_6x16(int64_t kc, const float *pa, const float *pb,
+                                                  float *tile, int load) {
   KLOAD(0);
   KLOAD(1);
   KLOAD(2);
   KLOAD(3);
   KLOAD(4);
   KLOAD(5);
-#pragma GCC unroll 4
-  for (int64_t p = 0; p < kc; p++) {
+  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR) {
     const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
     KROW(0);
     KROW(1);
@@ -170,8 +170,6 @@ static void kernel_6x16(int64_t kc, const float *pa, const float *pb, float *til
     KROW(3);
     KROW(4);
     KROW(5);
-    pa += MR;
-    pb += NR;
   }
   KSTORE(0);
   KSTORE(1);
@@ -179,6 +177,40 @@ static void kernel_6x16(int64_t kc, const float *pa, const float *pb, float *til
   KSTORE(3);
   KSTORE(4);
   KSTORE(5);
+}
+
+/* The first four rows only, for the last sliver of op(A) when m is short. */
+static __attribute__((noinline)) void kernel_4x16(int64_t kc, const float *pa, const float *pb,
+                                                  float *tile, int load) {
+  KLOAD(0);
+  KLOAD(1);
+  KLOAD(2);
+  KLOAD(3);
+  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR) {
+    const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+    KROW(0);
+    KROW(1);
+    KROW(2);
+    KROW(3);
+  }
+  KSTORE(0);
+  KSTORE(1);
+  KSTORE(2);
+  KSTORE(3);
+}
+
+/* The first two rows only. */
+static __attribute__((noinline)) void kernel_2x16(int64_t kc, const float *pa, const float *pb,
+                                                  float *tile, int load) {
+  KLOAD(0);
+  KLOAD(1);
+  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR) {
+    const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+    KROW(0);
+    KROW(1);
+  }
+  KSTORE(0);
+  KSTORE(1);
 }
 #undef KROW
 #undef KLOAD
@@ -229,7 +261,14 @@ static void run_task(const amp__gemm_args *g, const float *pa, const float *pb, 
       const int64_t p0 = q * kcl, kc = (p0 + kcl < K ? p0 + kcl : K) - p0;
       for (int64_t s = s0; s < s1; s++) {
         float *tile = acc + (size_t)(s - s0) * MR * NR;
-        kernel_6x16(kc, pa + (size_t)(s * K + p0) * MR, pbt + (size_t)p0 * NR, tile, q > 0);
+        const float *pas = pa + (size_t)(s * K + p0) * MR, *pbs = pbt + (size_t)p0 * NR;
+        const int64_t rows = g->m - s * MR;
+        if (rows > 4)
+          kernel_6x16(kc, pas, pbs, tile, q > 0);
+        else if (rows > 2)
+          kernel_4x16(kc, pas, pbs, tile, q > 0);
+        else
+          kernel_2x16(kc, pas, pbs, tile, q > 0);
         if (q == kb - 1) finish_tile(g, tile, s * MR, t * NR);
       }
     }
