@@ -1,8 +1,9 @@
-/* AVX2/FMA GEMM: op(A) and op(B) are packed once, widened to F32, into
- * slivers of MR rows (A) and NR columns (B) over the whole of K; the
- * micro-kernel then only does FMAs. Threads share the packing and then take
- * tasks (blocks of M × N) with all of K each, so every element is one FMA
- * chain over k in order, whatever the thread count or blocking. */
+/* AVX2/FMA GEMM: op(A) and op(B) are packed, widened to F32, into slivers
+ * of MR rows (A) and NR columns (B) over the whole of K, so the micro-kernel
+ * only does FMAs. Threads pack A (and B, when several tasks share its
+ * slivers) together, then take tasks (blocks of M × N) that each run all of
+ * K, so every element is one FMA chain over k in order, whatever the thread
+ * count or blocking: the result matches the scalar reference bit for bit. */
 #include "gemm_internal.h"
 
 #include <immintrin.h>
@@ -154,6 +155,8 @@ static void pack_b(const amp__gemm_args *g, int64_t t, float *dst) {
   _mm256_store_ps(tile + (r)*NR, c##r##0);                                                         \
   _mm256_store_ps(tile + (r)*NR + 8, c##r##1)
 
+/* The kernels stay out of line: inlined into the task loop, GCC runs out of
+ * registers and reloads B from memory for every FMA. */
 static __attribute__((noinline)) void kernel_6x16(int64_t kc, const float *pa, const float *pb,
                                                   float *tile, int load) {
   KLOAD(0);
