@@ -74,12 +74,17 @@ static inline void transpose8(__m256 r[8]) {
   }
 }
 
+/* Stores the first six lanes of v (masked stores are slow on some cores). */
+static inline void store6(float *dst, __m256 v) {
+  _mm_storeu_ps(dst, _mm256_castps256_ps128(v));
+  _mm_storel_pi((__m64 *)(dst + 4), _mm256_extractf128_ps(v, 1));
+}
+
 /* Packs sliver s of op(A) (rows s·MR ..) as K groups of MR floats; rows past
  * m are zero. */
 static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
   const int64_t i0 = s * MR, mr = g->m - i0 < MR ? g->m - i0 : MR, K = g->k;
   const size_t lda = (size_t)g->lda;
-  const __m256i mask6 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
   int64_t p = 0;
   if (!g->ta) { /* op(A)(i, p) = A[i·lda + p]: transpose 8-wide chunks of the rows */
     if (mr == MR) {
@@ -89,7 +94,7 @@ static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
           r[q] = load8(g->a, g->a_type, (size_t)(i0 + q) * lda + (size_t)p);
         r[6] = r[7] = _mm256_setzero_ps();
         transpose8(r);
-        for (int q = 0; q < 8; q++) _mm256_maskstore_ps(dst + (p + q) * MR, mask6, r[q]);
+        for (int q = 0; q < 8; q++) store6(dst + (p + q) * MR, r[q]);
       }
     }
     for (; p < K; p++)
@@ -98,9 +103,7 @@ static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
             q < mr ? amp__load_f32(g->a, g->a_type, (size_t)(i0 + q) * lda + (size_t)p) : 0.0f;
   } else { /* op(A)(i, p) = A[p·lda + i]: rows of A are contiguous here */
     if (i0 + 8 <= g->m)
-      for (; p < K; p++)
-        _mm256_maskstore_ps(dst + p * MR, mask6,
-                            load8(g->a, g->a_type, (size_t)p * lda + (size_t)i0));
+      for (; p < K; p++) store6(dst + p * MR, load8(g->a, g->a_type, (size_t)p * lda + (size_t)i0));
     for (; p < K; p++)
       for (int q = 0; q < MR; q++)
         dst[p * MR + q] =
