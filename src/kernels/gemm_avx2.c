@@ -15,7 +15,15 @@
 /* Micro-tile MR × NR; a task covers up to MC × NC of C, with its packed A
  * (at most A_L2_BYTES) kept in L2; K is walked in near-equal blocks of at
  * most KC so that a block of a B sliver stays in L1. */
-enum { MR = 6, NR = 16, MC = 144, NC = 512, KC = 1024, A_L2_BYTES = 640 << 10 };
+enum {
+  MR = 6,
+  NR = 16,
+  MC = 144,
+  NC = 512,
+  KC = 1024,
+  A_L2_BYTES = 640 << 10,
+  SERIAL_FMAS = 1 << 21
+};
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -285,7 +293,8 @@ static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 
 
 amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
   const int64_t K = g->k, ms = ceil_div(g->m, MR), ns = ceil_div(g->n, NR);
-  const int threads = g->threads;
+  /* Below a few MFLOP, waking other threads costs more than it saves. */
+  const int threads = (double)g->m * (double)g->n * (double)K < SERIAL_FMAS ? 1 : g->threads;
   /* Task grid: up to MC rows, fewer when K is long so that the task's packed
    * A stays in L2, × about NC columns; split N further when there are
    * fewer than four tasks per thread, so that threads can balance the load
