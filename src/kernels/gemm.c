@@ -1,11 +1,107 @@
-/* GEMM driver. PLACEHOLDER until the packed, blocked kernel lands. */
-#include "../core/internal.h"
+/* GEMM driver: argument checks, the scalar reference path, and dispatch to
+ * the AVX2 fast path. */
+#include "gemm_internal.h"
+
+#include <math.h>
+
+static int gemm_dtype_ok(amp_dtype t) { return t == AMP_F32 || t == AMP_F16 || t == AMP_BF16; }
+
+/* The reference: per element, one fmaf chain over k in order from 0. The
+ * fast path performs the same chain, so the two agree bit for bit. */
+static void gemm_reference(const amp__gemm_args *g) {
+  const int64_t m = g->m, n = g->n, k = g->k;
+  const size_t sai = g->ta ? 1 : (size_t)g->lda, sap = g->ta ? (size_t)g->lda : 1;
+  const size_t sbp = g->tb ? 1 : (size_t)g->ldb, sbj = g->tb ? (size_t)g->ldb : 1;
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+  for (int64_t i = 0; i < m; i++) {
+    for (int64_t j = 0; j < n; j++) {
+      float acc = 0.0f;
+      for (int64_t p = 0; p < k; p++) {
+        float av = amp__load_f32(g->a, g->a_type, (size_t)i * sai + (size_t)p * sap);
+        float bv = amp__load_f32(g->b, g->b_type, (size_t)p * sbp + (size_t)j * sbj);
+        acc = fmaf(av, bv, acc);
+      }
+      amp__gemm_finish(g, i, j, acc);
+    }
+  }
+}
+
+/* k == 0: there are no products, so C = beta·C (then the epilogue). */
+static void gemm_scale_only(const amp__gemm_args *g) {
+  for (int64_t i = 0; i < g->m; i++) {
+    for (int64_t j = 0; j < g->n; j++) {
+      size_t ci = (size_t)i * (size_t)g->ldc + (size_t)j;
+      float v = g->beta != 0.0f ? g->beta * amp__load_f32(g->c, g->c_type, ci) : 0.0f;
+      if (g->bias) v = v + amp__load_f32(g->bias, g->bias_type, (size_t)j);
+      if (g->relu) v = v < 0.0f ? 0.0f : v;
+      amp__store_f32(g->c, g->c_type, ci, v);
+    }
+  }
+}
 
 amp_status amp_gemm(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t n, int64_t k,
                     float alpha, const void *a, amp_dtype a_type, int64_t lda, const void *b,
                     amp_dtype b_type, int64_t ldb, float beta, void *c, amp_dtype c_type,
                     int64_t ldc, const amp_epilogue *epilogue) {
-  (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)a_type, (void)lda;
-  (void)b, (void)b_type, (void)ldb, (void)beta, (void)c, (void)c_type, (void)ldc, (void)epilogue;
-  return amp__error(ctx, AMP_ERR_UNSUPPORTED, "amp_gemm: not implemented yet");
+  if (m < 1 || n < 1 || k < 0)
+    return amp__error(ctx, AMP_ERR_INVALID_ARG,
+                      "amp_gemm: bad size m=%lld n=%lld k=%lld (need m, n >= 1 and k >= 0)",
+                      (long long)m, (long long)n, (long long)k);
+  if ((ta != AMP_NO_TRANS && ta != AMP_TRANS) || (tb != AMP_NO_TRANS && tb != AMP_TRANS))
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_gemm: bad transpose flag ta=%d tb=%d", (int)ta,
+                      (int)tb);
+  if (!a || !b || !c)
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_gemm: NULL buffer (%s is NULL)",
+                      !a   ? "a"
+                      : !b ? "b"
+                           : "c");
+  const int64_t a_cols = ta ? m : k, b_cols = tb ? k : n;
+  if (lda < a_cols || lda < 1)
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_gemm: lda=%lld too small (need >= %lld)",
+                      (long long)lda, (long long)(a_cols > 1 ? a_cols : 1));
+  if (ldb < b_cols || ldb < 1)
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_gemm: ldb=%lld too small (need >= %lld)",
+                      (long long)ldb, (long long)(b_cols > 1 ? b_cols : 1));
+  if (ldc < n)
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_gemm: ldc=%lld too small (need >= %lld)",
+                      (long long)ldc, (long long)n);
+  if (!gemm_dtype_ok(a_type) || !gemm_dtype_ok(b_type) || !gemm_dtype_ok(c_type))
+    return amp__error(ctx, AMP_ERR_UNSUPPORTED,
+                      "amp_gemm: unsupported dtype a=%s b=%s c=%s (need f32, f16 or bf16)",
+                      amp_dtype_name(a_type), amp_dtype_name(b_type), amp_dtype_name(c_type));
+  const void *bias = epilogue ? epilogue->bias : NULL;
+  if (bias && !gemm_dtype_ok(epilogue->bias_dtype))
+    return amp__error(ctx, AMP_ERR_UNSUPPORTED,
+                      "amp_gemm: unsupported epilogue bias_dtype %s (need f32, f16 or bf16)",
+                      amp_dtype_name(epilogue->bias_dtype));
+
+  amp__gemm_args g = {.ta = ta == AMP_TRANS,
+                      .tb = tb == AMP_TRANS,
+                      .m = m,
+                      .n = n,
+                      .k = k,
+                      .alpha = alpha,
+                      .beta = beta,
+                      .a = a,
+                      .a_type = (int)a_type,
+                      .lda = lda,
+                      .b = b,
+                      .b_type = (int)b_type,
+                      .ldb = ldb,
+                      .c = c,
+                      .c_type = (int)c_type,
+                      .ldc = ldc,
+                      .bias = bias,
+                      .bias_type = bias ? (int)epilogue->bias_dtype : 0,
+                      .relu = epilogue ? epilogue->relu != 0 : 0,
+                      .threads = amp__threads(ctx)};
+  if (k == 0) {
+    gemm_scale_only(&g);
+    return AMP_OK;
+  }
+#ifdef AMPC_HAVE_X86_SIMD
+  if (amp__use_simd(ctx)) return amp__gemm_avx2(ctx, &g);
+#endif
+  gemm_reference(&g);
+  return AMP_OK;
 }

@@ -1,0 +1,347 @@
+/* AVX2/FMA GEMM: op(A) and op(B) are packed, widened to F32, into slivers
+ * of MR rows (A) and NR columns (B) over the whole of K, so the micro-kernel
+ * only does FMAs. Threads pack A (and B, when several tasks share its
+ * slivers) together, then take tasks (blocks of M × N) that each run all of
+ * K, so every element is one FMA chain over k in order, whatever the thread
+ * count or blocking: the result matches the scalar reference bit for bit. */
+#include "gemm_internal.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Micro-tile MR × NR; a task covers up to MC × NC of C, with its packed A
+ * (at most A_L2_BYTES) kept in L2; K is walked in near-equal blocks of at
+ * most KC so that a block of a B sliver stays in L1. */
+enum {
+  MR = 6,
+  NR = 16,
+  MC = 144,
+  NC = 512,
+  KC = 1024,
+  A_L2_BYTES = 640 << 10,
+  SERIAL_FMAS = 1 << 21
+};
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Eight consecutive elements of a buffer of dtype dt from index i, as F32. */
+static inline __m256 load8(const void *p, int dt, size_t i) {
+  switch (dt) {
+  case AMP_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+  case AMP_BF16: {
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  default: return _mm256_loadu_ps((const float *)p + i);
+  }
+}
+
+/* Stores eight F32 values at index i of a buffer of dtype dt, rounding to
+ * nearest even exactly as amp__store_f32 does. */
+static inline void store8(void *p, int dt, size_t i, __m256 v) {
+  switch (dt) {
+  case AMP_F16:
+    _mm_storeu_si128((__m128i *)((uint16_t *)p + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    break;
+  case AMP_BF16: {
+    __m256i x = _mm256_castps_si256(v);
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), odd), 16);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)),
+                                     _mm256_set1_epi32(0x7f800000));
+    __m256i q = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+    r = _mm256_blendv_epi8(r, q, nan);
+    r = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+    _mm_storeu_si128((__m128i *)((uint16_t *)p + i), _mm256_castsi256_si128(r));
+    break;
+  }
+  default: _mm256_storeu_ps((float *)p + i, v); break;
+  }
+}
+
+/* In-place transpose of an 8 × 8 block held as eight rows. */
+static inline void transpose8(__m256 r[8]) {
+  __m256 t[8], s[8];
+  for (int q = 0; q < 8; q += 2) {
+    t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+    t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+  }
+  for (int q = 0; q < 8; q += 4) {
+    s[q] = _mm256_shuffle_ps(t[q], t[q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    s[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    s[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    s[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int q = 0; q < 4; q++) {
+    r[q] = _mm256_permute2f128_ps(s[q], s[q + 4], 0x20);
+    r[q + 4] = _mm256_permute2f128_ps(s[q], s[q + 4], 0x31);
+  }
+}
+
+/* Stores the first six lanes of v (masked stores are slow on some cores). */
+static inline void store6(float *dst, __m256 v) {
+  _mm_storeu_ps(dst, _mm256_castps256_ps128(v));
+  _mm_storel_pi((__m64 *)(dst + 4), _mm256_extractf128_ps(v, 1));
+}
+
+/* Packs sliver s of op(A) (rows s·MR ..) as K groups of MR floats; rows past
+ * m are zero. */
+static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
+  const int64_t i0 = s * MR, mr = g->m - i0 < MR ? g->m - i0 : MR, K = g->k;
+  const size_t lda = (size_t)g->lda;
+  int64_t p = 0;
+  if (!g->ta) { /* op(A)(i, p) = A[i·lda + p]: transpose 8-wide chunks of the rows */
+    if (mr == MR) {
+      for (; p + 8 <= K; p += 8) {
+        __m256 r[8];
+        for (int q = 0; q < MR; q++)
+          r[q] = load8(g->a, g->a_type, (size_t)(i0 + q) * lda + (size_t)p);
+        r[6] = r[7] = _mm256_setzero_ps();
+        transpose8(r);
+        for (int q = 0; q < 8; q++) store6(dst + (p + q) * MR, r[q]);
+      }
+    }
+    for (; p < K; p++)
+      for (int q = 0; q < MR; q++)
+        dst[p * MR + q] =
+            q < mr ? amp__load_f32(g->a, g->a_type, (size_t)(i0 + q) * lda + (size_t)p) : 0.0f;
+  } else { /* op(A)(i, p) = A[p·lda + i]: rows of A are contiguous here */
+    if (i0 + 8 <= g->m)
+      for (; p < K; p++) store6(dst + p * MR, load8(g->a, g->a_type, (size_t)p * lda + (size_t)i0));
+    for (; p < K; p++)
+      for (int q = 0; q < MR; q++)
+        dst[p * MR + q] =
+            q < mr ? amp__load_f32(g->a, g->a_type, (size_t)p * lda + (size_t)(i0 + q)) : 0.0f;
+  }
+}
+
+/* Packs sliver t of op(B) (columns t·NR ..) as K rows of NR floats; columns
+ * past n are zero. */
+static void pack_b(const amp__gemm_args *g, int64_t t, float *dst) {
+  const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, K = g->k;
+  const size_t ldb = (size_t)g->ldb;
+  int64_t p = 0;
+  if (nr == NR) {
+    if (!g->tb) { /* op(B)(p, j) = B[p·ldb + j] */
+      for (; p < K; p++) {
+        _mm256_store_ps(dst + p * NR, load8(g->b, g->b_type, (size_t)p * ldb + (size_t)j0));
+        _mm256_store_ps(dst + p * NR + 8, load8(g->b, g->b_type, (size_t)p * ldb + (size_t)j0 + 8));
+      }
+    } else { /* op(B)(p, j) = B[j·ldb + p]: transpose 8 × 8 blocks */
+      for (; p + 8 <= K; p += 8) {
+        for (int h = 0; h < NR; h += 8) {
+          __m256 r[8];
+          for (int q = 0; q < 8; q++)
+            r[q] = load8(g->b, g->b_type, (size_t)(j0 + h + q) * ldb + (size_t)p);
+          transpose8(r);
+          for (int q = 0; q < 8; q++) _mm256_store_ps(dst + (p + q) * NR + h, r[q]);
+        }
+      }
+    }
+  }
+  const size_t sp = g->tb ? 1 : ldb, sj = g->tb ? ldb : 1;
+  for (; p < K; p++)
+    for (int q = 0; q < NR; q++)
+      dst[p * NR + q] =
+          q < nr ? amp__load_f32(g->b, g->b_type, (size_t)p * sp + (size_t)(j0 + q) * sj) : 0.0f;
+}
+
+/* tile (MR × NR, row-major) = [tile if load, else 0] + pa·pb over kc steps,
+ * each step one FMA per element. The twelve accumulators are named so that
+ * they stay in registers. */
+#define KROW(r)                                                                                    \
+  do {                                                                                             \
+    const __m256 a = _mm256_broadcast_ss(pa + (r));                                                \
+    c##r##0 = _mm256_fmadd_ps(a, b0, c##r##0);                                                     \
+    c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1);                                                     \
+  } while (0)
+#define KLOAD(r)                                                                                   \
+  __m256 c##r##0 = load ? _mm256_load_ps(tile + (r)*NR) : _mm256_setzero_ps();                     \
+  __m256 c##r##1 = load ? _mm256_load_ps(tile + (r)*NR + 8) : _mm256_setzero_ps()
+#define KSTORE(r)                                                                                  \
+  _mm256_store_ps(tile + (r)*NR, c##r##0);                                                         \
+  _mm256_store_ps(tile + (r)*NR + 8, c##r##1)
+
+/* The kernels stay out of line: inlined into the task loop, GCC runs out of
+ * registers and reloads B from memory for every FMA. */
+static __attribute__((noinline)) void kernel_6x16(int64_t kc, const float *pa, const float *pb,
+                                                  float *tile, int load) {
+  KLOAD(0);
+  KLOAD(1);
+  KLOAD(2);
+  KLOAD(3);
+  KLOAD(4);
+  KLOAD(5);
+  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR) {
+    const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+    KROW(0);
+    KROW(1);
+    KROW(2);
+    KROW(3);
+    KROW(4);
+    KROW(5);
+  }
+  KSTORE(0);
+  KSTORE(1);
+  KSTORE(2);
+  KSTORE(3);
+  KSTORE(4);
+  KSTORE(5);
+}
+
+/* The first four rows only, for the last sliver of op(A) when m is short. */
+static __attribute__((noinline)) void kernel_4x16(int64_t kc, const float *pa, const float *pb,
+                                                  float *tile, int load) {
+  KLOAD(0);
+  KLOAD(1);
+  KLOAD(2);
+  KLOAD(3);
+  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR) {
+    const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+    KROW(0);
+    KROW(1);
+    KROW(2);
+    KROW(3);
+  }
+  KSTORE(0);
+  KSTORE(1);
+  KSTORE(2);
+  KSTORE(3);
+}
+
+/* The first two rows only. */
+static __attribute__((noinline)) void kernel_2x16(int64_t kc, const float *pa, const float *pb,
+                                                  float *tile, int load) {
+  KLOAD(0);
+  KLOAD(1);
+  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR) {
+    const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+    KROW(0);
+    KROW(1);
+  }
+  KSTORE(0);
+  KSTORE(1);
+}
+#undef KROW
+#undef KLOAD
+#undef KSTORE
+
+/* Writes the finished tile to C at (i0, j0): the operations of
+ * amp__gemm_finish, eight columns at a time where the tile is whole. */
+static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, int64_t j0) {
+  const int64_t mr = g->m - i0 < MR ? g->m - i0 : MR, nr = g->n - j0 < NR ? g->n - j0 : NR;
+  if (nr < NR) {
+    for (int64_t r = 0; r < mr; r++)
+      for (int64_t q = 0; q < nr; q++) amp__gemm_finish(g, i0 + r, j0 + q, tile[r * NR + q]);
+    return;
+  }
+  const __m256 alpha = _mm256_set1_ps(g->alpha), beta = _mm256_set1_ps(g->beta);
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 bias[2] = {zero, zero};
+  if (g->bias)
+    for (int h = 0; h < 2; h++) bias[h] = load8(g->bias, g->bias_type, (size_t)(j0 + 8 * h));
+  for (int64_t r = 0; r < mr; r++) {
+    for (int h = 0; h < 2; h++) {
+      const size_t ci = (size_t)(i0 + r) * (size_t)g->ldc + (size_t)(j0 + 8 * h);
+      __m256 v = _mm256_mul_ps(alpha, _mm256_load_ps(tile + r * NR + 8 * h));
+      if (g->beta != 0.0f) v = _mm256_add_ps(v, _mm256_mul_ps(beta, load8(g->c, g->c_type, ci)));
+      if (g->bias) v = _mm256_add_ps(v, bias[h]);
+      if (g->relu) v = _mm256_max_ps(zero, v);
+      store8(g->c, g->c_type, ci, v);
+    }
+  }
+}
+
+/* One task: C rows of A slivers [s0, s1) × columns of B slivers [t0, t1),
+ * each B sliver over all of K in kb blocks of kcl (the A slivers of the task
+ * stay in L2, a block of the B sliver in L1). acc holds the partial tiles of
+ * one B sliver between K blocks. With bbuf, the task packs each B sliver
+ * itself, into bbuf, just before using it. */
+static void run_task(const amp__gemm_args *g, const float *pa, const float *pb, int64_t s0,
+                     int64_t s1, int64_t t0, int64_t t1, int64_t kb, int64_t kcl, float *acc,
+                     float *bbuf) {
+  const int64_t K = g->k;
+  for (int64_t t = t0; t < t1; t++) {
+    const float *pbt = pb + (size_t)(t * K) * NR;
+    if (bbuf) {
+      pack_b(g, t, bbuf);
+      pbt = bbuf;
+    }
+    for (int64_t q = 0; q < kb; q++) {
+      const int64_t p0 = q * kcl, kc = (p0 + kcl < K ? p0 + kcl : K) - p0;
+      for (int64_t s = s0; s < s1; s++) {
+        float *tile = acc + (size_t)(s - s0) * MR * NR;
+        const float *pas = pa + (size_t)(s * K + p0) * MR, *pbs = pbt + (size_t)p0 * NR;
+        const int64_t rows = g->m - s * MR;
+        if (rows > 4)
+          kernel_6x16(kc, pas, pbs, tile, q > 0);
+        else if (rows > 2)
+          kernel_4x16(kc, pas, pbs, tile, q > 0);
+        else
+          kernel_2x16(kc, pas, pbs, tile, q > 0);
+        if (q == kb - 1) finish_tile(g, tile, s * MR, t * NR);
+      }
+    }
+  }
+}
+
+static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
+amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
+  const int64_t K = g->k, ms = ceil_div(g->m, MR), ns = ceil_div(g->n, NR);
+  /* Below a few MFLOP, waking other threads costs more than it saves. */
+  const int threads = (double)g->m * (double)g->n * (double)K < SERIAL_FMAS ? 1 : g->threads;
+  /* Task grid: up to MC rows, fewer when K is long so that the task's packed
+   * A stays in L2, × about NC columns; split N further when there are
+   * fewer than four tasks per thread, so that threads can balance the load
+   * (tasks are handed out dynamically). */
+  int64_t mcs = A_L2_BYTES / (K * MR * (int64_t)sizeof(float));
+  mcs = mcs < 1 ? 1 : mcs > MC / MR ? MC / MR : mcs;
+  int64_t mb = ceil_div(ms, mcs), nb = ceil_div(ns, NC / NR);
+  if (mb * nb < 4 * threads) nb = ceil_div(4 * threads, mb);
+  if (nb > ns) nb = ns;
+  /* With one block of rows every B sliver serves one task: that task packs
+   * it while it is needed, instead of all threads packing all of B first. */
+  const int fused = mb == 1;
+  const int64_t kb = ceil_div(K, KC), kcl = ceil_div(K, kb);
+  const size_t acc_floats = (size_t)ceil_div(ms, mb) * MR * NR;
+  const size_t thread_floats = acc_floats + (fused ? (size_t)K * NR : 0);
+
+  float *pa = alloc64((size_t)(ms * K) * MR * sizeof(float));
+  float *pb = fused ? NULL : alloc64((size_t)(ns * K) * NR * sizeof(float));
+  float *work = alloc64((size_t)threads * thread_floats * sizeof(float));
+  if (!pa || (!fused && !pb) || !work) {
+    free(pa), free(pb), free(work);
+    return amp__error(ctx, AMP_ERR_NOMEM,
+                      "amp_gemm: out of memory for packed panels (m=%lld n=%lld k=%lld)",
+                      (long long)g->m, (long long)g->n, (long long)K);
+  }
+  const int64_t npack = ms + (fused ? 0 : ns);
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t x = 0; x < npack; x++) {
+      if (x < ms)
+        pack_a(g, x, pa + (size_t)(x * K) * MR);
+      else
+        pack_b(g, x - ms, pb + (size_t)((x - ms) * K) * NR);
+    }
+#ifdef _OPENMP
+    float *mine = work + (size_t)omp_get_thread_num() * thread_floats;
+#else
+    float *mine = work;
+#endif
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < mb * nb; task++) {
+      const int64_t bi = task / nb, bj = task % nb;
+      run_task(g, pa, pb, bi * ms / mb, (bi + 1) * ms / mb, bj * ns / nb, (bj + 1) * ns / nb, kb,
+               kcl, mine, fused ? mine + acc_floats : NULL);
+    }
+  }
+  free(pa), free(pb), free(work);
+  return AMP_OK;
+}

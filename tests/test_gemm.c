@@ -1,0 +1,285 @@
+/* amp_gemm: against an FP64 computation of the same widened inputs, the fast
+ * path against the scalar reference (bit for bit), thread-count independence,
+ * k == 0, the epilogue and argument errors. */
+#include "check.h"
+
+#include "ampc.h"
+#include "dtype/dtype_inline.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static uint32_t rng_u32(void) {
+  rng_state = rng_state * 6364136223846793005u + 1442695040888963407u;
+  return (uint32_t)(rng_state >> 33);
+}
+
+/* Uniform in [-1, 1). */
+static float rng_f(void) { return (float)rng_u32() / 1073741824.0f - 1.0f; }
+
+static const amp_dtype dtypes[3] = {AMP_F32, AMP_F16, AMP_BF16};
+
+/* Unit roundoff of storing into dtype t. */
+static double unit_roundoff(amp_dtype t) {
+  return t == AMP_F16 ? 0x1p-11 : t == AMP_BF16 ? 0x1p-8 : 0x1p-24;
+}
+
+/* A buffer of `count` random values of dtype t in [-1, 1). */
+static void *rand_buf(amp_dtype t, size_t count) {
+  void *p = malloc(count * amp_dtype_size(t) + 1);
+  for (size_t i = 0; i < count; i++) amp__store_f32(p, t, i, rng_f());
+  return p;
+}
+
+typedef struct gemm_case {
+  amp_trans ta, tb;
+  int64_t m, n, k, lda, ldb, ldc;
+  amp_dtype at, bt, ct;
+  float alpha, beta;
+  int bias, relu;
+  amp_dtype bias_t;
+} gemm_case;
+
+/* Runs one case with the fast path (default ctx), the scalar reference
+ * (no_simd ctx) and FP64, and checks them. */
+static void run_case(const gemm_case *t, amp_ctx *fast, amp_ctx *ref) {
+  const int64_t ar = t->ta ? t->k : t->m, br = t->tb ? t->n : t->k;
+  size_t a_count = (size_t)(ar * t->lda), b_count = (size_t)(br * t->ldb);
+  size_t c_count = (size_t)(t->m * t->ldc), csz = amp_dtype_size(t->ct);
+  void *a = rand_buf(t->at, a_count), *b = rand_buf(t->bt, b_count);
+  void *bias = t->bias ? rand_buf(t->bias_t, (size_t)t->n) : NULL;
+  void *c0 = rand_buf(t->ct, c_count);
+  if (t->beta == 0.0f) /* beta == 0 must not read C: poison the m × n part */
+    for (int64_t i = 0; i < t->m; i++)
+      for (int64_t j = 0; j < t->n; j++) amp__store_f32(c0, t->ct, (size_t)(i * t->ldc + j), NAN);
+  void *c1 = malloc(c_count * csz), *c2 = malloc(c_count * csz);
+  memcpy(c1, c0, c_count * csz);
+  memcpy(c2, c0, c_count * csz);
+  amp_epilogue ep = {bias, t->bias_t, t->relu};
+  const amp_epilogue *epp = (t->bias || t->relu) ? &ep : NULL;
+  amp_status s1 = amp_gemm(fast, t->ta, t->tb, t->m, t->n, t->k, t->alpha, a, t->at, t->lda, b,
+                           t->bt, t->ldb, t->beta, c1, t->ct, t->ldc, epp);
+  amp_status s2 = amp_gemm(ref, t->ta, t->tb, t->m, t->n, t->k, t->alpha, a, t->at, t->lda, b,
+                           t->bt, t->ldb, t->beta, c2, t->ct, t->ldc, epp);
+  char desc[160];
+  snprintf(desc, sizeof desc, "m=%lld n=%lld k=%lld ta=%d tb=%d a=%s b=%s c=%s al=%g be=%g ep=%d%d",
+           (long long)t->m, (long long)t->n, (long long)t->k, t->ta, t->tb, amp_dtype_name(t->at),
+           amp_dtype_name(t->bt), amp_dtype_name(t->ct), t->alpha, t->beta, t->bias, t->relu);
+  CHECK(s1 == AMP_OK && s2 == AMP_OK, "%s: status %d %d", desc, s1, s2);
+  CHECK(memcmp(c1, c2, c_count * csz) == 0, "%s: fast path differs from the reference", desc);
+  int bad = 0;
+  for (int64_t i = 0; i < t->m && bad < 3; i++) {
+    for (int64_t j = 0; j < t->ldc && bad < 3; j++) {
+      size_t ci = (size_t)(i * t->ldc + j);
+      float got = amp__load_f32(c1, t->ct, ci);
+      if (j >= t->n) { /* padding past n is never written */
+        if (memcmp((char *)c1 + ci * csz, (char *)c0 + ci * csz, csz) != 0) bad++;
+        continue;
+      }
+      double sum = 0, mag = 0;
+      for (int64_t p = 0; p < t->k; p++) {
+        double av = amp__load_f32(a, t->at, (size_t)(t->ta ? p * t->lda + i : i * t->lda + p));
+        double bv = amp__load_f32(b, t->bt, (size_t)(t->tb ? j * t->ldb + p : p * t->ldb + j));
+        sum += av * bv;
+        mag += fabs(av * bv);
+      }
+      double want = t->alpha * sum, tol = fabs(t->alpha) * mag * (double)t->k * 0x1p-24 * 1.01;
+      if (t->beta != 0.0f) {
+        double cv = amp__load_f32(c0, t->ct, ci);
+        want += t->beta * cv;
+        tol += fabs(t->beta * cv) * 0x1p-23;
+      }
+      if (t->bias) want += amp__load_f32(bias, t->bias_t, (size_t)j);
+      if (t->relu && want < 0) want = 0;
+      tol += fabs(want) * 0x1p-23 + (fabs(want) + tol) * unit_roundoff(t->ct) + 0x1p-24;
+      if (!(fabs(got - want) <= tol)) {
+        bad++;
+        CHECK(0, "%s: C(%lld,%lld) = %.9g, want %.9g (tol %.3g)", desc, (long long)i, (long long)j,
+              got, want, tol);
+      }
+    }
+  }
+  CHECK(bad == 0, "%s: %d bad elements", desc, bad);
+  free(a), free(b), free(bias), free(c0), free(c1), free(c2);
+}
+
+static const int64_t sizes[7] = {1, 2, 7, 16, 33, 100, 257};
+
+/* Every dtype combination and transpose pair, sampled shapes, alpha, beta,
+ * leading dimensions and epilogues. */
+static void test_sampled(amp_ctx *fast, amp_ctx *ref) {
+  const float alphas[3] = {1.0f, -0.5f, 2.0f}, betas[3] = {0.0f, 1.0f, -1.5f};
+  int runs = 0;
+  for (int combo = 0; combo < 27 * 4; combo++) {
+    for (int rep = 0; rep < 2; rep++) {
+      gemm_case t;
+      do {
+        t.m = sizes[rng_u32() % 7], t.n = sizes[rng_u32() % 7], t.k = sizes[rng_u32() % 7];
+      } while (t.m * t.n * t.k > 400000);
+      t.ta = (amp_trans)(combo & 1), t.tb = (amp_trans)((combo >> 1) & 1);
+      t.at = dtypes[(combo / 4) % 3], t.bt = dtypes[(combo / 12) % 3], t.ct = dtypes[combo / 36];
+      t.lda = (t.ta ? t.m : t.k) + (rep ? (int64_t)(rng_u32() % 5) : 0);
+      t.ldb = (t.tb ? t.k : t.n) + (rep ? (int64_t)(rng_u32() % 5) : 0);
+      t.ldc = t.n + (rep ? (int64_t)(rng_u32() % 5) : 0);
+      t.alpha = alphas[rng_u32() % 3], t.beta = betas[rng_u32() % 3];
+      t.bias = rng_u32() % 2, t.relu = rng_u32() % 2, t.bias_t = dtypes[rng_u32() % 3];
+      run_case(&t, fast, ref);
+      runs++;
+    }
+  }
+  /* Larger shapes: several M, N and K blocks (K past 1024), odd edges. */
+  const gemm_case big[] = {
+      {AMP_NO_TRANS, AMP_NO_TRANS, 257, 257, 257, 257, 257, 257, AMP_F32, AMP_F32, AMP_F32, 1, 0, 0,
+       0, AMP_F32},
+      {AMP_TRANS, AMP_TRANS, 150, 33, 600, 151, 601, 40, AMP_F16, AMP_BF16, AMP_F16, 1, 1, 1, 1,
+       AMP_F16},
+      {AMP_NO_TRANS, AMP_TRANS, 128, 200, 784, 784, 784, 200, AMP_F16, AMP_F16, AMP_F32, 1, 0, 1, 1,
+       AMP_F32},
+      {AMP_TRANS, AMP_NO_TRANS, 200, 100, 128, 200, 100, 100, AMP_BF16, AMP_F32, AMP_BF16, -1,
+       -1.5f, 0, 0, AMP_F32},
+      {AMP_NO_TRANS, AMP_TRANS, 40, 50, 2100, 2100, 2100, 50, AMP_BF16, AMP_F16, AMP_F32, 0.5f, 1,
+       1, 0, AMP_BF16},
+      {AMP_TRANS, AMP_NO_TRANS, 160, 20, 1300, 160, 20, 20, AMP_F32, AMP_F32, AMP_F16, 1, 0, 0, 1,
+       AMP_F32},
+  };
+  for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) run_case(&big[i], fast, ref);
+  CHECK(runs == 216, "runs %d", runs);
+}
+
+/* beta == 1 accumulates into an F32 C: two calls give AB + AB exactly when
+ * AB is exact (small integers). */
+static void test_accumulate(amp_ctx *fast) {
+  enum { M = 13, N = 21, K = 40 };
+  float a[M * K], b[K * N], c[M * N];
+  for (int i = 0; i < M * K; i++) a[i] = (float)(int)(rng_u32() % 7) - 3;
+  for (int i = 0; i < K * N; i++) b[i] = (float)(int)(rng_u32() % 7) - 3;
+  for (int i = 0; i < M * N; i++) c[i] = 0.5f;
+  for (int r = 0; r < 2; r++)
+    amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, M, N, K, 1, a, AMP_F32, K, b, AMP_F32, N, 1, c,
+             AMP_F32, N, NULL);
+  int bad = 0;
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double s = 0;
+      for (int p = 0; p < K; p++) s += (double)a[i * K + p] * b[p * N + j];
+      bad += c[i * N + j] != (float)(0.5 + 2 * s);
+    }
+  CHECK(bad == 0, "beta=1 accumulation: %d wrong", bad);
+}
+
+/* k == 0: C = beta·C, then the epilogue; beta == 0 ignores NaN in C. */
+static void test_k0(amp_ctx *ctx) {
+  float c[6] = {1, -2, 3, NAN, NAN, NAN}, bias[3] = {0.5f, 0.5f, -10};
+  float a[1] = {1}, b[1] = {1};
+  amp_epilogue ep = {bias, AMP_F32, 1};
+  CHECK(amp_gemm(ctx, AMP_NO_TRANS, AMP_NO_TRANS, 1, 3, 0, 1, a, AMP_F32, 1, b, AMP_F32, 3, 2, c,
+                 AMP_F32, 3, NULL) == AMP_OK,
+        "k=0 ok");
+  CHECK(c[0] == 2 && c[1] == -4 && c[2] == 6 && isnan(c[3]), "k=0 beta=2: %g %g %g", c[0], c[1],
+        c[2]);
+  CHECK(amp_gemm(ctx, AMP_NO_TRANS, AMP_NO_TRANS, 2, 3, 0, 1, a, AMP_F32, 1, b, AMP_F32, 3, 0, c,
+                 AMP_F32, 3, &ep) == AMP_OK,
+        "k=0 epilogue ok");
+  CHECK(c[0] == 0.5f && c[1] == 0.5f && c[2] == 0 && c[3] == 0.5f && c[5] == 0,
+        "k=0 beta=0 bias relu: %g %g %g %g", c[0], c[1], c[2], c[3]);
+}
+
+/* The same large problem with 1 and 2 threads gives the same bits. */
+static void test_threads(void) {
+  amp_ctx_params p1 = {1, 0}, p2 = {2, 0};
+  amp_ctx *c1 = amp_ctx_create(&p1), *c2 = amp_ctx_create(&p2);
+  enum { M = 300, N = 517, K = 263 };
+  for (int v = 0; v < 2; v++) {
+    amp_dtype at = v ? AMP_BF16 : AMP_F16, ct = v ? AMP_BF16 : AMP_F32;
+    void *a = rand_buf(at, (size_t)M * K), *b = rand_buf(AMP_F16, (size_t)K * N);
+    void *x = rand_buf(ct, (size_t)M * N);
+    size_t bytes = (size_t)M * N * amp_dtype_size(ct);
+    void *y = malloc(bytes);
+    memcpy(y, x, bytes);
+    amp_trans tb = v ? AMP_TRANS : AMP_NO_TRANS;
+    int64_t ldb = v ? K : N;
+    amp_gemm(c1, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, AMP_F16, ldb, 1, x, ct, N, NULL);
+    amp_gemm(c2, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, AMP_F16, ldb, 1, y, ct, N, NULL);
+    CHECK(memcmp(x, y, bytes) == 0, "1 vs 2 threads differ (variant %d)", v);
+    free(a), free(b), free(x), free(y);
+  }
+  amp_ctx_free(c1);
+  amp_ctx_free(c2);
+}
+
+static void expect_error(amp_status got, amp_status want, amp_ctx *ctx, const char *needle) {
+  CHECK(got == want, "status %d, want %d", got, want);
+  CHECK(amp_ctx_status(ctx) == want, "ctx status %d, want %d", amp_ctx_status(ctx), want);
+  CHECK(strstr(amp_ctx_error(ctx), "amp_gemm") && strstr(amp_ctx_error(ctx), needle),
+        "message '%s' lacks '%s'", amp_ctx_error(ctx), needle);
+  amp_ctx_clear_error(ctx);
+}
+
+static void test_errors(amp_ctx *ctx) {
+  float a[64] = {0}, b[64] = {0}, c[64] = {0};
+  const amp_trans N = AMP_NO_TRANS, T = AMP_TRANS;
+  expect_error(
+      amp_gemm(ctx, N, N, 0, 4, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_F32, 4, NULL),
+      AMP_ERR_INVALID_ARG, ctx, "m=0");
+  expect_error(
+      amp_gemm(ctx, N, N, 4, -1, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_F32, 4, NULL),
+      AMP_ERR_INVALID_ARG, ctx, "n=-1");
+  expect_error(
+      amp_gemm(ctx, N, N, 4, 4, -2, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_F32, 4, NULL),
+      AMP_ERR_INVALID_ARG, ctx, "k=-2");
+  expect_error(
+      amp_gemm(ctx, N, N, 4, 4, 4, 1, NULL, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_F32, 4, NULL),
+      AMP_ERR_INVALID_ARG, ctx, "a is NULL");
+  expect_error(
+      amp_gemm(ctx, N, N, 4, 4, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, NULL, AMP_F32, 4, NULL),
+      AMP_ERR_INVALID_ARG, ctx, "c is NULL");
+  expect_error(
+      amp_gemm(ctx, N, N, 4, 4, 5, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_F32, 4, NULL),
+      AMP_ERR_INVALID_ARG, ctx, "lda=4");
+  expect_error(
+      amp_gemm(ctx, T, N, 5, 4, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_F32, 5, NULL),
+      AMP_ERR_INVALID_ARG, ctx, "lda=4");
+  expect_error(
+      amp_gemm(ctx, N, T, 4, 4, 5, 1, a, AMP_F32, 5, b, AMP_F32, 4, 0, c, AMP_F32, 4, NULL),
+      AMP_ERR_INVALID_ARG, ctx, "ldb=4");
+  expect_error(
+      amp_gemm(ctx, N, N, 4, 5, 4, 1, a, AMP_F32, 4, b, AMP_F32, 5, 0, c, AMP_F32, 4, NULL),
+      AMP_ERR_INVALID_ARG, ctx, "ldc=4");
+  expect_error(amp_gemm(ctx, (amp_trans)2, N, 4, 4, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c,
+                        AMP_F32, 4, NULL),
+               AMP_ERR_INVALID_ARG, ctx, "ta=2");
+  expect_error(
+      amp_gemm(ctx, N, N, 4, 4, 4, 1, a, AMP_E4M3, 4, b, AMP_F32, 4, 0, c, AMP_F32, 4, NULL),
+      AMP_ERR_UNSUPPORTED, ctx, "a=e4m3");
+  expect_error(
+      amp_gemm(ctx, N, N, 4, 4, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_I32, 4, NULL),
+      AMP_ERR_UNSUPPORTED, ctx, "c=i32");
+  amp_epilogue ep = {b, AMP_U8, 0};
+  expect_error(amp_gemm(ctx, N, N, 4, 4, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_F32, 4, &ep),
+               AMP_ERR_UNSUPPORTED, ctx, "bias_dtype u8");
+  /* A NULL context is allowed: the status still comes back. */
+  CHECK(amp_gemm(NULL, N, N, 0, 4, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_F32, 4, NULL) ==
+            AMP_ERR_INVALID_ARG,
+        "NULL ctx error");
+  CHECK(amp_gemm(NULL, N, N, 4, 4, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_F32, 4, NULL) ==
+            AMP_OK,
+        "NULL ctx ok");
+}
+
+int main(void) {
+  amp_ctx_params rp = {0, 1};
+  amp_ctx *fast = amp_ctx_create(NULL), *ref = amp_ctx_create(&rp);
+  test_sampled(fast, ref);
+  test_accumulate(fast);
+  test_k0(fast);
+  test_k0(ref);
+  test_threads();
+  test_errors(fast);
+  amp_ctx_free(fast);
+  amp_ctx_free(ref);
+  TEST_MAIN_END();
+}
