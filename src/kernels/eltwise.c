@@ -116,7 +116,7 @@ static int unscale_ref(int dt, size_t n, void *g, float s, int mul) {
   for (size_t i = 0; i < n; i++) {
     float v = amp__load_f32(g, dt, i);
     if (mul) {
-      v *= s;
+      v = amp__elt_op(AMP__SCALE, v, 0.0f, s);
       amp__store_f32(g, dt, i, v);
     }
     found |= (amp__f32_bits(v) & 0x7fffffffu) >= thr;
@@ -207,7 +207,7 @@ static amp_status reduce(amp_ctx *ctx, const char *fn, int is_max, amp_dtype dt,
   float r = is_max ? -INFINITY : 0.0f;
   for (size_t k = 0; k < nc; k++) r = is_max ? amp__maxf(r, part[k]) : r + part[k];
   if (part != small) free(part);
-  *out = nan ? NAN : r;
+  *out = nan || r != r ? NAN : r; /* one canonical NaN for every path */
   return AMP_OK;
 }
 

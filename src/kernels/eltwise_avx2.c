@@ -42,11 +42,17 @@ static inline void store8(int dt, void *p, size_t i, __m256 v) {
   _mm_storeu_si128((__m128i *)((uint16_t *)p + i), h);
 }
 
+/* amp__nan_first: where a is NaN, the result is a, quieted. */
+static inline __m256 nan_first8(__m256 r, __m256 a) {
+  __m256 qa = _mm256_or_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x400000)));
+  return _mm256_blendv_ps(r, qa, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+}
+
 static inline __m256 op8(int op, __m256 u, __m256 v, __m256 s) {
   switch (op) {
-  case AMP__ADD: return _mm256_add_ps(u, v);
-  case AMP__MUL: return _mm256_mul_ps(u, v);
-  case AMP__SCALE: return _mm256_mul_ps(s, u);
+  case AMP__ADD: return nan_first8(_mm256_add_ps(u, v), u);
+  case AMP__MUL: return nan_first8(_mm256_mul_ps(u, v), u);
+  case AMP__SCALE: return nan_first8(_mm256_mul_ps(s, u), s);
   case AMP__RELU: return _mm256_max_ps(_mm256_setzero_ps(), u);
   default: return _mm256_and_ps(_mm256_cmp_ps(u, _mm256_setzero_ps(), _CMP_GT_OQ), v);
   }
@@ -96,7 +102,7 @@ static inline int unscale_loop(int dt, size_t n, void *g, float s, int mul) {
   for (; i + 8 <= n; i += 8) {
     __m256 v = load8(dt, g, i);
     if (mul) {
-      v = _mm256_mul_ps(v, sv);
+      v = nan_first8(_mm256_mul_ps(sv, v), sv);
       store8(dt, g, i, v);
     }
     __m256i ab = _mm256_and_si256(_mm256_castps_si256(v), absm);
@@ -106,7 +112,7 @@ static inline int unscale_loop(int dt, size_t n, void *g, float s, int mul) {
   for (; i < n; i++) {
     float v = amp__load_f32(g, dt, i);
     if (mul) {
-      v *= s;
+      v = amp__elt_op(AMP__SCALE, v, 0.0f, s);
       amp__store_f32(g, dt, i, v);
     }
     found |= (amp__f32_bits(v) & 0x7fffffffu) >= thr;

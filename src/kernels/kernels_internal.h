@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Element-wise operations that have a fast path. */
 enum { AMP__ADD, AMP__MUL, AMP__SCALE, AMP__RELU, AMP__RELU_BWD };
@@ -25,12 +26,26 @@ enum { AMP__ADD, AMP__MUL, AMP__SCALE, AMP__RELU, AMP__RELU_BWD };
 #define AMP__RCHUNK 32768
 #define AMP__LANES 32
 
-/* The F32 operation of an element-wise op; u, v are the inputs. */
+/* Result r of a op b, with the NaN made independent of operand order (C
+ * and compilers, commuting the operands, leave it open when both are NaN):
+ * a NaN a wins, quieted. Otherwise the hardware's NaN rule already gives
+ * one answer (the NaN operand quieted, or the default NaN). */
+static inline float amp__nan_first(float r, float a) {
+  if (a == a) return r;
+  uint32_t q;
+  memcpy(&q, &a, sizeof q);
+  q |= 0x400000u;
+  memcpy(&a, &q, sizeof a);
+  return a;
+}
+
+/* The F32 operation of an element-wise op; u, v are the inputs. The AVX2
+ * path computes the same with add, mul, max(0, u) and and(u > 0, v). */
 static inline float amp__elt_op(int op, float u, float v, float s) {
   switch (op) {
-  case AMP__ADD: return u + v;
-  case AMP__MUL: return u * v;
-  case AMP__SCALE: return s * u;
+  case AMP__ADD: return amp__nan_first(u + v, u);
+  case AMP__MUL: return amp__nan_first(u * v, u);
+  case AMP__SCALE: return amp__nan_first(s * u, s);
   case AMP__RELU: return 0.0f > u ? 0.0f : u; /* NaN and -0 pass through */
   default: return u > 0.0f ? v : 0.0f;        /* AMP__RELU_BWD: u = x, v = dy */
   }
