@@ -17,29 +17,44 @@ static inline __m256 load8(int dt, const void *p, size_t i) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-/* F32 → BF16 bits in the low 16 of each lane, as amp__f32_to_bf16. */
-static inline __m128i f32_to_bf16x8(__m256 v) {
-  __m256i x = _mm256_castps_si256(v);
-  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+/* F32 → BF16 bits in the low 16 of each 32-bit lane, as amp__f32_to_bf16. */
+static inline __m256i bf16_round(__m256 v) {
+  __m256i x = _mm256_castps_si256(v), hi = _mm256_srli_epi32(x, 16);
+  __m256i lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
   __m256i r =
-      _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb), 16);
-  __m256i qnan = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+      _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
   __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)),
                                      _mm256_set1_epi32(0x7f800000));
-  r = _mm256_blendv_epi8(r, qnan, isnan);
-  /* pack to 16 bits (values <= 0xffff), then gather the two 64-bit halves */
-  r = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
-  return _mm256_castsi256_si128(r);
+  return _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), isnan);
 }
 
-static inline void store8(int dt, void *p, size_t i, __m256 v) {
-  if (dt == AMP_F32) {
-    _mm256_storeu_ps((float *)p + i, v);
-    return;
+/* Elementwise ops move 16 elements at a time. For BF16, load16 widens with
+ * in-lane unpacks, so v0 holds elements 0-3, 8-11 and v1 holds 4-7, 12-15;
+ * store16's in-lane pack puts them back in order. The permutation is
+ * harmless for element-by-element work (never use these for reductions). */
+static inline void load16(int dt, const void *p, size_t i, __m256 *v0, __m256 *v1) {
+  if (dt == AMP_BF16) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i));
+    *v0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), x));
+    *v1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), x));
+  } else {
+    *v0 = load8(dt, p, i);
+    *v1 = load8(dt, p, i + 8);
   }
-  __m128i h = dt == AMP_F16 ? _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-                            : f32_to_bf16x8(v);
-  _mm_storeu_si128((__m128i *)((uint16_t *)p + i), h);
+}
+
+static inline void store16(int dt, void *p, size_t i, __m256 v0, __m256 v1) {
+  if (dt == AMP_F32) {
+    _mm256_storeu_ps((float *)p + i, v0);
+    _mm256_storeu_ps((float *)p + i + 8, v1);
+  } else if (dt == AMP_F16) {
+    const int rne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    _mm_storeu_si128((__m128i *)((uint16_t *)p + i), _mm256_cvtps_ph(v0, rne));
+    _mm_storeu_si128((__m128i *)((uint16_t *)p + i + 8), _mm256_cvtps_ph(v1, rne));
+  } else { /* values <= 0xffff: packus does not saturate */
+    __m256i r = _mm256_packus_epi32(bf16_round(v0), bf16_round(v1));
+    _mm256_storeu_si256((__m256i *)((uint16_t *)p + i), r);
+  }
 }
 
 /* amp__nan_first: where a is NaN, the result is a, quieted. */
@@ -64,10 +79,13 @@ static inline void elt_loop(int op, int dt, size_t n, float s, const void *a, co
   const __m256 sv = _mm256_set1_ps(s);
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    __m256 u0 = load8(dt, a, i), u1 = load8(dt, a, i + 8);
-    __m256 v0 = b ? load8(dt, b, i) : u0, v1 = b ? load8(dt, b, i + 8) : u1;
-    store8(dt, y, i, op8(op, u0, v0, sv));
-    store8(dt, y, i + 8, op8(op, u1, v1, sv));
+    __m256 u0, u1, v0, v1;
+    load16(dt, a, i, &u0, &u1);
+    if (b)
+      load16(dt, b, i, &v0, &v1);
+    else
+      v0 = u0, v1 = u1;
+    store16(dt, y, i, op8(op, u0, v0, sv), op8(op, u1, v1, sv));
   }
   for (; i < n; i++) {
     float v = b ? amp__load_f32(b, dt, i) : 0.0f;
@@ -99,14 +117,18 @@ static inline int unscale_loop(int dt, size_t n, void *g, float s, int mul) {
   const __m256i thr1 = _mm256_set1_epi32((int32_t)(thr - 1));
   __m256i bad = _mm256_setzero_si256();
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 v = load8(dt, g, i);
+  for (; i + 16 <= n; i += 16) {
+    __m256 v0, v1;
+    load16(dt, g, i, &v0, &v1);
     if (mul) {
-      v = nan_first8(_mm256_mul_ps(sv, v), sv);
-      store8(dt, g, i, v);
+      v0 = nan_first8(_mm256_mul_ps(sv, v0), sv);
+      v1 = nan_first8(_mm256_mul_ps(sv, v1), sv);
+      store16(dt, g, i, v0, v1);
     }
-    __m256i ab = _mm256_and_si256(_mm256_castps_si256(v), absm);
-    bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(ab, thr1));
+    __m256i ab0 = _mm256_and_si256(_mm256_castps_si256(v0), absm);
+    __m256i ab1 = _mm256_and_si256(_mm256_castps_si256(v1), absm);
+    bad = _mm256_or_si256(
+        bad, _mm256_or_si256(_mm256_cmpgt_epi32(ab0, thr1), _mm256_cmpgt_epi32(ab1, thr1)));
   }
   int found = !_mm256_testz_si256(bad, bad);
   for (; i < n; i++) {
