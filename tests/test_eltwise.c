@@ -138,6 +138,14 @@ static void test_specials(void) {
       run_op(fast1, (op_t)o, dt, n, a, b, yf);
       CHECK(same_bits(yr, yf, dt, n), "specials %s dt=%d", OPN[o], dt);
     }
+    /* A NaN scale (scale and unscale_check) gives the same NaN on both paths. */
+    amp_scale(ref_ctx, dt, n, -NAN, a, yr);
+    amp_scale(fast1, dt, n, -NAN, a, yf);
+    CHECK(same_bits(yr, yf, dt, n) && isnan(ld(yf, dt, 5)), "NaN scale dt=%d", dt);
+    int fr = 0, ff = 0;
+    amp_unscale_check(ref_ctx, dt, n, yr, NAN, &fr);
+    amp_unscale_check(fast1, dt, n, yf, NAN, &ff);
+    CHECK(same_bits(yr, yf, dt, n) && fr == 1 && ff == 1, "NaN inv_scale dt=%d", dt);
     /* relu keeps NaN; relu_backward zeroes where x is NaN. */
     amp_relu(fast1, dt, n, a, yf);
     CHECK(isnan(ld(yf, dt, 0)) && ld(yf, dt, 3) == 0 && ld(yf, dt, 2) == INFINITY, "relu specials");

@@ -67,7 +67,7 @@ static inline __m256 op8(int op, __m256 u, __m256 v, __m256 s) {
   switch (op) {
   case AMP__ADD: return nan_first8(_mm256_add_ps(u, v), u);
   case AMP__MUL: return nan_first8(_mm256_mul_ps(u, v), u);
-  case AMP__SCALE: return nan_first8(_mm256_mul_ps(s, u), s);
+  case AMP__SCALE: return _mm256_mul_ps(s, u); /* s is not NaN here */
   case AMP__RELU: return _mm256_max_ps(_mm256_setzero_ps(), u);
   default: return _mm256_and_ps(_mm256_cmp_ps(u, _mm256_setzero_ps(), _CMP_GT_OQ), v);
   }
@@ -77,8 +77,10 @@ static inline __m256 op8(int op, __m256 u, __m256 v, __m256 s) {
 static inline void elt_loop(int op, int dt, size_t n, float s, const void *a, const void *b,
                             void *y) {
   const __m256 sv = _mm256_set1_ps(s);
+  /* A NaN scale takes the scalar loop: amp__nan_first makes it the result. */
+  const int vec = !(op == AMP__SCALE && s != s);
   size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
+  for (; vec && i + 16 <= n; i += 16) {
     __m256 u0, u1, v0, v1;
     load16(dt, a, i, &u0, &u1);
     if (b)
@@ -116,13 +118,14 @@ static inline int unscale_loop(int dt, size_t n, void *g, float s, int mul) {
   const uint32_t thr = amp__nonfinite_bits(dt);
   const __m256i thr1 = _mm256_set1_epi32((int32_t)(thr - 1));
   __m256i bad = _mm256_setzero_si256();
+  const int vec = !(mul && s != s); /* NaN scale: scalar loop, as above */
   size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
+  for (; vec && i + 16 <= n; i += 16) {
     __m256 v0, v1;
     load16(dt, g, i, &v0, &v1);
     if (mul) {
-      v0 = nan_first8(_mm256_mul_ps(sv, v0), sv);
-      v1 = nan_first8(_mm256_mul_ps(sv, v1), sv);
+      v0 = _mm256_mul_ps(sv, v0);
+      v1 = _mm256_mul_ps(sv, v1);
       store16(dt, g, i, v0, v1);
     }
     __m256i ab0 = _mm256_and_si256(_mm256_castps_si256(v0), absm);
