@@ -199,6 +199,31 @@ static void test_unscale(void) {
     }
 }
 
+/* The largest finite values are not flagged; past them (after the multiply
+ * and rounding to dt) they are. */
+static void test_unscale_edges(void) {
+  for (int d = 0; d < 3; d++) {
+    amp_dtype dt = DTS[d];
+    const float big = dt == AMP_F16 ? 65504.0f : dt == AMP_BF16 ? 0x1.fep127f : 0x1.fffffep127f;
+    uint16_t g16[40];
+    float g32[40];
+    void *g = dt == AMP_F32 ? (void *)g32 : (void *)g16;
+    for (int path = 0; path < 2; path++) {
+      amp_ctx *c = path ? fast1 : ref_ctx;
+      for (int i = 0; i < 40; i++) amp__store_f32(g, dt, (size_t)i, i % 3 ? big : -big);
+      int f = -1;
+      amp_unscale_check(c, dt, 40, g, 1.0f, &f);
+      CHECK(f == 0, "max finite flagged dt=%d path=%d", dt, path);
+      amp_unscale_check(c, dt, 40, g, 0.5f, &f);
+      CHECK(f == 0, "half max flagged dt=%d path=%d", dt, path);
+      amp_unscale_check(c, dt, 40, g, 2.0f, &f); /* back to max: finite */
+      CHECK(f == 0, "max again flagged dt=%d path=%d", dt, path);
+      amp_unscale_check(c, dt, 40, g, 1.00390625f, &f); /* past max in every dtype */
+      CHECK(f == 1, "overflow missed dt=%d path=%d", dt, path);
+    }
+  }
+}
+
 static void test_reductions(void) {
   for (int d = 0; d < 3; d++)
     for (int s = 0; s < 5; s++) {
@@ -277,6 +302,7 @@ int main(void) {
   test_ops();
   test_specials();
   test_unscale();
+  test_unscale_edges();
   test_reductions();
   test_errors();
   amp_ctx_free(ref_ctx), amp_ctx_free(fast1), amp_ctx_free(fast2);

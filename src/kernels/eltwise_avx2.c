@@ -43,17 +43,22 @@ static inline void load16(int dt, const void *p, size_t i, __m256 *v0, __m256 *v
   }
 }
 
+/* Rounds 16 values (in load16's order) to F16 or BF16 bits, in order. */
+static inline __m256i pack16(int dt, __m256 v0, __m256 v1) {
+  if (dt == AMP_F16) {
+    const int rne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm256_cvtps_ph(v0, rne)),
+                                   _mm256_cvtps_ph(v1, rne), 1);
+  }
+  return _mm256_packus_epi32(bf16_round(v0), bf16_round(v1)); /* values <= 0xffff */
+}
+
 static inline void store16(int dt, void *p, size_t i, __m256 v0, __m256 v1) {
   if (dt == AMP_F32) {
     _mm256_storeu_ps((float *)p + i, v0);
     _mm256_storeu_ps((float *)p + i + 8, v1);
-  } else if (dt == AMP_F16) {
-    const int rne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-    _mm_storeu_si128((__m128i *)((uint16_t *)p + i), _mm256_cvtps_ph(v0, rne));
-    _mm_storeu_si128((__m128i *)((uint16_t *)p + i + 8), _mm256_cvtps_ph(v1, rne));
-  } else { /* values <= 0xffff: packus does not saturate */
-    __m256i r = _mm256_packus_epi32(bf16_round(v0), bf16_round(v1));
-    _mm256_storeu_si256((__m256i *)((uint16_t *)p + i), r);
+  } else {
+    _mm256_storeu_si256((__m256i *)((uint16_t *)p + i), pack16(dt, v0, v1));
   }
 }
 
@@ -112,28 +117,47 @@ void amp__elt_avx2(int op, int dt, size_t n, float s, const void *a, const void 
   }
 }
 
+/* The flag test runs on the stored bits, which is the same test as the
+ * reference's F32 threshold: a value reaches amp__nonfinite_bits(dt) exactly
+ * when its F16/BF16 rounding is inf or NaN. The largest absolute bit pattern
+ * is tracked, and compared once at the end. */
 static inline int unscale_loop(int dt, size_t n, void *g, float s, int mul) {
   const __m256 sv = _mm256_set1_ps(s);
-  const __m256i absm = _mm256_set1_epi32(0x7fffffff);
-  const uint32_t thr = amp__nonfinite_bits(dt);
-  const __m256i thr1 = _mm256_set1_epi32((int32_t)(thr - 1));
-  __m256i bad = _mm256_setzero_si256();
+  __m256i big = _mm256_setzero_si256();
   const int vec = !(mul && s != s); /* NaN scale: scalar loop, as above */
   size_t i = 0;
   for (; vec && i + 16 <= n; i += 16) {
-    __m256 v0, v1;
-    load16(dt, g, i, &v0, &v1);
-    if (mul) {
-      v0 = _mm256_mul_ps(sv, v0);
-      v1 = _mm256_mul_ps(sv, v1);
-      store16(dt, g, i, v0, v1);
+    if (dt == AMP_F32) {
+      __m256 v0 = _mm256_loadu_ps((float *)g + i), v1 = _mm256_loadu_ps((float *)g + i + 8);
+      if (mul) {
+        v0 = _mm256_mul_ps(sv, v0);
+        v1 = _mm256_mul_ps(sv, v1);
+        store16(dt, g, i, v0, v1);
+      }
+      const __m256i absm = _mm256_set1_epi32(0x7fffffff);
+      big = _mm256_max_epu32(big, _mm256_and_si256(_mm256_castps_si256(v0), absm));
+      big = _mm256_max_epu32(big, _mm256_and_si256(_mm256_castps_si256(v1), absm));
+    } else {
+      __m256i h;
+      if (mul) {
+        __m256 v0, v1;
+        load16(dt, g, i, &v0, &v1);
+        h = pack16(dt, _mm256_mul_ps(sv, v0), _mm256_mul_ps(sv, v1));
+        _mm256_storeu_si256((__m256i *)((uint16_t *)g + i), h);
+      } else {
+        h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)g + i));
+      }
+      big = _mm256_max_epu16(big, _mm256_and_si256(h, _mm256_set1_epi16(0x7fff)));
     }
-    __m256i ab0 = _mm256_and_si256(_mm256_castps_si256(v0), absm);
-    __m256i ab1 = _mm256_and_si256(_mm256_castps_si256(v1), absm);
-    bad = _mm256_or_si256(
-        bad, _mm256_or_si256(_mm256_cmpgt_epi32(ab0, thr1), _mm256_cmpgt_epi32(ab1, thr1)));
   }
-  int found = !_mm256_testz_si256(bad, bad);
+  /* lanes at or above the threshold: max(big, thr) == big */
+  __m256i thrv = dt == AMP_F32   ? _mm256_set1_epi32(0x7f800000)
+                 : dt == AMP_F16 ? _mm256_set1_epi16(0x7c00)
+                                 : _mm256_set1_epi16(0x7f80);
+  __m256i hit = dt == AMP_F32 ? _mm256_cmpeq_epi32(_mm256_max_epu32(big, thrv), big)
+                              : _mm256_cmpeq_epi16(_mm256_max_epu16(big, thrv), big);
+  int found = !_mm256_testz_si256(hit, hit);
+  const uint32_t thr = amp__nonfinite_bits(dt);
   for (; i < n; i++) {
     float v = amp__load_f32(g, dt, i);
     if (mul) {
