@@ -352,7 +352,7 @@ amp_status amp_mul(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const vo
 /** y = s · x. */
 amp_status amp_scale(amp_ctx *ctx, amp_dtype dt, size_t n, float s, const void *x, void *y);
 
-/** y = max(x, 0). NaN stays NaN. */
+/** y = max(x, 0). NaN and -0 pass through unchanged. */
 amp_status amp_relu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y);
 
 /** dx = dy where x > 0, else 0 (the ReLU derivative times dy). */
@@ -368,26 +368,31 @@ amp_status amp_gelu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x
 
 /** Unscales gradients in place and detects non-finite values in one pass:
  *  g[i] *= inv_scale, and *found_inf is set to 1 if any g[i] (before or after
- *  the multiply) is inf or NaN, else 0. inv_scale == 1 skips the multiply. */
+ *  the multiply) is inf or NaN, else 0; a finite value that the multiply, or
+ *  rounding to dt, takes to inf counts too. inv_scale == 1 skips the multiply
+ *  (g is not written). */
 amp_status amp_unscale_check(amp_ctx *ctx, amp_dtype dt, size_t n, void *g, float inv_scale,
                              int *found_inf);
 
-/* Reductions (F32 accumulation; the result is an F32 value). */
+/* Reductions (F32 accumulation; the result is an F32 value). Sums use a
+ * fixed order (chunks of 32768 elements, 32 interleaved partial sums per
+ * chunk, chunk results added in order), so the bits do not depend on the
+ * thread count or on the SIMD path; error <= n·2^-24·sum|x|. */
 
 /** *out = sum of the n elements of x. */
 amp_status amp_sum(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out);
 
-/** *out = largest of the n elements of x (NaN if any is NaN). */
+/** *out = largest of the n elements of x (a quiet NaN if any is NaN). */
 amp_status amp_max(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out);
 
 /** Row reductions over a rows×cols matrix x (row stride `cols`):
- *  out[r] = sum of row r (F32). */
+ *  out[r] = sum of row r (F32), bit-identical to amp_sum() of that row. */
 amp_status amp_sum_rows(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_t cols, const void *x,
                         float *out);
 
 /** Column sums of a rows×cols matrix: out[c] (+)= sum over rows of x[r][c]
  *  (F32). With accumulate non-zero the sums are added to out (bias
- *  gradients accumulate this way). */
+ *  gradients accumulate this way). Each column adds its rows in order. */
 amp_status amp_sum_cols(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_t cols, const void *x,
                         float *out, int accumulate);
 

@@ -1,82 +1,220 @@
-/* Elementwise, row and im2col kernels. PLACEHOLDER stubs. */
-#include "../core/internal.h"
+/* Elementwise kernels and full reductions: scalar references, dispatch to
+ * the AVX2 paths (eltwise_avx2.c) and OpenMP splitting. */
+#include "kernels_internal.h"
 
-#define STUB(name) return amp__error(ctx, AMP_ERR_UNSUPPORTED, name ": not implemented yet")
+#include "../dtype/dtype_inline.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* Elementwise work is split into blocks of this many elements. */
+#define ELT_BLOCK 16384
+
+amp_status amp__check_dtype(amp_ctx *ctx, const char *fn, amp_dtype dt) {
+  if (dt == AMP_F32 || dt == AMP_F16 || dt == AMP_BF16) return AMP_OK;
+  return amp__error(ctx, AMP_ERR_UNSUPPORTED, "%s: dtype %d is not F32, F16 or BF16", fn, (int)dt);
+}
+
+/* n > 0, the buffers non-NULL (b may be unused), a supported dtype. */
+static amp_status check_args(amp_ctx *ctx, const char *fn, amp_dtype dt, size_t n, const void *a,
+                             const void *b, const void *y) {
+  if (n == 0) return amp__error(ctx, AMP_ERR_INVALID_ARG, "%s: n must be > 0", fn);
+  if (!a || !b || !y) return amp__error(ctx, AMP_ERR_INVALID_ARG, "%s: NULL buffer", fn);
+  return amp__check_dtype(ctx, fn, dt);
+}
+
+static void elt_ref(int op, int dt, size_t n, float s, const void *a, const void *b, void *y) {
+  for (size_t i = 0; i < n; i++) {
+    float v = b ? amp__load_f32(b, dt, i) : 0.0f;
+    amp__store_f32(y, dt, i, amp__elt_op(op, amp__load_f32(a, dt, i), v, s));
+  }
+}
+
+/* Runs an element-wise op over blocks, in parallel for large n. */
+static void elt_run(amp_ctx *ctx, int op, int dt, size_t n, float s, const void *a, const void *b,
+                    void *y) {
+  int simd = amp__use_simd(ctx);
+  size_t nb = (n + ELT_BLOCK - 1) / ELT_BLOCK;
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (n > AMP__PAR_MIN)
+  for (size_t k = 0; k < nb; k++) {
+    size_t i0 = k * ELT_BLOCK, len = n - i0 < ELT_BLOCK ? n - i0 : ELT_BLOCK;
+    const void *ak = amp__at(a, dt, i0), *bk = b ? amp__at(b, dt, i0) : NULL;
+    void *yk = (void *)amp__at(y, dt, i0);
+#ifdef AMPC_HAVE_X86_SIMD
+    if (simd) {
+      amp__elt_avx2(op, dt, len, s, ak, bk, yk);
+      continue;
+    }
+#endif
+    (void)simd;
+    elt_ref(op, dt, len, s, ak, bk, yk);
+  }
+}
 
 amp_status amp_add(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const void *b, void *y) {
-  (void)dt, (void)n, (void)a, (void)b, (void)y;
-  STUB("amp_add");
+  amp_status st = check_args(ctx, "amp_add", dt, n, a, b, y);
+  if (st == AMP_OK) elt_run(ctx, AMP__ADD, dt, n, 0.0f, a, b, y);
+  return st;
 }
+
 amp_status amp_mul(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const void *b, void *y) {
-  (void)dt, (void)n, (void)a, (void)b, (void)y;
-  STUB("amp_mul");
+  amp_status st = check_args(ctx, "amp_mul", dt, n, a, b, y);
+  if (st == AMP_OK) elt_run(ctx, AMP__MUL, dt, n, 0.0f, a, b, y);
+  return st;
 }
+
 amp_status amp_scale(amp_ctx *ctx, amp_dtype dt, size_t n, float s, const void *x, void *y) {
-  (void)dt, (void)n, (void)s, (void)x, (void)y;
-  STUB("amp_scale");
+  amp_status st = check_args(ctx, "amp_scale", dt, n, x, x, y);
+  if (st == AMP_OK) elt_run(ctx, AMP__SCALE, dt, n, s, x, NULL, y);
+  return st;
 }
+
 amp_status amp_relu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y) {
-  (void)dt, (void)n, (void)x, (void)y;
-  STUB("amp_relu");
+  amp_status st = check_args(ctx, "amp_relu", dt, n, x, x, y);
+  if (st == AMP_OK) elt_run(ctx, AMP__RELU, dt, n, 0.0f, x, NULL, y);
+  return st;
 }
+
 amp_status amp_relu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, const void *dy,
                              void *dx) {
-  (void)dt, (void)n, (void)x, (void)dy, (void)dx;
-  STUB("amp_relu_backward");
+  amp_status st = check_args(ctx, "amp_relu_backward", dt, n, x, dy, dx);
+  if (st == AMP_OK) elt_run(ctx, AMP__RELU_BWD, dt, n, 0.0f, x, dy, dx);
+  return st;
 }
+
+/* GELU and its derivative: scalar erff/expf on both paths. */
+#define INV_SQRT2 0.70710678118654752f
+#define INV_SQRT2PI 0.39894228040143268f
+
 amp_status amp_gelu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y) {
-  (void)dt, (void)n, (void)x, (void)y;
-  STUB("amp_gelu");
+  amp_status st = check_args(ctx, "amp_gelu", dt, n, x, x, y);
+  if (st != AMP_OK) return st;
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (n > AMP__PAR_MIN / 8)
+  for (size_t i = 0; i < n; i++) {
+    float v = amp__load_f32(x, dt, i);
+    amp__store_f32(y, dt, i, 0.5f * v * (1.0f + erff(v * INV_SQRT2)));
+  }
+  return AMP_OK;
 }
+
 amp_status amp_gelu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, const void *dy,
                              void *dx) {
-  (void)dt, (void)n, (void)x, (void)dy, (void)dx;
-  STUB("amp_gelu_backward");
+  amp_status st = check_args(ctx, "amp_gelu_backward", dt, n, x, dy, dx);
+  if (st != AMP_OK) return st;
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (n > AMP__PAR_MIN / 8)
+  for (size_t i = 0; i < n; i++) {
+    float v = amp__load_f32(x, dt, i);
+    float d = 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT2PI * expf(-0.5f * v * v);
+    amp__store_f32(dx, dt, i, amp__load_f32(dy, dt, i) * d);
+  }
+  return AMP_OK;
 }
+
+static int unscale_ref(int dt, size_t n, void *g, float s, int mul) {
+  uint32_t thr = amp__nonfinite_bits(dt);
+  int found = 0;
+  for (size_t i = 0; i < n; i++) {
+    float v = amp__load_f32(g, dt, i);
+    if (mul) {
+      v = amp__elt_op(AMP__SCALE, v, 0.0f, s);
+      amp__store_f32(g, dt, i, v);
+    }
+    found |= (amp__f32_bits(v) & 0x7fffffffu) >= thr;
+  }
+  return found;
+}
+
 amp_status amp_unscale_check(amp_ctx *ctx, amp_dtype dt, size_t n, void *g, float inv_scale,
                              int *found_inf) {
-  (void)dt, (void)n, (void)g, (void)inv_scale, (void)found_inf;
-  STUB("amp_unscale_check");
+  amp_status st = check_args(ctx, "amp_unscale_check", dt, n, g, found_inf, g);
+  if (st != AMP_OK) return st;
+  int simd = amp__use_simd(ctx), mul = inv_scale != 1.0f, found = 0;
+  size_t nb = (n + ELT_BLOCK - 1) / ELT_BLOCK;
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static)                           \
+    reduction(|                                                                                    \
+              : found) if (n > AMP__PAR_MIN)
+  for (size_t k = 0; k < nb; k++) {
+    size_t i0 = k * ELT_BLOCK, len = n - i0 < ELT_BLOCK ? n - i0 : ELT_BLOCK;
+    void *gk = (void *)amp__at(g, dt, i0);
+#ifdef AMPC_HAVE_X86_SIMD
+    if (simd) {
+      found |= amp__unscale_avx2(dt, len, gk, inv_scale, mul);
+      continue;
+    }
+#endif
+    (void)simd;
+    found |= unscale_ref(dt, len, gk, inv_scale, mul);
+  }
+  *found_inf = found != 0;
+  return AMP_OK;
 }
+
+/* Scalar references of one reduction chunk (n <= AMP__RCHUNK). */
+static float sum_chunk_ref(int dt, size_t n, const void *x) {
+  float p[AMP__LANES] = {0};
+  for (size_t j = 0; j < n; j++) p[j % AMP__LANES] += amp__load_f32(x, dt, j);
+  return amp__lane_tree(p, 0);
+}
+
+static float max_chunk_ref(int dt, size_t n, const void *x, int *nan) {
+  float p[AMP__LANES];
+  int isnan_ = 0;
+  for (int k = 0; k < AMP__LANES; k++) p[k] = -INFINITY;
+  for (size_t j = 0; j < n; j++) {
+    float v = amp__load_f32(x, dt, j);
+    isnan_ |= v != v;
+    p[j % AMP__LANES] = amp__maxf(p[j % AMP__LANES], v);
+  }
+  *nan = isnan_;
+  return amp__lane_tree(p, 1);
+}
+
+static float chunk(int simd, int is_max, int dt, size_t n, const void *x, int *nan) {
+#ifdef AMPC_HAVE_X86_SIMD
+  if (simd) return is_max ? amp__max_chunk_avx2(dt, n, x, nan) : amp__sum_chunk_avx2(dt, n, x);
+#endif
+  (void)simd;
+  return is_max ? max_chunk_ref(dt, n, x, nan) : sum_chunk_ref(dt, n, x);
+}
+
+float amp__sum_serial(int simd, int dt, size_t n, const void *x) {
+  float total = 0.0f;
+  for (size_t i0 = 0; i0 < n; i0 += AMP__RCHUNK) {
+    size_t len = n - i0 < AMP__RCHUNK ? n - i0 : AMP__RCHUNK;
+    total += chunk(simd, 0, dt, len, amp__at(x, dt, i0), NULL);
+  }
+  return total;
+}
+
+/* amp_sum / amp_max: chunks in parallel, partials combined in chunk order. */
+static amp_status reduce(amp_ctx *ctx, const char *fn, int is_max, amp_dtype dt, size_t n,
+                         const void *x, float *out) {
+  amp_status st = check_args(ctx, fn, dt, n, x, out, x);
+  if (st != AMP_OK) return st;
+  size_t nc = (n + AMP__RCHUNK - 1) / AMP__RCHUNK;
+  float small[64], *part = nc <= 64 ? small : malloc(nc * sizeof *part);
+  if (!part) return amp__error(ctx, AMP_ERR_NOMEM, "%s: out of memory", fn);
+  int simd = amp__use_simd(ctx), nan = 0;
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static)                           \
+    reduction(|                                                                                    \
+              : nan) if (n > AMP__PAR_MIN)
+  for (size_t k = 0; k < nc; k++) {
+    size_t i0 = k * AMP__RCHUNK, len = n - i0 < AMP__RCHUNK ? n - i0 : AMP__RCHUNK;
+    int cn = 0;
+    part[k] = chunk(simd, is_max, dt, len, amp__at(x, dt, i0), &cn);
+    nan |= cn;
+  }
+  float r = is_max ? -INFINITY : 0.0f;
+  for (size_t k = 0; k < nc; k++) r = is_max ? amp__maxf(r, part[k]) : r + part[k];
+  if (part != small) free(part);
+  *out = nan || r != r ? NAN : r; /* one canonical NaN for every path */
+  return AMP_OK;
+}
+
 amp_status amp_sum(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out) {
-  (void)dt, (void)n, (void)x, (void)out;
-  STUB("amp_sum");
+  return reduce(ctx, "amp_sum", 0, dt, n, x, out);
 }
+
 amp_status amp_max(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out) {
-  (void)dt, (void)n, (void)x, (void)out;
-  STUB("amp_max");
-}
-amp_status amp_sum_rows(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_t cols, const void *x,
-                        float *out) {
-  (void)dt, (void)rows, (void)cols, (void)x, (void)out;
-  STUB("amp_sum_rows");
-}
-amp_status amp_sum_cols(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_t cols, const void *x,
-                        float *out, int accumulate) {
-  (void)dt, (void)rows, (void)cols, (void)x, (void)out, (void)accumulate;
-  STUB("amp_sum_cols");
-}
-amp_status amp_softmax_rows(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_t cols, const void *x,
-                            void *y) {
-  (void)dt, (void)rows, (void)cols, (void)x, (void)y;
-  STUB("amp_softmax_rows");
-}
-amp_status amp_log_softmax_rows(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_t cols,
-                                const void *x, void *y) {
-  (void)dt, (void)rows, (void)cols, (void)x, (void)y;
-  STUB("amp_log_softmax_rows");
-}
-void amp_conv_out_size(const amp_conv_geom *g, int64_t *out_h, int64_t *out_w) {
-  (void)g;
-  *out_h = *out_w = 0;
-}
-amp_status amp_im2col(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const void *img,
-                      void *col) {
-  (void)dt, (void)g, (void)img, (void)col;
-  STUB("amp_im2col");
-}
-amp_status amp_col2im(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const void *col,
-                      float *img) {
-  (void)dt, (void)g, (void)col, (void)img;
-  STUB("amp_col2im");
+  return reduce(ctx, "amp_max", 1, dt, n, x, out);
 }

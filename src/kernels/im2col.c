@@ -1,0 +1,113 @@
+/* im2col / col2im for 2-D convolution over one CHW image. im2col copies
+ * element bits (no rounding); col2im accumulates in F32. */
+#include "kernels_internal.h"
+
+#include "../dtype/dtype_inline.h"
+
+#include <string.h>
+
+/* The output size, or 0 when the geometry is invalid. */
+static int geom_out(const amp_conv_geom *g, int64_t *oh, int64_t *ow) {
+  *oh = *ow = 0;
+  if (!g || g->c < 1 || g->h < 1 || g->w < 1 || g->kh < 1 || g->kw < 1 || g->stride_h < 1 ||
+      g->stride_w < 1 || g->pad_h < 0 || g->pad_w < 0)
+    return 0;
+  int64_t ph = g->h + 2 * g->pad_h, pw = g->w + 2 * g->pad_w;
+  if (g->kh > ph || g->kw > pw) return 0;
+  *oh = (ph - g->kh) / g->stride_h + 1;
+  *ow = (pw - g->kw) / g->stride_w + 1;
+  return 1;
+}
+
+void amp_conv_out_size(const amp_conv_geom *g, int64_t *out_h, int64_t *out_w) {
+  int64_t oh, ow;
+  geom_out(g, &oh, &ow);
+  if (out_h) *out_h = oh;
+  if (out_w) *out_w = ow;
+}
+
+static amp_status check_conv(amp_ctx *ctx, const char *fn, amp_dtype dt, const amp_conv_geom *g,
+                             const void *a, const void *b, int64_t *oh, int64_t *ow) {
+  if (!g || !a || !b) return amp__error(ctx, AMP_ERR_INVALID_ARG, "%s: NULL argument", fn);
+  if (!geom_out(g, oh, ow))
+    return amp__error(ctx, AMP_ERR_INVALID_ARG,
+                      "%s: bad geometry (sizes >= 1, strides >= 1, pads >= 0, kernel within "
+                      "the padded input)",
+                      fn);
+  return amp__check_dtype(ctx, fn, dt);
+}
+
+/* ceil(a / b) for b > 0, clamped below at 0. */
+static int64_t cdiv0(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
+
+/* The outputs ow in [*lo, *hi) whose input column ow*s - pad + k is in [0, w). */
+static void valid_range(int64_t k, int64_t w, int64_t s, int64_t pad, int64_t out, int64_t *lo,
+                        int64_t *hi) {
+  *lo = cdiv0(pad - k, s);
+  *hi = cdiv0(w + pad - k, s);
+  if (*hi > out) *hi = out;
+  if (*lo > *hi) *lo = *hi;
+}
+
+amp_status amp_im2col(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const void *img,
+                      void *col) {
+  int64_t oh, ow;
+  amp_status st = check_conv(ctx, "amp_im2col", dt, g, img, col, &oh, &ow);
+  if (st != AMP_OK) return st;
+  const size_t es = dt == AMP_F32 ? 4 : 2;
+  const int64_t nrows = g->c * g->kh * g->kw;
+#pragma omp parallel for num_threads(amp__threads(ctx))                                            \
+    schedule(static) if (nrows * oh * ow > AMP__PAR_MIN)
+  for (int64_t row = 0; row < nrows; row++) {
+    int64_t ci = row / (g->kh * g->kw), ki = (row / g->kw) % g->kh, kj = row % g->kw;
+    int64_t lo, hi;
+    valid_range(kj, g->w, g->stride_w, g->pad_w, ow, &lo, &hi);
+    for (int64_t y = 0; y < oh; y++) {
+      char *dst = (char *)col + (size_t)((row * oh + y) * ow) * es;
+      int64_t ih = y * g->stride_h - g->pad_h + ki;
+      if (ih < 0 || ih >= g->h) {
+        memset(dst, 0, (size_t)ow * es); /* all-zero bits are +0 in every dtype */
+        continue;
+      }
+      const char *src = (const char *)img + (size_t)((ci * g->h + ih) * g->w) * es;
+      memset(dst, 0, (size_t)lo * es);
+      if (hi > lo && g->stride_w == 1) {
+        memcpy(dst + (size_t)lo * es, src + (size_t)(lo - g->pad_w + kj) * es,
+               (size_t)(hi - lo) * es);
+      } else {
+        for (int64_t x = lo; x < hi; x++)
+          memcpy(dst + (size_t)x * es, src + (size_t)(x * g->stride_w - g->pad_w + kj) * es, es);
+      }
+      memset(dst + (size_t)hi * es, 0, (size_t)(ow - hi) * es);
+    }
+  }
+  return AMP_OK;
+}
+
+amp_status amp_col2im(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const void *col,
+                      float *img) {
+  int64_t oh, ow;
+  amp_status st = check_conv(ctx, "amp_col2im", dt, g, col, img, &oh, &ow);
+  if (st != AMP_OK) return st;
+    /* One channel per work item: channels write disjoint planes, and each
+     * pixel receives its terms in the same order for any thread count. */
+#pragma omp parallel for num_threads(amp__threads(ctx))                                            \
+    schedule(static) if (g->c * g->kh * g->kw * oh * ow > AMP__PAR_MIN)
+  for (int64_t ci = 0; ci < g->c; ci++) {
+    for (int64_t ki = 0; ki < g->kh; ki++) {
+      for (int64_t kj = 0; kj < g->kw; kj++) {
+        int64_t row = (ci * g->kh + ki) * g->kw + kj, lo, hi;
+        valid_range(kj, g->w, g->stride_w, g->pad_w, ow, &lo, &hi);
+        for (int64_t y = 0; y < oh; y++) {
+          int64_t ih = y * g->stride_h - g->pad_h + ki;
+          if (ih < 0 || ih >= g->h) continue;
+          float *dst = img + (ci * g->h + ih) * g->w;
+          size_t base = (size_t)((row * oh + y) * ow);
+          for (int64_t x = lo; x < hi; x++)
+            dst[x * g->stride_w - g->pad_w + kj] += amp__load_f32(col, dt, base + (size_t)x);
+        }
+      }
+    }
+  }
+  return AMP_OK;
+}
