@@ -72,8 +72,7 @@ static double fma_loop(long iters) {
 
 double ampb_peak_fma_gflops(int threads, int reps) {
 #ifdef AMPC_BENCH_AVX2
-  if ((amp_cpu_features() & (AMP_CPU_AVX2 | AMP_CPU_FMA)) != (AMP_CPU_AVX2 | AMP_CPU_FMA))
-    return 0;
+  if ((amp_cpu_features() & (AMP_CPU_AVX2 | AMP_CPU_FMA)) != (AMP_CPU_AVX2 | AMP_CPU_FMA)) return 0;
   if (threads < 1) threads = 1;
   if (reps < 1) reps = 1;
   double *r = malloc((size_t)reps * sizeof *r);

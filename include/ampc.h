@@ -270,12 +270,12 @@ void amp_arena_reset_peak(amp_ctx *ctx, amp_arena_kind kind);
 /** A dense, contiguous, row-major tensor. Its storage belongs to the arena it
  *  was allocated from. Fields are read-only for users. */
 typedef struct amp_tensor {
-  amp_dtype dtype;               /**< element type */
-  int ndim;                      /**< 1..AMP_MAX_DIMS */
-  int64_t shape[AMP_MAX_DIMS];   /**< sizes; entries past ndim are 1 */
-  int64_t numel;                 /**< product of the sizes */
-  void *data;                    /**< numel * amp_dtype_size(dtype) bytes */
-  amp_arena_kind arena;          /**< where data and this struct live */
+  amp_dtype dtype;             /**< element type */
+  int ndim;                    /**< 1..AMP_MAX_DIMS */
+  int64_t shape[AMP_MAX_DIMS]; /**< sizes; entries past ndim are 1 */
+  int64_t numel;               /**< product of the sizes */
+  void *data;                  /**< numel * amp_dtype_size(dtype) bytes */
+  amp_arena_kind arena;        /**< where data and this struct live */
 } amp_tensor;
 
 /** Allocates a tensor of the given dtype and shape (1 <= ndim <= 4, every
@@ -315,9 +315,9 @@ typedef enum amp_trans {
 /** Optional fused GEMM epilogue, applied after alpha·op(A)·op(B) + beta·C and
  *  before rounding to C's dtype: first the bias, then ReLU. */
 typedef struct amp_epilogue {
-  const void *bias;      /**< NULL, or n values added to every row of C */
-  amp_dtype bias_dtype;  /**< F32, F16 or BF16 */
-  int relu;              /**< non-zero: C = max(C, 0) */
+  const void *bias;     /**< NULL, or n values added to every row of C */
+  amp_dtype bias_dtype; /**< F32, F16 or BF16 */
+  int relu;             /**< non-zero: C = max(C, 0) */
 } amp_epilogue;
 
 /** C = alpha·op(A)·op(B) + beta·C (then the epilogue, if any).
@@ -407,10 +407,10 @@ amp_status amp_log_softmax_rows(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_
 
 /** Geometry of a 2-D convolution over one image of c×h×w (CHW). */
 typedef struct amp_conv_geom {
-  int64_t c, h, w;              /**< input channels, height, width */
-  int64_t kh, kw;               /**< kernel height, width */
-  int64_t stride_h, stride_w;   /**< strides (>= 1) */
-  int64_t pad_h, pad_w;         /**< zero padding on each side (>= 0) */
+  int64_t c, h, w;            /**< input channels, height, width */
+  int64_t kh, kw;             /**< kernel height, width */
+  int64_t stride_h, stride_w; /**< strides (>= 1) */
+  int64_t pad_h, pad_w;       /**< zero padding on each side (>= 0) */
 } amp_conv_geom;
 
 /** Output height and width of a convolution; 0 in both when the geometry is

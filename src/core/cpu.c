@@ -1,10 +1,11 @@
 /* Run-time detection of the SIMD features the fast paths need. */
 #include "internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-unsigned amp_cpu_features(void) {
+static unsigned detect(void) {
   unsigned f = 0;
 #if defined(AMPC_HAVE_X86_SIMD) && (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
   const char *env = getenv("AMPC_SIMD");
@@ -18,4 +19,17 @@ unsigned amp_cpu_features(void) {
   if (c & (1u << 29)) f |= AMP_CPU_F16C;
 #endif
   return f;
+}
+
+unsigned amp_cpu_features(void) {
+  /* The CPU's features are a constant of the process: computed once (cpuid
+     traps to the hypervisor on VMs and costs microseconds), then read. Two
+     threads racing here compute and store the same value. */
+  static atomic_uint cached = 0;
+  unsigned v = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (v == 0) {
+    v = detect() | 0x80000000u; /* bit 31: "computed" */
+    atomic_store_explicit(&cached, v, memory_order_relaxed);
+  }
+  return v & ~0x80000000u;
 }

@@ -19,7 +19,7 @@ size_t amp_dtype_size(amp_dtype t) {
 }
 
 static const char *const dtype_names[AMP_DTYPE_COUNT] = {"f32",  "f16", "bf16", "e4m3",
-                                                          "e5m2", "i32", "u8"};
+                                                         "e5m2", "i32", "u8"};
 
 const char *amp_dtype_name(amp_dtype t) {
   return (unsigned)t < AMP_DTYPE_COUNT ? dtype_names[t] : "invalid";
@@ -31,8 +31,8 @@ amp_status amp_dtype_parse(const char *name, amp_dtype *out) {
   static const struct {
     const char *name;
     amp_dtype t;
-  } aliases[] = {{"fp32", AMP_F32},     {"float32", AMP_F32}, {"float", AMP_F32},
-                 {"fp16", AMP_F16},     {"float16", AMP_F16}, {"half", AMP_F16},
+  } aliases[] = {{"fp32", AMP_F32},      {"float32", AMP_F32},   {"float", AMP_F32},
+                 {"fp16", AMP_F16},      {"float16", AMP_F16},   {"half", AMP_F16},
                  {"bfloat16", AMP_BF16}, {"fp8_e4m3", AMP_E4M3}, {"fp8_e5m2", AMP_E5M2}};
   if (!name || !out) return AMP_ERR_INVALID_ARG;
   for (int i = 0; i < AMP_DTYPE_COUNT; i++)
@@ -64,8 +64,9 @@ amp_tensor *amp_tensor_new(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dtype, 
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 1) {
-      amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_tensor_new: size %lld of dimension %d is not positive",
-                 (long long)shape[i], i);
+      amp__error(ctx, AMP_ERR_INVALID_ARG,
+                 "amp_tensor_new: size %lld of dimension %d is not positive", (long long)shape[i],
+                 i);
       return NULL;
     }
     if (numel > (int64_t)(SIZE_MAX / 8) / shape[i]) {

@@ -8,18 +8,17 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: ampc <command> [options]\n"
-          "\n"
-          "commands:\n"
-          "  bench gemm --m M --n N --k K [--a f16] [--b f16] [--c f32] [--ta] [--tb]\n"
-          "             [--threads T] [--reps R] [--json]\n"
-          "                     time one GEMM shape (median GFLOP/s)\n"
-          "  bench peak [--threads T]    measured peak FMA rate (GFLOP/s)\n"
-          "  bench triad [--threads T]   triad memory bandwidth (GB/s)\n"
-          "  bench all [--threads T]     the standard set of `make bench` (JSON lines)\n"
-          "  version                     print the version\n"
-          "  help                        this text\n");
+  fprintf(f, "usage: ampc <command> [options]\n"
+             "\n"
+             "commands:\n"
+             "  bench gemm --m M --n N --k K [--a f16] [--b f16] [--c f32] [--ta] [--tb]\n"
+             "             [--threads T] [--reps R] [--json]\n"
+             "                     time one GEMM shape (median GFLOP/s)\n"
+             "  bench peak [--threads T]    measured peak FMA rate (GFLOP/s)\n"
+             "  bench triad [--threads T]   triad memory bandwidth (GB/s)\n"
+             "  bench all [--threads T]     the standard set of `make bench` (JSON lines)\n"
+             "  version                     print the version\n"
+             "  help                        this text\n");
 }
 
 /* Parses "--threads T" from argv (anywhere); returns the default when absent.
