@@ -208,7 +208,7 @@ int ampb_gemm_cmd(int argc, char **argv) {
     fprintf(stderr, "ampc bench gemm: --m, --n and --k are required\n");
     return 2;
   }
-  if ((double)s.m * (double)s.k + (double)s.k * (double)s.n + (double)s.m * (double)s.n > 2e9) {
+  if ((double)s.m * (double)s.k + (double)s.k * (double)s.n + (double)s.m * (double)s.n > 5e8) {
     fprintf(stderr, "ampc bench gemm: the matrices are too large\n");
     return 2;
   }
