@@ -110,7 +110,7 @@ amp_status amp_gelu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x
   return AMP_OK;
 }
 
-static int unscale_ref(int dt, size_t n, void *g, float s, int mul) {
+int amp__unscale_ref(int dt, size_t n, void *g, float s, int mul) {
   uint32_t thr = amp__nonfinite_bits(dt);
   int found = 0;
   for (size_t i = 0; i < n; i++) {
@@ -143,7 +143,7 @@ amp_status amp_unscale_check(amp_ctx *ctx, amp_dtype dt, size_t n, void *g, floa
     }
 #endif
     (void)simd;
-    found |= unscale_ref(dt, len, gk, inv_scale, mul);
+    found |= amp__unscale_ref(dt, len, gk, inv_scale, mul);
   }
   *found_inf = found != 0;
   return AMP_OK;

@@ -157,15 +157,7 @@ static inline int unscale_loop(int dt, size_t n, void *g, float s, int mul) {
   __m256i hit = dt == AMP_F32 ? _mm256_cmpeq_epi32(_mm256_max_epu32(big, thrv), big)
                               : _mm256_cmpeq_epi16(_mm256_max_epu16(big, thrv), big);
   int found = !_mm256_testz_si256(hit, hit);
-  const uint32_t thr = amp__nonfinite_bits(dt);
-  for (; i < n; i++) {
-    float v = amp__load_f32(g, dt, i);
-    if (mul) {
-      v = amp__elt_op(AMP__SCALE, v, 0.0f, s);
-      amp__store_f32(g, dt, i, v);
-    }
-    found |= (amp__f32_bits(v) & 0x7fffffffu) >= thr;
-  }
+  if (i < n) found |= amp__unscale_ref(dt, n - i, (char *)g + i * (dt == AMP_F32 ? 4 : 2), s, mul);
   return found;
 }
 

@@ -82,6 +82,8 @@ amp_status amp__check_dtype(amp_ctx *ctx, const char *fn, amp_dtype dt);
 #ifdef AMPC_HAVE_X86_SIMD
 /* AVX2/F16C versions of the scalar helpers in eltwise.c and rows.c. */
 void amp__elt_avx2(int op, int dt, size_t n, float s, const void *a, const void *b, void *y);
+/* Scalar reference of amp_unscale_check on one chunk; returns found_inf. */
+int amp__unscale_ref(int dt, size_t n, void *g, float s, int mul);
 int amp__unscale_avx2(int dt, size_t n, void *g, float s, int mul);
 float amp__sum_chunk_avx2(int dt, size_t n, const void *x);
 float amp__max_chunk_avx2(int dt, size_t n, const void *x, int *nan);
