@@ -151,84 +151,70 @@ static void pack_b(const amp__gemm_args *g, int64_t t, float *dst) {
 }
 
 /* tile (MR × NR, row-major) = [tile if load, else 0] + pa·pb over kc steps,
- * each step one FMA per element. The twelve accumulators are named so that
- * they stay in registers. */
+ * each step one FMA per element, for the first `rows` rows (6, 4 or 2: a
+ * compile-time constant in each instance below, so unused rows vanish). The
+ * twelve accumulators are named so that they stay in registers. */
 #define KROW(r)                                                                                    \
-  do {                                                                                             \
+  if (rows > (r)) {                                                                                \
     const __m256 a = _mm256_broadcast_ss(pa + (r));                                                \
     c##r##0 = _mm256_fmadd_ps(a, b0, c##r##0);                                                     \
     c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1);                                                     \
-  } while (0)
+  }
 #define KLOAD(r)                                                                                   \
-  __m256 c##r##0 = load ? _mm256_load_ps(tile + (r)*NR) : _mm256_setzero_ps();                     \
-  __m256 c##r##1 = load ? _mm256_load_ps(tile + (r)*NR + 8) : _mm256_setzero_ps()
+  __m256 c##r##0 = _mm256_setzero_ps(), c##r##1 = _mm256_setzero_ps();                             \
+  if (load && rows > (r)) {                                                                        \
+    c##r##0 = _mm256_load_ps(tile + (r)*NR);                                                       \
+    c##r##1 = _mm256_load_ps(tile + (r)*NR + 8);                                                   \
+  }
 #define KSTORE(r)                                                                                  \
-  _mm256_store_ps(tile + (r)*NR, c##r##0);                                                         \
-  _mm256_store_ps(tile + (r)*NR + 8, c##r##1)
+  if (rows > (r)) {                                                                                \
+    _mm256_store_ps(tile + (r)*NR, c##r##0);                                                       \
+    _mm256_store_ps(tile + (r)*NR + 8, c##r##1);                                                   \
+  }
 
-/* The kernels stay out of line: inlined into the task loop, GCC runs out of
- * registers and reloads B from memory for every FMA. */
-static __attribute__((noinline)) void kernel_6x16(int64_t kc, const float *pa, const float *pb,
-                                                  float *tile, int load) {
-  KLOAD(0);
-  KLOAD(1);
-  KLOAD(2);
-  KLOAD(3);
-  KLOAD(4);
-  KLOAD(5);
+static inline __attribute__((always_inline)) void
+kernel_rows(const int rows, int64_t kc, const float *pa, const float *pb, float *tile, int load) {
+  KLOAD(0)
+  KLOAD(1)
+  KLOAD(2)
+  KLOAD(3)
+  KLOAD(4)
+  KLOAD(5)
   for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR) {
     const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
-    KROW(0);
-    KROW(1);
-    KROW(2);
-    KROW(3);
-    KROW(4);
-    KROW(5);
+    KROW(0)
+    KROW(1)
+    KROW(2)
+    KROW(3)
+    KROW(4)
+    KROW(5)
   }
-  KSTORE(0);
-  KSTORE(1);
-  KSTORE(2);
-  KSTORE(3);
-  KSTORE(4);
-  KSTORE(5);
-}
-
-/* The first four rows only, for the last sliver of op(A) when m is short. */
-static __attribute__((noinline)) void kernel_4x16(int64_t kc, const float *pa, const float *pb,
-                                                  float *tile, int load) {
-  KLOAD(0);
-  KLOAD(1);
-  KLOAD(2);
-  KLOAD(3);
-  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR) {
-    const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
-    KROW(0);
-    KROW(1);
-    KROW(2);
-    KROW(3);
-  }
-  KSTORE(0);
-  KSTORE(1);
-  KSTORE(2);
-  KSTORE(3);
-}
-
-/* The first two rows only. */
-static __attribute__((noinline)) void kernel_2x16(int64_t kc, const float *pa, const float *pb,
-                                                  float *tile, int load) {
-  KLOAD(0);
-  KLOAD(1);
-  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR) {
-    const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
-    KROW(0);
-    KROW(1);
-  }
-  KSTORE(0);
-  KSTORE(1);
+  KSTORE(0)
+  KSTORE(1)
+  KSTORE(2)
+  KSTORE(3)
+  KSTORE(4)
+  KSTORE(5)
 }
 #undef KROW
 #undef KLOAD
 #undef KSTORE
+
+/* The instances stay out of line: inlined into the task loop, GCC runs out of
+ * registers and reloads B from memory for every FMA. The 4- and 2-row ones
+ * serve the last sliver of op(A) when m is short. */
+static __attribute__((noinline)) void kernel_6x16(int64_t kc, const float *pa, const float *pb,
+                                                  float *tile, int load) {
+  kernel_rows(6, kc, pa, pb, tile, load);
+}
+static __attribute__((noinline)) void kernel_4x16(int64_t kc, const float *pa, const float *pb,
+                                                  float *tile, int load) {
+  kernel_rows(4, kc, pa, pb, tile, load);
+}
+static __attribute__((noinline)) void kernel_2x16(int64_t kc, const float *pa, const float *pb,
+                                                  float *tile, int load) {
+  kernel_rows(2, kc, pa, pb, tile, load);
+}
 
 /* Writes the finished tile to C at (i0, j0): the operations of
  * amp__gemm_finish, eight columns at a time where the tile is whole. */
