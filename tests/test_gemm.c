@@ -107,7 +107,7 @@ static void run_case(const gemm_case *t, amp_ctx *fast, amp_ctx *ref) {
   free(a), free(b), free(bias), free(c0), free(c1), free(c2);
 }
 
-static const int64_t sizes[7] = {1, 2, 7, 16, 33, 100, 257};
+static const int64_t sizes[8] = {1, 2, 7, 8, 16, 33, 100, 257};
 
 /* Every dtype combination and transpose pair, sampled shapes, alpha, beta,
  * leading dimensions and epilogues. */
@@ -118,7 +118,7 @@ static void test_sampled(amp_ctx *fast, amp_ctx *ref) {
     for (int rep = 0; rep < 2; rep++) {
       gemm_case t;
       do {
-        t.m = sizes[rng_u32() % 7], t.n = sizes[rng_u32() % 7], t.k = sizes[rng_u32() % 7];
+        t.m = sizes[rng_u32() % 8], t.n = sizes[rng_u32() % 8], t.k = sizes[rng_u32() % 8];
       } while (t.m * t.n * t.k > 400000);
       t.ta = (amp_trans)(combo & 1), t.tb = (amp_trans)((combo >> 1) & 1);
       t.at = dtypes[(combo / 4) % 3], t.bt = dtypes[(combo / 12) % 3], t.ct = dtypes[combo / 36];
