@@ -1,6 +1,7 @@
 /* Conversions between number formats: the per-element helpers of ampc.h, the
  * scalar bulk kernels and amp_convert(), which picks the AVX2/F16C kernels at
  * run time and splits large arrays across OpenMP threads. */
+#include "../core/internal.h"
 #include "convert_internal.h"
 #include "dtype_inline.h"
 
@@ -252,15 +253,13 @@ static void cvt_block(void *dst, const void *src, const cvt_plan *p, size_t star
   }
 }
 
-static int is_float(amp_dtype t) { return (unsigned)t < AMP_DTYPE_COUNT && amp_dtype_is_float(t); }
-
 amp_status amp__convert_impl(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
                              size_t n, const amp_convert_opts *opts, int simd) {
   static const amp_convert_opts defaults;
   if (!opts) opts = &defaults;
   if (n == 0) return AMP_OK;
   if (!dst || !src) return AMP_ERR_INVALID_ARG;
-  if (!is_float(dst_type) || !is_float(src_type)) return AMP_ERR_UNSUPPORTED;
+  if (!amp_dtype_is_float(dst_type) || !amp_dtype_is_float(src_type)) return AMP_ERR_UNSUPPORTED;
   if (opts->rounding != AMP_ROUND_NEAREST_EVEN && opts->rounding != AMP_ROUND_STOCHASTIC)
     return AMP_ERR_INVALID_ARG;
   const int sr = opts->rounding == AMP_ROUND_STOCHASTIC;
@@ -291,14 +290,9 @@ amp_status amp__convert_impl(void *dst, amp_dtype dst_type, const void *src, amp
   return AMP_OK;
 }
 
-static int simd_available(void) {
-  const unsigned need = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C;
-  return (amp_cpu_features() & need) == need;
-}
-
 amp_status amp_convert_ex(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
                           size_t n, const amp_convert_opts *opts) {
-  return amp__convert_impl(dst, dst_type, src, src_type, n, opts, n ? simd_available() : 0);
+  return amp__convert_impl(dst, dst_type, src, src_type, n, opts, n ? amp__use_simd(NULL) : 0);
 }
 
 amp_status amp_convert(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
