@@ -18,12 +18,12 @@ static const char *NAMES[NOPS] = {"add", "mul", "scale", "relu", "relu_backward"
 static amp_status run(amp_ctx *ctx, int op, amp_dtype dt, size_t n, void *a, void *b, void *y) {
   int found;
   switch (op) {
-  case ADD: return amp_add(ctx, dt, n, a, b, y);
-  case MUL: return amp_mul(ctx, dt, n, a, b, y);
-  case SCALE: return amp_scale(ctx, dt, n, 0.5f, a, y);
-  case RELU: return amp_relu(ctx, dt, n, a, y);
-  case RELU_BWD: return amp_relu_backward(ctx, dt, n, a, b, y);
-  default: return amp_unscale_check(ctx, dt, n, y, 0.5f, &found); /* stays normal */
+  case ADD: return amp_vec_add(ctx, dt, n, a, b, y);
+  case MUL: return amp_vec_mul(ctx, dt, n, a, b, y);
+  case SCALE: return amp_vec_scale(ctx, dt, n, 0.5f, a, y);
+  case RELU: return amp_vec_relu(ctx, dt, n, a, y);
+  case RELU_BWD: return amp_vec_relu_backward(ctx, dt, n, a, b, y);
+  default: return amp_vec_unscale_check(ctx, dt, n, y, 0.5f, &found); /* stays normal */
   }
 }
 

@@ -344,35 +344,35 @@ amp_status amp_gemm(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t
  * AMP_ERR_UNSUPPORTED for other dtypes. */
 
 /** y = a + b. */
-amp_status amp_add(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const void *b, void *y);
+amp_status amp_vec_add(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const void *b, void *y);
 
 /** y = a · b. */
-amp_status amp_mul(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const void *b, void *y);
+amp_status amp_vec_mul(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const void *b, void *y);
 
 /** y = s · x. */
-amp_status amp_scale(amp_ctx *ctx, amp_dtype dt, size_t n, float s, const void *x, void *y);
+amp_status amp_vec_scale(amp_ctx *ctx, amp_dtype dt, size_t n, float s, const void *x, void *y);
 
 /** y = max(x, 0). NaN and -0 pass through unchanged. */
-amp_status amp_relu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y);
+amp_status amp_vec_relu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y);
 
 /** dx = dy where x > 0, else 0 (the ReLU derivative times dy). */
-amp_status amp_relu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, const void *dy,
-                             void *dx);
+amp_status amp_vec_relu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x,
+                                 const void *dy, void *dx);
 
 /** y = GELU(x) = x·Φ(x) with the exact (erf) form, as PyTorch's default. */
-amp_status amp_gelu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y);
+amp_status amp_vec_gelu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y);
 
 /** dx = dy · GELU'(x), GELU'(x) = Φ(x) + x·φ(x). */
-amp_status amp_gelu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, const void *dy,
-                             void *dx);
+amp_status amp_vec_gelu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x,
+                                 const void *dy, void *dx);
 
 /** Unscales gradients in place and detects non-finite values in one pass:
  *  g[i] *= inv_scale, and *found_inf is set to 1 if any g[i] (before or after
  *  the multiply) is inf or NaN, else 0; a finite value that the multiply, or
  *  rounding to dt, takes to inf counts too. inv_scale == 1 skips the multiply
  *  (g is not written). */
-amp_status amp_unscale_check(amp_ctx *ctx, amp_dtype dt, size_t n, void *g, float inv_scale,
-                             int *found_inf);
+amp_status amp_vec_unscale_check(amp_ctx *ctx, amp_dtype dt, size_t n, void *g, float inv_scale,
+                                 int *found_inf);
 
 /* Reductions (F32 accumulation; the result is an F32 value). Sums use a
  * fixed order (chunks of 32768 elements, 32 interleaved partial sums per
@@ -380,13 +380,13 @@ amp_status amp_unscale_check(amp_ctx *ctx, amp_dtype dt, size_t n, void *g, floa
  * thread count or on the SIMD path; error <= n·2^-24·sum|x|. */
 
 /** *out = sum of the n elements of x. */
-amp_status amp_sum(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out);
+amp_status amp_vec_sum(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out);
 
 /** *out = largest of the n elements of x (a quiet NaN if any is NaN). */
-amp_status amp_max(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out);
+amp_status amp_vec_max(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out);
 
 /** Row reductions over a rows×cols matrix x (row stride `cols`):
- *  out[r] = sum of row r (F32), bit-identical to amp_sum() of that row. */
+ *  out[r] = sum of row r (F32), bit-identical to amp_vec_sum() of that row. */
 amp_status amp_sum_rows(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_t cols, const void *x,
                         float *out);
 

@@ -51,13 +51,13 @@ static const char *OPN[NOPS] = {"add", "mul", "scale", "relu", "relu_bwd", "gelu
 static amp_status run_op(amp_ctx *c, op_t op, amp_dtype dt, size_t n, const void *a, const void *b,
                          void *y) {
   switch (op) {
-  case ADD: return amp_add(c, dt, n, a, b, y);
-  case MUL: return amp_mul(c, dt, n, a, b, y);
-  case SCALE: return amp_scale(c, dt, n, 0.37f, a, y);
-  case RELU: return amp_relu(c, dt, n, a, y);
-  case RELU_BWD: return amp_relu_backward(c, dt, n, a, b, y);
-  case GELU: return amp_gelu(c, dt, n, a, y);
-  default: return amp_gelu_backward(c, dt, n, a, b, y);
+  case ADD: return amp_vec_add(c, dt, n, a, b, y);
+  case MUL: return amp_vec_mul(c, dt, n, a, b, y);
+  case SCALE: return amp_vec_scale(c, dt, n, 0.37f, a, y);
+  case RELU: return amp_vec_relu(c, dt, n, a, y);
+  case RELU_BWD: return amp_vec_relu_backward(c, dt, n, a, b, y);
+  case GELU: return amp_vec_gelu(c, dt, n, a, y);
+  default: return amp_vec_gelu_backward(c, dt, n, a, b, y);
   }
 }
 
@@ -139,15 +139,15 @@ static void test_specials(void) {
       CHECK(same_bits(yr, yf, dt, n), "specials %s dt=%d", OPN[o], dt);
     }
     /* A NaN scale (scale and unscale_check) gives the same NaN on both paths. */
-    amp_scale(ref_ctx, dt, n, -NAN, a, yr);
-    amp_scale(fast1, dt, n, -NAN, a, yf);
+    amp_vec_scale(ref_ctx, dt, n, -NAN, a, yr);
+    amp_vec_scale(fast1, dt, n, -NAN, a, yf);
     CHECK(same_bits(yr, yf, dt, n) && isnan(ld(yf, dt, 5)), "NaN scale dt=%d", dt);
     int fr = 0, ff = 0;
-    amp_unscale_check(ref_ctx, dt, n, yr, NAN, &fr);
-    amp_unscale_check(fast1, dt, n, yf, NAN, &ff);
+    amp_vec_unscale_check(ref_ctx, dt, n, yr, NAN, &fr);
+    amp_vec_unscale_check(fast1, dt, n, yf, NAN, &ff);
     CHECK(same_bits(yr, yf, dt, n) && fr == 1 && ff == 1, "NaN inv_scale dt=%d", dt);
     /* relu keeps NaN; relu_backward zeroes where x is NaN. */
-    amp_relu(fast1, dt, n, a, yf);
+    amp_vec_relu(fast1, dt, n, a, yf);
     CHECK(isnan(ld(yf, dt, 0)) && ld(yf, dt, 3) == 0 && ld(yf, dt, 2) == INFINITY, "relu specials");
     free(a), free(b), free(yr), free(yf);
   }
@@ -161,8 +161,8 @@ static void test_unscale(void) {
       void *g = fill(dt, n, -100, 100);
       void *gr = dup(g, dt, n), *gf = dup(g, dt, n);
       int fr = -1, ff = -1;
-      CHECK(amp_unscale_check(ref_ctx, dt, n, gr, 0.125f, &fr) == AMP_OK, "unscale ref");
-      CHECK(amp_unscale_check(fast2, dt, n, gf, 0.125f, &ff) == AMP_OK, "unscale fast");
+      CHECK(amp_vec_unscale_check(ref_ctx, dt, n, gr, 0.125f, &fr) == AMP_OK, "unscale ref");
+      CHECK(amp_vec_unscale_check(fast2, dt, n, gf, 0.125f, &ff) == AMP_OK, "unscale fast");
       CHECK(fr == 0 && ff == 0, "finite data flagged dt=%d n=%zu", dt, n);
       CHECK(same_bits(gr, gf, dt, n), "unscale fast != ref dt=%d n=%zu", dt, n);
       size_t bad = 0;
@@ -172,7 +172,7 @@ static void test_unscale(void) {
       }
       CHECK(bad == 0, "unscale values dt=%d n=%zu", dt, n);
       /* inv_scale == 1: nothing written, still checked. */
-      CHECK(amp_unscale_check(fast1, dt, n, gf, 1.0f, &ff) == AMP_OK && ff == 0, "scale 1");
+      CHECK(amp_vec_unscale_check(fast1, dt, n, gf, 1.0f, &ff) == AMP_OK && ff == 0, "scale 1");
       CHECK(same_bits(gr, gf, dt, n), "scale 1 must not change data");
       /* One inf or NaN anywhere is found, by both paths, with both scales. */
       size_t pos[5] = {0, n - 1, n / 2, n > 3 ? n - 3 : 0, n / 3}; /* n - 3: SIMD tail */
@@ -184,8 +184,8 @@ static void test_unscale(void) {
           amp__store_f32(gf, dt, pos[p], k ? NAN : -INFINITY);
           float sc = k ? 1.0f : 0.5f;
           fr = ff = -1;
-          amp_unscale_check(ref_ctx, dt, n, gr, sc, &fr);
-          amp_unscale_check(fast2, dt, n, gf, sc, &ff);
+          amp_vec_unscale_check(ref_ctx, dt, n, gr, sc, &fr);
+          amp_vec_unscale_check(fast2, dt, n, gf, sc, &ff);
           CHECK(fr == 1 && ff == 1, "missed %s at %zu dt=%d n=%zu", k ? "NaN" : "inf", pos[p], dt,
                 n);
           CHECK(same_bits(gr, gf, dt, n), "unscale with inf fast != ref");
@@ -193,7 +193,7 @@ static void test_unscale(void) {
       /* Finite values that overflow when unscaled (or rounded to dt) count. */
       memcpy(gf, g, n * esz(dt));
       amp__store_f32(gf, dt, n / 3, 1e4f);
-      amp_unscale_check(fast1, dt, n, gf, dt == AMP_F16 ? 8.0f : 1e35f, &ff);
+      amp_vec_unscale_check(fast1, dt, n, gf, dt == AMP_F16 ? 8.0f : 1e35f, &ff);
       CHECK(ff == 1, "overflow on unscale not flagged dt=%d", dt);
       free(g), free(gr), free(gf);
     }
@@ -212,13 +212,13 @@ static void test_unscale_edges(void) {
       amp_ctx *c = path ? fast1 : ref_ctx;
       for (int i = 0; i < 40; i++) amp__store_f32(g, dt, (size_t)i, i % 3 ? big : -big);
       int f = -1;
-      amp_unscale_check(c, dt, 40, g, 1.0f, &f);
+      amp_vec_unscale_check(c, dt, 40, g, 1.0f, &f);
       CHECK(f == 0, "max finite flagged dt=%d path=%d", dt, path);
-      amp_unscale_check(c, dt, 40, g, 0.5f, &f);
+      amp_vec_unscale_check(c, dt, 40, g, 0.5f, &f);
       CHECK(f == 0, "half max flagged dt=%d path=%d", dt, path);
-      amp_unscale_check(c, dt, 40, g, 2.0f, &f); /* back to max: finite */
+      amp_vec_unscale_check(c, dt, 40, g, 2.0f, &f); /* back to max: finite */
       CHECK(f == 0, "max again flagged dt=%d path=%d", dt, path);
-      amp_unscale_check(c, dt, 40, g, 1.00390625f, &f); /* past max in every dtype */
+      amp_vec_unscale_check(c, dt, 40, g, 1.00390625f, &f); /* past max in every dtype */
       CHECK(f == 1, "overflow missed dt=%d path=%d", dt, path);
     }
   }
@@ -233,12 +233,12 @@ static void test_reductions(void) {
       for (int off = 0; off < 2; off++) {
         const void *xo = (const char *)x + (size_t)off * esz(dt);
         float sr, s1, s2, mr, m1, m2;
-        amp_sum(ref_ctx, dt, n, xo, &sr);
-        amp_sum(fast1, dt, n, xo, &s1);
-        amp_sum(fast2, dt, n, xo, &s2);
-        amp_max(ref_ctx, dt, n, xo, &mr);
-        amp_max(fast1, dt, n, xo, &m1);
-        amp_max(fast2, dt, n, xo, &m2);
+        amp_vec_sum(ref_ctx, dt, n, xo, &sr);
+        amp_vec_sum(fast1, dt, n, xo, &s1);
+        amp_vec_sum(fast2, dt, n, xo, &s2);
+        amp_vec_max(ref_ctx, dt, n, xo, &mr);
+        amp_vec_max(fast1, dt, n, xo, &m1);
+        amp_vec_max(fast2, dt, n, xo, &m2);
         CHECK(memcmp(&sr, &s1, 4) == 0 && memcmp(&sr, &s2, 4) == 0,
               "sum dt=%d n=%zu: ref %a fast %a 2thr %a", dt, n, sr, s1, s2);
         CHECK(memcmp(&mr, &m1, 4) == 0 && memcmp(&mr, &m2, 4) == 0, "max bits dt=%d n=%zu", dt, n);
@@ -255,19 +255,19 @@ static void test_reductions(void) {
       if (n > 2) {
         amp__store_f32(x, dt, n - 2, NAN);
         float m, sm;
-        amp_max(fast2, dt, n, x, &m);
-        amp_sum(fast2, dt, n, x, &sm);
+        amp_vec_max(fast2, dt, n, x, &m);
+        amp_vec_sum(fast2, dt, n, x, &sm);
         CHECK(isnan(m) && isnan(sm), "NaN must propagate dt=%d n=%zu", dt, n);
-        amp_max(ref_ctx, dt, n, x, &m);
+        amp_vec_max(ref_ctx, dt, n, x, &m);
         CHECK(isnan(m), "NaN must propagate (ref)");
       }
       free(x);
     }
   /* All -inf, and a single element. */
   float ninf[3] = {-INFINITY, -INFINITY, -INFINITY}, m, one = 2.5f;
-  amp_max(fast1, AMP_F32, 3, ninf, &m);
+  amp_vec_max(fast1, AMP_F32, 3, ninf, &m);
   CHECK(m == -INFINITY, "max of -inf");
-  amp_sum(NULL, AMP_F32, 1, &one, &m);
+  amp_vec_sum(NULL, AMP_F32, 1, &one, &m);
   CHECK(m == 2.5f, "sum of one element, NULL ctx");
 }
 
@@ -275,23 +275,23 @@ static void test_errors(void) {
   amp_ctx *c = amp_ctx_create(NULL);
   float x[4] = {0}, y[4], out;
   int f;
-  CHECK(amp_add(c, AMP_F32, 0, x, x, y) == AMP_ERR_INVALID_ARG, "n == 0");
-  CHECK(strstr(amp_ctx_error(c), "amp_add") != NULL, "message names the function: %s",
+  CHECK(amp_vec_add(c, AMP_F32, 0, x, x, y) == AMP_ERR_INVALID_ARG, "n == 0");
+  CHECK(strstr(amp_ctx_error(c), "amp_vec_add") != NULL, "message names the function: %s",
         amp_ctx_error(c));
   amp_ctx_clear_error(c);
-  CHECK(amp_mul(c, AMP_F32, 4, x, NULL, y) == AMP_ERR_INVALID_ARG, "NULL b");
-  CHECK(strstr(amp_ctx_error(c), "amp_mul") != NULL, "message: %s", amp_ctx_error(c));
+  CHECK(amp_vec_mul(c, AMP_F32, 4, x, NULL, y) == AMP_ERR_INVALID_ARG, "NULL b");
+  CHECK(strstr(amp_ctx_error(c), "amp_vec_mul") != NULL, "message: %s", amp_ctx_error(c));
   amp_ctx_clear_error(c);
-  CHECK(amp_relu(c, AMP_I32, 4, x, y) == AMP_ERR_UNSUPPORTED, "I32");
-  CHECK(strstr(amp_ctx_error(c), "amp_relu") != NULL, "message: %s", amp_ctx_error(c));
+  CHECK(amp_vec_relu(c, AMP_I32, 4, x, y) == AMP_ERR_UNSUPPORTED, "I32");
+  CHECK(strstr(amp_ctx_error(c), "amp_vec_relu") != NULL, "message: %s", amp_ctx_error(c));
   amp_ctx_clear_error(c);
-  CHECK(amp_unscale_check(c, AMP_F32, 4, x, 1.0f, NULL) == AMP_ERR_INVALID_ARG, "NULL found");
-  CHECK(amp_unscale_check(NULL, AMP_F16, 0, x, 1.0f, &f) == AMP_ERR_INVALID_ARG, "NULL ctx");
-  CHECK(amp_sum(NULL, AMP_F32, 4, NULL, &out) == AMP_ERR_INVALID_ARG, "sum NULL x");
-  CHECK(amp_max(NULL, AMP_E4M3, 4, x, &out) == AMP_ERR_UNSUPPORTED, "max E4M3");
-  CHECK(amp_scale(NULL, AMP_F32, 4, 2.0f, x, NULL) == AMP_ERR_INVALID_ARG, "scale NULL y");
-  CHECK(amp_gelu(NULL, AMP_F32, 0, x, y) == AMP_ERR_INVALID_ARG, "gelu n == 0");
-  CHECK(amp_gelu_backward(NULL, AMP_U8, 4, x, x, y) == AMP_ERR_UNSUPPORTED, "gelu_bwd U8");
+  CHECK(amp_vec_unscale_check(c, AMP_F32, 4, x, 1.0f, NULL) == AMP_ERR_INVALID_ARG, "NULL found");
+  CHECK(amp_vec_unscale_check(NULL, AMP_F16, 0, x, 1.0f, &f) == AMP_ERR_INVALID_ARG, "NULL ctx");
+  CHECK(amp_vec_sum(NULL, AMP_F32, 4, NULL, &out) == AMP_ERR_INVALID_ARG, "sum NULL x");
+  CHECK(amp_vec_max(NULL, AMP_E4M3, 4, x, &out) == AMP_ERR_UNSUPPORTED, "max E4M3");
+  CHECK(amp_vec_scale(NULL, AMP_F32, 4, 2.0f, x, NULL) == AMP_ERR_INVALID_ARG, "scale NULL y");
+  CHECK(amp_vec_gelu(NULL, AMP_F32, 0, x, y) == AMP_ERR_INVALID_ARG, "gelu n == 0");
+  CHECK(amp_vec_gelu_backward(NULL, AMP_U8, 4, x, x, y) == AMP_ERR_UNSUPPORTED, "gelu_bwd U8");
   amp_ctx_free(c);
 }
 

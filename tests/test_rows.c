@@ -56,8 +56,8 @@ static void test_sums(void) {
           ex += v, ab += fabs(v);
         }
         float whole;
-        amp_sum(fast2, dt, (size_t)C, (const char *)x + (size_t)(r * C) * esz(dt), &whole);
-        CHECK(whole == rr[r], "sum_rows row %lld == amp_sum of the row", (long long)r);
+        amp_vec_sum(fast2, dt, (size_t)C, (const char *)x + (size_t)(r * C) * esz(dt), &whole);
+        CHECK(whole == rr[r], "sum_rows row %lld == amp_vec_sum of the row", (long long)r);
         CHECK(fabs(rr[r] - ex) <= (double)C * 0x1p-24 * ab, "sum_rows dt=%d row %lld", dt,
               (long long)r);
       }

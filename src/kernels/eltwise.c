@@ -51,33 +51,35 @@ static void elt_run(amp_ctx *ctx, int op, int dt, size_t n, float s, const void 
   }
 }
 
-amp_status amp_add(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const void *b, void *y) {
-  amp_status st = check_args(ctx, "amp_add", dt, n, a, b, y);
+amp_status amp_vec_add(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const void *b,
+                       void *y) {
+  amp_status st = check_args(ctx, "amp_vec_add", dt, n, a, b, y);
   if (st == AMP_OK) elt_run(ctx, AMP__ADD, dt, n, 0.0f, a, b, y);
   return st;
 }
 
-amp_status amp_mul(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const void *b, void *y) {
-  amp_status st = check_args(ctx, "amp_mul", dt, n, a, b, y);
+amp_status amp_vec_mul(amp_ctx *ctx, amp_dtype dt, size_t n, const void *a, const void *b,
+                       void *y) {
+  amp_status st = check_args(ctx, "amp_vec_mul", dt, n, a, b, y);
   if (st == AMP_OK) elt_run(ctx, AMP__MUL, dt, n, 0.0f, a, b, y);
   return st;
 }
 
-amp_status amp_scale(amp_ctx *ctx, amp_dtype dt, size_t n, float s, const void *x, void *y) {
-  amp_status st = check_args(ctx, "amp_scale", dt, n, x, x, y);
+amp_status amp_vec_scale(amp_ctx *ctx, amp_dtype dt, size_t n, float s, const void *x, void *y) {
+  amp_status st = check_args(ctx, "amp_vec_scale", dt, n, x, x, y);
   if (st == AMP_OK) elt_run(ctx, AMP__SCALE, dt, n, s, x, NULL, y);
   return st;
 }
 
-amp_status amp_relu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y) {
-  amp_status st = check_args(ctx, "amp_relu", dt, n, x, x, y);
+amp_status amp_vec_relu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y) {
+  amp_status st = check_args(ctx, "amp_vec_relu", dt, n, x, x, y);
   if (st == AMP_OK) elt_run(ctx, AMP__RELU, dt, n, 0.0f, x, NULL, y);
   return st;
 }
 
-amp_status amp_relu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, const void *dy,
-                             void *dx) {
-  amp_status st = check_args(ctx, "amp_relu_backward", dt, n, x, dy, dx);
+amp_status amp_vec_relu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x,
+                                 const void *dy, void *dx) {
+  amp_status st = check_args(ctx, "amp_vec_relu_backward", dt, n, x, dy, dx);
   if (st == AMP_OK) elt_run(ctx, AMP__RELU_BWD, dt, n, 0.0f, x, dy, dx);
   return st;
 }
@@ -86,8 +88,8 @@ amp_status amp_relu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x
 #define INV_SQRT2 0.70710678118654752f
 #define INV_SQRT2PI 0.39894228040143268f
 
-amp_status amp_gelu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y) {
-  amp_status st = check_args(ctx, "amp_gelu", dt, n, x, x, y);
+amp_status amp_vec_gelu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y) {
+  amp_status st = check_args(ctx, "amp_vec_gelu", dt, n, x, x, y);
   if (st != AMP_OK) return st;
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (n > AMP__PAR_MIN / 8)
   for (size_t i = 0; i < n; i++) {
@@ -97,9 +99,9 @@ amp_status amp_gelu(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, void *y
   return AMP_OK;
 }
 
-amp_status amp_gelu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, const void *dy,
-                             void *dx) {
-  amp_status st = check_args(ctx, "amp_gelu_backward", dt, n, x, dy, dx);
+amp_status amp_vec_gelu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x,
+                                 const void *dy, void *dx) {
+  amp_status st = check_args(ctx, "amp_vec_gelu_backward", dt, n, x, dy, dx);
   if (st != AMP_OK) return st;
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (n > AMP__PAR_MIN / 8)
   for (size_t i = 0; i < n; i++) {
@@ -124,9 +126,9 @@ int amp__unscale_ref(int dt, size_t n, void *g, float s, int mul) {
   return found;
 }
 
-amp_status amp_unscale_check(amp_ctx *ctx, amp_dtype dt, size_t n, void *g, float inv_scale,
-                             int *found_inf) {
-  amp_status st = check_args(ctx, "amp_unscale_check", dt, n, g, found_inf, g);
+amp_status amp_vec_unscale_check(amp_ctx *ctx, amp_dtype dt, size_t n, void *g, float inv_scale,
+                                 int *found_inf) {
+  amp_status st = check_args(ctx, "amp_vec_unscale_check", dt, n, g, found_inf, g);
   if (st != AMP_OK) return st;
   int simd = amp__use_simd(ctx), mul = inv_scale != 1.0f, found = 0;
   size_t nb = (n + ELT_BLOCK - 1) / ELT_BLOCK;
@@ -186,7 +188,7 @@ float amp__sum_serial(int simd, int dt, size_t n, const void *x) {
   return total;
 }
 
-/* amp_sum / amp_max: chunks in parallel, partials combined in chunk order. */
+/* amp_vec_sum / amp_vec_max: chunks in parallel, partials combined in chunk order. */
 static amp_status reduce(amp_ctx *ctx, const char *fn, int is_max, amp_dtype dt, size_t n,
                          const void *x, float *out) {
   amp_status st = check_args(ctx, fn, dt, n, x, out, x);
@@ -211,10 +213,10 @@ static amp_status reduce(amp_ctx *ctx, const char *fn, int is_max, amp_dtype dt,
   return AMP_OK;
 }
 
-amp_status amp_sum(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out) {
-  return reduce(ctx, "amp_sum", 0, dt, n, x, out);
+amp_status amp_vec_sum(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out) {
+  return reduce(ctx, "amp_vec_sum", 0, dt, n, x, out);
 }
 
-amp_status amp_max(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out) {
-  return reduce(ctx, "amp_max", 1, dt, n, x, out);
+amp_status amp_vec_max(amp_ctx *ctx, amp_dtype dt, size_t n, const void *x, float *out) {
+  return reduce(ctx, "amp_vec_max", 1, dt, n, x, out);
 }

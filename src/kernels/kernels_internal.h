@@ -51,7 +51,7 @@ static inline float amp__elt_op(int op, float u, float v, float s) {
   }
 }
 
-/* The max used by amp_max, in the exact form of the x86 MAXPS instruction. */
+/* The max used by amp_vec_max, in the exact form of the x86 MAXPS instruction. */
 static inline float amp__maxf(float a, float b) { return a > b ? a : b; }
 
 /* Combines AMP__LANES partials in a fixed pairwise tree (sum or max). */
@@ -73,7 +73,7 @@ static inline const void *amp__at(const void *p, int dt, size_t i) {
 }
 
 /* Sum of n elements with the chunked, lane-blocked order above, on one
- * thread. amp_sum gives the same bits with any thread count. */
+ * thread. amp_vec_sum gives the same bits with any thread count. */
 float amp__sum_serial(int simd, int dt, size_t n, const void *x);
 
 /* Argument checks shared by the kernels: they record "fn: ..." on ctx. */
@@ -82,7 +82,7 @@ amp_status amp__check_dtype(amp_ctx *ctx, const char *fn, amp_dtype dt);
 #ifdef AMPC_HAVE_X86_SIMD
 /* AVX2/F16C versions of the scalar helpers in eltwise.c and rows.c. */
 void amp__elt_avx2(int op, int dt, size_t n, float s, const void *a, const void *b, void *y);
-/* Scalar reference of amp_unscale_check on one chunk; returns found_inf. */
+/* Scalar reference of amp_vec_unscale_check on one chunk; returns found_inf. */
 int amp__unscale_ref(int dt, size_t n, void *g, float s, int mul);
 int amp__unscale_avx2(int dt, size_t n, void *g, float s, int mul);
 float amp__sum_chunk_avx2(int dt, size_t n, const void *x);
