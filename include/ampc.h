@@ -276,6 +276,18 @@ typedef struct amp_tensor {
   int64_t numel;               /**< product of the sizes */
   void *data;                  /**< numel * amp_dtype_size(dtype) bytes */
   amp_arena_kind arena;        /**< where data and this struct live */
+  /* Autograd (see "Autograd" below). */
+  int requires_grad;         /**< gradients flow to this tensor */
+  struct amp_tensor *grad;   /**< its gradient after amp_backward(), or NULL:
+                                  F32 for leaves (parameters), the tensor's own
+                                  dtype for intermediate results */
+  struct amp_tensor *work;   /**< leaves: an optional 16-bit working copy that
+                                  autocast uses instead of casting (kept up to
+                                  date by the optimizer) */
+  struct amp_tensor *master; /**< a 16-bit copy of a leaf (autocast cast or
+                                  working copy): that leaf; its gradient goes
+                                  to master->grad in F32 */
+  struct amp__node *node;    /**< the tape entry that produced it (internal) */
 } amp_tensor;
 
 /** Allocates a tensor of the given dtype and shape (1 <= ndim <= 4, every
@@ -427,6 +439,319 @@ amp_status amp_im2col(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const 
  *  needed), so gradients accumulate in F32. */
 amp_status amp_col2im(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const void *col,
                       float *img);
+
+/* ------------------------------------------------------------------------ */
+/* Autograd                                                                  */
+/*                                                                           */
+/* Ops (below) record themselves on the context's tape, in execution order,  */
+/* when any input requires a gradient and gradient mode is on.               */
+/* amp_backward() walks the tape in reverse. Gradients of intermediate       */
+/* results are kept in the dtype the forward op produced them in (F16        */
+/* activations get F16 gradients) and live in the per-step arena. Leaves     */
+/* (parameters, inputs marked with amp_tensor_set_requires_grad()) get an    */
+/* F32 gradient that accumulates across backward calls until zeroed; a       */
+/* 16-bit copy of a leaf sends its gradient straight to the leaf's F32       */
+/* gradient (weight gradients are accumulated with beta = 1 GEMMs).          */
+/* amp_ctx_step_reset() clears the tape together with the step arena.        */
+/* ------------------------------------------------------------------------ */
+
+/** Makes `t` a leaf that receives gradients (on != 0), giving it a zeroed
+ *  F32 gradient tensor of the same shape in the same arena, or stops it
+ *  receiving them (on == 0; the gradient is kept). Only floating tensors can
+ *  require gradients. Returns AMP_OK or an error (also recorded on ctx). */
+amp_status amp_tensor_set_requires_grad(amp_ctx *ctx, amp_tensor *t, int on);
+
+/** A new leaf parameter: an F32 tensor in the persistent arena that
+ *  requires gradients, its data zeroed. NULL (error recorded) on bad
+ *  arguments. */
+amp_tensor *amp_param_new(amp_ctx *ctx, int ndim, const int64_t *shape);
+
+/** Sets a leaf's gradient to zero (no-op when it has none). */
+void amp_tensor_zero_grad(amp_tensor *t);
+
+/** Back-propagates from `loss`, which must have one element: its gradient is
+ *  seeded with 1 (a loss scaled by amp_scaler_scale() thus back-propagates
+ *  the scale) and the tape is walked in reverse. The tape is kept, so a
+ *  second call accumulates the leaves' gradients again (intermediate
+ *  gradients are recomputed). Returns the first error recorded on ctx (by a
+ *  forward op or during backward), or AMP_ERR_INVALID_ARG for a NULL or
+ *  non-scalar loss, or AMP_ERR_STATE when `loss` was not produced on this
+ *  context's current tape and does not require a gradient. */
+amp_status amp_backward(amp_ctx *ctx, amp_tensor *loss);
+
+/** Opens a no-grad region (nestable): ops record nothing and their results
+ *  do not require gradients, as in evaluation. */
+void amp_no_grad_begin(amp_ctx *ctx);
+
+/** Closes the innermost no-grad region. Unbalanced calls record
+ *  AMP_ERR_STATE. */
+void amp_no_grad_end(amp_ctx *ctx);
+
+/** Non-zero when ops currently record gradients (no no-grad region open). */
+int amp_grad_enabled(const amp_ctx *ctx);
+
+/** Number of entries on the tape (ops recorded since the last step reset). */
+size_t amp_tape_length(const amp_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Autocast                                                                  */
+/*                                                                           */
+/* Inside a region, each op casts its floating inputs according to its       */
+/* category in the op table (amp_op_category_of()):                          */
+/*   AMP_CAT_LOWER   matmul, linear, conv2d, bmm: to the region's dtype      */
+/*                   (F16 or BF16; products still accumulate in F32);        */
+/*   AMP_CAT_FP32    softmax, log_softmax, cross_entropy, mse, layer_norm,   */
+/*                   exp, log, sum, mean: to F32;                            */
+/*   AMP_CAT_PROMOTE add, sub, mul: to the widest input dtype;               */
+/*   AMP_CAT_SAME    relu, gelu, dropout, reshape, flatten, max_pool2d,      */
+/*                   mul_scalar, embedding: no cast.                         */
+/* Integer tensors pass through. A cast of a leaf (parameter) is made once   */
+/* per outermost region and reused (the cast cache), or taken from the       */
+/* leaf's `work` copy when it has the region's dtype. A cast of any other    */
+/* tensor is an amp_cast op on the tape. Outside autocast, ops run in their  */
+/* inputs' dtype; inputs of different floating dtypes promote to the widest  */
+/* (F16 with BF16 gives F32).                                                */
+/*                                                                           */
+/* The region state belongs to the context; a context (with its tape) is     */
+/* used by one thread at a time, so the state is per thread of use.          */
+/* ------------------------------------------------------------------------ */
+
+/** Opens an autocast region (nestable, up to 32 deep). `dt` is AMP_F16 or
+ *  AMP_BF16 to enable autocast in that dtype, or AMP_F32 to open a region
+ *  with autocast disabled inside an enabled one (like PyTorch's
+ *  autocast(enabled=False)). Other dtypes give AMP_ERR_INVALID_ARG. */
+amp_status amp_autocast_begin(amp_ctx *ctx, amp_dtype dt);
+
+/** Closes the innermost autocast region. When the outermost one closes, the
+ *  cast cache is dropped. Unbalanced calls give AMP_ERR_STATE. */
+amp_status amp_autocast_end(amp_ctx *ctx);
+
+/** The dtype lower-precision ops run in now: AMP_F16 or AMP_BF16 inside an
+ *  enabled region, AMP_F32 when autocast is off. */
+amp_dtype amp_autocast_dtype(const amp_ctx *ctx);
+
+/** Autocast categories of ops (see above). */
+typedef enum amp_op_category {
+  AMP_CAT_LOWER = 0,   /**< run in the autocast dtype */
+  AMP_CAT_FP32 = 1,    /**< run in F32 */
+  AMP_CAT_PROMOTE = 2, /**< run in the widest input dtype */
+  AMP_CAT_SAME = 3     /**< run in the input's dtype */
+} amp_op_category;
+
+/** Number of ops in the op table. */
+int amp_op_count(void);
+
+/** Name of op `i` of the table ("linear", "softmax", ...), or NULL when i is
+ *  out of range. */
+const char *amp_op_name(int i);
+
+/** Category of the op called `name`; returns -1 for an unknown name. */
+int amp_op_category_of(const char *name);
+
+/** Short name of a category ("lower", "fp32", "promote", "same"). */
+const char *amp_op_category_name(amp_op_category c);
+
+/* ------------------------------------------------------------------------ */
+/* Ops                                                                       */
+/*                                                                           */
+/* Every op allocates its result in the per-step arena and returns it, or    */
+/* returns NULL: when an input is NULL (an earlier failure, already          */
+/* recorded), or on misuse, which records a sticky error on ctx whose message */
+/* names the op and the shapes. Tensors are row-major; "rows" are all        */
+/* dimensions but the last. Images are NCHW.                                 */
+/* ------------------------------------------------------------------------ */
+
+/** [m,k] · [k,n] → [m,n]. Category lower. */
+amp_tensor *amp_matmul(amp_ctx *ctx, amp_tensor *a, amp_tensor *b);
+
+/** Batched matmul: [B,m,k] · [B,k,n] → [B,m,n]. Category lower. */
+amp_tensor *amp_bmm(amp_ctx *ctx, amp_tensor *a, amp_tensor *b);
+
+/** y = x·wᵀ + b: x [N,in], w [out,in], b [out] or NULL → [N,out]. The bias is
+ *  fused into the GEMM. Category lower. */
+amp_tensor *amp_linear(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b);
+
+/** 2-D convolution (cross-correlation, as PyTorch): x [N,C,H,W], w
+ *  [O,C,kh,kw], b [O] or NULL, stride and zero padding per side →
+ *  [N,O,OH,OW]. im2col + GEMM. Category lower. */
+amp_tensor *amp_conv2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b, int64_t stride_h,
+                       int64_t stride_w, int64_t pad_h, int64_t pad_w);
+
+/** Softmax over the last dimension. Category fp32. */
+amp_tensor *amp_softmax(amp_ctx *ctx, amp_tensor *x);
+
+/** Log-softmax over the last dimension. Category fp32. */
+amp_tensor *amp_log_softmax(amp_ctx *ctx, amp_tensor *x);
+
+/** Cross-entropy from logits [N,C] and I32 labels [N] (each in 0..C-1),
+ *  mean over N → [1], in the compute dtype (F32 under autocast).
+ *  A label out of range is an error. Category fp32. */
+amp_tensor *amp_cross_entropy(amp_ctx *ctx, amp_tensor *logits, amp_tensor *labels);
+
+/** Mean squared error mean((a-b)^2) of two tensors of the same shape → [1].
+ *  Category fp32. */
+amp_tensor *amp_mse(amp_ctx *ctx, amp_tensor *a, amp_tensor *b);
+
+/** Layer normalisation over the last dimension (size D): (x - mean) /
+ *  sqrt(var + eps) · w + b, with the biased variance; w and b are [D] or
+ *  NULL. Category fp32. */
+amp_tensor *amp_layer_norm(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b, float eps);
+
+/** Elementwise e^x. Category fp32. */
+amp_tensor *amp_exp(amp_ctx *ctx, amp_tensor *x);
+
+/** Elementwise natural logarithm. Category fp32. */
+amp_tensor *amp_log(amp_ctx *ctx, amp_tensor *x);
+
+/** Sum of all elements → [1]. Category fp32. */
+amp_tensor *amp_sum(amp_ctx *ctx, amp_tensor *x);
+
+/** Mean of all elements → [1]. Category fp32. */
+amp_tensor *amp_mean(amp_ctx *ctx, amp_tensor *x);
+
+/** a + b. Shapes are equal, or b has the shape of a's last dimension ([C] or
+ *  [1,C]) and is added to every row, or b has one element. Category
+ *  promote. */
+amp_tensor *amp_add(amp_ctx *ctx, amp_tensor *a, amp_tensor *b);
+
+/** a - b, broadcasting b as amp_add(). Category promote. */
+amp_tensor *amp_sub(amp_ctx *ctx, amp_tensor *a, amp_tensor *b);
+
+/** a · b (elementwise), broadcasting b as amp_add(). Category promote. */
+amp_tensor *amp_mul(amp_ctx *ctx, amp_tensor *a, amp_tensor *b);
+
+/** s · x for a constant s. Category same. */
+amp_tensor *amp_mul_scalar(amp_ctx *ctx, amp_tensor *x, float s);
+
+/** max(x, 0). Category same. */
+amp_tensor *amp_relu(amp_ctx *ctx, amp_tensor *x);
+
+/** GELU (erf form). Category same. */
+amp_tensor *amp_gelu(amp_ctx *ctx, amp_tensor *x);
+
+/** Inverted dropout: each element is zeroed with probability p and the rest
+ *  are scaled by 1/(1-p). The mask of element i depends only on (seed, i),
+ *  so it is reproducible. p in [0,1); p == 0 returns x itself. Category
+ *  same. */
+amp_tensor *amp_dropout(amp_ctx *ctx, amp_tensor *x, float p, uint64_t seed);
+
+/** The same data with a new shape of equal element count (one entry may be
+ *  -1: inferred). Category same. */
+amp_tensor *amp_reshape(amp_ctx *ctx, amp_tensor *x, int ndim, const int64_t *shape);
+
+/** [N, ...] → [N, product of the rest]. Category same. */
+amp_tensor *amp_flatten(amp_ctx *ctx, amp_tensor *x);
+
+/** 2-D max pooling without padding: x [N,C,H,W], window kh×kw, stride →
+ *  [N,C,(H-kh)/sh+1,(W-kw)/sw+1]. The gradient goes to the first maximum of
+ *  each window. Category same. */
+amp_tensor *amp_max_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, int64_t stride_h,
+                           int64_t stride_w);
+
+/** An explicit, differentiable cast to a floating dtype (round to nearest
+ *  even); the gradient is cast back to x's dtype. Same dtype returns x. */
+amp_tensor *amp_cast(amp_ctx *ctx, amp_tensor *x, amp_dtype dt);
+
+/** Embedding lookup: weight [V,D], I32 indices of any shape [...] (each in
+ *  0..V-1) → [..., D] in the weight's dtype. The gradient is scatter-added
+ *  into the weight's F32 gradient. Category same. */
+amp_tensor *amp_embedding(amp_ctx *ctx, amp_tensor *weight, amp_tensor *indices);
+
+/* ------------------------------------------------------------------------ */
+/* Random numbers                                                            */
+/* ------------------------------------------------------------------------ */
+
+/** A small deterministic generator (splitmix64); the same seed gives the
+ *  same numbers on every machine. */
+typedef struct amp_rng {
+  uint64_t state;
+} amp_rng;
+
+/** Seeds a generator. */
+void amp_rng_seed(amp_rng *rng, uint64_t seed);
+
+/** The next 64 random bits. */
+uint64_t amp_rng_next(amp_rng *rng);
+
+/** A float uniform in [lo, hi). */
+float amp_rng_uniform(amp_rng *rng, float lo, float hi);
+
+/** A standard normal float (Box-Muller). */
+float amp_rng_normal(amp_rng *rng);
+
+/* ------------------------------------------------------------------------ */
+/* Modules                                                                   */
+/*                                                                           */
+/* Modules are built from ops and allocated in the context's persistent      */
+/* arena (they live as long as the context). Parameters are F32 leaves,      */
+/* initialised as PyTorch does (Kaiming-uniform weights with a = sqrt(5),    */
+/* i.e. U(±1/sqrt(fan_in)); biases U(±1/sqrt(fan_in)); LayerNorm 1 and 0;    */
+/* Embedding N(0,1)) from the given generator, in the order the module       */
+/* declares them (weight, then bias).                                        */
+/* ------------------------------------------------------------------------ */
+
+/** A module: a layer or a container of layers. */
+typedef struct amp_module amp_module;
+
+/** Linear(in, out), with a bias when `bias` is non-zero. */
+amp_module *amp_nn_linear(amp_ctx *ctx, amp_rng *rng, int64_t in, int64_t out, int bias);
+
+/** Conv2d(in_ch, out_ch, k×k, stride, padding), with a bias when `bias`. */
+amp_module *amp_nn_conv2d(amp_ctx *ctx, amp_rng *rng, int64_t in_ch, int64_t out_ch, int64_t k,
+                          int64_t stride, int64_t padding, int bias);
+
+/** MaxPool2d(k, stride). */
+amp_module *amp_nn_max_pool2d(amp_ctx *ctx, int64_t k, int64_t stride);
+
+/** ReLU. */
+amp_module *amp_nn_relu(amp_ctx *ctx);
+
+/** GELU. */
+amp_module *amp_nn_gelu(amp_ctx *ctx);
+
+/** Dropout(p): active only in training mode; each forward call uses a new
+ *  mask derived from `seed` and a call counter. */
+amp_module *amp_nn_dropout(amp_ctx *ctx, float p, uint64_t seed);
+
+/** Flatten: [N, ...] → [N, rest]. */
+amp_module *amp_nn_flatten(amp_ctx *ctx);
+
+/** LayerNorm over a last dimension of size d (weight 1, bias 0, eps). */
+amp_module *amp_nn_layer_norm(amp_ctx *ctx, int64_t d, float eps);
+
+/** Embedding(num, dim), weight N(0, 1). */
+amp_module *amp_nn_embedding(amp_ctx *ctx, amp_rng *rng, int64_t num, int64_t dim);
+
+/** Sequential container of `n` modules, run in order; child i's parameters
+ *  are named "i.<name>". */
+amp_module *amp_nn_sequential(amp_ctx *ctx, int n, amp_module *const *children);
+
+/** Runs a module. NULL x gives NULL. */
+amp_tensor *amp_module_forward(amp_ctx *ctx, amp_module *m, amp_tensor *x);
+
+/** Training (non-zero, the default) or evaluation mode, for the module and
+ *  all its children (affects Dropout). */
+void amp_module_set_training(amp_module *m, int training);
+
+/** Number of parameter tensors of the module and its children. */
+int amp_module_param_count(const amp_module *m);
+
+/** Parameter `i` (0 <= i < count) in declaration order, and its dotted name
+ *  ("weight", "0.bias", ...) in *name when name is not NULL. NULL when i is
+ *  out of range. */
+amp_tensor *amp_module_param(const amp_module *m, int i, const char **name);
+
+/** Total number of parameter elements. */
+int64_t amp_module_param_numel(const amp_module *m);
+
+/** The module's type name ("Linear", "Sequential", ...). */
+const char *amp_module_type(const amp_module *m);
+
+/* ------------------------------------------------------------------------ */
+/* Data (datasets and loaders)                                               */
+/* ------------------------------------------------------------------------ */
+
+/* (the data section ends here) */
 
 #ifdef __cplusplus
 }

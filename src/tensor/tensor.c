@@ -84,6 +84,9 @@ amp_tensor *amp_tensor_new(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dtype, 
   for (int i = 0; i < AMP_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
   t->numel = numel;
   t->arena = arena;
+  t->requires_grad = 0;
+  t->grad = t->work = t->master = NULL;
+  t->node = NULL;
   return t;
 }
 
