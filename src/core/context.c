@@ -44,6 +44,8 @@ void amp_ctx_free(amp_ctx *ctx) {
   if (!ctx) return;
   amp__arena_free(&ctx->arenas[0]);
   amp__arena_free(&ctx->arenas[1]);
+  free(ctx->tape);
+  free(ctx->cast_cache);
   free(ctx);
 }
 

@@ -21,6 +21,16 @@ typedef struct amp__arena {
   size_t peak;
 } amp__arena;
 
+/* One autocast cache entry: the cast of a leaf to a dtype, made once per
+ * outermost autocast region. */
+typedef struct amp__cast_entry {
+  const amp_tensor *src;
+  amp_dtype dtype;
+  amp_tensor *cast;
+} amp__cast_entry;
+
+#define AMP__AUTOCAST_DEPTH 32
+
 struct amp_ctx {
   int threads;
   int no_simd;
@@ -28,6 +38,16 @@ struct amp_ctx {
   amp_status status;
   char message[512];
   amp__arena arenas[2];
+  /* Autograd: the tape (node pointers; the nodes live in the step arena). */
+  struct amp__node **tape;
+  size_t tape_len, tape_cap;
+  int no_grad_depth;
+  /* Autocast: the region stack (AMP_F16/AMP_BF16 enabled, AMP_F32 disabled)
+   * and the cast cache of the outermost region. */
+  amp_dtype autocast[AMP__AUTOCAST_DEPTH];
+  int autocast_depth;
+  amp__cast_entry *cast_cache;
+  size_t cast_len, cast_cap;
 };
 
 /* Records the first error on ctx (NULL ctx: nothing is recorded) and returns

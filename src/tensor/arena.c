@@ -91,6 +91,9 @@ void amp_ctx_step_reset(amp_ctx *ctx) {
   a->cur = a->first;
   if (a->cur) a->cur->used = 0;
   a->used = 0;
+  /* Everything on the tape and in the autocast cache lived in the step arena. */
+  ctx->tape_len = 0;
+  ctx->cast_len = 0;
 }
 
 size_t amp_arena_used_bytes(const amp_ctx *ctx, amp_arena_kind kind) {

@@ -1,0 +1,63 @@
+/* Losses, computed in F32 under autocast: cross-entropy from logits. */
+#include "../dtype/dtype_inline.h"
+#include "ops_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+amp_tensor *amp_cross_entropy(amp_ctx *ctx, amp_tensor *logits, amp_tensor *labels) {
+  amp_tensor *in[2] = {logits, labels}, *c[2];
+  amp_dtype dt;
+  if (!amp__op_inputs(ctx, AMP__OP_CROSS_ENTROPY, 2, in, c, 0, &dt)) return NULL;
+  char sl[64], sy[64];
+  if (c[0]->ndim != 2 || labels->dtype != AMP_I32 || labels->numel != c[0]->shape[0] ||
+      !amp_dtype_is_float(c[0]->dtype)) {
+    amp__error(ctx, AMP_ERR_SHAPE,
+               "cross_entropy: logits %s and labels %s do not fit ([N,C] float, [N] i32)",
+               amp__shape_str(logits, sl, sizeof sl), amp__shape_str(labels, sy, sizeof sy));
+    return NULL;
+  }
+  int64_t rows = c[0]->shape[0], cols = c[0]->shape[1];
+  const int32_t *lab = labels->data;
+  for (int64_t i = 0; i < rows; i++)
+    if (lab[i] < 0 || lab[i] >= cols) {
+      amp__error(ctx, AMP_ERR_INVALID_ARG,
+                 "cross_entropy: label %d of sample %lld is not a class in 0..%lld", (int)lab[i],
+                 (long long)i, (long long)(cols - 1));
+      return NULL;
+    }
+  /* log-softmax rows in F32, kept for backward (its exp is the softmax). */
+  amp_tensor *lsm = amp__op_result(ctx, AMP_F32, 2, c[0]->shape);
+  amp_tensor *y = amp__op_result(ctx, dt, 1, (int64_t[]){1});
+  if (!lsm || !y) return NULL;
+  const void *x = c[0]->data;
+  if (dt != AMP_F32) {
+    if (amp_convert(lsm->data, AMP_F32, x, dt, (size_t)lsm->numel) != AMP_OK) return NULL;
+    x = lsm->data;
+  }
+  if (amp_log_softmax_rows(ctx, AMP_F32, rows, cols, x, lsm->data) != AMP_OK) return NULL;
+  const float *l = lsm->data;
+  double total = 0; /* in order, in double: exact enough and deterministic */
+  for (int64_t i = 0; i < rows; i++) total -= l[i * cols + lab[i]];
+  amp__store_f32(y->data, dt, 0, (float)(total / (double)rows));
+  amp__node *n = amp__record(ctx, AMP__OP_CROSS_ENTROPY, y, 2, c);
+  if (n) n->saved = lsm;
+  return y;
+}
+
+amp_status amp__cross_entropy_backward(amp_ctx *ctx, amp__node *n, const amp_tensor *g) {
+  amp_tensor *x = n->in[0], *labels = n->in[1];
+  const float *l = n->saved->data;
+  const int32_t *lab = labels->data;
+  int64_t rows = x->shape[0], cols = x->shape[1];
+  float scale = amp__load_f32(g->data, g->dtype, 0) / (float)rows;
+  void *dx = amp__grad_begin(ctx, x, x->dtype);
+  if (!dx) return amp_ctx_status(ctx);
+  /* d/dx_ij = (softmax_ij - [j == y_i]) · g / N */
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) {
+      float p = expf(l[i * cols + j]) - (j == lab[i] ? 1.0f : 0.0f);
+      amp__store_f32(dx, x->dtype, (size_t)(i * cols + j), p * scale);
+    }
+  return amp__grad_done(ctx, x, dx, x->dtype);
+}
