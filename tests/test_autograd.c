@@ -140,8 +140,8 @@ static amp_tensor *f_bad(amp_ctx *ctx, amp_tensor **in, const void *arg) {
 static void test_harness_catches_errors(amp_ctx *ctx) {
   int before = check_failed_;
   amp_tensor *in[1] = {gc_leaf(ctx, 1, (int64_t[]){9}, -1, 1)};
-  double rel = gradcheck(ctx, "harness self-test (expected to fail)", f_bad, r_ident, 1, in, NULL,
-                         1e-4);
+  double rel =
+      gradcheck(ctx, "harness self-test (expected to fail)", f_bad, r_ident, 1, in, NULL, 1e-4);
   int caught = check_failed_ > before;
   check_failed_ = before; /* the failures above were the point */
   CHECK(caught && rel > 1e-4, "the harness did not notice a 0.1%% wrong op (rel %.3g)", rel);
@@ -209,8 +209,7 @@ static void test_autocast(amp_ctx *ctx) {
     /* dW equals the F32-accumulated product of the 16-bit dY and X. */
     float ref[35] = {0};
     amp_gemm(ctx, AMP_TRANS, AMP_NO_TRANS, 5, 7, 3, 1.0f, y->grad->data, dt, 5,
-             amp_tensor_cast(ctx, AMP_ARENA_STEP, x, dt)->data, dt, 7, 0.0f, ref, AMP_F32, 7,
-             NULL);
+             amp_tensor_cast(ctx, AMP_ARENA_STEP, x, dt)->data, dt, 7, 0.0f, ref, AMP_F32, 7, NULL);
     CHECK(memcmp(ref, w->grad->data, sizeof ref) == 0, "dW = dYᵀX accumulated in f32");
     float wsum = 0;
     for (int i = 0; i < 35; i++) wsum += fabsf(((float *)w->grad->data)[i]);

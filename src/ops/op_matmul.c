@@ -7,9 +7,9 @@
 #include <string.h>
 
 /* C (+)= op(A)·op(B) into the gradient of `t` (any dtype), m×n. */
-static amp_status gemm_into_grad(amp_ctx *ctx, amp_tensor *t, amp_trans ta, amp_trans tb,
-                                 int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
-                                 const void *b, int64_t ldb, amp_dtype dt, int64_t offset) {
+static amp_status gemm_into_grad(amp_ctx *ctx, amp_tensor *t, amp_trans ta, amp_trans tb, int64_t m,
+                                 int64_t n, int64_t k, const void *a, int64_t lda, const void *b,
+                                 int64_t ldb, amp_dtype dt, int64_t offset) {
   int acc;
   amp_tensor *g = amp__grad_of(ctx, t, &acc);
   if (!g) return amp_ctx_status(ctx);
@@ -31,8 +31,8 @@ amp_tensor *amp_matmul(amp_ctx *ctx, amp_tensor *a, amp_tensor *b) {
   int64_t m = c[0]->shape[0], k = c[0]->shape[1], n = c[1]->shape[1];
   amp_tensor *y = amp__op_result(ctx, dt, 2, (int64_t[]){m, n});
   if (!y) return NULL;
-  if (amp_gemm(ctx, AMP_NO_TRANS, AMP_NO_TRANS, m, n, k, 1.0f, c[0]->data, dt, k, c[1]->data, dt,
-               n, 0.0f, y->data, dt, n, NULL) != AMP_OK)
+  if (amp_gemm(ctx, AMP_NO_TRANS, AMP_NO_TRANS, m, n, k, 1.0f, c[0]->data, dt, k, c[1]->data, dt, n,
+               0.0f, y->data, dt, n, NULL) != AMP_OK)
     return NULL;
   amp__record(ctx, AMP__OP_MATMUL, y, 2, c);
   return y;
@@ -92,15 +92,13 @@ amp_status amp__bmm_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *g) {
     const char *ai = (const char *)a->data + (size_t)(i * m * k) * es;
     const char *bi = (const char *)b->data + (size_t)(i * k * n) * es;
     if (ga)
-      s = amp_gemm(ctx, AMP_NO_TRANS, AMP_TRANS, m, k, n, 1.0f, gi, dt, n, bi, dt, n,
-                   acc_a ? 1.0f : 0.0f,
-                   (char *)ga->data + (size_t)(i * m * k) * amp_dtype_size(ga->dtype), ga->dtype,
-                   k, NULL);
+      s = amp_gemm(
+          ctx, AMP_NO_TRANS, AMP_TRANS, m, k, n, 1.0f, gi, dt, n, bi, dt, n, acc_a ? 1.0f : 0.0f,
+          (char *)ga->data + (size_t)(i * m * k) * amp_dtype_size(ga->dtype), ga->dtype, k, NULL);
     if (s == AMP_OK && gb)
-      s = amp_gemm(ctx, AMP_TRANS, AMP_NO_TRANS, k, n, m, 1.0f, ai, dt, k, gi, dt, n,
-                   acc_b ? 1.0f : 0.0f,
-                   (char *)gb->data + (size_t)(i * k * n) * amp_dtype_size(gb->dtype), gb->dtype,
-                   n, NULL);
+      s = amp_gemm(
+          ctx, AMP_TRANS, AMP_NO_TRANS, k, n, m, 1.0f, ai, dt, k, gi, dt, n, acc_b ? 1.0f : 0.0f,
+          (char *)gb->data + (size_t)(i * k * n) * amp_dtype_size(gb->dtype), gb->dtype, n, NULL);
   }
   return s;
 }
@@ -126,8 +124,8 @@ amp_tensor *amp_linear(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b
   amp_tensor *y = amp__op_result(ctx, dt, c[0]->ndim, shape);
   if (!y) return NULL;
   amp_epilogue ep = {c[2] ? c[2]->data : NULL, dt, 0};
-  if (amp_gemm(ctx, AMP_NO_TRANS, AMP_TRANS, rows, dout, din, 1.0f, c[0]->data, dt, din,
-               c[1]->data, dt, din, 0.0f, y->data, dt, dout, &ep) != AMP_OK)
+  if (amp_gemm(ctx, AMP_NO_TRANS, AMP_TRANS, rows, dout, din, 1.0f, c[0]->data, dt, din, c[1]->data,
+               dt, din, 0.0f, y->data, dt, dout, &ep) != AMP_OK)
     return NULL;
   amp__record(ctx, AMP__OP_LINEAR, y, c[2] ? 3 : 2, c);
   return y;

@@ -57,9 +57,9 @@ typedef struct amp__node {
   int nin;
   amp_tensor *in[AMP__MAX_INPUTS]; /* inputs as the op computed on them (after casts) */
   amp_tensor *out;
-  amp_tensor *saved;  /* op-specific: a mask, argmax indices, statistics */
-  int64_t iarg[6];    /* op-specific integers (strides, padding, ...) */
-  float farg[2];      /* op-specific floats (scale, eps, ...) */
+  amp_tensor *saved; /* op-specific: a mask, argmax indices, statistics */
+  int64_t iarg[6];   /* op-specific integers (strides, padding, ...) */
+  float farg[2];     /* op-specific floats (scale, eps, ...) */
 } amp__node;
 
 /* Backward of one node: `gout` is the gradient of n->out (dtype of n->out).
