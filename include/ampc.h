@@ -748,6 +748,223 @@ int64_t amp_module_param_numel(const amp_module *m);
 const char *amp_module_type(const amp_module *m);
 
 /* ------------------------------------------------------------------------ */
+/* Optimizers                                                                */
+/*                                                                           */
+/* An optimizer takes over a model's parameters: it moves them into one      */
+/* contiguous allocation per role (FP32 masters, FP32 gradients, optimizer   */
+/* moments and, in a 16-bit recipe, the 16-bit working copies), re-pointing  */
+/* each parameter tensor into those buffers. A step reads master and         */
+/* gradient and writes master, moments and working copy in one pass over     */
+/* memory, so the cast after the update costs no extra pass.                 */
+/* ------------------------------------------------------------------------ */
+
+/** Optimizer algorithms (PyTorch's torch.optim semantics). */
+typedef enum amp_optim_kind {
+  AMP_OPTIM_SGD = 0,  /**< SGD with momentum, dampening, Nesterov, L2 weight decay */
+  AMP_OPTIM_ADAM = 1, /**< Adam with bias correction, L2 weight decay */
+  AMP_OPTIM_ADAMW = 2 /**< AdamW: decoupled weight decay */
+} amp_optim_kind;
+
+/** Optimizer settings; get the defaults from amp_optim_defaults(). */
+typedef struct amp_optim_params {
+  amp_optim_kind kind;
+  float lr;              /**< learning rate (default 1e-3; SGD 1e-2) */
+  float momentum;        /**< SGD momentum (default 0) */
+  float dampening;       /**< SGD dampening (default 0) */
+  int nesterov;          /**< SGD Nesterov momentum (needs momentum > 0) */
+  float weight_decay;    /**< L2 (SGD, Adam) or decoupled (AdamW); default 0, AdamW 1e-2 */
+  float beta1, beta2;    /**< Adam(W) moment decay (default 0.9, 0.999) */
+  float eps;             /**< Adam(W) denominator term (default 1e-8) */
+  amp_dtype work_dtype;  /**< AMP_F16 or AMP_BF16: keep a 16-bit working copy
+                              of every parameter for autocast; AMP_F32 (the
+                              default): none */
+  int master_weights;    /**< 1 (default): FP32 masters. 0 (with a 16-bit
+                              work_dtype): the weights themselves are 16-bit —
+                              after each update the master is rounded to the
+                              work dtype, so updates smaller than half an ulp
+                              are lost, as in pure 16-bit training */
+  amp_rounding rounding; /**< rounding of the working copy (nearest even, or
+                              stochastic with `seed`) */
+  uint64_t seed;         /**< stochastic rounding stream */
+} amp_optim_params;
+
+/** PyTorch's defaults for `kind` (see amp_optim_params). */
+amp_optim_params amp_optim_defaults(amp_optim_kind kind);
+
+/** An optimizer over a set of parameters. */
+typedef struct amp_optim amp_optim;
+
+/** Creates an optimizer over all parameters of `model` (see the section
+ *  comment: the parameters move into the optimizer's buffers, their values
+ *  kept, their gradients zeroed). Allocated in the persistent arena; a model
+ *  can be owned by one optimizer. NULL (error recorded) on bad settings:
+ *  lr < 0, betas outside [0,1), eps < 0, nesterov without momentum, a
+ *  work_dtype other than F32/F16/BF16, or a model already taken. */
+amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_params *p);
+
+/** Sets every gradient to zero (one memset over the gradient buffer). */
+void amp_optim_zero_grad(amp_optim *o);
+
+/** One update of every parameter from its FP32 gradient (multiplied by the
+ *  pending gradient factor, see amp_optim_clip_grad_norm()), then the
+ *  working copies are rewritten in the same pass. Increments the step count
+ *  used for Adam's bias correction. Deterministic, and the same bits for any
+ *  thread count. Direct use ignores loss scaling: with a scaler, call
+ *  amp_scaler_step() instead. */
+amp_status amp_optim_step(amp_optim *o);
+
+/** Computes the global L2 norm of all gradients (in a fixed order, in
+ *  double) into *norm (may be NULL) and, when it exceeds max_norm > 0, sets
+ *  a factor max_norm/(norm + 1e-6) that the next step multiplies every
+ *  gradient by (as torch.nn.utils.clip_grad_norm_, without a separate pass).
+ *  A non-finite norm leaves the factor at 1. max_norm <= 0 only measures. */
+amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm);
+
+/** The learning rate used by the next step. */
+float amp_optim_lr(const amp_optim *o);
+
+/** Sets the learning rate of the next steps (LR schedules call this). */
+void amp_optim_set_lr(amp_optim *o, float lr);
+
+/** Number of updates done (skipped steps do not count). */
+int64_t amp_optim_steps(const amp_optim *o);
+
+/** Total parameter elements handled. */
+int64_t amp_optim_numel(const amp_optim *o);
+
+/** Bytes of the optimizer's buffers: masters, gradients, moments and
+ *  working copies. */
+size_t amp_optim_bytes(const amp_optim *o);
+
+/** The FP32 gradient buffer of all parameters (amp_optim_numel() values),
+ *  for inspection; the scaler unscales and checks it in one pass. */
+float *amp_optim_grad_buffer(amp_optim *o);
+
+/** The FP32 master buffer of all parameters. */
+float *amp_optim_master_buffer(amp_optim *o);
+
+/** The optimizer's internal state for checkpoints: the step count and the
+ *  moment buffers (m, v for Adam/AdamW; the momentum buffer for SGD, whose
+ *  *v is NULL). Buffers have amp_optim_numel() elements; NULL when unused. */
+void amp_optim_state(amp_optim *o, int64_t **step, float **m, float **v);
+
+/** Rewrites every working copy from its master (after loading masters). */
+amp_status amp_optim_sync_work(amp_optim *o);
+
+/* ------------------------------------------------------------------------ */
+/* Learning-rate schedules                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Learning-rate schedules. */
+typedef enum amp_lr_kind {
+  AMP_LR_CONSTANT = 0, /**< base */
+  AMP_LR_STEP = 1,     /**< base · gamma^floor(step / step_size) */
+  AMP_LR_COSINE = 2    /**< linear warm-up from 0 over warmup steps, then
+                            cosine from base down to min_lr at total steps */
+} amp_lr_kind;
+
+/** A schedule's settings. */
+typedef struct amp_lr_schedule {
+  amp_lr_kind kind;
+  float base;        /**< the base learning rate */
+  int64_t step_size; /**< STEP: steps per decay */
+  float gamma;       /**< STEP: decay factor */
+  int64_t warmup;    /**< COSINE: warm-up steps */
+  int64_t total;     /**< COSINE: total steps */
+  float min_lr;      /**< COSINE: final learning rate */
+} amp_lr_schedule;
+
+/** The learning rate at `step` (0-based). */
+float amp_lr_at(const amp_lr_schedule *s, int64_t step);
+
+/* ------------------------------------------------------------------------ */
+/* Loss scaling (PyTorch GradScaler semantics)                               */
+/*                                                                           */
+/*   loss_s = amp_scaler_scale(sc, loss);   backward(loss_s);                */
+/*   [amp_scaler_unscale(sc, opt); clip...]                                  */
+/*   amp_scaler_step(sc, opt);   amp_scaler_update(sc);                      */
+/*                                                                           */
+/* Gradients are computed on the loss times the scale S so that small        */
+/* gradients do not underflow in F16; unscale multiplies them by 1/S and      */
+/* checks for inf/NaN in one fused pass; step skips the update when any was   */
+/* found; update backs S off after an overflow and grows it after            */
+/* growth_interval consecutive clean steps.                                  */
+/* ------------------------------------------------------------------------ */
+
+/** Scaler modes. */
+typedef enum amp_scaler_mode {
+  AMP_SCALER_DYNAMIC = 0, /**< grow and back off */
+  AMP_SCALER_STATIC = 1,  /**< a fixed scale; overflowing steps are still skipped */
+  AMP_SCALER_NONE = 2     /**< disabled: scale 1, no checks (FP32 training) */
+} amp_scaler_mode;
+
+/** Scaler settings; get the defaults from amp_scaler_defaults(). */
+typedef struct amp_scaler_params {
+  amp_scaler_mode mode;
+  float init_scale;        /**< 65536 */
+  float growth_factor;     /**< 2 */
+  float backoff_factor;    /**< 0.5 */
+  int64_t growth_interval; /**< 2000 */
+  float min_scale;         /**< floor of the scale (default 0: none) */
+  float max_scale;         /**< ceiling (default 0: none; growth stops at
+                                the largest finite float anyway) */
+  int hysteresis;          /**< overflows tolerated before backing off
+                                (DeepSpeed); 1 (default) backs off at once */
+} amp_scaler_params;
+
+/** PyTorch's defaults, in mode `mode`. */
+amp_scaler_params amp_scaler_defaults(amp_scaler_mode mode);
+
+/** The complete state of a scaler (for checkpoints). */
+typedef struct amp_scaler_state {
+  amp_scaler_params params;
+  float scale;
+  int64_t growth_tracker; /**< consecutive clean steps since the last change */
+  int hysteresis_left;    /**< overflows still tolerated */
+  int64_t skipped;        /**< steps skipped so far */
+} amp_scaler_state;
+
+/** A loss scaler. */
+typedef struct amp_scaler amp_scaler;
+
+/** Creates a scaler (persistent arena). NULL (error recorded) for bad
+ *  settings: init_scale not finite and > 0, growth_factor <= 1,
+ *  backoff_factor not in (0,1), growth_interval < 1, hysteresis < 1. */
+amp_scaler *amp_scaler_create(amp_ctx *ctx, const amp_scaler_params *p);
+
+/** loss · S as a new tensor on the tape (the loss itself when disabled). */
+amp_tensor *amp_scaler_scale(amp_scaler *sc, amp_tensor *loss);
+
+/** Unscales `o`'s gradients by 1/S and records whether any is inf or NaN, in
+ *  one pass. At most once per optimizer between updates: a second call, or
+ *  a call after amp_scaler_step() for that optimizer, returns AMP_ERR_STATE. */
+amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o);
+
+/** Unscales if not done yet, then steps `o` unless an inf/NaN gradient was
+ *  found. Returns 1 when it stepped, 0 when it skipped, -1 on error (a
+ *  second step for the same optimizer before update). */
+int amp_scaler_step(amp_scaler *sc, amp_optim *o);
+
+/** Ends the step: after an overflow, backs the scale off (after `hysteresis`
+ *  overflows, not below min_scale); after growth_interval consecutive clean
+ *  steps, grows it, if the grown scale is finite (and not above max_scale).
+ *  Forgets the per-optimizer unscale/step state. */
+amp_status amp_scaler_update(amp_scaler *sc);
+
+/** The current scale S (1 when disabled). */
+float amp_scaler_get_scale(const amp_scaler *sc);
+
+/** Non-zero when the last unscale found an inf or NaN gradient. */
+int amp_scaler_found_inf(const amp_scaler *sc);
+
+/** Copies the complete state out. */
+amp_scaler_state amp_scaler_get_state(const amp_scaler *sc);
+
+/** Restores a state from amp_scaler_get_state(); invalid values give
+ *  AMP_ERR_INVALID_ARG and leave the scaler unchanged. */
+amp_status amp_scaler_set_state(amp_scaler *sc, const amp_scaler_state *st);
+
+/* ------------------------------------------------------------------------ */
 /* Data (datasets and loaders)                                               */
 /* ------------------------------------------------------------------------ */
 

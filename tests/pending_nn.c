@@ -35,7 +35,8 @@ static void test_init(amp_ctx *ctx) {
   double mean = s / (double)w->numel, var = s2 / (double)w->numel - mean * mean;
   CHECK(mx <= bound && mx > 0.999 * bound, "max |w| %.6g vs bound %.6g", mx, bound);
   CHECK(fabs(mean) < 5 * bound / sqrt(3.0 * (double)w->numel), "mean %.3g", mean);
-  CHECK(fabs(var / (bound * bound / 3) - 1) < 0.01, "variance ratio %.4f", var / (bound * bound / 3));
+  CHECK(fabs(var / (bound * bound / 3) - 1) < 0.01, "variance ratio %.4f",
+        var / (bound * bound / 3));
   amp_tensor *bias = amp_module_param(a, 1, &name);
   CHECK(bias && strcmp(name, "bias") == 0 && bias->numel == 1024, "bias [out]");
   /* The generator's first numbers are fixed on every machine. */
@@ -51,8 +52,8 @@ static void test_init(amp_ctx *ctx) {
     ns += v;
     ns2 += v * v;
   }
-  CHECK(fabs(ns / 1e5) < 0.02 && fabs(ns2 / 1e5 - 1) < 0.02, "N(0,1): mean %.4f var %.4f",
-        ns / 1e5, ns2 / 1e5);
+  CHECK(fabs(ns / 1e5) < 0.02 && fabs(ns2 / 1e5 - 1) < 0.02, "N(0,1): mean %.4f var %.4f", ns / 1e5,
+        ns2 / 1e5);
 }
 
 static amp_module *mlp(amp_ctx *ctx, uint64_t seed, int64_t in, int64_t hid, int64_t out) {

@@ -57,8 +57,7 @@ static amp_tensor *add_param(amp_ctx *ctx, amp_module *m, const char *name, int 
 static int check_sizes(amp_ctx *ctx, const char *what, int n, const int64_t *v) {
   for (int i = 0; i < n; i++)
     if (v[i] < 1) {
-      amp__error(ctx, AMP_ERR_INVALID_ARG, "%s: size %lld must be positive", what,
-                 (long long)v[i]);
+      amp__error(ctx, AMP_ERR_INVALID_ARG, "%s: size %lld must be positive", what, (long long)v[i]);
       return 0;
     }
   return 1;
@@ -102,8 +101,7 @@ amp_module *amp_nn_conv2d(amp_ctx *ctx, amp_rng *rng, int64_t in_ch, int64_t out
   m->stride = stride;
   m->padding = padding;
   float bound = 1.0f / sqrtf((float)(in_ch * k * k));
-  if (!add_param(ctx, m, "weight", 4, (int64_t[]){out_ch, in_ch, k, k}, rng, bound, 0))
-    return NULL;
+  if (!add_param(ctx, m, "weight", 4, (int64_t[]){out_ch, in_ch, k, k}, rng, bound, 0)) return NULL;
   if (bias && !add_param(ctx, m, "bias", 1, (int64_t[]){out_ch}, rng, bound, 0)) return NULL;
   return m;
 }
