@@ -827,17 +827,17 @@ typedef struct amp_loader amp_loader;
 
 /** Options for amp_loader_create(). */
 typedef struct amp_loader_params {
-  int64_t batch; /**< samples per batch (>= 1) */
-  int shuffle;   /**< non-zero: a new permutation each epoch (Fisher-Yates
-                      driven by splitmix64 seeded from (seed, epoch));
-                      zero: samples in order */
-  uint64_t seed; /**< shuffle seed */
-  int drop_last; /**< non-zero: skip the final partial batch of an epoch */
+  int64_t batch;   /**< samples per batch (>= 1) */
+  int shuffle;     /**< non-zero: a new permutation each epoch (Fisher-Yates
+                        driven by splitmix64 seeded from (seed, epoch));
+                        zero: samples in order */
+  uint64_t seed;   /**< shuffle seed */
+  int drop_last;   /**< non-zero: skip the final partial batch of an epoch */
   amp_dtype dtype; /**< dtype of the image batch: AMP_F32, AMP_F16 or
                         AMP_BF16 (the recipe's compute dtype) */
-  int normalize; /**< non-zero: U8 data become (x/255 - 0.1307)/0.3081 (the
-                      MNIST mean and standard deviation); zero: x/255. F32
-                      data sets are passed as they are either way */
+  int normalize;   /**< non-zero: U8 data become (x/255 - 0.1307)/0.3081 (the
+                        MNIST mean and standard deviation); zero: x/255. F32
+                        data sets are passed as they are either way */
 } amp_loader_params;
 
 /** Creates a loader over `ds` (which it does not copy). Returns NULL and

@@ -13,11 +13,11 @@ struct amp_loader {
   amp_ctx *ctx;
   const amp_dataset *ds;
   amp_loader_params p;
-  int64_t *perm;   /* this epoch's order of the samples */
-  int64_t epoch;   /* epochs completed */
-  int64_t next;    /* position in perm of the next sample */
-  float lut[256];  /* U8 data: the F32 value of each byte */
-  float *stage;    /* batch × features F32 staging buffer for F16/BF16 batches */
+  int64_t *perm;  /* this epoch's order of the samples */
+  int64_t epoch;  /* epochs completed */
+  int64_t next;   /* position in perm of the next sample */
+  float lut[256]; /* U8 data: the F32 value of each byte */
+  float *stage;   /* batch × features F32 staging buffer for F16/BF16 batches */
 };
 
 /* Fills perm with this epoch's order: identity, or a Fisher-Yates shuffle
@@ -64,8 +64,7 @@ amp_loader *amp_loader_create(amp_ctx *ctx, const amp_dataset *ds, const amp_loa
   amp_loader *l = calloc(1, sizeof *l);
   if (l) {
     l->perm = malloc((size_t)ds->n * sizeof(int64_t));
-    if (p->dtype != AMP_F32)
-      l->stage = malloc((size_t)b * (size_t)ds->features * sizeof(float));
+    if (p->dtype != AMP_F32) l->stage = malloc((size_t)b * (size_t)ds->features * sizeof(float));
   }
   if (!l || !l->perm || (p->dtype != AMP_F32 && !l->stage)) {
     amp_loader_free(l);

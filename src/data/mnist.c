@@ -32,9 +32,8 @@ static amp_status idx_header(amp_ctx *ctx, const char *what, const uint8_t *hdr,
                       expect_ndim == 1 ? "" : "s");
   size_t hs = 4 + 4 * (size_t)expect_ndim;
   if (avail < hs)
-    return amp__error(ctx, AMP_ERR_FORMAT,
-                      "%s: truncated: the header needs %zu bytes, found %llu", what, hs,
-                      (unsigned long long)total);
+    return amp__error(ctx, AMP_ERR_FORMAT, "%s: truncated: the header needs %zu bytes, found %llu",
+                      what, hs, (unsigned long long)total);
   uint64_t payload = 1;
   for (int i = 0; i < IDX_MAX_DIMS; i++) dims[i] = 1;
   for (int i = 0; i < expect_ndim; i++) {
@@ -43,8 +42,9 @@ static amp_status idx_header(amp_ctx *ctx, const char *what, const uint8_t *hdr,
     /* Every size must fit size_t and int64_t with the header added. */
     uint64_t limit = (uint64_t)(SIZE_MAX < INT64_MAX ? SIZE_MAX : INT64_MAX) - hs;
     if (payload > limit / d)
-      return amp__error(ctx, AMP_ERR_FORMAT, "%s: the declared dimensions overflow (dimension %d is %u)",
-                        what, i, (unsigned)d);
+      return amp__error(ctx, AMP_ERR_FORMAT,
+                        "%s: the declared dimensions overflow (dimension %d is %u)", what, i,
+                        (unsigned)d);
     payload *= d;
     dims[i] = (int64_t)d;
   }
@@ -53,9 +53,8 @@ static amp_status idx_header(amp_ctx *ctx, const char *what, const uint8_t *hdr,
     return amp__error(ctx, AMP_ERR_FORMAT, "%s: truncated: expected %llu bytes, found %llu", what,
                       (unsigned long long)expect, (unsigned long long)total);
   if (total > expect)
-    return amp__error(ctx, AMP_ERR_FORMAT,
-                      "%s: trailing bytes: expected %llu bytes, found %llu", what,
-                      (unsigned long long)expect, (unsigned long long)total);
+    return amp__error(ctx, AMP_ERR_FORMAT, "%s: trailing bytes: expected %llu bytes, found %llu",
+                      what, (unsigned long long)expect, (unsigned long long)total);
   *hdr_size = hs;
   return AMP_OK;
 }
@@ -64,15 +63,17 @@ amp_status amp_idx_parse(amp_ctx *ctx, const void *buf, size_t len, int expect_n
                          const uint8_t **payload) {
   if (!dims || !payload || (!buf && len > 0))
     return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_idx_parse: NULL %s",
-                      !dims ? "dims" : !payload ? "payload" : "buffer");
+                      !dims      ? "dims"
+                      : !payload ? "payload"
+                                 : "buffer");
   *payload = NULL;
   if (expect_ndim < 1 || expect_ndim > IDX_MAX_DIMS)
     return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_idx_parse: expect_ndim %d not in 1..%d",
                       expect_ndim, IDX_MAX_DIMS);
   size_t hs;
   size_t hmax = 4 + 4 * (size_t)expect_ndim;
-  amp_status st = idx_header(ctx, "idx", buf, len < hmax ? len : hmax, (uint64_t)len,
-                             expect_ndim, dims, &hs);
+  amp_status st =
+      idx_header(ctx, "idx", buf, len < hmax ? len : hmax, (uint64_t)len, expect_ndim, dims, &hs);
   if (st != AMP_OK) return st;
   *payload = (const uint8_t *)buf + hs;
   return AMP_OK;
@@ -95,8 +96,7 @@ static void idx_close(idx_file *x) {
 
 /* Opens dir/name and checks its header (and size) as an IDX file with
  * `ndim` dimensions; the file is left positioned at the payload. */
-static amp_status idx_open(amp_ctx *ctx, const char *dir, const char *name, int ndim,
-                           idx_file *x) {
+static amp_status idx_open(amp_ctx *ctx, const char *dir, const char *name, int ndim, idx_file *x) {
   memset(x, 0, sizeof *x);
   size_t n = strlen(dir) + 1 + strlen(name) + 1;
   x->path = malloc(n);
@@ -152,9 +152,9 @@ amp_status amp_mnist_load(amp_ctx *ctx, const char *dir, int train, amp_dataset 
   amp_status st = idx_open(ctx, dir, img_name, 3, &img);
   if (st != AMP_OK) goto done;
   if (img.dims[1] != MNIST_SIDE || img.dims[2] != MNIST_SIDE) {
-    st = amp__error(ctx, AMP_ERR_FORMAT, "mnist: %s: images are %lldx%lld, expected %dx%d",
-                    img.path, (long long)img.dims[1], (long long)img.dims[2], MNIST_SIDE,
-                    MNIST_SIDE);
+    st =
+        amp__error(ctx, AMP_ERR_FORMAT, "mnist: %s: images are %lldx%lld, expected %dx%d", img.path,
+                   (long long)img.dims[1], (long long)img.dims[2], MNIST_SIDE, MNIST_SIDE);
     goto done;
   }
   st = idx_open(ctx, dir, lbl_name, 1, &lbl);

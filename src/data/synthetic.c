@@ -19,9 +19,10 @@ amp_status amp__dataset_alloc(amp_ctx *ctx, const char *who, int64_t n, int64_t 
                       (long long)classes);
   }
   size_t es = amp_dtype_size(dtype);
-  if ((uint64_t)n > SIZE_MAX / sizeof(int32_t) || (uint64_t)features > SIZE_MAX / es / (uint64_t)n) {
-    return amp__error(ctx, AMP_ERR_INVALID_ARG, "%s: %lld x %lld values do not fit in memory",
-                      who, (long long)n, (long long)features);
+  if ((uint64_t)n > SIZE_MAX / sizeof(int32_t) ||
+      (uint64_t)features > SIZE_MAX / es / (uint64_t)n) {
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "%s: %lld x %lld values do not fit in memory", who,
+                      (long long)n, (long long)features);
   }
   amp_dataset *ds = calloc(1, sizeof *ds);
   if (ds) {
@@ -30,8 +31,8 @@ amp_status amp__dataset_alloc(amp_ctx *ctx, const char *who, int64_t n, int64_t 
   }
   if (!ds || !ds->x || !ds->y) {
     amp_dataset_free(ds);
-    return amp__error(ctx, AMP_ERR_NOMEM, "%s: out of memory for %lld samples of %lld values",
-                      who, (long long)n, (long long)features);
+    return amp__error(ctx, AMP_ERR_NOMEM, "%s: out of memory for %lld samples of %lld values", who,
+                      (long long)n, (long long)features);
   }
   ds->n = n;
   ds->features = features;
