@@ -26,8 +26,7 @@ static void put_be32(uint8_t *p, uint32_t v) {
 /* A malloc'd IDX buffer (exact size, so ASan catches over-reads): magic
  * 0x000008nd, nd dims, then `payload` bytes (i*13+1 & 255), then `extra`
  * bytes. */
-static uint8_t *make_idx(int nd, const uint32_t *dims, size_t payload, size_t extra,
-                         size_t *len) {
+static uint8_t *make_idx(int nd, const uint32_t *dims, size_t payload, size_t extra, size_t *len) {
   *len = 4 + 4 * (size_t)nd + payload + extra;
   uint8_t *b = malloc(*len ? *len : 1);
   put_be32(b, 0x800u | (uint32_t)nd);
@@ -267,8 +266,10 @@ static void test_mnist_crafted(void) {
     put_be32(b + 12, 28);
     memset(b + 16, 7, sizeof b - 16);
     write_file(dir, mnist_names[0], b, sizeof b);
-    expect_mnist_error(dir, 1, AMP_ERR_FORMAT, "train-images-idx3-ubyte: truncated: expected 3936 "
-                       "bytes, found 1000", NULL, "truncated images");
+    expect_mnist_error(dir, 1, AMP_ERR_FORMAT,
+                       "train-images-idx3-ubyte: truncated: expected 3936 "
+                       "bytes, found 1000",
+                       NULL, "truncated images");
     put_be32(b, 0x801);
     write_file(dir, mnist_names[0], b, sizeof b);
     expect_mnist_error(dir, 1, AMP_ERR_FORMAT, "bad magic number 0x00000801", NULL,
@@ -407,8 +408,7 @@ static void test_from_f32(void) {
   int32_t y[4] = {0, 1, 2, 0};
   amp_dataset *ds = NULL;
   CHECK(amp_dataset_from_f32(ctx, 4, 3, 3, x, y, &ds) == AMP_OK, "good rows");
-  CHECK(amp_dataset_size(ds) == 4 && amp_dataset_features(ds) == 3 &&
-            amp_dataset_classes(ds) == 3,
+  CHECK(amp_dataset_size(ds) == 4 && amp_dataset_features(ds) == 3 && amp_dataset_classes(ds) == 3,
         "accessors");
   amp_dataset_free(ds);
   x[7] = NAN;
@@ -509,8 +509,7 @@ static void test_synthetic(void) {
   CHECK(h == 0x6c22b765749c452cull, "pinned hash %016llx", (unsigned long long)h);
   amp_ctx_clear_error(ctx);
   amp_dataset *z = (amp_dataset *)&ctx;
-  CHECK(amp_synthetic_load(ctx, 10, 0, 2, 1, &z) == AMP_ERR_INVALID_ARG && z == NULL,
-        "0 features");
+  CHECK(amp_synthetic_load(ctx, 10, 0, 2, 1, &z) == AMP_ERR_INVALID_ARG && z == NULL, "0 features");
   amp_loader_free(ls);
   amp_dataset_free(s);
   amp_loader_free(la);
@@ -626,7 +625,8 @@ static void test_loader(void) {
   for (int i = 0; i < 30; i++) {
     int r = amp_loader_next(l2, &x, &y);
     if (r == 0) ends_ref++;
-    for (int64_t j = 0; r == 1 && j < x->shape[0]; j++) ref[k1++] = (int64_t)((float *)x->data)[2 * j];
+    for (int64_t j = 0; r == 1 && j < x->shape[0]; j++)
+      ref[k1++] = (int64_t)((float *)x->data)[2 * j];
     amp_ctx_step_reset(ctx);
   }
   amp_loader *l3 = amp_loader_create(ctx, ds, &p);
@@ -637,7 +637,8 @@ static void test_loader(void) {
   for (int i = 0; i < 30; i++) {
     int r = amp_loader_next(l3, &x, &y);
     if (r == 0) ends++;
-    for (int64_t j = 0; r == 1 && j < x->shape[0]; j++) got[k2++] = (int64_t)((float *)x->data)[2 * j];
+    for (int64_t j = 0; r == 1 && j < x->shape[0]; j++)
+      got[k2++] = (int64_t)((float *)x->data)[2 * j];
     amp_ctx_step_reset(ctx);
   }
   CHECK(k1 == k2 && k1 > 150 && ends == ends_ref && ends == 2, "resumed length %lld/%lld",
