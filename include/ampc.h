@@ -968,6 +968,137 @@ amp_status amp_scaler_set_state(amp_scaler *sc, const amp_scaler_state *st);
 /* Data (datasets and loaders)                                               */
 /* ------------------------------------------------------------------------ */
 
+/** A data set for classification: `size` samples, each a row of `features`
+ *  values (stored as U8 for MNIST images, F32 otherwise) and an I32 label in
+ *  0..classes-1. Owned by the caller (malloc'd, not in a context arena); free
+ *  it with amp_dataset_free(). Read-only once made, so several loaders may
+ *  share one data set. */
+typedef struct amp_dataset amp_dataset;
+
+/** Loads an MNIST split from the directory `dir`: with `train` non-zero
+ *  train-images-idx3-ubyte and train-labels-idx1-ubyte (60000 samples),
+ *  otherwise t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (10000). The
+ *  images are kept as U8 rows of 784 = 28×28 pixels; 10 classes. Checks the
+ *  magic numbers (0x00000803 images, 0x00000801 labels), the 28×28 size, the
+ *  exact file sizes (header + payload: no truncation, no trailing bytes),
+ *  that both files have the same count and that every label is in 0..9. On
+ *  failure sets *out to NULL, returns the error (AMP_ERR_IO for a file that
+ *  cannot be opened or read, AMP_ERR_FORMAT for a malformed one) and records
+ *  a message on ctx naming the file and the problem, e.g. "mnist:
+ *  data/mnist/train-images-idx3-ubyte: truncated: expected 47040016 bytes,
+ *  found 1000". A missing file's message says to run scripts/fetch-mnist. */
+amp_status amp_mnist_load(amp_ctx *ctx, const char *dir, int train, amp_dataset **out);
+
+/** Parses an IDX file held in memory (`len` bytes at `buf`): the magic
+ *  number 0x000008NN (unsigned byte data, NN dimensions) must have NN ==
+ *  expect_ndim (1..3), the dimensions (big-endian 32-bit) must be positive
+ *  and the length must be exactly header + product of the dimensions bytes
+ *  (no truncation, no trailing bytes; a product that would overflow is an
+ *  error). On success stores the dimensions in dims[0..expect_ndim-1]
+ *  (entries up to index 2 are set to 1) and the address of the first data
+ *  byte (inside `buf`) in *payload. Errors: AMP_ERR_INVALID_ARG for NULL
+ *  pointers or expect_ndim outside 1..3, AMP_ERR_FORMAT for a malformed
+ *  buffer, with a message on ctx (which may be NULL). Does not read past
+ *  buf + len and does not allocate. */
+amp_status amp_idx_parse(amp_ctx *ctx, const void *buf, size_t len, int expect_ndim, int64_t *dims,
+                         const uint8_t **payload);
+
+/** A synthetic classification data set that needs no files: `n` samples of
+ *  `features` F32 values in `classes` classes (all three >= 1). Class c has a
+ *  centre drawn once per feature from a standard normal; a sample is its
+ *  class's centre plus normal noise of standard deviation 0.5 per feature,
+ *  and sample i has class i mod classes, so the classes are balanced and,
+ *  with a dozen or more features, well separated: a small MLP learns them
+ *  to high accuracy in a few epochs. The normals are Irwin-Hall
+ *  approximations (the sum of 12 uniforms minus 6) drawn from the data
+ *  layer's own splitmix64 generator, with no libm calls, so the same
+ *  arguments give the same bits on every machine. On failure sets *out to
+ *  NULL, returns the error and records a message on ctx. */
+amp_status amp_synthetic_load(amp_ctx *ctx, int64_t n, int64_t features, int64_t classes,
+                              uint64_t seed, amp_dataset **out);
+
+/** Makes a data set from caller-supplied F32 rows: `x` holds n × features
+ *  values (row i is sample i) and `labels` n labels in 0..classes-1; both are
+ *  copied. A NaN or infinite value gives AMP_ERR_INVALID_ARG with a message
+ *  naming the sample index (and feature); a label out of range likewise. On
+ *  failure sets *out to NULL. */
+amp_status amp_dataset_from_f32(amp_ctx *ctx, int64_t n, int64_t features, int64_t classes,
+                                const float *x, const int32_t *labels, amp_dataset **out);
+
+/** Frees a data set. NULL is a no-op. Loaders made from it must be freed
+ *  first. */
+void amp_dataset_free(amp_dataset *ds);
+
+/** Number of samples (0 for NULL). */
+int64_t amp_dataset_size(const amp_dataset *ds);
+
+/** Values per sample (784 for MNIST; 0 for NULL). */
+int64_t amp_dataset_features(const amp_dataset *ds);
+
+/** Number of classes (10 for MNIST; 0 for NULL). */
+int64_t amp_dataset_classes(const amp_dataset *ds);
+
+/** Iterates over a data set in batches. Malloc-owned; it refers to (does not
+ *  copy) the data set, which must outlive it. Free with amp_loader_free(). */
+typedef struct amp_loader amp_loader;
+
+/** Options for amp_loader_create(). */
+typedef struct amp_loader_params {
+  int64_t batch;   /**< samples per batch (>= 1) */
+  int shuffle;     /**< non-zero: a new permutation each epoch (Fisher-Yates
+                        driven by splitmix64 seeded from (seed, epoch));
+                        zero: samples in order */
+  uint64_t seed;   /**< shuffle seed */
+  int drop_last;   /**< non-zero: skip the final partial batch of an epoch */
+  amp_dtype dtype; /**< dtype of the image batch: AMP_F32, AMP_F16 or
+                        AMP_BF16 (the recipe's compute dtype) */
+  int normalize;   /**< non-zero: U8 data become (x/255 - 0.1307)/0.3081 (the
+                        MNIST mean and standard deviation); zero: x/255. F32
+                        data sets are passed as they are either way */
+} amp_loader_params;
+
+/** Creates a loader over `ds` (which it does not copy). Returns NULL and
+ *  records AMP_ERR_INVALID_ARG on ctx for a NULL data set or params, batch
+ *  < 1, or a dtype other than F32/F16/BF16; AMP_ERR_NOMEM when memory runs
+ *  out. The loader starts at epoch 0, sample 0. It keeps `ctx` and
+ *  allocates its batches there. */
+amp_loader *amp_loader_create(amp_ctx *ctx, const amp_dataset *ds, const amp_loader_params *p);
+
+/** Frees a loader (not its data set). NULL is a no-op. */
+void amp_loader_free(amp_loader *l);
+
+/** The next batch of the current epoch: *x is [B, features] in the loader's
+ *  dtype and *y is I32 [B], both allocated in the context's per-step arena
+ *  (AMP_ARENA_STEP; valid until amp_ctx_step_reset()). B is the batch size,
+ *  or fewer for the last batch of an epoch unless drop_last is set. U8 data
+ *  are scaled (and normalised) in F32 and converted to F16/BF16 once, with
+ *  round to nearest even. Returns 1 when a batch was produced; 0 at the end
+ *  of the epoch (*x and *y set to NULL), after which the next call starts
+ *  the next epoch with its own permutation; -1 on error, recorded on the
+ *  context (*x and *y NULL). */
+int amp_loader_next(amp_loader *l, amp_tensor **x, amp_tensor **y);
+
+/** Batches amp_loader_next() produces per epoch (taking drop_last into
+ *  account); 0 for NULL. */
+int64_t amp_loader_batches_per_epoch(const amp_loader *l);
+
+/** A loader's position, for checkpoints: the epoch number and the index
+ *  (within the epoch's order) of the next sample to deliver. */
+typedef struct amp_loader_state {
+  int64_t epoch; /**< epochs completed (0 during the first epoch) */
+  int64_t next;  /**< position of the next sample in the epoch's order */
+} amp_loader_state;
+
+/** The loader's current position ({0, 0} for NULL). */
+amp_loader_state amp_loader_get_state(const amp_loader *l);
+
+/** Restores a position from amp_loader_get_state(): the epoch's permutation
+ *  is recomputed from the seed and epoch, so the following batches are
+ *  exactly those the saved loader would have produced. epoch must be >= 0
+ *  and next in 0..size; otherwise returns AMP_ERR_INVALID_ARG (recorded on
+ *  the loader's context) and leaves the loader unchanged. */
+amp_status amp_loader_set_state(amp_loader *l, amp_loader_state s);
+
 /* (the data section ends here) */
 
 #ifdef __cplusplus

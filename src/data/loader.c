@@ -1,0 +1,168 @@
+/* The batch loader: seeded per-epoch shuffling, batching, scaling of U8
+ * images and conversion to the compute dtype. */
+#include "data_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* MNIST's pixel mean and standard deviation (of x/255 over the train set). */
+#define AMP_MNIST_MEAN 0.1307f
+#define AMP_MNIST_STD 0.3081f
+
+struct amp_loader {
+  amp_ctx *ctx;
+  const amp_dataset *ds;
+  amp_loader_params p;
+  int64_t *perm;  /* this epoch's order of the samples */
+  int64_t epoch;  /* epochs completed */
+  int64_t next;   /* position in perm of the next sample */
+  float lut[256]; /* U8 data: the F32 value of each byte */
+  float *stage;   /* batch × features F32 staging buffer for F16/BF16 batches */
+};
+
+/* Fills perm with this epoch's order: identity, or a Fisher-Yates shuffle
+ * driven by splitmix64 seeded from (seed, epoch). */
+static void make_perm(amp_loader *l) {
+  int64_t n = l->ds->n;
+  for (int64_t i = 0; i < n; i++) l->perm[i] = i;
+  if (!l->p.shuffle) return;
+  uint64_t s = l->p.seed ^ (0xD1B54A32D192ED03ull * ((uint64_t)l->epoch + 1));
+  (void)amp__data_splitmix64(&s);
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = (int64_t)amp__data_below(&s, (uint64_t)i + 1);
+    int64_t t = l->perm[i];
+    l->perm[i] = l->perm[j];
+    l->perm[j] = t;
+  }
+}
+
+amp_loader *amp_loader_create(amp_ctx *ctx, const amp_dataset *ds, const amp_loader_params *p) {
+  if (!ctx) return NULL;
+  if (!ds || !p) {
+    amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_loader_create: %s is NULL",
+               !ds ? "dataset" : "params");
+    return NULL;
+  }
+  if (p->batch < 1) {
+    amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_loader_create: batch %lld is not positive",
+               (long long)p->batch);
+    return NULL;
+  }
+  if (p->dtype != AMP_F32 && p->dtype != AMP_F16 && p->dtype != AMP_BF16) {
+    amp__error(ctx, AMP_ERR_INVALID_ARG,
+               "amp_loader_create: batch dtype %s is not f32, f16 or bf16",
+               amp_dtype_name(p->dtype));
+    return NULL;
+  }
+  int64_t b = p->batch < ds->n ? p->batch : ds->n; /* the largest batch ever made */
+  if ((uint64_t)ds->n > SIZE_MAX / sizeof(int64_t) ||
+      (uint64_t)ds->features > SIZE_MAX / sizeof(float) / (uint64_t)b) {
+    amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_loader_create: batch of %lld x %lld too large",
+               (long long)b, (long long)ds->features);
+    return NULL;
+  }
+  amp_loader *l = calloc(1, sizeof *l);
+  if (l) {
+    l->perm = malloc((size_t)ds->n * sizeof(int64_t));
+    if (p->dtype != AMP_F32) l->stage = malloc((size_t)b * (size_t)ds->features * sizeof(float));
+  }
+  if (!l || !l->perm || (p->dtype != AMP_F32 && !l->stage)) {
+    amp_loader_free(l);
+    amp__error(ctx, AMP_ERR_NOMEM, "amp_loader_create: out of memory");
+    return NULL;
+  }
+  l->ctx = ctx;
+  l->ds = ds;
+  l->p = *p;
+  for (int v = 0; v < 256; v++) {
+    float f = (float)v / 255.0f;
+    l->lut[v] = p->normalize ? (f - AMP_MNIST_MEAN) / AMP_MNIST_STD : f;
+  }
+  make_perm(l);
+  return l;
+}
+
+void amp_loader_free(amp_loader *l) {
+  if (!l) return;
+  free(l->perm);
+  free(l->stage);
+  free(l);
+}
+
+int64_t amp_loader_batches_per_epoch(const amp_loader *l) {
+  if (!l) return 0;
+  int64_t n = l->ds->n, b = l->p.batch;
+  return l->p.drop_last ? n / b : n / b + (n % b != 0);
+}
+
+int amp_loader_next(amp_loader *l, amp_tensor **x, amp_tensor **y) {
+  if (x) *x = NULL;
+  if (y) *y = NULL;
+  if (!l) return -1;
+  if (!x || !y) {
+    amp__error(l->ctx, AMP_ERR_INVALID_ARG, "amp_loader_next: x or y is NULL");
+    return -1;
+  }
+  const amp_dataset *ds = l->ds;
+  int64_t left = ds->n - l->next;
+  if (left <= 0 || (l->p.drop_last && left < l->p.batch)) {
+    l->epoch++;
+    l->next = 0;
+    make_perm(l);
+    return 0;
+  }
+  int64_t b = left < l->p.batch ? left : l->p.batch, f = ds->features;
+  int64_t xs[2] = {b, f};
+  amp_tensor *tx = amp_tensor_new(l->ctx, AMP_ARENA_STEP, l->p.dtype, 2, xs);
+  amp_tensor *ty = tx ? amp_tensor_new(l->ctx, AMP_ARENA_STEP, AMP_I32, 1, &b) : NULL;
+  if (!ty) return -1;
+  const int64_t *idx = l->perm + l->next;
+  float *dst = l->p.dtype == AMP_F32 ? tx->data : l->stage;
+  int32_t *yd = ty->data;
+  for (int64_t i = 0; i < b; i++) {
+    int64_t s = idx[i];
+    yd[i] = ds->y[s];
+    float *row = dst + i * f;
+    if (ds->dtype == AMP_U8) {
+      const uint8_t *src = (const uint8_t *)ds->x + s * f;
+      for (int64_t j = 0; j < f; j++) row[j] = l->lut[src[j]];
+    } else {
+      memcpy(row, (const float *)ds->x + s * f, (size_t)f * sizeof(float));
+    }
+  }
+  if (l->p.dtype != AMP_F32) {
+    amp_status st = amp_convert(tx->data, l->p.dtype, l->stage, AMP_F32, (size_t)(b * f));
+    if (st != AMP_OK) {
+      amp__error(l->ctx, st, "amp_loader_next: cannot convert the batch to %s",
+                 amp_dtype_name(l->p.dtype));
+      return -1;
+    }
+  }
+  l->next += b;
+  *x = tx;
+  *y = ty;
+  return 1;
+}
+
+amp_loader_state amp_loader_get_state(const amp_loader *l) {
+  amp_loader_state s = {0, 0};
+  if (l) {
+    s.epoch = l->epoch;
+    s.next = l->next;
+  }
+  return s;
+}
+
+amp_status amp_loader_set_state(amp_loader *l, amp_loader_state s) {
+  if (!l) return AMP_ERR_INVALID_ARG;
+  if (s.epoch < 0 || s.next < 0 || s.next > l->ds->n)
+    return amp__error(l->ctx, AMP_ERR_INVALID_ARG,
+                      "amp_loader_set_state: epoch %lld / next %lld out of range (next must be "
+                      "in 0..%lld)",
+                      (long long)s.epoch, (long long)s.next, (long long)l->ds->n);
+  int64_t old = l->epoch;
+  l->epoch = s.epoch;
+  l->next = s.next;
+  if (l->p.shuffle && old != s.epoch) make_perm(l);
+  return AMP_OK;
+}
