@@ -796,10 +796,10 @@ typedef struct amp_optim amp_optim;
 
 /** Creates an optimizer over all parameters of `model` (see the section
  *  comment: the parameters move into the optimizer's buffers, their values
- *  kept, their gradients zeroed). Allocated in the persistent arena; a model
- *  can be owned by one optimizer. NULL (error recorded) on bad settings:
- *  lr < 0, betas outside [0,1), eps < 0, nesterov without momentum, a
- *  work_dtype other than F32/F16/BF16, or a model already taken. */
+ *  kept, their gradients zeroed). Allocated in the persistent arena; give a
+ *  model to one optimizer only. NULL (error recorded) on bad settings:
+ *  lr < 0, betas outside [0,1), eps < 0, nesterov without momentum or with
+ *  dampening, a work_dtype other than F32/F16/BF16. */
 amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_params *p);
 
 /** Sets every gradient to zero (one memset over the gradient buffer). */
@@ -908,8 +908,10 @@ typedef struct amp_scaler_params {
   float min_scale;         /**< floor of the scale (default 0: none) */
   float max_scale;         /**< ceiling (default 0: none; growth stops at
                                 the largest finite float anyway) */
-  int hysteresis;          /**< overflows tolerated before backing off
-                                (DeepSpeed); 1 (default) backs off at once */
+  int hysteresis;          /**< DeepSpeed's hysteresis: the scale backs off
+                                at the hysteresis-th overflow since it last
+                                grew (earlier ones only skip the step); 1
+                                (default) backs off at every overflow */
 } amp_scaler_params;
 
 /** PyTorch's defaults, in mode `mode`. */
@@ -945,9 +947,11 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o);
  *  second step for the same optimizer before update). */
 int amp_scaler_step(amp_scaler *sc, amp_optim *o);
 
-/** Ends the step: after an overflow, backs the scale off (after `hysteresis`
- *  overflows, not below min_scale); after growth_interval consecutive clean
- *  steps, grows it, if the grown scale is finite (and not above max_scale).
+/** Ends the step (dynamic mode): after an overflow, backs the scale off (see
+ *  hysteresis; not below min_scale) and restarts the count of clean steps;
+ *  after exactly growth_interval consecutive clean steps, grows it if the
+ *  grown scale is finite (capped at max_scale). In every mode, counts a
+ *  skipped step after an overflow.
  *  Forgets the per-optimizer unscale/step state. */
 amp_status amp_scaler_update(amp_scaler *sc);
 

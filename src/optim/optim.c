@@ -1,0 +1,208 @@
+/* Optimizers over FP32 master weights: SGD (momentum, dampening, Nesterov,
+ * weight decay), Adam and AdamW (bias correction), as torch.optim computes
+ * them. One contiguous buffer per role (masters, gradients, moments, 16-bit
+ * working copies); one pass per step that reads master and gradient and
+ * writes master, moments and the working copy, block by block so that the
+ * block is still in L1 when it is rounded to 16 bits. */
+#include "optim_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Elements per block of the fused pass (and per OpenMP work item). */
+#define BLOCK 4096
+
+amp_optim_params amp_optim_defaults(amp_optim_kind kind) {
+  amp_optim_params p;
+  memset(&p, 0, sizeof p);
+  p.kind = kind;
+  p.lr = kind == AMP_OPTIM_SGD ? 1e-2f : 1e-3f;
+  p.beta1 = 0.9f;
+  p.beta2 = 0.999f;
+  p.eps = 1e-8f;
+  p.weight_decay = kind == AMP_OPTIM_ADAMW ? 1e-2f : 0.0f;
+  p.work_dtype = AMP_F32;
+  p.master_weights = 1;
+  p.rounding = AMP_ROUND_NEAREST_EVEN;
+  return p;
+}
+
+static int check_params(amp_ctx *ctx, const amp_optim_params *p) {
+  const char *bad = NULL;
+  if ((unsigned)p->kind > AMP_OPTIM_ADAMW) bad = "unknown optimizer kind";
+  else if (!(p->lr >= 0) || !isfinite(p->lr)) bad = "lr must be a finite number >= 0";
+  else if (!(p->weight_decay >= 0)) bad = "weight_decay must be >= 0";
+  else if (p->kind == AMP_OPTIM_SGD && !(p->momentum >= 0)) bad = "momentum must be >= 0";
+  else if (p->kind == AMP_OPTIM_SGD && p->nesterov && (p->momentum <= 0 || p->dampening != 0))
+    bad = "Nesterov momentum needs momentum > 0 and dampening 0";
+  else if (p->kind != AMP_OPTIM_SGD &&
+           (!(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1)))
+    bad = "betas must be in [0, 1)";
+  else if (p->kind != AMP_OPTIM_SGD && !(p->eps >= 0)) bad = "eps must be >= 0";
+  else if (p->work_dtype != AMP_F32 && p->work_dtype != AMP_F16 && p->work_dtype != AMP_BF16)
+    bad = "work_dtype must be f32, f16 or bf16";
+  else if ((unsigned)p->rounding > AMP_ROUND_STOCHASTIC) bad = "unknown rounding";
+  if (bad) amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_optim_create: %s", bad);
+  return bad == NULL;
+}
+
+amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_params *p) {
+  if (!ctx) return NULL;
+  if (!model || !p) {
+    amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_optim_create: NULL %s", model ? "params" : "model");
+    return NULL;
+  }
+  if (!check_params(ctx, p)) return NULL;
+  int np = amp_module_param_count(model);
+  int64_t n = amp_module_param_numel(model);
+  if (np == 0) {
+    amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_optim_create: the model has no parameters");
+    return NULL;
+  }
+  amp_optim *o = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof *o);
+  if (!o) return NULL;
+  memset(o, 0, sizeof *o);
+  o->ctx = ctx;
+  o->p = *p;
+  o->lr = p->lr;
+  o->n = n;
+  o->grad_factor = 1.0f;
+  o->nparams = np;
+  size_t fb = (size_t)n * sizeof(float);
+  o->master = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb);
+  o->grad = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb);
+  int nmoments = p->kind == AMP_OPTIM_SGD ? (p->momentum > 0) : 2;
+  if (nmoments >= 1) o->m = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb);
+  if (nmoments >= 2) o->v = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb);
+  if (p->work_dtype != AMP_F32)
+    o->work = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, (size_t)n * 2);
+  o->params = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof(amp_tensor *) * (size_t)np);
+  if (!o->master || !o->grad || (nmoments >= 1 && !o->m) || (nmoments >= 2 && !o->v) ||
+      (p->work_dtype != AMP_F32 && !o->work) || !o->params)
+    return NULL;
+  o->bytes = fb * (size_t)(2 + nmoments) + (o->work ? (size_t)n * 2 : 0);
+  memset(o->grad, 0, fb);
+  if (o->m) memset(o->m, 0, fb);
+  if (o->v) memset(o->v, 0, fb);
+  /* Move every parameter into the buffers (values kept, gradients zeroed). */
+  int64_t off = 0;
+  for (int i = 0; i < np; i++) {
+    amp_tensor *t = amp_module_param(model, i, NULL);
+    if (t->dtype != AMP_F32 || !t->grad) {
+      amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_optim_create: parameter %d is not an F32 leaf", i);
+      return NULL;
+    }
+    memcpy(o->master + off, t->data, (size_t)t->numel * sizeof(float));
+    t->data = o->master + off;
+    t->grad->data = o->grad + off;
+    if (o->work) {
+      amp_tensor *w = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof *w);
+      if (!w) return NULL;
+      *w = *t;
+      w->dtype = p->work_dtype;
+      w->data = (char *)o->work + (size_t)off * 2;
+      w->grad = NULL;
+      w->work = NULL;
+      w->master = t;
+      w->requires_grad = 1;
+      w->node = NULL;
+      t->work = w;
+    }
+    o->params[i] = t;
+    off += t->numel;
+  }
+  if (!p->master_weights && o->work) {
+    /* Pure 16-bit weights: the masters start as the 16-bit values. */
+    amp_convert(o->work, p->work_dtype, o->master, AMP_F32, (size_t)n);
+    amp_convert(o->master, AMP_F32, o->work, p->work_dtype, (size_t)n);
+  }
+  if (amp_optim_sync_work(o) != AMP_OK) return NULL;
+  return o;
+}
+
+void amp_optim_zero_grad(amp_optim *o) {
+  if (o) memset(o->grad, 0, (size_t)o->n * sizeof(float));
+}
+
+/* Rounds master[i0, i0+len) into the working copy (and, without master
+ * weights, back into the master). */
+static void write_work(amp_optim *o, int64_t i0, int64_t len) {
+  if (!o->work) return;
+  char *w = (char *)o->work + (size_t)i0 * 2;
+  amp_convert_opts opts = {o->p.rounding, 0, o->p.seed,
+                           (uint64_t)o->step * (uint64_t)o->n + (uint64_t)i0};
+  amp_convert_ex(w, o->p.work_dtype, o->master + i0, AMP_F32, (size_t)len, &opts);
+  if (!o->p.master_weights)
+    amp_convert(o->master + i0, AMP_F32, w, o->p.work_dtype, (size_t)len);
+}
+
+amp_status amp_optim_sync_work(amp_optim *o) {
+  if (!o) return AMP_ERR_INVALID_ARG;
+  if (!o->work) return AMP_OK;
+  amp_convert_opts opts = {AMP_ROUND_NEAREST_EVEN, 0, 0, 0};
+  return amp_convert_ex(o->work, o->p.work_dtype, o->master, AMP_F32, (size_t)o->n, &opts);
+}
+
+amp_status amp_optim_step(amp_optim *o) {
+  if (!o) return AMP_ERR_INVALID_ARG;
+  amp_optim_hyper h;
+  h.lr = o->lr;
+  h.gmul = o->grad_factor;
+  h.wd = o->p.weight_decay;
+  h.momentum = o->p.momentum;
+  h.dampening = o->p.dampening;
+  h.nesterov = o->p.nesterov;
+  h.first = o->step == 0;
+  h.beta1 = o->p.beta1;
+  h.beta2 = o->p.beta2;
+  h.eps = o->p.eps;
+  int64_t t = o->step + 1;
+  /* Bias corrections as PyTorch computes them. */
+  h.bc1 = 1.0f - (float)pow((double)o->p.beta1, (double)t);
+  h.bc2_sqrt = (float)sqrt(1.0 - pow((double)o->p.beta2, (double)t));
+  int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
+  int simd = amp__use_simd(o->ctx);
+#pragma omp parallel for schedule(static) num_threads(amp__threads(o->ctx)) if (nblocks > 8)
+  for (int64_t b = 0; b < nblocks; b++) {
+    int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
+    amp__optim_update(o->p.kind, simd, &h, len, o->master + i0, o->grad + i0,
+                      o->m ? o->m + i0 : NULL, o->v ? o->v + i0 : NULL);
+    write_work(o, i0, len);
+  }
+  o->step++;
+  o->grad_factor = 1.0f;
+  return AMP_OK;
+}
+
+amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm) {
+  if (!o) return AMP_ERR_INVALID_ARG;
+  /* Fixed order: blocks summed in double, block sums added in order. */
+  double total = 0;
+  for (int64_t i0 = 0; i0 < o->n; i0 += BLOCK) {
+    int64_t len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
+    double s = 0;
+    const float *g = o->grad + i0;
+    for (int64_t i = 0; i < len; i++) s += (double)g[i] * g[i];
+    total += s;
+  }
+  float nrm = (float)sqrt(total) * o->grad_factor;
+  if (norm) *norm = nrm;
+  if (max_norm > 0 && isfinite(nrm) && nrm > max_norm) o->grad_factor *= max_norm / (nrm + 1e-6f);
+  return AMP_OK;
+}
+
+float amp_optim_lr(const amp_optim *o) { return o ? o->lr : 0.0f; }
+void amp_optim_set_lr(amp_optim *o, float lr) {
+  if (o && lr >= 0 && isfinite(lr)) o->lr = lr;
+}
+int64_t amp_optim_steps(const amp_optim *o) { return o ? o->step : 0; }
+int64_t amp_optim_numel(const amp_optim *o) { return o ? o->n : 0; }
+size_t amp_optim_bytes(const amp_optim *o) { return o ? o->bytes : 0; }
+float *amp_optim_grad_buffer(amp_optim *o) { return o ? o->grad : NULL; }
+float *amp_optim_master_buffer(amp_optim *o) { return o ? o->master : NULL; }
+
+void amp_optim_state(amp_optim *o, int64_t **step, float **m, float **v) {
+  if (step) *step = o ? &o->step : NULL;
+  if (m) *m = o ? o->m : NULL;
+  if (v) *v = o ? o->v : NULL;
+}

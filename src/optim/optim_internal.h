@@ -1,0 +1,48 @@
+/* Internal layout of the optimizer and its update kernels. */
+#ifndef AMPC_OPTIM_INTERNAL_H
+#define AMPC_OPTIM_INTERNAL_H
+
+#include "../core/internal.h"
+
+struct amp_optim {
+  amp_ctx *ctx;
+  amp_optim_params p;
+  float lr;
+  int64_t n;         /* parameter elements */
+  float *master;     /* FP32 masters (the parameters' data point in here) */
+  float *grad;       /* FP32 gradients */
+  float *m, *v;      /* Adam moments; SGD momentum buffer in m */
+  void *work;        /* 16-bit working copies, or NULL */
+  int nparams;
+  amp_tensor **params;
+  int64_t step;      /* updates done */
+  float grad_factor; /* pending gradient multiplier (clipping) */
+  size_t bytes;
+  /* Loss-scaler bookkeeping for this optimizer within one step. */
+  int scaler_stage; /* 0 nothing yet, 1 unscaled, 2 stepped */
+  int found_inf;
+};
+
+/* Hyper-parameters of one step. */
+typedef struct amp_optim_hyper {
+  float lr, gmul, wd;
+  float momentum, dampening;
+  int nesterov, first;
+  float beta1, beta2, eps;
+  float bc1;      /* 1 - beta1^t */
+  float bc2_sqrt; /* sqrt(1 - beta2^t) */
+} amp_optim_hyper;
+
+/* Updates n parameters in place: the scalar reference, and the AVX2 path
+ * (same operations in the same order, no FMA contraction: the same bits). */
+void amp__optim_update(amp_optim_kind kind, int simd, const amp_optim_hyper *h, int64_t n,
+                       float *p, const float *g, float *m, float *v);
+void amp__optim_update_ref(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
+                           const float *g, float *m, float *v);
+#ifdef AMPC_HAVE_X86_SIMD
+/* Returns the number of leading elements done (a multiple of 8). */
+int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
+                               const float *g, float *m, float *v);
+#endif
+
+#endif

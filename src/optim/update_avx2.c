@@ -1,0 +1,50 @@
+/* AVX2 versions of the update rules: the same operations in the same order
+ * as update.c (separate multiply and add, never fused), so the bits agree. */
+#include "optim_internal.h"
+
+#include <immintrin.h>
+
+int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
+                               const float *g, float *m, float *v) {
+  const int64_t n8 = n & ~(int64_t)7;
+  const __m256 gmul = _mm256_set1_ps(h->gmul), wd = _mm256_set1_ps(h->wd);
+  const __m256 neg_lr = _mm256_set1_ps(-h->lr);
+  if (kind == AMP_OPTIM_SGD) {
+    const __m256 mom = _mm256_set1_ps(h->momentum), damp = _mm256_set1_ps(1.0f - h->dampening);
+    for (int64_t i = 0; i < n8; i += 8) {
+      __m256 x = _mm256_loadu_ps(p + i);
+      __m256 d = _mm256_mul_ps(_mm256_loadu_ps(g + i), gmul);
+      if (h->wd != 0) d = _mm256_add_ps(d, _mm256_mul_ps(wd, x));
+      if (m) {
+        __m256 b = h->first ? d
+                            : _mm256_add_ps(_mm256_mul_ps(mom, _mm256_loadu_ps(m + i)),
+                                            _mm256_mul_ps(damp, d));
+        _mm256_storeu_ps(m + i, b);
+        d = h->nesterov ? _mm256_add_ps(d, _mm256_mul_ps(mom, b)) : b;
+      }
+      _mm256_storeu_ps(p + i, _mm256_add_ps(x, _mm256_mul_ps(neg_lr, d)));
+    }
+    return n8;
+  }
+  const int decoupled = kind == AMP_OPTIM_ADAMW;
+  const __m256 c1 = _mm256_set1_ps(1.0f - h->beta1), c2 = _mm256_set1_ps(1.0f - h->beta2);
+  const __m256 b2 = _mm256_set1_ps(h->beta2), shrink = _mm256_set1_ps(1.0f - h->lr * h->wd);
+  const __m256 bc2 = _mm256_set1_ps(h->bc2_sqrt), eps = _mm256_set1_ps(h->eps);
+  const __m256 neg_step = _mm256_set1_ps(-(h->lr / h->bc1));
+  for (int64_t i = 0; i < n8; i += 8) {
+    __m256 d = _mm256_mul_ps(_mm256_loadu_ps(g + i), gmul), x = _mm256_loadu_ps(p + i);
+    if (h->wd != 0) {
+      if (decoupled) x = _mm256_mul_ps(x, shrink);
+      else d = _mm256_add_ps(d, _mm256_mul_ps(wd, x));
+    }
+    __m256 mi = _mm256_loadu_ps(m + i);
+    mi = _mm256_add_ps(mi, _mm256_mul_ps(c1, _mm256_sub_ps(d, mi)));
+    __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2),
+                              _mm256_mul_ps(_mm256_mul_ps(c2, d), d));
+    _mm256_storeu_ps(m + i, mi);
+    _mm256_storeu_ps(v + i, vi);
+    __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
+    _mm256_storeu_ps(p + i, _mm256_add_ps(x, _mm256_mul_ps(neg_step, _mm256_div_ps(mi, denom))));
+  }
+  return n8;
+}
