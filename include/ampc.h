@@ -1042,6 +1042,12 @@ int64_t amp_dataset_features(const amp_dataset *ds);
 /** Number of classes (10 for MNIST; 0 for NULL). */
 int64_t amp_dataset_classes(const amp_dataset *ds);
 
+/** Copies samples [start, start+count) of `ds` into a new data set (*out),
+ *  e.g. to split one synthetic draw into train and test sets that share
+ *  their class centres. Errors for a range outside the data set. */
+amp_status amp_dataset_slice(amp_ctx *ctx, const amp_dataset *ds, int64_t start, int64_t count,
+                             amp_dataset **out);
+
 /** Iterates over a data set in batches. Malloc-owned; it refers to (does not
  *  copy) the data set, which must outlive it. Free with amp_loader_free(). */
 typedef struct amp_loader amp_loader;

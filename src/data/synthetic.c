@@ -131,3 +131,23 @@ amp_status amp_dataset_from_f32(amp_ctx *ctx, int64_t n, int64_t features, int64
   *out = ds;
   return AMP_OK;
 }
+
+amp_status amp_dataset_slice(amp_ctx *ctx, const amp_dataset *ds, int64_t start, int64_t count,
+                             amp_dataset **out) {
+  if (!out) return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_dataset_slice: out is NULL");
+  *out = NULL;
+  if (!ds) return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_dataset_slice: NULL data set");
+  if (start < 0 || count < 1 || start > ds->n || count > ds->n - start)
+    return amp__error(ctx, AMP_ERR_INVALID_ARG,
+                      "amp_dataset_slice: samples [%lld, %lld) are not inside the %lld samples",
+                      (long long)start, (long long)(start + count), (long long)ds->n);
+  amp_dataset *d;
+  amp_status st =
+      amp__dataset_alloc(ctx, "amp_dataset_slice", count, ds->features, ds->classes, ds->dtype, &d);
+  if (st != AMP_OK) return st;
+  size_t row = (size_t)ds->features * amp_dtype_size(ds->dtype);
+  memcpy(d->x, (const char *)ds->x + (size_t)start * row, (size_t)count * row);
+  memcpy(d->y, ds->y + start, (size_t)count * sizeof(int32_t));
+  *out = d;
+  return AMP_OK;
+}

@@ -92,8 +92,8 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o) {
   if (!remember(sc, o)) return AMP_ERR_STATE;
   int found = 0;
   if (sc->st.params.mode != AMP_SCALER_NONE) {
-    amp_status s = amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)o->n, o->grad,
-                                         1.0f / sc->st.scale, &found);
+    amp_status s =
+        amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)o->n, o->grad, 1.0f / sc->st.scale, &found);
     if (s != AMP_OK) return s;
   }
   o->found_inf = found;

@@ -2,6 +2,7 @@
  * helpers in bench/). */
 #include "ampc.h"
 #include "bench.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,15 @@ static void usage(FILE *f) {
   fprintf(f, "usage: ampc <command> [options]\n"
              "\n"
              "commands:\n"
+             "  train [--data DIR|synthetic] [--model mlp:784-1024-10]\n"
+             "        [--precision fp32|fp16|bf16] [--optim adam|adamw|sgd] [--lr X]\n"
+             "        [--batch N] [--epochs N] [--seed N] [--threads N]\n"
+             "        [--loss-scale dynamic|static:N|none] [--master-weights on|off]\n"
+             "        [--schedule constant|step:N:GAMMA|cosine:WARMUP] [--clip NORM]\n"
+             "        [--metrics FILE.jsonl] [--json] [--quiet] [--max-steps N]\n"
+             "        [--synthetic-n N] [--growth-interval N] [--loss-mul X]\n"
+             "                     train a model (default: the reference MLP on data/mnist\n"
+             "                     in fp16 mixed precision with Adam, 5 epochs)\n"
              "  bench gemm --m M --n N --k K [--a f16] [--b f16] [--c f32] [--ta] [--tb]\n"
              "             [--threads T] [--reps R] [--json]\n"
              "                     time one GEMM shape (median GFLOP/s)\n"
@@ -100,6 +110,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "bench") == 0) return bench_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "train") == 0) return ampc_train_main(argc - 2, argv + 2);
   fprintf(stderr, "ampc: unknown command '%s'\n", cmd);
   usage(stderr);
   return 2;
