@@ -35,7 +35,7 @@ static double gc_uniform(double lo, double hi) {
 }
 
 /* A new F32 leaf (step arena) requiring gradients, uniform in [lo, hi). */
-static amp_tensor *gc_leaf(amp_ctx *ctx, int ndim, const int64_t *shape, double lo, double hi) {
+static inline amp_tensor *gc_leaf(amp_ctx *ctx, int ndim, const int64_t *shape, double lo, double hi) {
   amp_tensor *t = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F32, ndim, shape);
   if (!t) return NULL;
   for (int64_t i = 0; i < t->numel; i++) ((float *)t->data)[i] = (float)gc_uniform(lo, hi);
@@ -44,7 +44,7 @@ static amp_tensor *gc_leaf(amp_ctx *ctx, int ndim, const int64_t *shape, double 
 }
 
 /* An I32 tensor of values in 0..n-1. */
-static amp_tensor *gc_labels(amp_ctx *ctx, int ndim, const int64_t *shape, int n) {
+static inline amp_tensor *gc_labels(amp_ctx *ctx, int ndim, const int64_t *shape, int n) {
   amp_tensor *t = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_I32, ndim, shape);
   if (!t) return NULL;
   for (int64_t i = 0; i < t->numel; i++) ((int32_t *)t->data)[i] = (int32_t)gc_uniform(0, n);

@@ -1,5 +1,10 @@
-/* Elementwise ops that keep their input's dtype: relu, mul_scalar. */
-#include "ops_internal.h"
+/* Elementwise ops that keep their input's dtype: relu, mul_scalar, gelu,
+ * dropout. */
+#include "../dtype/dtype_inline.h"
+#include "op_util.h"
+
+#include <math.h>
+#include <string.h>
 
 /* Runs a one-input, same-shape op: prepares the input and allocates y. */
 static amp_tensor *unary_begin(amp_ctx *ctx, amp__op op, amp_tensor *x, amp_tensor **c) {
@@ -46,4 +51,95 @@ amp_status amp__mul_scalar_backward(amp_ctx *ctx, amp__node *n, const amp_tensor
   if (!dx) return amp_ctx_status(ctx);
   amp_status s = amp_vec_scale(ctx, g->dtype, (size_t)g->numel, n->farg[0], g->data, dx);
   return s != AMP_OK ? s : amp__grad_done(ctx, x, dx, g->dtype);
+}
+
+amp_tensor *amp_gelu(amp_ctx *ctx, amp_tensor *x) {
+  amp_tensor *c[1];
+  amp_tensor *y = unary_begin(ctx, AMP__OP_GELU, x, c);
+  if (!y || amp_vec_gelu(ctx, y->dtype, (size_t)y->numel, c[0]->data, y->data) != AMP_OK)
+    return NULL;
+  amp__record(ctx, AMP__OP_GELU, y, 1, c);
+  return y;
+}
+
+amp_status amp__gelu_backward(amp_ctx *ctx, amp__node *n, const amp_tensor *g) {
+  amp_tensor *x = n->in[0];
+  size_t cnt = (size_t)g->numel;
+  amp_dtype gdt = amp__grad_dtype(x);
+  const void *xd = x->data, *gd = g->data;
+  if (gdt != g->dtype) {
+    /* A 16-bit input whose gradient goes to an F32 leaf: run the kernel in
+       F32 so that dx is not rounded to 16 bits before it is accumulated. */
+    gdt = AMP_F32;
+    float *xf = amp_arena_alloc(ctx, AMP_ARENA_STEP, cnt * sizeof(float));
+    float *gf = amp_arena_alloc(ctx, AMP_ARENA_STEP, cnt * sizeof(float));
+    if (!xf || !gf) return amp_ctx_status(ctx);
+    if (amp_convert(xf, AMP_F32, xd, x->dtype, cnt) != AMP_OK ||
+        amp_convert(gf, AMP_F32, gd, g->dtype, cnt) != AMP_OK)
+      return amp__error(ctx, AMP_ERR_UNSUPPORTED, "gelu: backward conversion failed");
+    xd = xf;
+    gd = gf;
+  }
+  void *dx = amp__grad_begin(ctx, x, gdt);
+  if (!dx) return amp_ctx_status(ctx);
+  amp_status s = amp_vec_gelu_backward(ctx, gdt, cnt, xd, gd, dx);
+  return s != AMP_OK ? s : amp__grad_done(ctx, x, dx, gdt);
+}
+
+/* Uniform in [0, 1) from (seed, i) only: splitmix64 of the i-th state of a
+ * stream started at seed, so the mask does not depend on threads or on how
+ * the tensor is traversed. */
+static double dropout_u(uint64_t seed, uint64_t i) {
+  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return (double)(z >> 11) * 0x1.0p-53;
+}
+
+/* y = x·scale where kept (u >= p), else 0, computed in F32. */
+static void dropout_apply(amp_dtype dt, size_t n, const void *x, void *y, double p, float scale,
+                          uint64_t seed) {
+  for (size_t i = 0; i < n; i++)
+    amp__store_f32(y, dt, i, dropout_u(seed, i) >= p ? amp__load_f32(x, dt, i) * scale : 0.0f);
+}
+
+amp_tensor *amp_dropout(amp_ctx *ctx, amp_tensor *x, float p, uint64_t seed) {
+  if (!ctx) return NULL;
+  if (x && !(p >= 0.0f && p < 1.0f)) {
+    char sx[64];
+    amp__error(ctx, AMP_ERR_INVALID_ARG, "dropout: p = %g is not in [0,1) (input %s)", (double)p,
+               amp__shape_str(x, sx, sizeof sx));
+    return NULL;
+  }
+  if (x && p == 0.0f) /* nothing dropped: x itself (no copy, no node) */
+    return amp__check_float(ctx, AMP__OP_DROPOUT, x) ? x : NULL;
+  amp_tensor *c[1];
+  amp_tensor *y = unary_begin(ctx, AMP__OP_DROPOUT, x, c);
+  if (!y) return NULL;
+  float scale = 1.0f / (1.0f - p);
+  dropout_apply(y->dtype, (size_t)y->numel, c[0]->data, y->data, (double)p, scale, seed);
+  amp__node *n = amp__record(ctx, AMP__OP_DROPOUT, y, 1, c);
+  if (n) {
+    n->farg[0] = p;
+    n->farg[1] = scale;
+    memcpy(&n->iarg[0], &seed, sizeof seed);
+  }
+  return y;
+}
+
+amp_status amp__dropout_backward(amp_ctx *ctx, amp__node *n, const amp_tensor *g) {
+  amp_tensor *x = n->in[0];
+  uint64_t seed;
+  memcpy(&seed, &n->iarg[0], sizeof seed);
+  amp_dtype gdt = amp__grad_dtype(x);
+  void *dx = amp__grad_begin(ctx, x, gdt);
+  if (!dx) return amp_ctx_status(ctx);
+  size_t cnt = (size_t)g->numel;
+  double p = (double)n->farg[0];
+  float scale = n->farg[1];
+  for (size_t i = 0; i < cnt; i++) /* the mask is recomputed from the seed */
+    amp__store_f32(dx, gdt, i,
+                   dropout_u(seed, i) >= p ? amp__load_f32(g->data, g->dtype, i) * scale : 0.0f);
+  return amp__grad_done(ctx, x, dx, gdt);
 }

@@ -1,6 +1,6 @@
 /* Losses, computed in F32 under autocast: cross-entropy from logits. */
 #include "../dtype/dtype_inline.h"
-#include "ops_internal.h"
+#include "op_util.h"
 
 #include <math.h>
 #include <string.h>
@@ -60,4 +60,54 @@ amp_status amp__cross_entropy_backward(amp_ctx *ctx, amp__node *n, const amp_ten
       amp__store_f32(dx, x->dtype, (size_t)(i * cols + j), p * scale);
     }
   return amp__grad_done(ctx, x, dx, x->dtype);
+}
+
+amp_tensor *amp_mse(amp_ctx *ctx, amp_tensor *a, amp_tensor *b) {
+  amp_tensor *in[2] = {a, b}, *c[2];
+  amp_dtype dt;
+  if (!amp__op_inputs(ctx, AMP__OP_MSE, 2, in, c, 0, &dt)) return NULL;
+  int same = c[0]->ndim == c[1]->ndim && amp_dtype_is_float(c[0]->dtype) &&
+             amp_dtype_is_float(c[1]->dtype);
+  for (int i = 0; same && i < c[0]->ndim; i++) same = c[0]->shape[i] == c[1]->shape[i];
+  if (!same) {
+    char sa[64], sb[64];
+    amp__error(ctx, AMP_ERR_SHAPE, "mse: shapes %s and %s differ (or are not float)",
+               amp__shape_str(a, sa, sizeof sa), amp__shape_str(b, sb, sizeof sb));
+    return NULL;
+  }
+  size_t cnt = (size_t)c[0]->numel;
+  amp_tensor *y = amp__op_result(ctx, dt, 1, (int64_t[]){1});
+  float *sq = amp_arena_alloc(ctx, AMP_ARENA_STEP, cnt * sizeof(float));
+  if (!y || !sq) return NULL;
+  for (size_t i = 0; i < cnt; i++) {
+    float d = amp__load_f32(c[0]->data, dt, i) - amp__load_f32(c[1]->data, dt, i);
+    sq[i] = d * d;
+  }
+  float s; /* fixed summation order: the same bits for any thread count */
+  if (amp_vec_sum(ctx, AMP_F32, cnt, sq, &s) != AMP_OK) return NULL;
+  amp__store_f32(y->data, dt, 0, s / (float)cnt);
+  amp__record(ctx, AMP__OP_MSE, y, 2, c);
+  return y;
+}
+
+/* d/da = 2(a − b)·g/n, d/db = −d/da, in F32, stored in each target's dtype. */
+amp_status amp__mse_backward(amp_ctx *ctx, amp__node *n, const amp_tensor *g) {
+  amp_tensor *in[2] = {n->in[0], n->in[1]};
+  amp_dtype dt = in[0]->dtype;
+  size_t cnt = (size_t)in[0]->numel;
+  float k = 2.0f * amp__load_f32(g->data, g->dtype, 0) / (float)cnt;
+  for (int t = 0; t < 2; t++) {
+    if (!in[t]->requires_grad) continue;
+    amp_dtype gdt = amp__grad_dtype(in[t]);
+    void *d = amp__grad_begin(ctx, in[t], gdt);
+    if (!d) return amp_ctx_status(ctx);
+    float sign = t == 0 ? k : -k;
+    for (size_t i = 0; i < cnt; i++)
+      amp__store_f32(d, gdt, i,
+                     sign *
+                         (amp__load_f32(in[0]->data, dt, i) - amp__load_f32(in[1]->data, dt, i)));
+    amp_status s = amp__grad_done(ctx, in[t], d, gdt);
+    if (s != AMP_OK) return s;
+  }
+  return AMP_OK;
 }

@@ -14,21 +14,6 @@ amp_tensor *amp_max_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, 
   PENDING(max_pool2d);
   return NULL;
 }
-amp_tensor *amp_gelu(amp_ctx *ctx, amp_tensor *x) {
-  (void)x;
-  PENDING(gelu);
-  return NULL;
-}
-amp_tensor *amp_dropout(amp_ctx *ctx, amp_tensor *x, float p, uint64_t seed) {
-  (void)x, (void)p, (void)seed;
-  PENDING(dropout);
-  return NULL;
-}
-amp_tensor *amp_flatten(amp_ctx *ctx, amp_tensor *x) {
-  (void)x;
-  PENDING(flatten);
-  return NULL;
-}
 amp_tensor *amp_layer_norm(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b, float eps) {
   (void)x, (void)w, (void)b, (void)eps;
   PENDING(layer_norm);

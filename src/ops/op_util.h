@@ -1,0 +1,27 @@
+/* Small helpers shared by the elementwise ops' backward functions. Internal. */
+#ifndef AMPC_OP_UTIL_H
+#define AMPC_OP_UTIL_H
+
+#include "ops_internal.h"
+
+/* The dtype of the buffer that will receive t's gradient (see amp__grad_of()),
+ * found without allocating it: F32 for a leaf or a 16-bit copy of a leaf, the
+ * tensor's own dtype for an intermediate result. A backward that computes in
+ * F32 stores in this dtype, so a leaf's gradient is never rounded to 16 bits
+ * on its way into its F32 accumulator. */
+static inline amp_dtype amp__grad_dtype(const amp_tensor *t) {
+  const amp_tensor *o = t->master ? t->master : t;
+  if (o->grad) return o->grad->dtype;
+  return o->node ? o->dtype : AMP_F32;
+}
+
+/* Records "<op>: input has dtype <dt>" and returns 0 unless t is F32, F16 or
+ * BF16. */
+static inline int amp__check_float(amp_ctx *ctx, amp__op op, const amp_tensor *t) {
+  if (t->dtype == AMP_F32 || t->dtype == AMP_F16 || t->dtype == AMP_BF16) return 1;
+  amp__error(ctx, AMP_ERR_UNSUPPORTED, "%s: input has dtype %s; the op takes f32, f16, bf16",
+             amp__ops[op].name, amp_dtype_name(t->dtype));
+  return 0;
+}
+
+#endif
