@@ -35,7 +35,8 @@ static double gc_uniform(double lo, double hi) {
 }
 
 /* A new F32 leaf (step arena) requiring gradients, uniform in [lo, hi). */
-static inline amp_tensor *gc_leaf(amp_ctx *ctx, int ndim, const int64_t *shape, double lo, double hi) {
+static inline amp_tensor *gc_leaf(amp_ctx *ctx, int ndim, const int64_t *shape, double lo,
+                                  double hi) {
   amp_tensor *t = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F32, ndim, shape);
   if (!t) return NULL;
   for (int64_t i = 0; i < t->numel; i++) ((float *)t->data)[i] = (float)gc_uniform(lo, hi);

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 typedef struct train_opts {
-  const char *data;     /* a directory, or "synthetic" */
-  const char *model;    /* mlp:784-1024-10 */
+  const char *data;  /* a directory, or "synthetic" */
+  const char *model; /* mlp:784-1024-10 */
   const char *precision;
   const char *optim;
   const char *loss_scale; /* dynamic | static:N | none | NULL (recipe default) */
@@ -55,9 +55,12 @@ static int parse_model(const char *spec, long *sizes, int max) {
     long v = strtol(p, &end, 10);
     if (end == p || errno || v < 1 || v > 1 << 20 || n == max) return 0;
     sizes[n++] = v;
-    if (*end == '-') p = end + 1;
-    else if (*end == '\0') p = end;
-    else return 0;
+    if (*end == '-')
+      p = end + 1;
+    else if (*end == '\0')
+      p = end;
+    else
+      return 0;
   }
   return n >= 2 ? n : 0;
 }
@@ -169,13 +172,20 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
     if (i + 1 >= argc) return usage_error("%s needs a value", a);
     const char *v = argv[++i];
     double d;
-    if (strcmp(a, "--data") == 0) o->data = v;
-    else if (strcmp(a, "--model") == 0) o->model = v;
-    else if (strcmp(a, "--precision") == 0) o->precision = v;
-    else if (strcmp(a, "--optim") == 0) o->optim = v;
-    else if (strcmp(a, "--loss-scale") == 0) o->loss_scale = v;
-    else if (strcmp(a, "--metrics") == 0) o->metrics = v;
-    else if (strcmp(a, "--schedule") == 0) o->schedule = v;
+    if (strcmp(a, "--data") == 0)
+      o->data = v;
+    else if (strcmp(a, "--model") == 0)
+      o->model = v;
+    else if (strcmp(a, "--precision") == 0)
+      o->precision = v;
+    else if (strcmp(a, "--optim") == 0)
+      o->optim = v;
+    else if (strcmp(a, "--loss-scale") == 0)
+      o->loss_scale = v;
+    else if (strcmp(a, "--metrics") == 0)
+      o->metrics = v;
+    else if (strcmp(a, "--schedule") == 0)
+      o->schedule = v;
     else if (strcmp(a, "--lr") == 0) {
       if (!parse_num(a, v, 0, 1e3, &o->lr)) return 2;
     } else if (strcmp(a, "--clip") == 0) {
@@ -198,9 +208,12 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
       if (!parse_num(a, v, 0, 9.007199254740992e15, &d) || d != floor(d)) return 2;
       o->seed = (unsigned long long)d;
     } else if (strcmp(a, "--master-weights") == 0) {
-      if (strcmp(v, "on") == 0) o->master_weights = 1;
-      else if (strcmp(v, "off") == 0) o->master_weights = 0;
-      else return usage_error("--master-weights: '%s' is not on or off", v);
+      if (strcmp(v, "on") == 0)
+        o->master_weights = 1;
+      else if (strcmp(v, "off") == 0)
+        o->master_weights = 0;
+      else
+        return usage_error("--master-weights: '%s' is not on or off", v);
     } else {
       return usage_error("unknown option '%s'", a);
     }
@@ -210,16 +223,20 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
 
 /* The recipe: compute dtype, scaler mode and scale. */
 typedef struct recipe {
-  amp_dtype dt;       /* F32: no autocast */
+  amp_dtype dt; /* F32: no autocast */
   amp_scaler_mode scale_mode;
   float scale;
 } recipe;
 
 static int parse_recipe(const train_opts *o, recipe *r) {
-  if (strcmp(o->precision, "fp32") == 0) *r = (recipe){AMP_F32, AMP_SCALER_NONE, 1};
-  else if (strcmp(o->precision, "fp16") == 0) *r = (recipe){AMP_F16, AMP_SCALER_DYNAMIC, 65536};
-  else if (strcmp(o->precision, "bf16") == 0) *r = (recipe){AMP_BF16, AMP_SCALER_NONE, 1};
-  else return usage_error("--precision: '%s' is not fp32, fp16 or bf16", o->precision);
+  if (strcmp(o->precision, "fp32") == 0)
+    *r = (recipe){AMP_F32, AMP_SCALER_NONE, 1};
+  else if (strcmp(o->precision, "fp16") == 0)
+    *r = (recipe){AMP_F16, AMP_SCALER_DYNAMIC, 65536};
+  else if (strcmp(o->precision, "bf16") == 0)
+    *r = (recipe){AMP_BF16, AMP_SCALER_NONE, 1};
+  else
+    return usage_error("--precision: '%s' is not fp32, fp16 or bf16", o->precision);
   if (o->loss_scale) {
     const char *s = o->loss_scale;
     if (strcmp(s, "dynamic") == 0) {
@@ -264,8 +281,8 @@ static int parse_schedule(const char *s, float base, int64_t total, amp_lr_sched
     out->warmup = a;
     return 1;
   }
-  fprintf(stderr,
-          "ampc train: --schedule: '%s' is not constant, step:N:GAMMA or cosine:WARMUP\n", s);
+  fprintf(stderr, "ampc train: --schedule: '%s' is not constant, step:N:GAMMA or cosine:WARMUP\n",
+          s);
   return 0;
 }
 
@@ -312,10 +329,14 @@ int ampc_train_main(int argc, char **argv) {
   recipe r;
   if ((rc = parse_recipe(&o, &r))) return rc;
   amp_optim_kind kind;
-  if (strcmp(o.optim, "adam") == 0) kind = AMP_OPTIM_ADAM;
-  else if (strcmp(o.optim, "adamw") == 0) kind = AMP_OPTIM_ADAMW;
-  else if (strcmp(o.optim, "sgd") == 0) kind = AMP_OPTIM_SGD;
-  else return usage_error("--optim: '%s' is not adam, adamw or sgd", o.optim);
+  if (strcmp(o.optim, "adam") == 0)
+    kind = AMP_OPTIM_ADAM;
+  else if (strcmp(o.optim, "adamw") == 0)
+    kind = AMP_OPTIM_ADAMW;
+  else if (strcmp(o.optim, "sgd") == 0)
+    kind = AMP_OPTIM_SGD;
+  else
+    return usage_error("--optim: '%s' is not adam, adamw or sgd", o.optim);
   long sizes[33];
   int nsizes = parse_model(o.model, sizes, 33);
   if (!nsizes) return usage_error("--model: '%s' is not mlp:IN-HIDDEN-...-OUT", o.model);
@@ -436,8 +457,8 @@ int ampc_train_main(int argc, char **argv) {
       step++;
       in_epoch++;
       if (tty || in_epoch % 100 == 0)
-        progress(&o, tty, epoch, in_epoch, per_epoch, loss_v, amp_scaler_get_scale(scaler),
-                 skipped, (double)(in_epoch * o.batch) / (now_s() - t_epoch));
+        progress(&o, tty, epoch, in_epoch, per_epoch, loss_v, amp_scaler_get_scale(scaler), skipped,
+                 (double)(in_epoch * o.batch) / (now_s() - t_epoch));
     }
     if (amp_ctx_status(ctx) != AMP_OK) break;
     if ((double)amp_arena_peak_bytes(ctx, AMP_ARENA_STEP) > activation_peak)
@@ -445,7 +466,8 @@ int ampc_train_main(int argc, char **argv) {
     acc = evaluate(ctx, model, test, r.dt, r.dt != AMP_F32);
     amp_arena_reset_peak(ctx, AMP_ARENA_STEP);
     if (!o.quiet)
-      fprintf(stderr, "%sepoch %ld/%ld done: loss %.4f, test accuracy %.2f%%, scale %g, %lld skipped\n",
+      fprintf(stderr,
+              "%sepoch %ld/%ld done: loss %.4f, test accuracy %.2f%%, scale %g, %lld skipped\n",
               tty ? "\n" : "", epoch + 1, o.epochs, (double)loss_v, 100 * acc,
               (double)amp_scaler_get_scale(scaler), (long long)skipped);
   }
