@@ -55,7 +55,8 @@ int main(int argc, char **argv) {
   amp_scaler *scaler = amp_scaler_create(ctx, &sp);
 
   /* loader = DataLoader(train, batch_size=128, shuffle=True), batches in F16 */
-  amp_loader *loader = amp_loader_create(ctx, train, &(amp_loader_params){128, 1, 0, 0, AMP_F16, 1});
+  amp_loader *loader =
+      amp_loader_create(ctx, train, &(amp_loader_params){128, 1, 0, 0, AMP_F16, 1});
   if (!model || !opt || !scaler || !loader) {
     fprintf(stderr, "mnist_mlp: %s\n", amp_ctx_error(ctx));
     return 1;

@@ -25,7 +25,7 @@ typedef struct run {
   int64_t skipped;
   float *master; /* copy of the final masters (malloc) */
   int64_t n;
-  float *losses; /* per step */
+  float *losses;    /* per step */
   double zero_frac; /* fraction of parameter-gradient values exactly 0 (mean over steps) */
   int work_ok;
 } run;
@@ -202,8 +202,8 @@ static void test_underflow(const amp_dataset *tr) {
     worst = fmax(worst, d);
   }
   printf("dynamic vs fp32 loss curve: worst relative difference %.4f\n", worst);
-  CHECK(f32.last_loss < 0.5f * f32.first_loss, "fp32 learns (%.4f → %.4f)",
-        (double)f32.first_loss, (double)f32.last_loss);
+  CHECK(f32.last_loss < 0.5f * f32.first_loss, "fp32 learns (%.4f → %.4f)", (double)f32.first_loss,
+        (double)f32.last_loss);
   CHECK(worst < 0.1, "dynamic scaling matches the FP32 curve within 10%% (worst %.4f)", worst);
   run_free(&f32);
   run_free(&none);

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# `ampc train`: every recipe trains on synthetic data and prints the JSON
+# summary; --metrics writes one JSON line per step; bad flags and missing,
+# truncated or corrupt MNIST files give a message and a non-zero status.
+set -u
+ampc="$1"
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+expect_fail() {
+  local want=$1 pat=$2
+  shift 2
+  local err rc
+  err=$("$ampc" "$@" 2>&1 >/dev/null)
+  rc=$?
+  if [ "$rc" -eq "$want" ] && printf '%s' "$err" | grep -q -- "$pat"; then ok; else
+    bad "ampc $* -> rc=$rc stderr='$err' (want rc=$want, /$pat/)"
+  fi
+}
+field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" | tr -d '"'; }
+
+syn=(train --data synthetic --model mlp:32-48-5 --synthetic-n 3000 --epochs 2 --quiet --json)
+for args in "--precision fp32" "--precision fp16" "--precision bf16" \
+  "--precision fp16 --loss-scale static:1024" "--precision fp16 --loss-scale none" \
+  "--precision fp16 --master-weights off" "--precision bf16 --optim adamw" \
+  "--precision fp16 --optim sgd --lr 0.1 --schedule cosine:10 --clip 1"; do
+  # shellcheck disable=SC2086
+  out=$("$ampc" "${syn[@]}" $args 2>&1)
+  rc=$?
+  acc=$(field "$out" test_accuracy)
+  if [ $rc -eq 0 ] && [ -n "$acc" ] && awk "BEGIN{exit !($acc > 90)}"; then ok; else
+    bad "train $args -> rc=$rc: $out"
+  fi
+  for k in final_loss steps skipped_steps final_scale step_ms_median samples_per_s peak_rss_mb \
+    activation_bytes param_bytes; do
+    [ -n "$(field "$out" $k)" ] && ok || bad "train $args: no $k in $out"
+  done
+done
+
+# The same seed gives the same result, with 1 and 2 threads.
+a=$("$ampc" "${syn[@]}" --precision fp16 --seed 3 --threads 1 --metrics "$tmp/a.jsonl")
+b=$("$ampc" "${syn[@]}" --precision fp16 --seed 3 --threads 2 --metrics "$tmp/b.jsonl")
+[ "$(field "$a" final_loss)" = "$(field "$b" final_loss)" ] && ok || bad "threads differ: $a / $b"
+cmp -s "$tmp/a.jsonl" "$tmp/b.jsonl" && ok || bad "metrics differ between 1 and 2 threads"
+lines=$(wc -l <"$tmp/a.jsonl")
+steps=$(field "$a" steps)
+[ "$lines" -eq "$steps" ] && ok || bad "metrics: $lines lines for $steps steps"
+head -1 "$tmp/a.jsonl" | grep -q '"loss":.*"scale":.*"skipped":.*"lr":.*"grad_norm":' && ok ||
+  bad "metrics line: $(head -1 "$tmp/a.jsonl")"
+
+# Bad flags and values.
+expect_fail 2 "unknown option '--frob'" train --frob 1
+expect_fail 2 "fp32, fp16 or bf16" train --precision fp8
+expect_fail 2 "not a number" train --lr abc
+expect_fail 2 "whole number" train --batch 1.5
+expect_fail 2 "needs a value" train --epochs
+expect_fail 2 "dynamic, static:N or none" train --loss-scale sometimes
+expect_fail 2 "mlp:" train --model resnet
+expect_fail 2 "adam, adamw or sgd" train --optim lbfgs
+expect_fail 2 "16-bit --precision" train --precision fp32 --master-weights off
+expect_fail 1 "cannot write" train --data synthetic --model mlp:784-8-10 --synthetic-n 100 \
+  --metrics /nonexistent/dir/m.jsonl
+
+# A tiny valid MNIST directory (4 images): trains; a model that does not fit
+# its 784 features and 10 classes is refused.
+mkdir -p "$tmp/ok"
+for set in train t10k; do
+  { printf '\x00\x00\x08\x03\x00\x00\x00\x04\x00\x00\x00\x1c\x00\x00\x00\x1c'
+    head -c 3136 /dev/urandom; } >"$tmp/ok/$set-images-idx3-ubyte"
+  printf '\x00\x00\x08\x01\x00\x00\x00\x04\x01\x02\x03\x09' >"$tmp/ok/$set-labels-idx1-ubyte"
+done
+out=$("$ampc" train --data "$tmp/ok" --model mlp:784-16-10 --batch 2 --epochs 1 --json --quiet)
+[ $? -eq 0 ] && [ "$(field "$out" steps)" = 2 ] && ok || bad "tiny MNIST: $out"
+expect_fail 1 "does not fit the data" train --data "$tmp/ok" --model mlp:10-5-3
+
+# Missing, truncated, corrupt MNIST.
+expect_fail 1 "scripts/fetch-mnist" train --data "$tmp/none"
+mkdir -p "$tmp/mn"
+printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x1c\x00\x00\x00\x1c' >"$tmp/mn/train-images-idx3-ubyte"
+head -c 100 /dev/zero >>"$tmp/mn/train-images-idx3-ubyte"
+printf '\x00\x00\x08\x01\x00\x00\x00\x02\x01\x02' >"$tmp/mn/train-labels-idx1-ubyte"
+cp "$tmp/mn/train-images-idx3-ubyte" "$tmp/mn/t10k-images-idx3-ubyte"
+cp "$tmp/mn/train-labels-idx1-ubyte" "$tmp/mn/t10k-labels-idx1-ubyte"
+expect_fail 1 "train-images-idx3-ubyte.*truncated" train --data "$tmp/mn"
+printf 'garbage!garbage!' >"$tmp/mn/train-images-idx3-ubyte"
+expect_fail 1 "train-images-idx3-ubyte" train --data "$tmp/mn"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
