@@ -41,6 +41,7 @@ deps:
 
 bench: build
 	$(BUILD)/ampc bench all --threads 2
+	bash bench/train.sh $(BUILD)/ampc 2
 
 # Fetch MNIST, build, train the reference MLP in FP32 and FP16, side by side.
 demo:
