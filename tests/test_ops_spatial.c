@@ -327,6 +327,108 @@ static void test_autocast_backward(amp_ctx *ctx) {
   }
 }
 
+/* 16-bit intermediates everywhere: a 16-bit conv output through max_pool2d
+ * (16-bit gradients) into layer_norm (F32 under autocast); a 16-bit weight
+ * that is an op's result (an explicit cast of a parameter) in embedding and
+ * conv2d, whose gradient is rounded once to 16 bits and reaches the F32
+ * parameter through the cast. */
+static void test_intermediates(amp_ctx *ctx) {
+  const amp_dtype dts[2] = {AMP_F16, AMP_BF16};
+  for (int d = 0; d < 2; d++) {
+    amp_dtype dt = dts[d];
+    const char *dn = amp_dtype_name(dt);
+    amp_tensor *x = gc_leaf(ctx, 4, (int64_t[]){2, 3, 6, 5}, -1, 1);
+    amp_tensor *w1 = gc_leaf(ctx, 4, (int64_t[]){4, 3, 3, 3}, -0.5, 0.5);
+    amp_tensor *lw = gc_leaf(ctx, 1, (int64_t[]){5}, 0.5, 1.5);
+    amp_tensor *lb = gc_leaf(ctx, 1, (int64_t[]){5}, -1, 1);
+    CHECK(amp_autocast_begin(ctx, dt) == AMP_OK, "begin");
+    amp_tensor *h = amp_conv2d(ctx, x, w1, NULL, 1, 1, 1, 1); /* [2,4,6,5] */
+    amp_tensor *p = amp_max_pool2d(ctx, h, 2, 1, 2, 1);       /* [2,4,3,5] */
+    amp_tensor *ln = amp_layer_norm(ctx, p, lw, lb, 1e-5f);
+    amp_autocast_end(ctx);
+    CHECK(h && p && ln && p->dtype == dt && ln->dtype == AMP_F32, "dtypes (%s)", dn);
+    if (!h || !p || !ln) continue;
+    float *seed = malloc(sizeof(float) * (size_t)ln->numel);
+    for (int64_t i = 0; i < ln->numel; i++) seed[i] = (float)gc_uniform(-1, 1);
+    CHECK(amp__backward_seeded(ctx, ln, seed, AMP_F32) == AMP_OK, "backward: %s",
+          amp_ctx_error(ctx));
+    free(seed);
+    CHECK(p->grad && p->grad->dtype == dt && h->grad && h->grad->dtype == dt,
+          "pool input and output gradients in %s", dn);
+    float s[4] = {0};
+    for (int64_t i = 0; i < 5; i++) s[0] += fabsf(((float *)lw->grad->data)[i]);
+    for (int64_t i = 0; i < 5; i++) s[1] += fabsf(((float *)lb->grad->data)[i]);
+    for (int64_t i = 0; i < w1->numel; i++) s[2] += fabsf(((float *)w1->grad->data)[i]);
+    for (int64_t i = 0; i < x->numel; i++) s[3] += fabsf(((float *)x->grad->data)[i]);
+    CHECK(s[0] > 0 && s[1] > 0 && s[2] > 0 && s[3] > 0, "gradients reach every leaf (%s)", dn);
+    /* h's gradient is zero except at each window's maximum. */
+    int64_t nz = 0;
+    for (int64_t i = 0; i < h->numel; i++) {
+      float v;
+      amp_convert(&v, AMP_F32, (const char *)h->grad->data + 2 * i, dt, 1);
+      nz += v != 0;
+    }
+    CHECK(nz > 0 && nz <= p->numel, "max_pool2d sends %lld gradients to %lld outputs",
+          (long long)nz, (long long)p->numel);
+
+    /* Embedding of a 16-bit weight that is an op's result. */
+    amp_tensor *emb = gc_leaf(ctx, 2, (int64_t[]){6, 5}, -1, 1);
+    amp_tensor *idx = gc_labels(ctx, 2, (int64_t[]){3, 4}, 6);
+    amp_tensor *e16 = amp_cast(ctx, emb, dt);
+    amp_tensor *e = amp_embedding(ctx, e16, idx);
+    CHECK(e && e->dtype == dt && e16->node, "embedding of a cast weight (%s)", dn);
+    if (!e) continue;
+    float es[80];
+    for (int i = 0; i < 80; i++) es[i] = (float)((int)gc_uniform(-64, 64)) / 64.0f;
+    CHECK(amp__backward_seeded(ctx, e, es, AMP_F32) == AMP_OK, "embedding backward");
+    CHECK(e16->grad && e16->grad->dtype == dt, "the cast weight's gradient is %s", dn);
+    float ref[30] = {0}, ref16[30];
+    const int32_t *ix = idx->data;
+    for (int i = 0; i < 12; i++)
+      for (int j = 0; j < 5; j++) ref[ix[i] * 5 + j] += es[i * 5 + j]; /* exact */
+    uint16_t r16[30];
+    amp_convert(r16, dt, ref, AMP_F32, 30);
+    amp_convert(ref16, AMP_F32, r16, dt, 30);
+    CHECK(memcmp(ref16, emb->grad->data, sizeof ref16) == 0,
+          "embedding gradient rounded once to %s, then to the f32 parameter", dn);
+
+    /* conv2d with a 16-bit weight that is an op's result. */
+    amp_tensor *x16 = amp_tensor_cast(ctx, AMP_ARENA_STEP, x, dt);
+    amp_tensor *wc = amp_cast(ctx, w1, dt);
+    amp_tensor_zero_grad(w1);
+    amp_tensor *y = amp_conv2d(ctx, x16, wc, NULL, 2, 1, 0, 1); /* [2,4,2,5] */
+    CHECK(y && y->dtype == dt && y->numel == 80, "conv with a cast weight (%s)", dn);
+    if (!y) continue;
+    CHECK(amp__backward_seeded(ctx, y, es, AMP_F32) == AMP_OK, "conv backward");
+    CHECK(wc->grad && wc->grad->dtype == dt, "the cast weight's gradient is %s", dn);
+    /* Against FP64 over the 16-bit values (one rounding to dt: 2^-8 relative). */
+    double err = 0, mx = 0;
+    for (int64_t q = 0; q < 4; q++)
+      for (int64_t c = 0; c < 3; c++)
+        for (int64_t ki = 0; ki < 3; ki++)
+          for (int64_t kj = 0; kj < 3; kj++) {
+            double acc = 0;
+            for (int64_t b = 0; b < 2; b++)
+              for (int64_t i = 0; i < 2; i++)
+                for (int64_t j = 0; j < 5; j++) {
+                  int64_t yy = 2 * i + ki, xx = j - 1 + kj;
+                  if (xx < 0 || xx >= 5) continue;
+                  float xv;
+                  amp_convert(&xv, AMP_F32,
+                              (const char *)x16->data + 2 * (((b * 3 + c) * 6 + yy) * 5 + xx), dt,
+                              1);
+                  acc += (double)es[((b * 4 + q) * 2 + i) * 5 + j] * xv;
+                }
+            double g = ((float *)w1->grad->data)[((q * 3 + c) * 3 + ki) * 3 + kj];
+            err = fmax(err, fabs(g - acc));
+            mx = fmax(mx, fabs(acc));
+          }
+    CHECK(err <= 0x1p-8 * mx, "conv weight gradient through a 16-bit weight (%s): err %.3g of %.3g",
+          dn, err, mx);
+    amp_ctx_step_reset(ctx);
+  }
+}
+
 /* ---- errors ---- */
 
 static int error_names(amp_ctx *ctx, amp_status want, const char *a, const char *b, const char *c) {
@@ -471,6 +573,7 @@ int main(void) {
   test_layer_norm_gradients(ctx);
   test_autocast(ctx);
   test_autocast_backward(ctx);
+  test_intermediates(ctx);
   test_errors(ctx);
   test_threads(ctx);
   amp_ctx_free(ctx);

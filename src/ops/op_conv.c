@@ -118,6 +118,9 @@ amp_status amp__conv2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *g
     /* Accumulate in F32: the leaf's gradient itself, or a scratch when the
        weight is a 16-bit intermediate. */
     int f32 = gw->dtype == AMP_F32;
+    /* amp__grad_of() allocated a fresh target: amp__grad_add() below will
+       add to it, so it must hold zeros. */
+    if (!f32 && !acc) memset(gw->data, 0, amp_tensor_bytes(gw));
     float *dw = f32 ? gw->data : amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)(o * kk) * 4);
     void *col = direct ? NULL : amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)(kk * p) * es);
     if (!dw || (!direct && !col)) return amp_ctx_status(ctx);

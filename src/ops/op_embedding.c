@@ -54,6 +54,8 @@ amp_status amp__embedding_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor
   /* Scatter into the F32 gradient itself, or into an F32 scratch when the
      weight is a 16-bit intermediate (rounded once by amp__grad_add). */
   int f32 = gw->dtype == AMP_F32;
+  /* A fresh 16-bit target is added to by amp__grad_add() below: zero it. */
+  if (!f32 && !acc) memset(gw->data, 0, amp_tensor_bytes(gw));
   float *dw = f32 ? gw->data : amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)w->numel * 4);
   if (!dw) return amp_ctx_status(ctx);
   if (!f32 || !acc) memset(dw, 0, (size_t)w->numel * 4);
