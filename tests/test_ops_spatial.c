@@ -565,6 +565,56 @@ static void test_threads(amp_ctx *ctx) {
   amp_ctx_set_threads(ctx, 2);
 }
 
+/* max_pool2d, layer_norm and embedding forward and backward, 1 vs 2 threads,
+ * on sizes above the kernels' parallel thresholds. Returns a malloc'ed
+ * buffer of all results (F32). */
+static float *run_others(amp_ctx *ctx, int threads, size_t *len) {
+  amp_ctx_set_threads(ctx, threads);
+  gc_rng_state = 4242;
+  amp_tensor *x = gc_leaf(ctx, 4, (int64_t[]){4, 16, 40, 41}, -1, 1);
+  amp_tensor *lw = gc_leaf(ctx, 1, (int64_t[]){41}, 0.5, 1.5);
+  amp_tensor *lb = gc_leaf(ctx, 1, (int64_t[]){41}, -1, 1);
+  amp_tensor *emb = gc_leaf(ctx, 2, (int64_t[]){50, 300}, -1, 1);
+  amp_tensor *idx = gc_labels(ctx, 2, (int64_t[]){16, 40}, 50);
+  amp_tensor *p = amp_max_pool2d(ctx, x, 3, 3, 2, 2);
+  amp_tensor *ln = amp_layer_norm(ctx, x, lw, lb, 1e-5f);
+  amp_tensor *e = amp_embedding(ctx, emb, idx);
+  *len = 0;
+  if (!p || !ln || !e) return NULL;
+  size_t n = (size_t)(p->numel + ln->numel + e->numel + x->numel * 2 + 82 + emb->numel), o = 0;
+  float *r = malloc(n * sizeof(float));
+  amp_tensor *outs[3] = {p, ln, e};
+  for (int k = 0; k < 3; k++) {
+    float *seed = malloc(sizeof(float) * (size_t)outs[k]->numel);
+    for (int64_t i = 0; i < outs[k]->numel; i++) seed[i] = (float)gc_uniform(-1, 1);
+    CHECK(amp__backward_seeded(ctx, outs[k], seed, AMP_F32) == AMP_OK, "backward");
+    free(seed);
+    memcpy(r + o, outs[k]->data, amp_tensor_bytes(outs[k]));
+    o += (size_t)outs[k]->numel;
+    if (k < 2) {
+      memcpy(r + o, x->grad->data, amp_tensor_bytes(x->grad));
+      o += (size_t)x->numel;
+      amp_tensor_zero_grad(x);
+    }
+  }
+  memcpy(r + o, lw->grad->data, 41 * 4);
+  memcpy(r + o + 41, lb->grad->data, 41 * 4);
+  memcpy(r + o + 82, emb->grad->data, amp_tensor_bytes(emb->grad));
+  *len = n;
+  amp_ctx_step_reset(ctx);
+  return r;
+}
+
+static void test_threads_others(amp_ctx *ctx) {
+  size_t n1, n2;
+  float *r1 = run_others(ctx, 1, &n1), *r2 = run_others(ctx, 2, &n2);
+  CHECK(r1 && r2 && n1 == n2 && memcmp(r1, r2, n1 * sizeof(float)) == 0,
+        "max_pool2d, layer_norm, embedding: 1 and 2 threads give the same bits");
+  free(r1);
+  free(r2);
+  amp_ctx_set_threads(ctx, 2);
+}
+
 int main(void) {
   amp_ctx *ctx = amp_ctx_create(&(amp_ctx_params){.threads = 2});
   test_conv_gradients(ctx);
@@ -576,6 +626,7 @@ int main(void) {
   test_intermediates(ctx);
   test_errors(ctx);
   test_threads(ctx);
+  test_threads_others(ctx);
   amp_ctx_free(ctx);
   TEST_MAIN_END();
 }
