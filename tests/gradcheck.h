@@ -90,7 +90,10 @@ static double gradcheck(amp_ctx *ctx, const char *name, gc_fwd fwd, gc_ref ref, 
   ref(in64, in, out, arg);
   double ymax = 1e-30, yerr = 0;
   for (int64_t i = 0; i < nout; i++) {
-    double v = y->dtype == AMP_F32 ? ((float *)y->data)[i] : NAN;
+    float v32;
+    amp_convert(&v32, AMP_F32, (const char *)y->data + (size_t)i * amp_dtype_size(y->dtype),
+                y->dtype, 1);
+    double v = v32;
     ymax = fmax(ymax, fabs(out[i]));
     yerr = fmax(yerr, fabs(v - out[i]));
   }

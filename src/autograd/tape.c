@@ -113,7 +113,9 @@ amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate) {
     *accumulate = 1;
     return t->grad;
   }
-  t->grad = amp_tensor_new(ctx, AMP_ARENA_STEP, t->dtype, t->ndim, t->shape);
+  /* Zeroed, so that a caller that only asks (or a second caller before the
+     first writes) adds to zeros rather than to garbage. */
+  t->grad = amp_tensor_zeros(ctx, AMP_ARENA_STEP, t->dtype, t->ndim, t->shape);
   return t->grad;
 }
 

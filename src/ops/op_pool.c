@@ -1,0 +1,97 @@
+/* 2-D max pooling without padding (category same: it moves values, so the
+ * output keeps the input's dtype and bits). The forward saves, per output,
+ * the index in its H×W plane of the first maximum of the window (row-major
+ * window order; a NaN counts as the maximum, as in PyTorch); backward
+ * scatters dY there, accumulating overlapping windows in F32. */
+#include "../dtype/dtype_inline.h"
+#include "ops_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+amp_tensor *amp_max_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, int64_t stride_h,
+                           int64_t stride_w) {
+  amp_tensor *c[1];
+  amp_dtype dt;
+  if (!amp__op_inputs(ctx, AMP__OP_MAX_POOL2D, 1, &x, c, 0, &dt)) return NULL;
+  char sx[64];
+  if (!amp_dtype_is_float(c[0]->dtype)) {
+    amp__error(ctx, AMP_ERR_UNSUPPORTED, "max_pool2d: input %s: ops take floats",
+               amp__shape_str(x, sx, sizeof sx));
+    return NULL;
+  }
+  if (kh < 1 || kw < 1 || stride_h < 1 || stride_w < 1) {
+    amp__error(ctx, AMP_ERR_INVALID_ARG,
+               "max_pool2d: window %lldx%lld and stride %lldx%lld must be >= 1", (long long)kh,
+               (long long)kw, (long long)stride_h, (long long)stride_w);
+    return NULL;
+  }
+  if (c[0]->ndim != 4 || c[0]->shape[2] < kh || c[0]->shape[3] < kw ||
+      c[0]->shape[2] * c[0]->shape[3] > INT32_MAX) {
+    amp__error(ctx, AMP_ERR_SHAPE,
+               "max_pool2d: input %s does not fit a %lldx%lld window ([N,C,H,W])",
+               amp__shape_str(x, sx, sizeof sx), (long long)kh, (long long)kw);
+    return NULL;
+  }
+  int64_t planes = c[0]->shape[0] * c[0]->shape[1], h = c[0]->shape[2], w = c[0]->shape[3];
+  int64_t oh = (h - kh) / stride_h + 1, ow = (w - kw) / stride_w + 1;
+  int64_t shape[4] = {c[0]->shape[0], c[0]->shape[1], oh, ow};
+  amp_tensor *y = amp__op_result(ctx, dt, 4, shape);
+  amp_tensor *arg = amp__op_result(ctx, AMP_I32, 4, shape);
+  if (!y || !arg) return NULL;
+  size_t es = amp_dtype_size(dt);
+  const char *xd = c[0]->data;
+  char *yd = y->data;
+  int32_t *ad = arg->data;
+  /* Planes are independent: any thread count gives the same bits. */
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (planes * h * w > 65536)
+  for (int64_t pl = 0; pl < planes; pl++) {
+    size_t base = (size_t)(pl * h * w);
+    for (int64_t i = 0; i < oh; i++)
+      for (int64_t j = 0; j < ow; j++) {
+        int64_t best = (i * stride_h) * w + j * stride_w;
+        float bv = amp__load_f32(xd, dt, base + (size_t)best);
+        for (int64_t a = 0; a < kh && !isnan(bv); a++)
+          for (int64_t b = 0; b < kw; b++) {
+            int64_t at = (i * stride_h + a) * w + j * stride_w + b;
+            float v = amp__load_f32(xd, dt, base + (size_t)at);
+            if (v > bv || isnan(v)) {
+              bv = v;
+              best = at;
+              if (isnan(v)) break;
+            }
+          }
+        size_t out = (size_t)((pl * oh + i) * ow + j);
+        memcpy(yd + out * es, xd + (base + (size_t)best) * es, es);
+        ad[out] = (int32_t)best;
+      }
+  }
+  amp__node *nd = amp__record(ctx, AMP__OP_MAX_POOL2D, y, 1, c);
+  if (nd) {
+    nd->saved = arg;
+    nd->iarg[0] = kh;
+    nd->iarg[1] = kw;
+    nd->iarg[2] = stride_h;
+    nd->iarg[3] = stride_w;
+  }
+  return y;
+}
+
+amp_status amp__max_pool2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *gy) {
+  amp_tensor *x = nd->in[0];
+  if (!x->requires_grad) return AMP_OK;
+  int64_t planes = x->shape[0] * x->shape[1], hw = x->shape[2] * x->shape[3];
+  int64_t per = gy->shape[2] * gy->shape[3];
+  float *dx = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)x->numel * sizeof(float));
+  if (!dx) return amp_ctx_status(ctx);
+  memset(dx, 0, (size_t)x->numel * sizeof(float));
+  const int32_t *ad = nd->saved->data;
+  amp_dtype gdt = gy->dtype;
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (x->numel > 65536)
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t q = 0; q < per; q++) { /* in output order: deterministic sums */
+      size_t out = (size_t)(pl * per + q);
+      dx[pl * hw + ad[out]] += amp__load_f32(gy->data, gdt, out);
+    }
+  return amp__grad_add(ctx, x, dx, AMP_F32);
+}
