@@ -29,19 +29,25 @@ amp_optim_params amp_optim_defaults(amp_optim_kind kind) {
 
 static int check_params(amp_ctx *ctx, const amp_optim_params *p) {
   const char *bad = NULL;
-  if ((unsigned)p->kind > AMP_OPTIM_ADAMW) bad = "unknown optimizer kind";
-  else if (!(p->lr >= 0) || !isfinite(p->lr)) bad = "lr must be a finite number >= 0";
-  else if (!(p->weight_decay >= 0)) bad = "weight_decay must be >= 0";
-  else if (p->kind == AMP_OPTIM_SGD && !(p->momentum >= 0)) bad = "momentum must be >= 0";
+  if ((unsigned)p->kind > AMP_OPTIM_ADAMW)
+    bad = "unknown optimizer kind";
+  else if (!(p->lr >= 0) || !isfinite(p->lr))
+    bad = "lr must be a finite number >= 0";
+  else if (!(p->weight_decay >= 0))
+    bad = "weight_decay must be >= 0";
+  else if (p->kind == AMP_OPTIM_SGD && !(p->momentum >= 0))
+    bad = "momentum must be >= 0";
   else if (p->kind == AMP_OPTIM_SGD && p->nesterov && (p->momentum <= 0 || p->dampening != 0))
     bad = "Nesterov momentum needs momentum > 0 and dampening 0";
   else if (p->kind != AMP_OPTIM_SGD &&
            (!(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1)))
     bad = "betas must be in [0, 1)";
-  else if (p->kind != AMP_OPTIM_SGD && !(p->eps >= 0)) bad = "eps must be >= 0";
+  else if (p->kind != AMP_OPTIM_SGD && !(p->eps >= 0))
+    bad = "eps must be >= 0";
   else if (p->work_dtype != AMP_F32 && p->work_dtype != AMP_F16 && p->work_dtype != AMP_BF16)
     bad = "work_dtype must be f32, f16 or bf16";
-  else if ((unsigned)p->rounding > AMP_ROUND_STOCHASTIC) bad = "unknown rounding";
+  else if ((unsigned)p->rounding > AMP_ROUND_STOCHASTIC)
+    bad = "unknown rounding";
   if (bad) amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_optim_create: %s", bad);
   return bad == NULL;
 }
@@ -74,8 +80,7 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
   int nmoments = p->kind == AMP_OPTIM_SGD ? (p->momentum > 0) : 2;
   if (nmoments >= 1) o->m = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb);
   if (nmoments >= 2) o->v = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb);
-  if (p->work_dtype != AMP_F32)
-    o->work = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, (size_t)n * 2);
+  if (p->work_dtype != AMP_F32) o->work = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, (size_t)n * 2);
   o->params = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof(amp_tensor *) * (size_t)np);
   if (!o->master || !o->grad || (nmoments >= 1 && !o->m) || (nmoments >= 2 && !o->v) ||
       (p->work_dtype != AMP_F32 && !o->work) || !o->params)
@@ -132,8 +137,7 @@ static void write_work(amp_optim *o, int64_t i0, int64_t len) {
   amp_convert_opts opts = {o->p.rounding, 0, o->p.seed,
                            (uint64_t)o->step * (uint64_t)o->n + (uint64_t)i0};
   amp_convert_ex(w, o->p.work_dtype, o->master + i0, AMP_F32, (size_t)len, &opts);
-  if (!o->p.master_weights)
-    amp_convert(o->master + i0, AMP_F32, w, o->p.work_dtype, (size_t)len);
+  if (!o->p.master_weights) amp_convert(o->master + i0, AMP_F32, w, o->p.work_dtype, (size_t)len);
 }
 
 amp_status amp_optim_sync_work(amp_optim *o) {

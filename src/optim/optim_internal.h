@@ -8,11 +8,11 @@ struct amp_optim {
   amp_ctx *ctx;
   amp_optim_params p;
   float lr;
-  int64_t n;         /* parameter elements */
-  float *master;     /* FP32 masters (the parameters' data point in here) */
-  float *grad;       /* FP32 gradients */
-  float *m, *v;      /* Adam moments; SGD momentum buffer in m */
-  void *work;        /* 16-bit working copies, or NULL */
+  int64_t n;     /* parameter elements */
+  float *master; /* FP32 masters (the parameters' data point in here) */
+  float *grad;   /* FP32 gradients */
+  float *m, *v;  /* Adam moments; SGD momentum buffer in m */
+  void *work;    /* 16-bit working copies, or NULL */
   int nparams;
   amp_tensor **params;
   int64_t step;      /* updates done */
@@ -35,8 +35,8 @@ typedef struct amp_optim_hyper {
 
 /* Updates n parameters in place: the scalar reference, and the AVX2 path
  * (same operations in the same order, no FMA contraction: the same bits). */
-void amp__optim_update(amp_optim_kind kind, int simd, const amp_optim_hyper *h, int64_t n,
-                       float *p, const float *g, float *m, float *v);
+void amp__optim_update(amp_optim_kind kind, int simd, const amp_optim_hyper *h, int64_t n, float *p,
+                       const float *g, float *m, float *v);
 void amp__optim_update_ref(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
                            const float *g, float *m, float *v);
 #ifdef AMPC_HAVE_X86_SIMD

@@ -24,8 +24,10 @@ static void adam(int decoupled, const amp_optim_hyper *h, int64_t n, float *p, c
   for (int64_t i = 0; i < n; i++) {
     float d = g[i] * h->gmul, x = p[i];
     if (h->wd != 0) {
-      if (decoupled) x = x * shrink;
-      else d = d + h->wd * x;
+      if (decoupled)
+        x = x * shrink;
+      else
+        d = d + h->wd * x;
     }
     float mi = m[i] + c1 * (d - m[i]);
     float vi = v[i] * h->beta2 + c2 * d * d;
@@ -38,12 +40,14 @@ static void adam(int decoupled, const amp_optim_hyper *h, int64_t n, float *p, c
 
 void amp__optim_update_ref(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
                            const float *g, float *m, float *v) {
-  if (kind == AMP_OPTIM_SGD) sgd(h, n, p, g, m);
-  else adam(kind == AMP_OPTIM_ADAMW, h, n, p, g, m, v);
+  if (kind == AMP_OPTIM_SGD)
+    sgd(h, n, p, g, m);
+  else
+    adam(kind == AMP_OPTIM_ADAMW, h, n, p, g, m, v);
 }
 
-void amp__optim_update(amp_optim_kind kind, int simd, const amp_optim_hyper *h, int64_t n,
-                       float *p, const float *g, float *m, float *v) {
+void amp__optim_update(amp_optim_kind kind, int simd, const amp_optim_hyper *h, int64_t n, float *p,
+                       const float *g, float *m, float *v) {
   int64_t done = 0;
 #ifdef AMPC_HAVE_X86_SIMD
   if (simd) done = amp__optim_update_avx2(kind, h, n, p, g, m, v);

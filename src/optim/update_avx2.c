@@ -34,8 +34,10 @@ int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, in
   for (int64_t i = 0; i < n8; i += 8) {
     __m256 d = _mm256_mul_ps(_mm256_loadu_ps(g + i), gmul), x = _mm256_loadu_ps(p + i);
     if (h->wd != 0) {
-      if (decoupled) x = _mm256_mul_ps(x, shrink);
-      else d = _mm256_add_ps(d, _mm256_mul_ps(wd, x));
+      if (decoupled)
+        x = _mm256_mul_ps(x, shrink);
+      else
+        d = _mm256_add_ps(d, _mm256_mul_ps(wd, x));
     }
     __m256 mi = _mm256_loadu_ps(m + i);
     mi = _mm256_add_ps(mi, _mm256_mul_ps(c1, _mm256_sub_ps(d, mi)));
