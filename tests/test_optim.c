@@ -253,7 +253,10 @@ static int work_matches(amp_optim *o, amp_module *model, amp_dtype dt, const amp
       opts = *op;
       opts.offset = (uint64_t)step0 * (uint64_t)n + (uint64_t)off;
     }
-    amp_convert_ex(want, dt, t->data, AMP_F32, (size_t)t->numel, &opts);
+    if (op)
+      amp_convert_ex(want, dt, t->data, AMP_F32, (size_t)t->numel, &opts);
+    else
+      amp_convert(want, dt, t->data, AMP_F32, (size_t)t->numel);
     if (memcmp(want, t->work->data, (size_t)t->numel * 2) != 0) bad++;
     free(want);
     off += t->numel;
