@@ -859,8 +859,10 @@ amp_status amp_optim_sync_work(amp_optim *o);
 typedef enum amp_lr_kind {
   AMP_LR_CONSTANT = 0, /**< base */
   AMP_LR_STEP = 1,     /**< base · gamma^floor(step / step_size) */
-  AMP_LR_COSINE = 2    /**< linear warm-up from 0 over warmup steps, then
-                            cosine from base down to min_lr at total steps */
+  AMP_LR_COSINE = 2    /**< linear warm-up over warmup steps (base·(step+1)
+                            /warmup: base/warmup at step 0, base at step
+                            warmup-1), then cosine from base at step warmup
+                            down to min_lr at total steps (and after) */
 } amp_lr_kind;
 
 /** A schedule's settings. */
@@ -931,7 +933,9 @@ typedef struct amp_scaler amp_scaler;
 
 /** Creates a scaler (persistent arena). NULL (error recorded) for bad
  *  settings: init_scale not finite and > 0, growth_factor <= 1,
- *  backoff_factor not in (0,1), growth_interval < 1, hysteresis < 1. */
+ *  backoff_factor not in (0,1), growth_interval < 1, hysteresis < 1,
+ *  min_scale or max_scale negative, min_scale > max_scale (max_scale > 0),
+ *  init_scale outside [min_scale, max_scale]. */
 amp_scaler *amp_scaler_create(amp_ctx *ctx, const amp_scaler_params *p);
 
 /** loss · S as a new tensor on the tape (the loss itself when disabled). */
@@ -943,8 +947,10 @@ amp_tensor *amp_scaler_scale(amp_scaler *sc, amp_tensor *loss);
 amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o);
 
 /** Unscales if not done yet, then steps `o` unless an inf/NaN gradient was
- *  found. Returns 1 when it stepped, 0 when it skipped, -1 on error (a
- *  second step for the same optimizer before update). */
+ *  found (a skipped step also drops a pending clip factor, see
+ *  amp_optim_clip_grad_norm()). Returns 1 when it stepped, 0 when it
+ *  skipped, -1 on error (a second step for the same optimizer before
+ *  update). */
 int amp_scaler_step(amp_scaler *sc, amp_optim *o);
 
 /** Ends the step (dynamic mode): after an overflow, backs the scale off (see

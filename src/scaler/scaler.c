@@ -38,6 +38,10 @@ static const char *params_problem(const amp_scaler_params *p) {
   if (p->hysteresis < 1) return "hysteresis must be >= 1";
   if (!(p->min_scale >= 0) || !(p->max_scale >= 0)) return "min_scale/max_scale must be >= 0";
   if (p->max_scale > 0 && p->min_scale > p->max_scale) return "min_scale > max_scale";
+  /* A scale outside the clamps would make a backoff raise it (to min_scale)
+     or a growth lower it (to max_scale). */
+  if (p->init_scale < p->min_scale || (p->max_scale > 0 && p->init_scale > p->max_scale))
+    return "init_scale outside [min_scale, max_scale]";
   return NULL;
 }
 
@@ -92,8 +96,9 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o) {
   if (!remember(sc, o)) return AMP_ERR_STATE;
   int found = 0;
   if (sc->st.params.mode != AMP_SCALER_NONE) {
-    amp_status s =
-        amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)o->n, o->grad, 1.0f / sc->st.scale, &found);
+    /* As PyTorch: the reciprocal in FP64, rounded once to FP32. */
+    const float inv = (float)(1.0 / (double)sc->st.scale);
+    amp_status s = amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)o->n, o->grad, inv, &found);
     if (s != AMP_OK) return s;
   }
   o->found_inf = found;
@@ -111,7 +116,12 @@ int amp_scaler_step(amp_scaler *sc, amp_optim *o) {
   }
   if (o->scaler_stage == 0 && amp_scaler_unscale(sc, o) != AMP_OK) return -1;
   o->scaler_stage = 2;
-  if (o->found_inf) return 0;
+  if (o->found_inf) {
+    /* The skipped step's gradients are discarded, and with them a pending
+       clip factor (which belonged to them, not to the next step's). */
+    o->grad_factor = 1.0f;
+    return 0;
+  }
   return amp_optim_step(o) == AMP_OK ? 1 : -1;
 }
 
@@ -164,6 +174,9 @@ amp_status amp_scaler_set_state(amp_scaler *sc, const amp_scaler_state *st) {
   if (!sc || !st) return AMP_ERR_INVALID_ARG;
   const char *bad = params_problem(&st->params);
   if (!bad && (!(st->scale > 0) || !isfinite(st->scale))) bad = "scale must be finite and > 0";
+  if (!bad && (st->scale < st->params.min_scale ||
+               (st->params.max_scale > 0 && st->scale > st->params.max_scale)))
+    bad = "scale outside [min_scale, max_scale]";
   if (!bad && (st->growth_tracker < 0 || st->growth_tracker >= st->params.growth_interval))
     bad = "growth_tracker out of range";
   if (!bad && (st->hysteresis_left < 1 || st->hysteresis_left > st->params.hysteresis))

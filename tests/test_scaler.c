@@ -1,0 +1,505 @@
+/* Loss scaling: PyTorch GradScaler defaults and update rule (growth after
+ * exactly growth_interval clean steps, finite-only growth, backoff and skip on
+ * inf/NaN), the unscale/step/update state machine, min/max clamps,
+ * hysteresis, static and disabled modes, state round trips, gradient
+ * accumulation (bit-identical to unscaled training for a power-of-two
+ * scale), and a small model trained under F16 autocast. */
+#include "ampc.h"
+#include "check.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct rig {
+  amp_ctx *ctx;
+  amp_module *model;
+  amp_optim *opt;
+  int64_t n;
+} rig;
+
+static rig make_rig(void) {
+  rig r;
+  r.ctx = amp_ctx_create(NULL);
+  amp_ctx_set_threads(r.ctx, 1);
+  amp_rng rng;
+  amp_rng_seed(&rng, 4);
+  r.model = amp_nn_linear(r.ctx, &rng, 9, 5, 1); /* 50 values */
+  amp_optim_params p = amp_optim_defaults(AMP_OPTIM_SGD);
+  p.lr = 0.1f;
+  r.opt = amp_optim_create(r.ctx, r.model, &p);
+  r.n = amp_optim_numel(r.opt);
+  return r;
+}
+
+/* Finite gradients (already "scaled"), optionally one non-finite value. */
+static void set_grads(rig *r, uint64_t seed, int64_t bad_at, float bad) {
+  amp_rng g;
+  amp_rng_seed(&g, seed);
+  float *gb = amp_optim_grad_buffer(r->opt);
+  for (int64_t i = 0; i < r->n; i++) gb[i] = amp_rng_uniform(&g, -100, 100);
+  if (bad_at >= 0) gb[bad_at] = bad;
+}
+
+/* One full iteration: gradients, step, update. Returns what step returned. */
+static int iterate(rig *r, amp_scaler *sc, int overflow, uint64_t seed) {
+  set_grads(r, seed, overflow ? r->n / 2 : -1, INFINITY);
+  int s = amp_scaler_step(sc, r->opt);
+  amp_scaler_update(sc);
+  return s;
+}
+
+static amp_scaler *make_scaler(rig *r, float init, int64_t interval) {
+  amp_scaler_params p = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+  p.init_scale = init;
+  p.growth_interval = interval;
+  return amp_scaler_create(r->ctx, &p);
+}
+
+static void test_defaults(void) {
+  amp_scaler_params p = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+  CHECK(p.mode == AMP_SCALER_DYNAMIC, "mode");
+  CHECK(p.init_scale == 65536.0f, "init_scale %g", p.init_scale);
+  CHECK(p.growth_factor == 2.0f, "growth_factor %g", p.growth_factor);
+  CHECK(p.backoff_factor == 0.5f, "backoff_factor %g", p.backoff_factor);
+  CHECK(p.growth_interval == 2000, "growth_interval %lld", (long long)p.growth_interval);
+  CHECK(p.hysteresis == 1, "hysteresis %d", p.hysteresis);
+  CHECK(p.min_scale == 0 && p.max_scale == 0, "no clamps by default");
+  rig r = make_rig();
+  amp_scaler *sc = amp_scaler_create(r.ctx, &p);
+  CHECK(sc && amp_scaler_get_scale(sc) == 65536.0f, "initial scale");
+  amp_scaler_state st = amp_scaler_get_state(sc);
+  CHECK(st.growth_tracker == 0 && st.hysteresis_left == 1 && st.skipped == 0, "initial state");
+  /* Bad settings. */
+  for (int c = 0; c < 9; c++) {
+    amp_scaler_params q = p;
+    if (c == 5) q.min_scale = 1e6f; /* init_scale below the floor */
+    if (c == 6) q.max_scale = 1024; /* init_scale above the ceiling */
+    if (c == 7) q.min_scale = -1;
+    if (c == 8) {
+      q.min_scale = 100;
+      q.max_scale = 10;
+    }
+    if (c == 0) q.init_scale = -1;
+    if (c == 1) q.growth_factor = 1;
+    if (c == 2) q.backoff_factor = 1;
+    if (c == 3) q.growth_interval = 0;
+    if (c == 4) q.hysteresis = 0;
+    amp_ctx_clear_error(r.ctx);
+    CHECK(amp_scaler_create(r.ctx, &q) == NULL, "bad setting %d rejected", c);
+    CHECK(amp_ctx_status(r.ctx) == AMP_ERR_INVALID_ARG && amp_ctx_error(r.ctx)[0],
+          "bad setting %d: message", c);
+  }
+  amp_ctx_free(r.ctx);
+}
+
+static void test_growth(void) {
+  rig r = make_rig();
+  amp_scaler *sc = make_scaler(&r, 1024, 3);
+  const float want[7] = {1024, 1024, 2048, 2048, 2048, 4096, 4096};
+  for (int i = 0; i < 7; i++) {
+    CHECK(iterate(&r, sc, 0, 10 + i) == 1, "clean step %d steps", i);
+    CHECK(amp_scaler_get_scale(sc) == want[i], "after clean step %d: scale %g want %g", i + 1,
+          amp_scaler_get_scale(sc), want[i]);
+    CHECK(amp_scaler_get_state(sc).growth_tracker == (i + 1) % 3, "tracker after %d: %lld", i + 1,
+          (long long)amp_scaler_get_state(sc).growth_tracker);
+  }
+  CHECK(amp_optim_steps(r.opt) == 7, "7 updates");
+  /* Growth only to a finite scale. */
+  amp_scaler *big = make_scaler(&r, 0x1p127f, 1);
+  CHECK(iterate(&r, big, 0, 50) == 1, "steps at 2^127");
+  CHECK(amp_scaler_get_scale(big) == 0x1p127f, "2^127 does not grow to inf: %g",
+        amp_scaler_get_scale(big));
+  CHECK(amp_scaler_get_state(big).growth_tracker == 0, "refused growth resets the tracker");
+  amp_scaler *near = make_scaler(&r, 0x1p126f, 1);
+  iterate(&r, near, 0, 51);
+  CHECK(amp_scaler_get_scale(near) == 0x1p127f, "2^126 grows to 2^127");
+  iterate(&r, near, 0, 52);
+  CHECK(amp_scaler_get_scale(near) == 0x1p127f && isfinite(amp_scaler_get_scale(near)),
+        "then stays finite");
+  amp_ctx_free(r.ctx);
+}
+
+static void test_skip(void) {
+  const float bads[2] = {INFINITY, NAN};
+  for (int b = 0; b < 2; b++)
+    for (int pos = 0; pos < 3; pos++) {
+      rig r = make_rig();
+      amp_scaler *sc = make_scaler(&r, 4096, 3);
+      iterate(&r, sc, 0, 1);
+      iterate(&r, sc, 0, 2);
+      CHECK(amp_scaler_get_state(sc).growth_tracker == 2, "two clean steps counted");
+      int64_t at = pos == 0 ? 0 : pos == 1 ? r.n / 2 : r.n - 1;
+      set_grads(&r, 3, at, bads[b]);
+      float *before = malloc((size_t)r.n * sizeof(float));
+      memcpy(before, amp_optim_master_buffer(r.opt), (size_t)r.n * sizeof(float));
+      int s = amp_scaler_step(sc, r.opt);
+      CHECK(s == 0, "%s at %lld: step skipped (returned %d)", b ? "nan" : "inf", (long long)at, s);
+      CHECK(amp_scaler_found_inf(sc), "found_inf");
+      CHECK(memcmp(before, amp_optim_master_buffer(r.opt), (size_t)r.n * sizeof(float)) == 0,
+            "%s at %lld: parameters unchanged", b ? "nan" : "inf", (long long)at);
+      CHECK(amp_optim_steps(r.opt) == 2, "skipped step not counted by the optimizer");
+      CHECK(amp_scaler_get_scale(sc) == 4096, "scale unchanged before update");
+      amp_scaler_update(sc);
+      amp_scaler_state st = amp_scaler_get_state(sc);
+      CHECK(st.scale == 2048, "%s at %lld: scale halves: %g", b ? "nan" : "inf", (long long)at,
+            st.scale);
+      CHECK(st.growth_tracker == 0, "tracker reset");
+      CHECK(st.skipped == 1, "skipped count");
+      CHECK(!amp_scaler_found_inf(sc), "found_inf forgotten after update");
+      CHECK(iterate(&r, sc, 0, 4) == 1, "a clean step after it steps");
+      CHECK(memcmp(before, amp_optim_master_buffer(r.opt), (size_t)r.n * sizeof(float)) != 0,
+            "parameters change");
+      CHECK(amp_scaler_get_state(sc).growth_tracker == 1, "count restarts");
+      free(before);
+      amp_ctx_free(r.ctx);
+    }
+}
+
+static void test_unscale_state(void) {
+  rig r = make_rig();
+  amp_scaler *sc = make_scaler(&r, 1024, 2000);
+  set_grads(&r, 9, -1, 0);
+  float *g0 = malloc((size_t)r.n * sizeof(float));
+  memcpy(g0, amp_optim_grad_buffer(r.opt), (size_t)r.n * sizeof(float));
+  CHECK(amp_scaler_unscale(sc, r.opt) == AMP_OK, "unscale");
+  int exact = 1;
+  for (int64_t i = 0; i < r.n; i++) exact &= amp_optim_grad_buffer(r.opt)[i] == g0[i] / 1024.0f;
+  CHECK(exact, "gradients multiplied by 1/S exactly");
+  amp_ctx_clear_error(r.ctx);
+  CHECK(amp_scaler_unscale(sc, r.opt) == AMP_ERR_STATE, "unscale twice");
+  CHECK(amp_ctx_status(r.ctx) == AMP_ERR_STATE, "recorded");
+  exact = 1;
+  for (int64_t i = 0; i < r.n; i++) exact &= amp_optim_grad_buffer(r.opt)[i] == g0[i] / 1024.0f;
+  CHECK(exact, "a refused second unscale leaves the gradients alone");
+  amp_ctx_clear_error(r.ctx);
+  CHECK(amp_scaler_step(sc, r.opt) == 1, "step after an explicit unscale");
+  CHECK(amp_scaler_unscale(sc, r.opt) == AMP_ERR_STATE, "unscale after step");
+  CHECK(amp_scaler_step(sc, r.opt) == -1, "step twice before update");
+  CHECK(amp_optim_steps(r.opt) == 1, "only one update");
+  amp_ctx_clear_error(r.ctx);
+  CHECK(amp_scaler_update(sc) == AMP_OK, "update");
+  set_grads(&r, 10, -1, 0);
+  CHECK(amp_scaler_unscale(sc, r.opt) == AMP_OK, "unscale allowed after update");
+  CHECK(amp_scaler_step(sc, r.opt) == 1, "step allowed after update");
+  CHECK(amp_scaler_update(sc) == AMP_OK, "update");
+  CHECK(amp_scaler_step(sc, r.opt) == 1, "step without explicit unscale");
+  CHECK(amp_scaler_update(sc) == AMP_OK, "update");
+  CHECK(amp_ctx_status(r.ctx) == AMP_OK, "no error recorded by legal use");
+  /* A non-power-of-two scale: 1/S rounded once from the FP64 reciprocal. */
+  amp_scaler *odd = make_scaler(&r, 3.0f, 2000);
+  set_grads(&r, 11, -1, 0);
+  memcpy(g0, amp_optim_grad_buffer(r.opt), (size_t)r.n * sizeof(float));
+  amp_scaler_unscale(odd, r.opt);
+  const float inv = (float)(1.0 / 3.0);
+  exact = 1;
+  for (int64_t i = 0; i < r.n; i++) exact &= amp_optim_grad_buffer(r.opt)[i] == g0[i] * inv;
+  CHECK(exact, "gradients multiplied by fp32(1/fp64(S))");
+  amp_scaler_update(odd);
+  free(g0);
+  amp_ctx_free(r.ctx);
+}
+
+/* A clip factor set for gradients that the scaler then discards does not
+   leak into the next step. */
+static void test_skip_drops_clip(void) {
+  rig a = make_rig(), b = make_rig();
+  amp_scaler_params sp = amp_scaler_defaults(AMP_SCALER_STATIC);
+  sp.init_scale = 1;
+  amp_scaler *sa = amp_scaler_create(a.ctx, &sp), *sb = amp_scaler_create(b.ctx, &sp);
+  set_grads(&a, 1, -1, 0);
+  float norm = 0;
+  amp_optim_clip_grad_norm(a.opt, 1.0f, &norm);
+  CHECK(norm > 1.0f, "the clip sets a factor");
+  amp_optim_grad_buffer(a.opt)[7] = INFINITY; /* e.g. a late micro-batch */
+  CHECK(amp_scaler_step(sa, a.opt) == 0, "skipped");
+  amp_scaler_update(sa);
+  set_grads(&a, 2, -1, 0);
+  set_grads(&b, 2, -1, 0);
+  CHECK(amp_scaler_step(sa, a.opt) == 1 && amp_scaler_step(sb, b.opt) == 1, "both step");
+  CHECK(memcmp(amp_optim_master_buffer(a.opt), amp_optim_master_buffer(b.opt),
+               (size_t)a.n * sizeof(float)) == 0,
+        "the discarded step's clip factor is not applied to the next one");
+  amp_ctx_free(a.ctx);
+  amp_ctx_free(b.ctx);
+}
+
+static void test_clamps_hysteresis(void) {
+  rig r = make_rig();
+  amp_scaler_params p = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+  p.init_scale = 512;
+  p.min_scale = 256;
+  p.growth_interval = 1;
+  amp_scaler *lo = amp_scaler_create(r.ctx, &p);
+  iterate(&r, lo, 1, 1);
+  CHECK(amp_scaler_get_scale(lo) == 256, "backoff to the floor: %g", amp_scaler_get_scale(lo));
+  iterate(&r, lo, 1, 2);
+  CHECK(amp_scaler_get_scale(lo) == 256, "not below min_scale: %g", amp_scaler_get_scale(lo));
+  p.min_scale = 300; /* a floor that is not a power of two */
+  amp_scaler *lo2 = amp_scaler_create(r.ctx, &p);
+  iterate(&r, lo2, 1, 3);
+  CHECK(amp_scaler_get_scale(lo2) == 300, "clamped to 300: %g", amp_scaler_get_scale(lo2));
+  p.min_scale = 0;
+  p.max_scale = 1000;
+  amp_scaler *hi = amp_scaler_create(r.ctx, &p);
+  iterate(&r, hi, 0, 4);
+  CHECK(amp_scaler_get_scale(hi) == 1000, "growth capped at max_scale: %g",
+        amp_scaler_get_scale(hi));
+  iterate(&r, hi, 0, 5);
+  CHECK(amp_scaler_get_scale(hi) == 1000, "stays at max_scale");
+
+  /* Hysteresis 2 (DeepSpeed, refilled when the scale grows). */
+  p = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+  p.init_scale = 1024;
+  p.growth_interval = 3;
+  p.hysteresis = 2;
+  amp_scaler *h = amp_scaler_create(r.ctx, &p);
+  CHECK(amp_scaler_get_state(h).hysteresis_left == 2, "allowance 2");
+  CHECK(iterate(&r, h, 1, 6) == 0, "first overflow skips");
+  CHECK(amp_scaler_get_scale(h) == 1024, "first overflow does not back off: %g",
+        amp_scaler_get_scale(h));
+  CHECK(amp_scaler_get_state(h).hysteresis_left == 1, "allowance used");
+  CHECK(iterate(&r, h, 1, 7) == 0, "second overflow skips");
+  CHECK(amp_scaler_get_scale(h) == 512, "second overflow backs off: %g", amp_scaler_get_scale(h));
+  CHECK(iterate(&r, h, 1, 8) == 0, "third overflow skips");
+  CHECK(amp_scaler_get_scale(h) == 256, "exhausted: every overflow backs off: %g",
+        amp_scaler_get_scale(h));
+  for (int i = 0; i < 3; i++) CHECK(iterate(&r, h, 0, 9 + i) == 1, "clean");
+  CHECK(amp_scaler_get_scale(h) == 512, "grows after 3 clean steps");
+  CHECK(amp_scaler_get_state(h).hysteresis_left == 2, "growth restores the allowance");
+  iterate(&r, h, 1, 12);
+  CHECK(amp_scaler_get_scale(h) == 512, "an overflow after growth only skips");
+  CHECK(amp_scaler_get_state(h).skipped == 4, "4 skipped: %lld",
+        (long long)amp_scaler_get_state(h).skipped);
+  amp_ctx_free(r.ctx);
+}
+
+static void test_static_none(void) {
+  rig r = make_rig();
+  amp_scaler_params p = amp_scaler_defaults(AMP_SCALER_STATIC);
+  p.init_scale = 128;
+  p.growth_interval = 1;
+  amp_scaler *st = amp_scaler_create(r.ctx, &p);
+  CHECK(iterate(&r, st, 0, 1) == 1, "static: clean steps");
+  CHECK(iterate(&r, st, 0, 2) == 1, "static: clean steps");
+  CHECK(amp_scaler_get_scale(st) == 128, "static: never grows");
+  CHECK(iterate(&r, st, 1, 3) == 0, "static: overflow skipped");
+  CHECK(amp_scaler_get_scale(st) == 128, "static: never backs off");
+  CHECK(amp_scaler_get_state(st).skipped == 1, "static: skip counted");
+
+  amp_scaler *no =
+      amp_scaler_create(r.ctx, (amp_scaler_params[]){amp_scaler_defaults(AMP_SCALER_NONE)});
+  CHECK(no != NULL, "none mode");
+  CHECK(amp_scaler_get_scale(no) == 1.0f, "none: scale 1");
+  amp_tensor *loss = amp_tensor_zeros(r.ctx, AMP_ARENA_STEP, AMP_F32, 1, (int64_t[]){1});
+  CHECK(amp_scaler_scale(no, loss) == loss, "none: scale returns the loss itself");
+  amp_tensor *ls = amp_scaler_scale(st, loss);
+  CHECK(ls && ls != loss && ls->numel == 1, "static: a new scaled tensor");
+  set_grads(&r, 4, 3, NAN);
+  float g5 = amp_optim_grad_buffer(r.opt)[5];
+  int64_t before = amp_optim_steps(r.opt);
+  CHECK(amp_scaler_step(no, r.opt) == 1, "none: steps even with NaN");
+  CHECK(amp_optim_grad_buffer(r.opt)[5] == g5, "none: gradients not unscaled");
+  CHECK(amp_optim_steps(r.opt) == before + 1, "none: the optimizer stepped");
+  amp_scaler_update(no);
+  CHECK(amp_scaler_get_scale(no) == 1.0f && amp_scaler_get_state(no).skipped == 0,
+        "none: nothing changes");
+  amp_ctx_free(r.ctx);
+}
+
+static int states_equal(amp_scaler_state a, amp_scaler_state b) {
+  return a.scale == b.scale && a.growth_tracker == b.growth_tracker &&
+         a.hysteresis_left == b.hysteresis_left && a.skipped == b.skipped &&
+         a.params.mode == b.params.mode && a.params.init_scale == b.params.init_scale &&
+         a.params.growth_factor == b.params.growth_factor &&
+         a.params.backoff_factor == b.params.backoff_factor &&
+         a.params.growth_interval == b.params.growth_interval &&
+         a.params.min_scale == b.params.min_scale && a.params.max_scale == b.params.max_scale &&
+         a.params.hysteresis == b.params.hysteresis;
+}
+
+static void test_state(void) {
+  rig ra = make_rig(), rb = make_rig();
+  amp_scaler_params p = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+  p.init_scale = 1 << 20;
+  p.growth_interval = 4;
+  p.hysteresis = 2;
+  p.min_scale = 8;
+  amp_scaler *a = amp_scaler_create(ra.ctx, &p);
+  amp_scaler *b = make_scaler(&rb, 7, 100); /* different everything */
+  amp_rng coin;
+  amp_rng_seed(&coin, 123);
+  for (int i = 0; i < 13; i++) iterate(&ra, a, amp_rng_next(&coin) % 3 == 0, i);
+  amp_scaler_state sa = amp_scaler_get_state(a);
+  CHECK(amp_scaler_set_state(b, &sa) == AMP_OK, "set_state");
+  CHECK(states_equal(amp_scaler_get_state(b), sa), "round trip");
+  int same = 1;
+  for (int i = 0; i < 60; i++) {
+    int ov = amp_rng_next(&coin) % 4 == 0;
+    int s1 = iterate(&ra, a, ov, 100 + i), s2 = iterate(&rb, b, ov, 100 + i);
+    same &= s1 == s2 && amp_scaler_get_scale(a) == amp_scaler_get_scale(b) &&
+            states_equal(amp_scaler_get_state(a), amp_scaler_get_state(b));
+  }
+  CHECK(same, "two scalers after a state copy behave identically");
+  /* Invalid states are rejected, the scaler unchanged. */
+  amp_scaler_state before = amp_scaler_get_state(b);
+  for (int c = 0; c < 6; c++) {
+    amp_scaler_state bad = before;
+    if (c == 5) bad.scale = bad.params.min_scale / 2; /* below the floor */
+    if (c == 0) bad.scale = -1;
+    if (c == 1) bad.growth_tracker = bad.params.growth_interval;
+    if (c == 2) bad.scale = INFINITY;
+    if (c == 3) bad.hysteresis_left = 0;
+    if (c == 4) bad.params.growth_factor = 0.5f;
+    amp_ctx_clear_error(rb.ctx);
+    CHECK(amp_scaler_set_state(b, &bad) == AMP_ERR_INVALID_ARG, "bad state %d rejected", c);
+    CHECK(amp_ctx_status(rb.ctx) == AMP_ERR_INVALID_ARG, "bad state %d recorded", c);
+    CHECK(states_equal(amp_scaler_get_state(b), before), "bad state %d: scaler unchanged", c);
+  }
+  amp_ctx_free(ra.ctx);
+  amp_ctx_free(rb.ctx);
+}
+
+/* ---- a tiny MLP on fixed data ---- */
+typedef struct data {
+  float x[64 * 8];
+  int32_t y[64];
+} data;
+
+static void make_data(data *d) {
+  amp_rng r;
+  amp_rng_seed(&r, 2024);
+  float w[4][8];
+  for (int c = 0; c < 4; c++)
+    for (int j = 0; j < 8; j++) w[c][j] = amp_rng_normal(&r);
+  for (int i = 0; i < 64; i++) {
+    float best = -INFINITY;
+    for (int j = 0; j < 8; j++) d->x[i * 8 + j] = amp_rng_normal(&r);
+    for (int c = 0; c < 4; c++) {
+      float s = 0;
+      for (int j = 0; j < 8; j++) s += w[c][j] * d->x[i * 8 + j];
+      if (s > best) {
+        best = s;
+        d->y[i] = c;
+      }
+    }
+  }
+}
+
+static amp_module *mlp(amp_ctx *ctx) {
+  amp_rng rng;
+  amp_rng_seed(&rng, 31);
+  amp_module *ch[3] = {amp_nn_linear(ctx, &rng, 8, 16, 1), amp_nn_relu(ctx),
+                       amp_nn_linear(ctx, &rng, 16, 4, 1)};
+  return amp_nn_sequential(ctx, 3, ch);
+}
+
+/* Loss of rows [r0, r0+rows) of the data. */
+static amp_tensor *batch_loss(amp_ctx *ctx, amp_module *m, const data *d, int r0, int rows) {
+  amp_tensor *x = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F32, 2, (int64_t[]){rows, 8});
+  amp_tensor *y = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_I32, 1, (int64_t[]){rows});
+  if (!x || !y) return NULL;
+  memcpy(x->data, d->x + r0 * 8, sizeof(float) * 8 * (size_t)rows);
+  memcpy(y->data, d->y + r0, sizeof(int32_t) * (size_t)rows);
+  return amp_cross_entropy(ctx, amp_module_forward(ctx, m, x), y);
+}
+
+static void test_accumulation(void) {
+  static data d;
+  make_data(&d);
+  amp_ctx *ca = amp_ctx_create(NULL), *cb = amp_ctx_create(NULL);
+  amp_module *ma = mlp(ca), *mb = mlp(cb);
+  amp_optim_params p = amp_optim_defaults(AMP_OPTIM_ADAM);
+  p.lr = 0.01f;
+  amp_optim *oa = amp_optim_create(ca, ma, &p), *ob = amp_optim_create(cb, mb, &p);
+  amp_scaler *sc = make_scaler(&(rig){ca, ma, oa, 0}, 0x1p12f, 2000);
+  int64_t n = amp_optim_numel(oa);
+  float *ga = malloc((size_t)n * sizeof(float));
+  int all_equal = 1, grads_equal = 1, stepped = 1;
+  for (int it = 0; it < 3; it++) {
+    amp_optim_zero_grad(oa);
+    amp_optim_zero_grad(ob);
+    for (int mb_i = 0; mb_i < 4; mb_i++) {
+      amp_tensor *la = amp_scaler_scale(sc, batch_loss(ca, ma, &d, mb_i * 16, 16));
+      CHECK(amp_backward(ca, la) == AMP_OK, "backward scaled: %s", amp_ctx_error(ca));
+      amp_ctx_step_reset(ca);
+      amp_tensor *lb = batch_loss(cb, mb, &d, mb_i * 16, 16);
+      CHECK(amp_backward(cb, lb) == AMP_OK, "backward unscaled: %s", amp_ctx_error(cb));
+      amp_ctx_step_reset(cb);
+    }
+    /* The scaled gradients are exactly S times the unscaled ones. */
+    const float *gsa = amp_optim_grad_buffer(oa), *gsb = amp_optim_grad_buffer(ob);
+    for (int64_t i = 0; i < n; i++) grads_equal &= gsa[i] == gsb[i] * 0x1p12f;
+    stepped &= amp_scaler_step(sc, oa) == 1;
+    memcpy(ga, gsa, (size_t)n * sizeof(float));
+    amp_scaler_update(sc);
+    amp_optim_step(ob);
+    all_equal &= memcmp(ga, gsb, (size_t)n * sizeof(float)) == 0;
+    all_equal &=
+        memcmp(amp_optim_master_buffer(oa), amp_optim_master_buffer(ob), n * sizeof(float)) == 0;
+  }
+  CHECK(stepped, "accumulated steps were taken");
+  CHECK(grads_equal, "accumulated scaled gradients = S x unscaled, exactly");
+  CHECK(all_equal, "4 micro-batches with scale 2^12 = the same with scale 1, bit for bit");
+  CHECK(amp_optim_steps(oa) == 3, "3 updates");
+  free(ga);
+  amp_ctx_free(ca);
+  amp_ctx_free(cb);
+}
+
+static void test_training(void) {
+  static data d;
+  make_data(&d);
+  amp_ctx *ctx = amp_ctx_create(NULL);
+  amp_module *m = mlp(ctx);
+  amp_optim_params p = amp_optim_defaults(AMP_OPTIM_ADAM);
+  p.lr = 0.02f;
+  p.work_dtype = AMP_F16;
+  amp_optim *o = amp_optim_create(ctx, m, &p);
+  amp_scaler_params sp = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+  sp.growth_interval = 10;
+  amp_scaler *sc = amp_scaler_create(ctx, &sp);
+  float first = 0, last = 0;
+  int stepped = 0, ok = 1;
+  for (int it = 0; it < 60; it++) {
+    amp_ctx_step_reset(ctx);
+    amp_optim_zero_grad(o);
+    amp_autocast_begin(ctx, AMP_F16);
+    amp_tensor *loss = batch_loss(ctx, m, &d, 0, 64);
+    amp_autocast_end(ctx);
+    if (!loss || loss->dtype != AMP_F32) {
+      ok = 0;
+      break;
+    }
+    float lv = *(float *)loss->data;
+    if (it == 0) first = lv;
+    last = lv;
+    ok &= amp_backward(ctx, amp_scaler_scale(sc, loss)) == AMP_OK;
+    int s = amp_scaler_step(sc, o);
+    ok &= s >= 0;
+    stepped += s == 1;
+    amp_scaler_update(sc);
+  }
+  CHECK(ok, "training loop ran: %s", amp_ctx_error(ctx));
+  CHECK(stepped >= 50, "most steps were taken: %d", stepped);
+  CHECK(isfinite(last) && last < 0.5f * first, "loss %g -> %g", first, last);
+  printf("test_scaler: F16 training: loss %.4f -> %.4f, %d/60 steps, scale %g\n", first, last,
+         stepped, amp_scaler_get_scale(sc));
+  amp_ctx_free(ctx);
+}
+
+int main(void) {
+  test_defaults();
+  test_growth();
+  test_skip();
+  test_unscale_state();
+  test_skip_drops_clip();
+  test_clamps_hysteresis();
+  test_static_none();
+  test_state();
+  test_accumulation();
+  test_training();
+  TEST_MAIN_END();
+}
