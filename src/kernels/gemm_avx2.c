@@ -28,6 +28,7 @@ enum {
   PF_ROWS = 8,
   PF_A = 64,
   A_L2_BYTES = 640 << 10,
+  B_L2_BYTES = 256 << 10,
   SERIAL_FMAS = 1 << 21
 };
 
@@ -368,7 +369,7 @@ static void run_task_fused(const amp__gemm_args *g, const float *pa, int64_t s0,
     for (int64_t t = t0; t < t1; t++) {
       const float *pbs = bbuf + (size_t)((t - t0) * kc) * NR;
       for (int64_t s = s0; s < s1; s++) {
-        float *tile = acc + (size_t)((t - t0) * (s1 - s0) + (s - s0)) * MR * NR;
+        float *tile = acc + (size_t)((kb > 1 ? t - t0 : 0) * (s1 - s0) + (s - s0)) * MR * NR;
         int64_t i0, rows;
         sliver_rows(g->m, s, &i0, &rows);
         if (q == kb - 1) prefetch_c(g, i0, rows, t * NR);
@@ -393,12 +394,18 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
   mcs = mcs < 1 ? 1 : mcs > MC / MR ? MC / MR : mcs;
   int64_t mb = ceil_div(ms, mcs), nb = ceil_div(ns, NC / NR);
   if (mb * nb < 4 * threads) nb = ceil_div(4 * threads, mb);
-  if (nb > ns) nb = ns;
   /* With one block of rows every B sliver serves one task: that task packs
    * it, one K block at a time, while it is needed, instead of all threads
-   * packing all of B first; its acc then holds all of its tiles. */
+   * packing all of B first; its acc then holds all of its tiles, and its
+   * packed block of B is kept to B_L2_BYTES (more slows it down by half). */
   const int fused = mb == 1;
   const int64_t kb = ceil_div(K, fused ? KC_FUSED : KC), kcl = ceil_div(K, kb);
+  if (fused) {
+    int64_t per_task = B_L2_BYTES / (kcl * NR * (int64_t)sizeof(float));
+    per_task = per_task < 1 ? 1 : per_task;
+    if (nb < ceil_div(ns, per_task)) nb = ceil_div(ns, per_task);
+  }
+  if (nb > ns) nb = ns;
   const int64_t tiles_m = ceil_div(ms, mb), slivers_n = ceil_div(ns, nb);
   const size_t acc_floats = (size_t)(tiles_m * (fused ? slivers_n : 1)) * MR * NR;
   const size_t thread_floats = acc_floats + (fused ? (size_t)(kcl * slivers_n) * NR : 0);
