@@ -145,6 +145,14 @@ static void test_sampled(amp_ctx *fast, amp_ctx *ref) {
        1, 0, AMP_BF16},
       {AMP_TRANS, AMP_NO_TRANS, 160, 20, 1300, 160, 20, 20, AMP_F32, AMP_F32, AMP_F16, 1, 0, 0, 1,
        AMP_F32},
+      /* One block of rows (tasks pack their own B, K block by K block),
+       * whole slivers and a partial one, without and with transpose. */
+      {AMP_NO_TRANS, AMP_NO_TRANS, 100, 250, 700, 703, 251, 250, AMP_F16, AMP_F32, AMP_F32, 1, 1, 1,
+       1, AMP_F16},
+      {AMP_NO_TRANS, AMP_NO_TRANS, 64, 256, 1030, 1030, 256, 256, AMP_F32, AMP_F16, AMP_F32, 1, 0,
+       0, 0, AMP_F32},
+      {AMP_NO_TRANS, AMP_TRANS, 70, 90, 530, 530, 531, 91, AMP_F32, AMP_F32, AMP_BF16, 1, 0, 0, 1,
+       AMP_F32},
   };
   for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) run_case(&big[i], fast, ref);
   CHECK(runs == 216, "runs %d", runs);
