@@ -210,8 +210,9 @@ static void test_simd_matches_ref(void) {
       memcpy(mb, m0, n * sizeof(float));
       memcpy(va, v0, n * sizeof(float));
       memcpy(vb, v0, n * sizeof(float));
-      amp__optim_update((amp_optim_kind)kind, 1, &h, n, pa, g, use_m ? ma : NULL,
-                        use_v ? va : NULL);
+      uint16_t *wa = malloc(n * sizeof(uint16_t)), *wb = malloc(n * sizeof(uint16_t));
+      amp__optim_update((amp_optim_kind)kind, 1, &h, n, pa, g, use_m ? ma : NULL, use_v ? va : NULL,
+                        wa);
       amp__optim_update_ref((amp_optim_kind)kind, &h, n, pb, g, use_m ? mb : NULL,
                             use_v ? vb : NULL);
       CHECK(memcmp(pa, pb, n * sizeof(float)) == 0, "simd params differ: kind %d opt %d", kind,
@@ -220,6 +221,12 @@ static void test_simd_matches_ref(void) {
       CHECK(memcmp(va, vb, n * sizeof(float)) == 0, "simd v differ: kind %d opt %d", kind, opt);
       CHECK(memcmp(pa, p0, n * sizeof(float)) != 0, "the update changed nothing: kind %d opt %d",
             kind, opt);
+      /* The F16 copy written in the same pass equals converting afterwards. */
+      amp_convert(wb, AMP_F16, pb, AMP_F32, n);
+      CHECK(memcmp(wa, wb, n * sizeof(uint16_t)) == 0, "fused f16 copy differs: kind %d opt %d",
+            kind, opt);
+      free(wa);
+      free(wb);
       cases++;
     }
   CHECK(cases >= 20, "simd cases %d", cases);

@@ -13,11 +13,12 @@ struct amp_loader {
   amp_ctx *ctx;
   const amp_dataset *ds;
   amp_loader_params p;
-  int64_t *perm;  /* this epoch's order of the samples */
-  int64_t epoch;  /* epochs completed */
-  int64_t next;   /* position in perm of the next sample */
-  float lut[256]; /* U8 data: the F32 value of each byte */
-  float *stage;   /* batch × features F32 staging buffer for F16/BF16 batches */
+  int64_t *perm;       /* this epoch's order of the samples */
+  int64_t epoch;       /* epochs completed */
+  int64_t next;        /* position in perm of the next sample */
+  float lut[256];      /* U8 data: the F32 value of each byte */
+  uint16_t lut16[256]; /* U8 data, F16/BF16 batches: lut rounded once */
+  float *stage;        /* batch × features F32 staging buffer for F16/BF16 batches */
 };
 
 /* Fills perm with this epoch's order: identity, or a Fisher-Yates shuffle
@@ -78,6 +79,7 @@ amp_loader *amp_loader_create(amp_ctx *ctx, const amp_dataset *ds, const amp_loa
     float f = (float)v / 255.0f;
     l->lut[v] = p->normalize ? (f - AMP_MNIST_MEAN) / AMP_MNIST_STD : f;
   }
+  if (p->dtype != AMP_F32) amp_convert(l->lut16, p->dtype, l->lut, AMP_F32, 256);
   make_perm(l);
   return l;
 }
@@ -117,25 +119,36 @@ int amp_loader_next(amp_loader *l, amp_tensor **x, amp_tensor **y) {
   amp_tensor *ty = tx ? amp_tensor_new(l->ctx, AMP_ARENA_STEP, AMP_I32, 1, &b) : NULL;
   if (!ty) return -1;
   const int64_t *idx = l->perm + l->next;
-  float *dst = l->p.dtype == AMP_F32 ? tx->data : l->stage;
   int32_t *yd = ty->data;
-  for (int64_t i = 0; i < b; i++) {
-    int64_t s = idx[i];
-    yd[i] = ds->y[s];
-    float *row = dst + i * f;
-    if (ds->dtype == AMP_U8) {
-      const uint8_t *src = (const uint8_t *)ds->x + s * f;
-      for (int64_t j = 0; j < f; j++) row[j] = l->lut[src[j]];
-    } else {
-      memcpy(row, (const float *)ds->x + s * f, (size_t)f * sizeof(float));
+  for (int64_t i = 0; i < b; i++) yd[i] = ds->y[idx[i]];
+  if (ds->dtype == AMP_U8) {
+    /* One table look-up per pixel, straight into the batch's dtype (the
+       16-bit table holds the F32 values rounded once, as a conversion of
+       the F32 batch would). Rows are independent: split across threads. */
+    const uint8_t *src = ds->x;
+    const int wide = l->p.dtype == AMP_F32;
+#pragma omp parallel for num_threads(amp_ctx_threads(l->ctx)) schedule(static) if (b * f >= 65536)
+    for (int64_t i = 0; i < b; i++) {
+      const uint8_t *in = src + idx[i] * f;
+      if (wide) {
+        float *row = (float *)tx->data + i * f;
+        for (int64_t j = 0; j < f; j++) row[j] = l->lut[in[j]];
+      } else {
+        uint16_t *row = (uint16_t *)tx->data + i * f;
+        for (int64_t j = 0; j < f; j++) row[j] = l->lut16[in[j]];
+      }
     }
-  }
-  if (l->p.dtype != AMP_F32) {
-    amp_status st = amp_convert(tx->data, l->p.dtype, l->stage, AMP_F32, (size_t)(b * f));
-    if (st != AMP_OK) {
-      amp__error(l->ctx, st, "amp_loader_next: cannot convert the batch to %s",
-                 amp_dtype_name(l->p.dtype));
-      return -1;
+  } else {
+    float *dst = l->p.dtype == AMP_F32 ? tx->data : l->stage;
+    for (int64_t i = 0; i < b; i++)
+      memcpy(dst + i * f, (const float *)ds->x + idx[i] * f, (size_t)f * sizeof(float));
+    if (l->p.dtype != AMP_F32) {
+      amp_status st = amp_convert(tx->data, l->p.dtype, l->stage, AMP_F32, (size_t)(b * f));
+      if (st != AMP_OK) {
+        amp__error(l->ctx, st, "amp_loader_next: cannot convert the batch to %s",
+                   amp_dtype_name(l->p.dtype));
+        return -1;
+      }
     }
   }
   l->next += b;

@@ -166,12 +166,17 @@ amp_status amp_optim_step(amp_optim *o) {
   h.bc2_sqrt = (float)sqrt(1.0 - pow((double)o->p.beta2, (double)t));
   int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
   int simd = amp__use_simd(o->ctx);
+  /* The F16 working copy with nearest rounding is written by the update
+     itself; other working copies by a conversion of the block just done. */
+  const int fused = o->work && o->p.work_dtype == AMP_F16 &&
+                    o->p.rounding == AMP_ROUND_NEAREST_EVEN && o->p.master_weights;
 #pragma omp parallel for schedule(static) num_threads(amp__threads(o->ctx)) if (nblocks > 8)
   for (int64_t b = 0; b < nblocks; b++) {
     int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
     amp__optim_update(o->p.kind, simd, &h, len, o->master + i0, o->grad + i0,
-                      o->m ? o->m + i0 : NULL, o->v ? o->v + i0 : NULL);
-    write_work(o, i0, len);
+                      o->m ? o->m + i0 : NULL, o->v ? o->v + i0 : NULL,
+                      fused ? (uint16_t *)o->work + i0 : NULL);
+    if (!fused) write_work(o, i0, len);
   }
   o->step++;
   o->grad_factor = 1.0f;

@@ -47,14 +47,16 @@ void amp__optim_update_ref(amp_optim_kind kind, const amp_optim_hyper *h, int64_
 }
 
 void amp__optim_update(amp_optim_kind kind, int simd, const amp_optim_hyper *h, int64_t n, float *p,
-                       const float *g, float *m, float *v) {
+                       const float *g, float *m, float *v, uint16_t *w16) {
   int64_t done = 0;
 #ifdef AMPC_HAVE_X86_SIMD
-  if (simd) done = amp__optim_update_avx2(kind, h, n, p, g, m, v);
+  if (simd) done = amp__optim_update_avx2(kind, h, n, p, g, m, v, w16);
 #else
   (void)simd;
 #endif
-  if (done < n)
+  if (done < n) {
     amp__optim_update_ref(kind, h, n - done, p + done, g + done, m ? m + done : NULL,
                           v ? v + done : NULL);
+    if (w16) amp_convert(w16 + done, AMP_F16, p + done, AMP_F32, (size_t)(n - done));
+  }
 }

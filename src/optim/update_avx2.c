@@ -5,7 +5,7 @@
 #include <immintrin.h>
 
 int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                               const float *g, float *m, float *v) {
+                               const float *g, float *m, float *v, uint16_t *w16) {
   const int64_t n8 = n & ~(int64_t)7;
   const __m256 gmul = _mm256_set1_ps(h->gmul), wd = _mm256_set1_ps(h->wd);
   const __m256 neg_lr = _mm256_set1_ps(-h->lr);
@@ -22,7 +22,10 @@ int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, in
         _mm256_storeu_ps(m + i, b);
         d = h->nesterov ? _mm256_add_ps(d, _mm256_mul_ps(mom, b)) : b;
       }
-      _mm256_storeu_ps(p + i, _mm256_add_ps(x, _mm256_mul_ps(neg_lr, d)));
+      x = _mm256_add_ps(x, _mm256_mul_ps(neg_lr, d));
+      _mm256_storeu_ps(p + i, x);
+      if (w16)
+        _mm_storeu_si128((__m128i *)(w16 + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
     }
     return n8;
   }
@@ -46,7 +49,9 @@ int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, in
     _mm256_storeu_ps(m + i, mi);
     _mm256_storeu_ps(v + i, vi);
     __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
-    _mm256_storeu_ps(p + i, _mm256_add_ps(x, _mm256_mul_ps(neg_step, _mm256_div_ps(mi, denom))));
+    x = _mm256_add_ps(x, _mm256_mul_ps(neg_step, _mm256_div_ps(mi, denom)));
+    _mm256_storeu_ps(p + i, x);
+    if (w16) _mm_storeu_si128((__m128i *)(w16 + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
   }
   return n8;
 }
