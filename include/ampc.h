@@ -275,7 +275,9 @@ typedef struct amp_tensor {
   int64_t shape[AMP_MAX_DIMS]; /**< sizes; entries past ndim are 1 */
   int64_t numel;               /**< product of the sizes */
   void *data;                  /**< numel * amp_dtype_size(dtype) bytes */
-  amp_arena_kind arena;        /**< where data and this struct live */
+  amp_arena_kind arena;        /**< where this struct lives, and its data
+                                    unless it is a view (amp_reshape,
+                                    amp_flatten share their input's data) */
   /* Autograd (see "Autograd" below). */
   int requires_grad;         /**< gradients flow to this tensor */
   struct amp_tensor *grad;   /**< its gradient after amp_backward(), or NULL:
@@ -557,7 +559,9 @@ const char *amp_op_category_name(amp_op_category c);
 /* Every op allocates its result in the per-step arena and returns it, or    */
 /* returns NULL: when an input is NULL (an earlier failure, already          */
 /* recorded), or on misuse, which records a sticky error on ctx whose message */
-/* names the op and the shapes. Tensors are row-major; "rows" are all        */
+/* names the op and the shapes. A result has the op's compute dtype (see    */
+/* Autocast: F32 for fp32-category ops inside a region, the inputs' dtype    */
+/* outside). Tensors are row-major; "rows" are all                           */
 /* dimensions but the last. Images are NCHW.                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -652,8 +656,8 @@ amp_tensor *amp_max_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, 
  *  even); the gradient is cast back to x's dtype. Same dtype returns x. */
 amp_tensor *amp_cast(amp_ctx *ctx, amp_tensor *x, amp_dtype dt);
 
-/** Embedding lookup: weight [V,D], I32 indices of any shape [...] (each in
- *  0..V-1) → [..., D] in the weight's dtype. The gradient is scatter-added
+/** Embedding lookup: weight [V,D], I32 indices of 1 to 3 dimensions [...]
+ *  (each in 0..V-1) → [..., D] in the weight's dtype. The gradient is scatter-added
  *  into the weight's F32 gradient. Category same. */
 amp_tensor *amp_embedding(amp_ctx *ctx, amp_tensor *weight, amp_tensor *indices);
 
