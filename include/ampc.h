@@ -824,6 +824,11 @@ amp_status amp_optim_step(amp_optim *o);
  *  A non-finite norm leaves the factor at 1. max_norm <= 0 only measures. */
 amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm);
 
+/** The pending gradient factor: the next step uses the gradient buffer's
+ *  values times this (1 unless amp_scaler_unscale() or
+ *  amp_optim_clip_grad_norm() set it; a step resets it to 1). */
+float amp_optim_grad_factor(const amp_optim *o);
+
 /** The learning rate used by the next step. */
 float amp_optim_lr(const amp_optim *o);
 
@@ -891,8 +896,8 @@ float amp_lr_at(const amp_lr_schedule *s, int64_t step);
 /*   amp_scaler_step(sc, opt);   amp_scaler_update(sc);                      */
 /*                                                                           */
 /* Gradients are computed on the loss times the scale S so that small        */
-/* gradients do not underflow in F16; unscale multiplies them by 1/S and      */
-/* checks for inf/NaN in one fused pass; step skips the update when any was   */
+/* gradients do not underflow in F16; unscale checks for inf/NaN in one pass */
+/* and has the step multiply by 1/S; step skips the update when any was      */
 /* found; update backs S off after an overflow and grows it after            */
 /* growth_interval consecutive clean steps.                                  */
 /* ------------------------------------------------------------------------ */
@@ -946,8 +951,12 @@ amp_scaler *amp_scaler_create(amp_ctx *ctx, const amp_scaler_params *p);
 amp_tensor *amp_scaler_scale(amp_scaler *sc, amp_tensor *loss);
 
 /** Unscales `o`'s gradients by 1/S and records whether any is inf or NaN, in
- *  one pass. At most once per optimizer between updates: a second call, or
- *  a call after amp_scaler_step() for that optimizer, returns AMP_ERR_STATE. */
+ *  one pass over the gradient buffer. With S >= 1 that pass only reads: 1/S
+ *  becomes part of the optimizer's gradient factor (amp_optim_grad_factor()),
+ *  which the step multiplies by in its own pass, and clipping measures the
+ *  unscaled norm; with S < 1 the gradients are multiplied in place. At most
+ *  once per optimizer between updates: a second call, or a call after
+ *  amp_scaler_step() for that optimizer, returns AMP_ERR_STATE. */
 amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o);
 
 /** Unscales if not done yet, then steps `o` unless an inf/NaN gradient was

@@ -200,6 +200,7 @@ amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm) {
   return AMP_OK;
 }
 
+float amp_optim_grad_factor(const amp_optim *o) { return o ? o->grad_factor : 1.0f; }
 float amp_optim_lr(const amp_optim *o) { return o ? o->lr : 0.0f; }
 void amp_optim_set_lr(amp_optim *o, float lr) {
   if (o && lr >= 0 && isfinite(lr)) o->lr = lr;

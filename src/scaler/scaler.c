@@ -96,10 +96,17 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o) {
   if (!remember(sc, o)) return AMP_ERR_STATE;
   int found = 0;
   if (sc->st.params.mode != AMP_SCALER_NONE) {
-    /* As PyTorch: the reciprocal in FP64, rounded once to FP32. */
+    /* As PyTorch: the reciprocal in FP64, rounded once to FP32. With S >= 1
+       the multiply cannot overflow, so this pass only checks, and 1/S joins
+       the optimizer's gradient factor: the update multiplies by it in its
+       own pass (the design's one fused optimizer pass). A scale below 1
+       could turn a finite gradient into inf: multiply here and check. */
     const float inv = (float)(1.0 / (double)sc->st.scale);
-    amp_status s = amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)o->n, o->grad, inv, &found);
+    const int defer = inv <= 1.0f;
+    amp_status s =
+        amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)o->n, o->grad, defer ? 1.0f : inv, &found);
     if (s != AMP_OK) return s;
+    if (defer) o->grad_factor *= inv;
   }
   o->found_inf = found;
   sc->found_inf |= found;
