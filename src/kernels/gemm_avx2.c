@@ -112,7 +112,8 @@ static void sliver_rows(int64_t m, int64_t s, int64_t *i0, int64_t *mr) {
 
 /* Packs sliver s of op(A) as K groups of MR floats; rows past the sliver's
  * are zero. */
-static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
+static inline __attribute__((always_inline)) void pack_a_dt(const amp__gemm_args *g, int64_t s,
+                                                            float *dst, const int adt) {
   int64_t i0, mr;
   sliver_rows(g->m, s, &i0, &mr);
   const int64_t K = g->k;
@@ -120,15 +121,14 @@ static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
   int64_t p = 0;
   if (!g->ta) { /* op(A)(i, p) = A[i·lda + p]: transpose 8-wide chunks of the rows */
     if (mr == MR) {
-      const size_t es = amp_dtype_size((amp_dtype)g->a_type);
+      const size_t es = amp_dtype_size((amp_dtype)adt);
       for (; p + 8 <= K; p += 8) {
         __m256 r[8];
         if (p % 16 == 0 && p + PF_A < K) /* six rows, 4 KiB apart when lda is 1024 */
           for (int q = 0; q < MR; q++)
             _mm_prefetch((const char *)g->a + ((size_t)(i0 + q) * lda + (size_t)(p + PF_A)) * es,
                          _MM_HINT_T0);
-        for (int q = 0; q < MR; q++)
-          r[q] = load8(g->a, g->a_type, (size_t)(i0 + q) * lda + (size_t)p);
+        for (int q = 0; q < MR; q++) r[q] = load8(g->a, adt, (size_t)(i0 + q) * lda + (size_t)p);
         r[6] = r[7] = _mm256_setzero_ps();
         transpose8(r);
         for (int q = 0; q < 8; q++) store6(dst + (p + q) * MR, r[q]);
@@ -137,36 +137,47 @@ static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
     for (; p < K; p++)
       for (int q = 0; q < MR; q++)
         dst[p * MR + q] =
-            q < mr ? amp__load_f32(g->a, g->a_type, (size_t)(i0 + q) * lda + (size_t)p) : 0.0f;
+            q < mr ? amp__load_f32(g->a, adt, (size_t)(i0 + q) * lda + (size_t)p) : 0.0f;
   } else { /* op(A)(i, p) = A[p·lda + i]: rows of A are contiguous here */
     if (mr == MR && i0 + 8 <= g->m)
-      for (; p < K; p++) store6(dst + p * MR, load8(g->a, g->a_type, (size_t)p * lda + (size_t)i0));
+      for (; p < K; p++) store6(dst + p * MR, load8(g->a, adt, (size_t)p * lda + (size_t)i0));
     for (; p < K; p++)
       for (int q = 0; q < MR; q++)
         dst[p * MR + q] =
-            q < mr ? amp__load_f32(g->a, g->a_type, (size_t)p * lda + (size_t)(i0 + q)) : 0.0f;
+            q < mr ? amp__load_f32(g->a, adt, (size_t)p * lda + (size_t)(i0 + q)) : 0.0f;
+  }
+}
+
+/* pack_a with the dtype a compile-time constant in each instance, so the
+ * loads need no per-element dispatch. */
+static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
+  switch (g->a_type) {
+  case AMP_F16: pack_a_dt(g, s, dst, AMP_F16); break;
+  case AMP_BF16: pack_a_dt(g, s, dst, AMP_BF16); break;
+  default: pack_a_dt(g, s, dst, AMP_F32); break;
   }
 }
 
 /* Packs rows [p0, p0 + kc) of sliver t of op(B) (columns t·NR ..) as kc
  * rows of NR floats; columns past n are zero. */
-static void pack_b(const amp__gemm_args *g, int64_t t, int64_t p0, int64_t kc, float *dst) {
+static inline __attribute__((always_inline)) void
+pack_b_dt(const amp__gemm_args *g, int64_t t, int64_t p0, int64_t kc, float *dst, const int bdt) {
   const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, pe = p0 + kc;
   const size_t ldb = (size_t)g->ldb;
   int64_t p = p0;
   dst -= p0 * NR;
   if (nr == NR) {
     if (!g->tb) { /* op(B)(p, j) = B[p·ldb + j] */
-      const size_t es = amp_dtype_size((amp_dtype)g->b_type);
+      const size_t es = amp_dtype_size((amp_dtype)bdt);
       for (; p < pe; p++) {
         if (p + PF_ROWS < pe) /* rows of B are far apart: the prefetcher misses them */
           _mm_prefetch((const char *)g->b + ((size_t)(p + PF_ROWS) * ldb + (size_t)j0) * es,
                        _MM_HINT_T0);
-        _mm256_store_ps(dst + p * NR, load8(g->b, g->b_type, (size_t)p * ldb + (size_t)j0));
-        _mm256_store_ps(dst + p * NR + 8, load8(g->b, g->b_type, (size_t)p * ldb + (size_t)j0 + 8));
+        _mm256_store_ps(dst + p * NR, load8(g->b, bdt, (size_t)p * ldb + (size_t)j0));
+        _mm256_store_ps(dst + p * NR + 8, load8(g->b, bdt, (size_t)p * ldb + (size_t)j0 + 8));
       }
     } else { /* op(B)(p, j) = B[j·ldb + p]: transpose 8 × 8 blocks */
-      const size_t es = amp_dtype_size((amp_dtype)g->b_type);
+      const size_t es = amp_dtype_size((amp_dtype)bdt);
       for (; p + 8 <= pe; p += 8) {
         if ((p - p0) % 16 == 0 && p + PF_A < pe) /* sixteen rows of B, one line each */
           for (int q = 0; q < NR; q++)
@@ -175,7 +186,7 @@ static void pack_b(const amp__gemm_args *g, int64_t t, int64_t p0, int64_t kc, f
         for (int h = 0; h < NR; h += 8) {
           __m256 r[8];
           for (int q = 0; q < 8; q++)
-            r[q] = load8(g->b, g->b_type, (size_t)(j0 + h + q) * ldb + (size_t)p);
+            r[q] = load8(g->b, bdt, (size_t)(j0 + h + q) * ldb + (size_t)p);
           transpose8(r);
           for (int q = 0; q < 8; q++) _mm256_store_ps(dst + (p + q) * NR + h, r[q]);
         }
@@ -186,14 +197,16 @@ static void pack_b(const amp__gemm_args *g, int64_t t, int64_t p0, int64_t kc, f
   for (; p < pe; p++)
     for (int q = 0; q < NR; q++)
       dst[p * NR + q] =
-          q < nr ? amp__load_f32(g->b, g->b_type, (size_t)p * sp + (size_t)(j0 + q) * sj) : 0.0f;
+          q < nr ? amp__load_f32(g->b, bdt, (size_t)p * sp + (size_t)(j0 + q) * sj) : 0.0f;
 }
 
 /* Packs rows [p0, p0 + kc) of slivers [t0, t1) of op(B), sliver after
  * sliver (kc × NR floats each). Without transpose, whole slivers are read
  * row by row across all of them, so that each row of B is read in one run. */
-static void pack_b_block(const amp__gemm_args *g, int64_t t0, int64_t t1, int64_t p0, int64_t kc,
-                         float *dst) {
+static inline __attribute__((always_inline)) void pack_b_block_dt(const amp__gemm_args *g,
+                                                                  int64_t t0, int64_t t1,
+                                                                  int64_t p0, int64_t kc,
+                                                                  float *dst, const int bdt) {
   int64_t tf = t1; /* slivers [t0, tf) are whole */
   if (tf * NR > g->n) tf--;
   if (!g->tb && tf > t0) {
@@ -203,19 +216,38 @@ static void pack_b_block(const amp__gemm_args *g, int64_t t0, int64_t t1, int64_
       float *d = dst + p * NR;
       if (p + PF_ROWS < kc) { /* the next rows are not where the prefetcher looks */
         const char *next = (const char *)g->b + (row + (size_t)PF_ROWS * ldb + (size_t)(t0 * NR)) *
-                                                    (size_t)amp_dtype_size((amp_dtype)g->b_type);
-        const int64_t bytes = (tf - t0) * NR * (int64_t)amp_dtype_size((amp_dtype)g->b_type);
+                                                    (size_t)amp_dtype_size((amp_dtype)bdt);
+        const int64_t bytes = (tf - t0) * NR * (int64_t)amp_dtype_size((amp_dtype)bdt);
         for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(next + o, _MM_HINT_T0);
       }
       for (int64_t t = t0; t < tf; t++, d += step) {
-        _mm256_store_ps(d, load8(g->b, g->b_type, row + (size_t)(t * NR)));
-        _mm256_store_ps(d + 8, load8(g->b, g->b_type, row + (size_t)(t * NR) + 8));
+        _mm256_store_ps(d, load8(g->b, bdt, row + (size_t)(t * NR)));
+        _mm256_store_ps(d + 8, load8(g->b, bdt, row + (size_t)(t * NR) + 8));
       }
     }
-    if (tf < t1) pack_b(g, tf, p0, kc, dst + (size_t)((tf - t0) * kc) * NR);
+    if (tf < t1) pack_b_dt(g, tf, p0, kc, dst + (size_t)((tf - t0) * kc) * NR, bdt);
     return;
   }
-  for (int64_t t = t0; t < t1; t++) pack_b(g, t, p0, kc, dst + (size_t)((t - t0) * kc) * NR);
+  for (int64_t t = t0; t < t1; t++)
+    pack_b_dt(g, t, p0, kc, dst + (size_t)((t - t0) * kc) * NR, bdt);
+}
+
+/* pack_b and pack_b_block with the dtype a compile-time constant. */
+static void pack_b(const amp__gemm_args *g, int64_t t, int64_t p0, int64_t kc, float *dst) {
+  switch (g->b_type) {
+  case AMP_F16: pack_b_dt(g, t, p0, kc, dst, AMP_F16); break;
+  case AMP_BF16: pack_b_dt(g, t, p0, kc, dst, AMP_BF16); break;
+  default: pack_b_dt(g, t, p0, kc, dst, AMP_F32); break;
+  }
+}
+
+static void pack_b_block(const amp__gemm_args *g, int64_t t0, int64_t t1, int64_t p0, int64_t kc,
+                         float *dst) {
+  switch (g->b_type) {
+  case AMP_F16: pack_b_block_dt(g, t0, t1, p0, kc, dst, AMP_F16); break;
+  case AMP_BF16: pack_b_block_dt(g, t0, t1, p0, kc, dst, AMP_BF16); break;
+  default: pack_b_block_dt(g, t0, t1, p0, kc, dst, AMP_F32); break;
+  }
 }
 
 /* tile (MR × NR, row-major) = [tile if load, else 0] + pa·pb over kc steps,
