@@ -1026,8 +1026,9 @@ typedef struct amp_safetensors amp_safetensors;
  *  "<path>.tmp.<pid>.<k>"). Tensors may be F32, F16, BF16, E4M3, E5M2
  *  (written as F8_E4M3 / F8_E5M2), I32 or U8, with ndim 0..4 and sizes >= 0;
  *  `bytes` must equal numel × element size and `data` must be non-NULL when
- *  bytes > 0. Names must be unique, non-NULL and not "__metadata__";
- *  metadata keys must be unique. In the header the tensors appear in name
+ *  bytes > 0. Names must be unique, non-NULL, valid UTF-8 and not
+ *  "__metadata__"; metadata keys must be unique; keys and values must be
+ *  valid UTF-8. In the header the tensors appear in name
  *  order; in the data section they are ordered by element size (largest
  *  first) and then name, and the header is padded with spaces to a multiple
  *  of 8 bytes, so every tensor is aligned to its element size in the file.
@@ -1048,8 +1049,8 @@ amp_status amp_safetensors_read(amp_ctx *ctx, const char *path, amp_safetensors 
 
 /** Parses and validates a file image of `len` bytes at `buf` (the data
  *  section is copied; `buf` is not kept). Checks: at least 8 bytes; the
- *  header length N >= 2, <= len - 8 and <= 100,000,000; the header holds no
- *  NUL byte, is valid JSON and an object; every entry other than
+ *  header length N >= 2, <= len - 8 and <= 100,000,000; the header is valid
+ *  UTF-8 without NUL bytes, valid JSON and an object; every entry other than
  *  "__metadata__" is an object with exactly the keys "dtype" (a known
  *  dtype string, see amp_st_tensor), "shape" (an array of at most 4
  *  integers >= 0 whose product, times the element size, does not overflow)

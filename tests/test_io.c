@@ -176,6 +176,15 @@ static void test_roundtrip(void) {
   amp_ctx_clear_error(ctx);
   CHECK(amp_safetensors_write(ctx, p, &b1, 1, NULL, 0) == AMP_ERR_INVALID_ARG, "negative size");
   b1 = t[0];
+  b1.name = "bad\xff";
+  amp_ctx_clear_error(ctx);
+  CHECK(amp_safetensors_write(ctx, p, &b1, 1, NULL, 0) == AMP_ERR_INVALID_ARG &&
+            strstr(amp_ctx_error(ctx), "UTF-8"),
+        "invalid UTF-8 name: %s", amp_ctx_error(ctx));
+  const char *badval[] = {"k", "\xc3"};
+  amp_ctx_clear_error(ctx);
+  CHECK(amp_safetensors_write(ctx, p, t, 1, badval, 1) == AMP_ERR_INVALID_ARG, "bad UTF-8 value");
+  b1 = t[0];
   b1.data = NULL;
   amp_ctx_clear_error(ctx);
   CHECK(amp_safetensors_write(ctx, p, &b1, 1, NULL, 0) == AMP_ERR_INVALID_ARG, "NULL data");
@@ -249,6 +258,11 @@ static void test_malformed(void) {
   REJECT("12", 0, "not a JSON object");
   expect_reject(ctx, "{\"a\0\":1}", 8, 0, 0, "NUL byte");
   REJECT("{\"a\":1}", 0, "tensor 'a': entry is not a JSON object");
+  REJECT("{\"\xff\":1}", 0, "not valid UTF-8 (byte 2 of");
+  REJECT("{\"\xc0\x80\":1}", 0, "not valid UTF-8");         /* overlong NUL */
+  REJECT("{\"\xed\xa0\x80\":1}", 0, "not valid UTF-8");     /* a surrogate */
+  REJECT("{\"\xf4\x90\x80\x80\":1}", 0, "not valid UTF-8"); /* above U+10FFFF */
+  REJECT("{\"\xe2\x82\":1}", 0, "not valid UTF-8");         /* truncated */
   /* Entries. */
   REJECT("{\"a\":{\"dtype\":\"F128\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
          "tensor 'a': unknown dtype 'F128'");

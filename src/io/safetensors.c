@@ -53,6 +53,44 @@ static const st_dtype *dtype_by_amp(amp_dtype dt) {
   return NULL;
 }
 
+/* Length of the valid UTF-8 prefix of s[0, n) (n when all of it is valid):
+ * no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_valid_prefix(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (n - i < len) return i;
+    if (s[i + 1] < lo || s[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; k++)
+      if (s[i + k] < 0x80 || s[i + k] > 0xBF) return i;
+    i += len;
+  }
+  return n;
+}
+
+static int utf8_valid(const char *s) {
+  size_t n = strlen(s);
+  return utf8_valid_prefix((const unsigned char *)s, n) == n;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Atomic writes                                                              */
 /* ------------------------------------------------------------------------ */
@@ -186,6 +224,9 @@ static amp_status check_out_tensor(amp_ctx *ctx, const char *path, const amp_st_
                                    size_t *esize) {
   if (!t->name)
     return amp__error(ctx, AMP_ERR_INVALID_ARG, "safetensors: %s: a tensor has no name", path);
+  if (!utf8_valid(t->name))
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "safetensors: %s: a tensor name is not valid UTF-8",
+                      path);
   if (strcmp(t->name, "__metadata__") == 0)
     return amp__error(ctx, AMP_ERR_INVALID_ARG,
                       "safetensors: %s: \"__metadata__\" cannot name a tensor", path);
@@ -252,6 +293,11 @@ amp_status amp_safetensors_write(amp_ctx *ctx, const char *path, const amp_st_te
     if (!meta[2 * i] || !meta[2 * i + 1]) {
       st = amp__error(ctx, AMP_ERR_INVALID_ARG, "safetensors: %s: metadata pair %d has a NULL",
                       path, i);
+      goto done;
+    }
+    if (!utf8_valid(meta[2 * i]) || !utf8_valid(meta[2 * i + 1])) {
+      st = amp__error(ctx, AMP_ERR_INVALID_ARG,
+                      "safetensors: %s: metadata pair %d is not valid UTF-8", path, i);
       goto done;
     }
     keys[i] = meta[2 * i];
@@ -540,6 +586,11 @@ static amp_status parse_header(amp_ctx *ctx, const char *who, const char *hdr, s
   *out = NULL;
   if (memchr(hdr, '\0', hlen))
     return amp__error(ctx, AMP_ERR_FORMAT, "safetensors: %s: the header contains a NUL byte", who);
+  size_t valid = utf8_valid_prefix((const unsigned char *)hdr, hlen);
+  if (valid != hlen)
+    return amp__error(ctx, AMP_ERR_FORMAT,
+                      "safetensors: %s: the header is not valid UTF-8 (byte %zu of %zu)", who,
+                      valid, hlen);
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithOpts(hdr, &end, 1);
   if (!root) {
