@@ -2,10 +2,12 @@
 BUILD       ?= build
 BUILD_ASAN  ?= build-asan
 BUILD_NOSIMD ?= build-nosimd
+BUILD_FUZZ  ?= build-fuzz
+FUZZ_SECONDS ?= 30
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all build test test-long test-asan test-nosimd bench demo deps format format-check clean
+.PHONY: all build test test-long test-asan test-nosimd fuzz bench demo deps format format-check clean
 
 all: build
 
@@ -36,6 +38,16 @@ test-nosimd:
 	cmake --build $(BUILD_NOSIMD) -j $(JOBS)
 	cd $(BUILD_NOSIMD) && ctest --output-on-failure -j $(JOBS) -LE long
 
+# libFuzzer (clang, with ASan + UBSan): the safetensors reader and the IDX
+# parser, FUZZ_SECONDS each, from the seeds in tests/fuzz/corpus. Built
+# without the SIMD kernels, which the harnesses do not reach (and which clang
+# 14 rejects: a non-literal immediate for _mm256_cvtps_ph in eltwise_avx2.c).
+fuzz:
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DAMPC_FUZZ=ON -DAMPC_SIMD=OFF $(CMAKE_FLAGS)
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_safetensors fuzz_idx
+	bash scripts/fuzz $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
 deps:
 	bash scripts/install-deps
 
@@ -56,4 +68,4 @@ format-check:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_NOSIMD)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_NOSIMD) $(BUILD_FUZZ)

@@ -988,6 +988,173 @@ amp_scaler_state amp_scaler_get_state(const amp_scaler *sc);
 amp_status amp_scaler_set_state(amp_scaler *sc, const amp_scaler_state *st);
 
 /* ------------------------------------------------------------------------ */
+/* Checkpoints (safetensors)                                                 */
+/*                                                                           */
+/* Files are in the safetensors format (huggingface/safetensors): an 8-byte  */
+/* little-endian header length N, N bytes of JSON header (an object mapping  */
+/* each tensor name to {"dtype", "shape", "data_offsets": [begin, end]},     */
+/* plus an optional "__metadata__" object of string values), then the data   */
+/* section, every tensor's bytes row-major and little-endian, with offsets   */
+/* relative to the start of the data section. Any safetensors reader reads   */
+/* what these functions write. Writes are atomic: the file is written under  */
+/* a temporary name in the same directory, synced, renamed over the target   */
+/* and the directory synced, so a crash or error leaves either the old file  */
+/* or the new one, never a mix. The reader trusts nothing: every malformed   */
+/* input gives AMP_ERR_FORMAT with a message naming the problem (and the     */
+/* tensor), never a crash or a read outside the input.                       */
+/* ------------------------------------------------------------------------ */
+
+/** One tensor of a safetensors file. For writing, fill name, dtype, ndim,
+ *  shape, data and bytes (dtype_name is ignored); a file read back gives
+ *  pointers into the parsed file, valid until amp_safetensors_free(). */
+typedef struct amp_st_tensor {
+  const char *name;            /**< the tensor's name (UTF-8, unique) */
+  amp_dtype dtype;             /**< element type; AMP_DTYPE_COUNT for a file
+                                    dtype ampc has no type for (I64, F64, ...:
+                                    see dtype_name) */
+  int ndim;                    /**< 0 (a scalar) .. AMP_MAX_DIMS */
+  int64_t shape[AMP_MAX_DIMS]; /**< sizes (>= 0); entries past ndim are 1 */
+  const void *data;            /**< `bytes` bytes, row-major, little-endian.
+                                    Read back: aligned to the element size
+                                    when the file's offset is (always for
+                                    files written here or by the reference
+                                    implementation); otherwise use memcpy */
+  size_t bytes;                /**< numel × element size */
+  const char *dtype_name;      /**< read back: the file's dtype string ("F32",
+                                    "F16", "BF16", "F8_E4M3", "F8_E5M2",
+                                    "I32", "U8", "I64", "F64", "BOOL", "I8",
+                                    "I16", "U16", "U32", "U64") */
+} amp_st_tensor;
+
+/** A data loader (declared in "Data" below; C11 allows the repeated
+ *  typedef). */
+typedef struct amp_loader amp_loader;
+
+/** A parsed safetensors file. It owns a copy of the data section. */
+typedef struct amp_safetensors amp_safetensors;
+
+/** Writes `n` tensors and `nmeta` metadata pairs (meta[2i] is a key,
+ *  meta[2i+1] its value; strings, as the format requires) to `path`,
+ *  atomically (see the section comment; the temporary file is
+ *  "<path>.tmp.<pid>.<k>"). Tensors may be F32, F16, BF16, E4M3, E5M2
+ *  (written as F8_E4M3 / F8_E5M2), I32 or U8, with ndim 0..4 and sizes >= 0;
+ *  `bytes` must equal numel × element size and `data` must be non-NULL when
+ *  bytes > 0. Names must be unique, non-NULL, valid UTF-8 and not
+ *  "__metadata__"; metadata keys must be unique; keys and values must be
+ *  valid UTF-8. In the header the tensors appear in name
+ *  order; in the data section they are ordered by element size (largest
+ *  first) and then name, and the header is padded with spaces to a multiple
+ *  of 8 bytes, so every tensor is aligned to its element size in the file.
+ *  Errors: AMP_ERR_INVALID_ARG for bad arguments, AMP_ERR_IO when a file
+ *  cannot be created, written, synced or renamed (the temporary file is
+ *  removed and an existing `path` is left as it was), AMP_ERR_NOMEM; each
+ *  recorded on ctx (which may be NULL) with a message naming the path. */
+amp_status amp_safetensors_write(amp_ctx *ctx, const char *path, const amp_st_tensor *t, int n,
+                                 const char *const *meta, int nmeta);
+
+/** Reads the file at `path` and validates all of it (see
+ *  amp_safetensors_parse() for the checks). On success *out is a new parsed
+ *  file to free with amp_safetensors_free(); on failure *out is NULL and the
+ *  error (AMP_ERR_IO for a file that cannot be opened or read,
+ *  AMP_ERR_FORMAT for a malformed one, AMP_ERR_NOMEM) is recorded on ctx
+ *  (may be NULL) with a message starting "safetensors: <path>: ". */
+amp_status amp_safetensors_read(amp_ctx *ctx, const char *path, amp_safetensors **out);
+
+/** Parses and validates a file image of `len` bytes at `buf` (the data
+ *  section is copied; `buf` is not kept). Checks: at least 8 bytes; the
+ *  header length N >= 2, <= len - 8 and <= 100,000,000; the header is valid
+ *  UTF-8 without NUL bytes, valid JSON and an object; every entry other than
+ *  "__metadata__" is an object with exactly the keys "dtype" (a known
+ *  dtype string, see amp_st_tensor), "shape" (an array of at most 4
+ *  integers >= 0 whose product, times the element size, does not overflow)
+ *  and "data_offsets" (two integers, begin <= end, end - begin == numel ×
+ *  element size, end within the data section); tensor names are unique;
+ *  the tensors, ordered by offset, cover the data section exactly (no
+ *  overlap, no gap, no trailing bytes); "__metadata__", when present, is an
+ *  object of unique keys with string values. Errors give AMP_ERR_FORMAT
+ *  (AMP_ERR_INVALID_ARG for NULL pointers, AMP_ERR_NOMEM) with a message
+ *  naming the problem and the tensor, recorded on ctx (may be NULL); *out
+ *  is then NULL. Never reads outside [buf, buf + len). */
+amp_status amp_safetensors_parse(amp_ctx *ctx, const void *buf, size_t len, amp_safetensors **out);
+
+/** Number of tensors in a parsed file (0 for NULL). */
+int amp_safetensors_count(const amp_safetensors *f);
+
+/** Tensor `i` (0 <= i < count), in name order (strcmp); NULL when out of
+ *  range. */
+const amp_st_tensor *amp_safetensors_at(const amp_safetensors *f, int i);
+
+/** The tensor called `name`, or NULL. */
+const amp_st_tensor *amp_safetensors_find(const amp_safetensors *f, const char *name);
+
+/** The value of metadata key `key`, or NULL when absent. */
+const char *amp_safetensors_meta(const amp_safetensors *f, const char *key);
+
+/** Number of metadata pairs (0 for NULL). */
+int amp_safetensors_meta_count(const amp_safetensors *f);
+
+/** Metadata pair `i` (0 <= i < count), in key order: returns the key and
+ *  stores the value in *value (may be NULL); NULL when out of range. */
+const char *amp_safetensors_meta_at(const amp_safetensors *f, int i, const char **value);
+
+/** Frees a parsed file. NULL is a no-op. */
+void amp_safetensors_free(amp_safetensors *f);
+
+/** Saves everything an exact resume needs to `path` (atomically, via
+ *  amp_safetensors_write()):
+ *   - every parameter of `model` as an F32 tensor under its dotted name
+ *     ("0.weight"): the FP32 masters;
+ *   - with `opt`: its moments, "optim.exp_avg.<name>" and
+ *     "optim.exp_avg_sq.<name>" (Adam, AdamW) or "optim.momentum_buffer.<name>"
+ *     (SGD with momentum), F32, the parameter's shape; and in the metadata
+ *     "ampc.optim.step", "ampc.optim.lr" and "ampc.optim.state" ("adam",
+ *     "momentum" or "none");
+ *   - with `scaler`: its complete state, "ampc.scaler.mode" ("dynamic",
+ *     "static", "none"), ".init_scale", ".growth_factor", ".backoff_factor",
+ *     ".growth_interval", ".min_scale", ".max_scale", ".hysteresis",
+ *     ".scale", ".growth_tracker", ".hysteresis_left", ".skipped";
+ *   - with `loader`: "ampc.loader.epoch", "ampc.loader.next",
+ *     "ampc.loader.seed" and "ampc.loader.shuffle";
+ *   - always "ampc.format" = "ampc-checkpoint-1" and "ampc.version";
+ *   - the `nextra` key/value pairs of `extra_meta` (as in
+ *     amp_safetensors_write(); a key that repeats one of the above is an
+ *     error).
+ *  Floats are written with "%.9g" and read with strtof, which gives back
+ *  the same bits; integers in decimal. Any of opt, scaler and loader may be
+ *  NULL (not saved). Errors as for amp_safetensors_write(). */
+amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model, amp_optim *opt,
+                               const amp_scaler *scaler, const amp_loader *loader,
+                               const char *const *extra_meta, int nextra);
+
+/** Loads a checkpoint written by amp_checkpoint_save() into an existing
+ *  `model` and, when non-NULL, `opt`, `scaler` and `loader`. Everything is
+ *  validated before anything is written, so on any error nothing is
+ *  modified: every parameter must be in the file as F32 with exactly its
+ *  shape; the file may hold no tensor the model (and `opt`) does not have
+ *  ("optim.*" tensors are ignored when opt is NULL); with `opt`, the moments
+ *  its kind uses must all be there (and no others) and the metadata must
+ *  hold its step (>= 0) and learning rate; with `scaler`, a complete, valid
+ *  scaler state; with `loader`, a valid position, and when the loader
+ *  shuffles, the same seed (create the loader with "ampc.loader.seed" from
+ *  the file, see amp_loader_get_params()). Restores the masters (parameter
+ *  data), the moments, the step count and the learning rate, then rewrites
+ *  the 16-bit working copies (amp_optim_sync_work()); the scaler state; the
+ *  loader position. Errors: AMP_ERR_IO / AMP_ERR_FORMAT as for
+ *  amp_safetensors_read(), AMP_ERR_SHAPE for a missing, extra or
+ *  mismatched tensor, AMP_ERR_FORMAT for missing or bad metadata,
+ *  AMP_ERR_STATE for a loader seed that differs; each recorded on ctx with a
+ *  message naming the file and the tensor or key. */
+amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model, amp_optim *opt,
+                               amp_scaler *scaler, amp_loader *loader);
+
+/** Writes the model's weights alone for export: every parameter converted
+ *  from its FP32 value to `dt` (AMP_F16 or AMP_BF16, round to nearest
+ *  even; AMP_F32 copies), under the same names, with "ampc.format" =
+ *  "ampc-weights-1" and "ampc.dtype" in the metadata. Atomic, like
+ *  amp_safetensors_write(). */
+amp_status amp_checkpoint_export(amp_ctx *ctx, const char *path, amp_module *model, amp_dtype dt);
+
+/* ------------------------------------------------------------------------ */
 /* Data (datasets and loaders)                                               */
 /* ------------------------------------------------------------------------ */
 
@@ -1127,6 +1294,10 @@ amp_loader_state amp_loader_get_state(const amp_loader *l);
  *  and next in 0..size; otherwise returns AMP_ERR_INVALID_ARG (recorded on
  *  the loader's context) and leaves the loader unchanged. */
 amp_status amp_loader_set_state(amp_loader *l, amp_loader_state s);
+
+/** The settings the loader was created with (all zero for NULL), e.g. its
+ *  shuffle seed, which checkpoints record. */
+amp_loader_params amp_loader_get_params(const amp_loader *l);
 
 /* (the data section ends here) */
 

@@ -179,3 +179,10 @@ amp_status amp_loader_set_state(amp_loader *l, amp_loader_state s) {
   if (l->p.shuffle && old != s.epoch) make_perm(l);
   return AMP_OK;
 }
+
+amp_loader_params amp_loader_get_params(const amp_loader *l) {
+  amp_loader_params p;
+  memset(&p, 0, sizeof p);
+  if (l) p = l->p;
+  return p;
+}
