@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 30
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all build test test-long test-asan test-nosimd fuzz bench demo deps format format-check clean
+.PHONY: all build test test-long test-asan test-nosimd test-valgrind fuzz bench demo deps format format-check clean
 
 all: build
 
@@ -40,13 +40,18 @@ test-nosimd:
 
 # libFuzzer (clang, with ASan + UBSan): the safetensors reader and the IDX
 # parser, FUZZ_SECONDS each, from the seeds in tests/fuzz/corpus. Built
-# without the SIMD kernels, which the harnesses do not reach (and which clang
-# 14 rejects: a non-literal immediate for _mm256_cvtps_ph in eltwise_avx2.c).
+# without the SIMD kernels, which the harnesses do not reach.
 fuzz:
 	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DAMPC_FUZZ=ON -DAMPC_SIMD=OFF $(CMAKE_FLAGS)
 	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_safetensors fuzz_idx
 	bash scripts/fuzz $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+# valgrind memcheck on the end-to-end training test (synthetic data; the
+# real-MNIST part is skipped to keep it short): no leaks, no invalid access.
+test-valgrind: build
+	AMPC_MNIST_DIR=/nonexistent valgrind --leak-check=full --errors-for-leak-kinds=definite \
+	  --error-exitcode=3 $(BUILD)/test_train
 
 deps:
 	bash scripts/install-deps

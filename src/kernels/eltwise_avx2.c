@@ -46,9 +46,10 @@ static inline void load16(int dt, const void *p, size_t i, __m256 *v0, __m256 *v
 /* Rounds 16 values (in load16's order) to F16 or BF16 bits, in order. */
 static inline __m256i pack16(int dt, __m256 v0, __m256 v1) {
   if (dt == AMP_F16) {
-    const int rne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm256_cvtps_ph(v0, rne)),
-                                   _mm256_cvtps_ph(v1, rne), 1);
+#define AMP__RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm256_cvtps_ph(v0, AMP__RNE)),
+                                   _mm256_cvtps_ph(v1, AMP__RNE), 1);
+#undef AMP__RNE
   }
   return _mm256_packus_epi32(bf16_round(v0), bf16_round(v1)); /* values <= 0xffff */
 }
