@@ -8,4 +8,12 @@
  * status (0 ok, 1 failure, 2 bad usage). */
 int ampc_train_main(int argc, char **argv);
 
+/* `ampc eval --checkpoint FILE [--data DIR|synthetic] [--threads N] [--json]`:
+ * test accuracy of a checkpoint's model. */
+int ampc_eval_main(int argc, char **argv);
+
+/* `ampc export --checkpoint IN [--dtype f16|bf16] OUT`: the 16-bit weights
+ * alone, as safetensors. */
+int ampc_export_main(int argc, char **argv);
+
 #endif

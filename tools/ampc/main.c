@@ -20,8 +20,13 @@ static void usage(FILE *f) {
              "        [--schedule constant|step:N:GAMMA|cosine:WARMUP] [--clip NORM]\n"
              "        [--metrics FILE.jsonl] [--json] [--quiet] [--max-steps N]\n"
              "        [--synthetic-n N] [--growth-interval N] [--loss-mul X]\n"
+             "        [--save FILE [--save-every N]] [--resume FILE]\n"
              "                     train a model (default: the reference MLP on data/mnist\n"
              "                     in fp16 mixed precision with Adam, 5 epochs)\n"
+             "  eval --checkpoint FILE [--data DIR|synthetic] [--json]\n"
+             "                     test accuracy of a checkpoint\n"
+             "  export --checkpoint IN [--dtype f16|bf16] OUT\n"
+             "                     write the 16-bit weights alone (safetensors)\n"
              "  bench gemm --m M --n N --k K [--a f16] [--b f16] [--c f32] [--ta] [--tb]\n"
              "             [--threads T] [--reps R] [--json]\n"
              "                     time one GEMM shape (median GFLOP/s)\n"
@@ -129,6 +134,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "bench") == 0) return bench_main(argc - 2, argv + 2);
   if (strcmp(cmd, "train") == 0) return ampc_train_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "eval") == 0) return ampc_eval_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "export") == 0) return ampc_export_main(argc - 2, argv + 2);
   fprintf(stderr, "ampc: unknown command '%s'\n", cmd);
   usage(stderr);
   return 2;

@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,14 +24,18 @@ typedef struct train_opts {
   const char *loss_scale; /* dynamic | static:N | none | NULL (recipe default) */
   const char *metrics;
   const char *schedule; /* constant | step:N:G | cosine:W */
+  const char *save;     /* checkpoint to write (at the end, and every save_every steps) */
+  const char *resume;   /* checkpoint to continue from */
   double lr;            /* < 0: the optimizer's default */
   double clip;          /* <= 0: none */
   double loss_mul;      /* multiplies the loss (tests of underflow) */
-  long batch, epochs, threads, max_steps, synthetic_n, growth_interval;
+  long batch, epochs, threads, max_steps, synthetic_n, growth_interval, save_every;
   unsigned long long seed;
   int master_weights;
   int json;
   int quiet;
+  char owned[20][256]; /* string values taken from a checkpoint */
+  int nowned;
 } train_opts;
 
 static double now_s(void) {
@@ -144,7 +149,7 @@ static int parse_long(const char *flag, const char *s, long lo, long hi, long *o
 }
 
 /* Parses the command line; returns 0 on success, else the exit status. */
-static int parse_opts(int argc, char **argv, train_opts *o) {
+static void default_opts(train_opts *o) {
   memset(o, 0, sizeof *o);
   o->data = "data/mnist";
   o->model = "mlp:784-1024-10";
@@ -158,6 +163,10 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
   o->threads = 2;
   o->master_weights = 1;
   o->growth_interval = 2000;
+}
+
+/* Applies command-line options over *o; returns 0, or the exit status. */
+static int apply_opts(int argc, char **argv, train_opts *o) {
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--json") == 0) {
@@ -186,6 +195,10 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
       o->metrics = v;
     else if (strcmp(a, "--schedule") == 0)
       o->schedule = v;
+    else if (strcmp(a, "--save") == 0)
+      o->save = v;
+    else if (strcmp(a, "--resume") == 0)
+      o->resume = v;
     else if (strcmp(a, "--lr") == 0) {
       if (!parse_num(a, v, 0, 1e3, &o->lr)) return 2;
     } else if (strcmp(a, "--clip") == 0) {
@@ -202,6 +215,8 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
       if (!parse_long(a, v, 1, 1L << 40, &o->max_steps)) return 2;
     } else if (strcmp(a, "--synthetic-n") == 0) {
       if (!parse_long(a, v, 2, 1L << 24, &o->synthetic_n)) return 2;
+    } else if (strcmp(a, "--save-every") == 0) {
+      if (!parse_long(a, v, 1, 1L << 40, &o->save_every)) return 2;
     } else if (strcmp(a, "--growth-interval") == 0) {
       if (!parse_long(a, v, 1, 1L << 40, &o->growth_interval)) return 2;
     } else if (strcmp(a, "--seed") == 0) {
@@ -219,6 +234,107 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
     }
   }
   return 0;
+}
+
+/* The run's configuration as checkpoint metadata: "config.<flag>" = the
+ * flag's value, so that a resume can replay it through apply_opts(); plus
+ * the loop's own counters ("train.*"). */
+typedef struct run_meta {
+  char buf[20][2][64];
+  const char *kv[48];
+  int n;
+} run_meta;
+
+static void meta_add(run_meta *m, const char *key, const char *fmt, ...) {
+  if (m->n >= 20) return;
+  va_list ap;
+  va_start(ap, fmt);
+  snprintf(m->buf[m->n][0], sizeof m->buf[0][0], "%s", key);
+  vsnprintf(m->buf[m->n][1], sizeof m->buf[0][1], fmt, ap);
+  va_end(ap);
+  m->kv[2 * m->n] = m->buf[m->n][0];
+  m->kv[2 * m->n + 1] = m->buf[m->n][1];
+  m->n++;
+}
+
+static void make_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t bad,
+                      run_meta *m) {
+  m->n = 0;
+  meta_add(m, "config.data", "%s", o->data);
+  meta_add(m, "config.model", "%s", o->model);
+  meta_add(m, "config.precision", "%s", o->precision);
+  meta_add(m, "config.optim", "%s", o->optim);
+  if (o->loss_scale) meta_add(m, "config.loss-scale", "%s", o->loss_scale);
+  meta_add(m, "config.schedule", "%s", o->schedule);
+  if (o->lr >= 0) meta_add(m, "config.lr", "%.17g", o->lr);
+  meta_add(m, "config.clip", "%.17g", o->clip);
+  meta_add(m, "config.loss-mul", "%.17g", o->loss_mul);
+  meta_add(m, "config.batch", "%ld", o->batch);
+  meta_add(m, "config.epochs", "%ld", o->epochs);
+  meta_add(m, "config.seed", "%llu", o->seed);
+  meta_add(m, "config.master-weights", "%s", o->master_weights ? "on" : "off");
+  meta_add(m, "config.growth-interval", "%ld", o->growth_interval);
+  if (o->synthetic_n) meta_add(m, "config.synthetic-n", "%ld", o->synthetic_n);
+  meta_add(m, "train.step", "%lld", (long long)step);
+  meta_add(m, "train.skipped", "%lld", (long long)skipped);
+  meta_add(m, "train.bad_losses", "%lld", (long long)bad);
+}
+
+/* Replays a checkpoint's "config.*" metadata as options over *o. */
+static int apply_checkpoint_config(const amp_safetensors *f, train_opts *o) {
+  int n = amp_safetensors_meta_count(f);
+  for (int i = 0; i < n; i++) {
+    const char *value;
+    const char *key = amp_safetensors_meta_at(f, i, &value);
+    if (!key || strncmp(key, "config.", 7) != 0) continue;
+    char flag[80];
+    snprintf(flag, sizeof flag, "--%s", key + 7);
+    if (o->nowned == 20 || strlen(value) >= sizeof o->owned[0]) {
+      fprintf(stderr, "ampc: the checkpoint's configuration is too large (%s)\n", key);
+      return 1;
+    }
+    char *copy = strcpy(o->owned[o->nowned++], value); /* outlives the file */
+    char *pair[2] = {flag, copy};
+    int rc = apply_opts(2, pair, o);
+    if (rc) {
+      fprintf(stderr, "ampc: the checkpoint's configuration %s = '%s' is not valid\n", key, value);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+/* Reads an integer "train.*" counter from checkpoint metadata. */
+static int meta_count(const amp_safetensors *f, const char *key, int64_t *out) {
+  const char *v = amp_safetensors_meta(f, key);
+  char *end;
+  if (!v) return 0;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (end == v || *end || errno || x < 0) return 0;
+  *out = x;
+  return 1;
+}
+
+/* Options for `ampc train`: defaults, then (with --resume) the checkpoint's
+ * configuration, then the command line. */
+static int parse_opts(int argc, char **argv, train_opts *o) {
+  default_opts(o);
+  int rc = apply_opts(argc, argv, o);
+  if (rc || !o->resume) return rc;
+  const char *resume = o->resume;
+  amp_ctx *ctx = amp_ctx_create(NULL);
+  amp_safetensors *f = NULL;
+  if (amp_safetensors_read(ctx, resume, &f) != AMP_OK) {
+    fprintf(stderr, "ampc train: --resume: %s\n", amp_ctx_error(ctx));
+    amp_ctx_free(ctx);
+    return 1;
+  }
+  default_opts(o);
+  rc = apply_checkpoint_config(f, o);
+  amp_safetensors_free(f);
+  amp_ctx_free(ctx);
+  return rc ? rc : apply_opts(argc, argv, o);
 }
 
 /* The recipe: compute dtype, scaler mode and scale. */
@@ -393,14 +509,37 @@ int ampc_train_main(int argc, char **argv) {
   step_ms = malloc(sizeof(double) * (size_t)total_steps);
   if (!step_ms) goto done;
   int tty = isatty(2);
-  int64_t step = 0, skipped = 0, bad_losses = 0;
+  int64_t step = 0, skipped = 0, bad_losses = 0, ran = 0;
   const int64_t bad_loss_limit = 5;
+  if (o.resume) {
+    /* Everything a step depends on comes back: masters (and working
+       copies), moments and step count, the scaler, the loader's position,
+       and this loop's counters. */
+    amp_safetensors *f = NULL;
+    if (amp_checkpoint_load(ctx, o.resume, model, opt, scaler, loader) != AMP_OK ||
+        amp_safetensors_read(ctx, o.resume, &f) != AMP_OK) {
+      fprintf(stderr, "ampc train: --resume: %s\n", amp_ctx_error(ctx));
+      goto done;
+    }
+    int ok = meta_count(f, "train.step", &step) && meta_count(f, "train.skipped", &skipped) &&
+             meta_count(f, "train.bad_losses", &bad_losses);
+    amp_safetensors_free(f);
+    if (!ok) {
+      fprintf(stderr,
+              "ampc train: --resume: %s has no train.step/train.skipped counters (not "
+              "written by ampc train)\n",
+              o.resume);
+      goto done;
+    }
+  }
+  run_meta meta;
   float loss_v = NAN;
   double t_train = 0, activation_peak = 0;
   amp_arena_reset_peak(ctx, AMP_ARENA_STEP);
   double acc = -1;
-  for (long epoch = 0; epoch < o.epochs && step < total_steps; epoch++) {
-    int64_t in_epoch = 0;
+  amp_loader_state start = amp_loader_get_state(loader);
+  for (long epoch = (long)start.epoch; epoch < o.epochs && step < total_steps; epoch++) {
+    int64_t in_epoch = epoch == start.epoch ? start.next / o.batch : 0;
     double t_epoch = now_s();
     for (;;) {
       if (step >= total_steps) break;
@@ -446,7 +585,7 @@ int ampc_train_main(int argc, char **argv) {
       amp_optim_zero_grad(opt);
       skipped += !stepped;
       double dt_s = now_s() - t0;
-      step_ms[step] = 1e3 * dt_s;
+      step_ms[ran++] = 1e3 * dt_s;
       t_train += dt_s;
       if (metrics)
         fprintf(metrics,
@@ -456,6 +595,11 @@ int ampc_train_main(int argc, char **argv) {
                 (double)amp_optim_lr(opt), isfinite(gnorm) ? (double)gnorm : -1.0);
       step++;
       in_epoch++;
+      if (o.save && o.save_every && step % o.save_every == 0) {
+        make_meta(&o, step, skipped, bad_losses, &meta);
+        if (amp_checkpoint_save(ctx, o.save, model, opt, scaler, loader, meta.kv, meta.n) != AMP_OK)
+          break;
+      }
       if (tty || in_epoch % 100 == 0)
         progress(&o, tty, epoch, in_epoch, per_epoch, loss_v, amp_scaler_get_scale(scaler), skipped,
                  (double)(in_epoch * o.batch) / (now_s() - t_epoch));
@@ -475,8 +619,16 @@ int ampc_train_main(int argc, char **argv) {
     fprintf(stderr, "ampc train: %s\n", amp_ctx_error(ctx));
     goto done;
   }
-  qsort(step_ms, (size_t)step, sizeof(double), cmp_double);
-  double median = step ? step_ms[step / 2] : 0;
+  if (acc < 0) acc = evaluate(ctx, model, test, r.dt, r.dt != AMP_F32);
+  if (o.save) {
+    make_meta(&o, step, skipped, bad_losses, &meta);
+    if (amp_checkpoint_save(ctx, o.save, model, opt, scaler, loader, meta.kv, meta.n) != AMP_OK) {
+      fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(ctx));
+      goto done;
+    }
+  }
+  qsort(step_ms, (size_t)ran, sizeof(double), cmp_double);
+  double median = ran ? step_ms[ran / 2] : 0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double rss_mb = (double)ru.ru_maxrss / 1024.0;
@@ -490,14 +642,14 @@ int ampc_train_main(int argc, char **argv) {
            o.precision, o.optim, o.model, o.seed, o.threads, o.epochs, o.batch, 100 * acc,
            (double)loss_v, (long long)step, (long long)skipped,
            (double)amp_scaler_get_scale(scaler), median,
-           t_train > 0 ? (double)(step * o.batch) / t_train : 0.0, rss_mb, activation_peak,
+           t_train > 0 ? (double)(ran * o.batch) / t_train : 0.0, rss_mb, activation_peak,
            param_bytes, amp_optim_bytes(opt));
   } else {
     printf("%s: test accuracy %.2f%%, final loss %.4f, %lld steps (%lld skipped), final scale "
            "%g, %.3f ms/step, %.0f samples/s, activations %.2f MiB, peak RSS %.0f MiB\n",
            o.precision, 100 * acc, (double)loss_v, (long long)step, (long long)skipped,
            (double)amp_scaler_get_scale(scaler), median,
-           t_train > 0 ? (double)(step * o.batch) / t_train : 0.0, activation_peak / 1048576.0,
+           t_train > 0 ? (double)(ran * o.batch) / t_train : 0.0, activation_peak / 1048576.0,
            rss_mb);
   }
   rc = 0;
@@ -511,5 +663,136 @@ done:
   amp_dataset_free(train);
   amp_dataset_free(test);
   amp_ctx_free(ctx);
+  return rc;
+}
+
+/* Shared by eval and export: reads --checkpoint FILE (+ the other flags),
+ * rebuilds the model the checkpoint's configuration describes and loads its
+ * weights. Returns 0, or the exit status. */
+typedef struct loaded {
+  amp_ctx *ctx;
+  amp_module *model;
+  train_opts o;
+  long sizes[33];
+  int nsizes;
+} loaded;
+
+static int load_checkpoint_model(const char *cmd, const char *path, loaded *L) {
+  amp_safetensors *f = NULL;
+  if (amp_safetensors_read(L->ctx, path, &f) != AMP_OK) {
+    fprintf(stderr, "ampc %s: %s\n", cmd, amp_ctx_error(L->ctx));
+    return 1;
+  }
+  int rc = apply_checkpoint_config(f, &L->o);
+  amp_safetensors_free(f);
+  if (rc) return rc;
+  L->nsizes = parse_model(L->o.model, L->sizes, 33);
+  if (!L->nsizes) {
+    fprintf(stderr, "ampc %s: %s: unknown model '%s'\n", cmd, path, L->o.model);
+    return 1;
+  }
+  L->model = build_mlp(L->ctx, L->sizes, L->nsizes, 0);
+  if (!L->model || amp_checkpoint_load(L->ctx, path, L->model, NULL, NULL, NULL) != AMP_OK) {
+    fprintf(stderr, "ampc %s: %s\n", cmd, amp_ctx_error(L->ctx));
+    return 1;
+  }
+  return 0;
+}
+
+int ampc_eval_main(int argc, char **argv) {
+  loaded L;
+  memset(&L, 0, sizeof L);
+  default_opts(&L.o);
+  const char *path = NULL, *data = NULL;
+  long threads = 2;
+  int json = 0;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--json") == 0) {
+      json = 1;
+      continue;
+    }
+    if (i + 1 >= argc) return usage_error("%s needs a value", argv[i]);
+    if (strcmp(argv[i], "--checkpoint") == 0)
+      path = argv[++i];
+    else if (strcmp(argv[i], "--data") == 0)
+      data = argv[++i];
+    else if (strcmp(argv[i], "--threads") == 0) {
+      if (!parse_long("--threads", argv[++i], 1, 1024, &threads)) return 2;
+    } else
+      return usage_error("unknown option '%s'", argv[i]);
+  }
+  if (!path) return usage_error("%s", "eval needs --checkpoint FILE");
+  L.ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)threads});
+  int rc = load_checkpoint_model("eval", path, &L);
+  amp_dataset *train = NULL, *test = NULL;
+  if (!rc) {
+    if (data) L.o.data = data;
+    recipe r;
+    rc = parse_recipe(&L.o, &r);
+    if (!rc && !load_data(L.ctx, &L.o, L.sizes, L.nsizes, &train, &test)) {
+      fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(L.ctx));
+      rc = 1;
+    }
+    if (!rc && (amp_dataset_features(test) != L.sizes[0] ||
+                amp_dataset_classes(test) != L.sizes[L.nsizes - 1])) {
+      fprintf(stderr, "ampc eval: the checkpoint's model %s does not fit the data\n", L.o.model);
+      rc = 1;
+    }
+    if (!rc) {
+      double acc = evaluate(L.ctx, L.model, test, r.dt, r.dt != AMP_F32);
+      if (acc < 0) {
+        fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(L.ctx));
+        rc = 1;
+      } else if (json) {
+        printf("{\"checkpoint\":\"%s\",\"model\":\"%s\",\"precision\":\"%s\",\"test_samples\":%lld,"
+               "\"test_accuracy\":%.4f}\n",
+               path, L.o.model, L.o.precision, (long long)amp_dataset_size(test), 100 * acc);
+      } else {
+        printf("%s: %s in %s, test accuracy %.2f%% on %lld samples\n", path, L.o.model,
+               L.o.precision, 100 * acc, (long long)amp_dataset_size(test));
+      }
+    }
+  }
+  amp_dataset_free(train);
+  amp_dataset_free(test);
+  amp_ctx_free(L.ctx);
+  return rc;
+}
+
+int ampc_export_main(int argc, char **argv) {
+  loaded L;
+  memset(&L, 0, sizeof L);
+  default_opts(&L.o);
+  const char *path = NULL, *out = NULL, *dts = "f16";
+  for (int i = 0; i < argc; i++) {
+    if (strncmp(argv[i], "--", 2) != 0) {
+      if (out) return usage_error("unexpected argument '%s'", argv[i]);
+      out = argv[i];
+      continue;
+    }
+    if (i + 1 >= argc) return usage_error("%s needs a value", argv[i]);
+    if (strcmp(argv[i], "--checkpoint") == 0)
+      path = argv[++i];
+    else if (strcmp(argv[i], "--dtype") == 0)
+      dts = argv[++i];
+    else if (strcmp(argv[i], "--out") == 0)
+      out = argv[++i];
+    else
+      return usage_error("unknown option '%s'", argv[i]);
+  }
+  amp_dtype dt;
+  if (amp_dtype_parse(dts, &dt) != AMP_OK || (dt != AMP_F16 && dt != AMP_BF16))
+    return usage_error("--dtype: '%s' is not f16 or bf16", dts);
+  if (!path || !out) return usage_error("%s", "export needs --checkpoint IN and an output FILE");
+  L.ctx = amp_ctx_create(NULL);
+  int rc = load_checkpoint_model("export", path, &L);
+  if (!rc && amp_checkpoint_export(L.ctx, out, L.model, dt) != AMP_OK) {
+    fprintf(stderr, "ampc export: %s\n", amp_ctx_error(L.ctx));
+    rc = 1;
+  }
+  if (!rc)
+    printf("wrote %s: %lld parameters in %s\n", out, (long long)amp_module_param_numel(L.model),
+           amp_dtype_name(dt));
+  amp_ctx_free(L.ctx);
   return rc;
 }

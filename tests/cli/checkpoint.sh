@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Checkpoints from the command line: 2 epochs straight and 1 epoch + save +
+# resume + 1 epoch give the same bits (FP16, dynamic loss scaling with skipped
+# steps on both sides of the save); eval and export; a process killed during
+# a save leaves the previous checkpoint loadable; damaged files are refused.
+set -u
+ampc="$1"
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+tmp="$(mktemp -d)"
+trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" | tr -d '"'; }
+
+# A small scale-up interval and a loss multiplier make the dynamic scaler
+# overflow now and then: skipped steps happen before and after the save.
+run=("$ampc" train --data synthetic --model mlp:32-48-5 --synthetic-n 3000 --precision fp16
+  --growth-interval 4 --loss-mul 64 --lr 1e-4 --quiet --json)
+a=$("${run[@]}" --epochs 2 --save "$tmp/a.st")
+b=$("${run[@]}" --epochs 1 --save "$tmp/b.st")
+c=$("${run[@]}" --epochs 2 --resume "$tmp/b.st" --save "$tmp/c.st")
+cmp -s "$tmp/a.st" "$tmp/c.st" && ok || bad "resumed checkpoint differs from the straight run"
+[ "$(field "$a" skipped_steps)" = "$(field "$c" skipped_steps)" ] && ok ||
+  bad "skipped steps: straight $(field "$a" skipped_steps), resumed $(field "$c" skipped_steps)"
+[ "$(field "$b" skipped_steps)" -gt 0 ] && [ "$(field "$a" skipped_steps)" -gt "$(field "$b" skipped_steps)" ] &&
+  ok || bad "the test needs skipped steps in both halves: $b / $a"
+[ "$(field "$a" final_scale)" = "$(field "$c" final_scale)" ] && ok || bad "final scale differs"
+
+# eval and export read the configuration from the checkpoint.
+e=$("$ampc" eval --checkpoint "$tmp/a.st" --json)
+[ "$(field "$e" test_accuracy)" = "$(field "$a" test_accuracy)" ] && ok ||
+  bad "eval accuracy $(field "$e" test_accuracy) vs training $(field "$a" test_accuracy)"
+out=$("$ampc" export --checkpoint "$tmp/a.st" --dtype f16 "$tmp/w16.st") && ok || bad "export: $out"
+head -c 2000 "$tmp/w16.st" | grep -q '"F16"' && ok || bad "export: no F16 tensors"
+size=$(stat -c %s "$tmp/w16.st")
+[ "$size" -gt $((1829 * 2)) ] && [ "$size" -lt $((1829 * 2 + 4096)) ] && ok || bad "export size $size"
+
+# Damaged files: a clear message, exit 1, no crash.
+printf 'not a checkpoint at all' >"$tmp/bad.st"
+err=$("$ampc" eval --checkpoint "$tmp/bad.st" 2>&1 >/dev/null)
+[ $? -eq 1 ] && printf '%s' "$err" | grep -q "bad.st" && ok || bad "garbage file: $err"
+head -c 3000 "$tmp/a.st" >"$tmp/trunc.st"
+err=$("$ampc" train --resume "$tmp/trunc.st" 2>&1 >/dev/null)
+[ $? -eq 1 ] && printf '%s' "$err" | grep -q "trunc.st" && ok || bad "truncated file: $err"
+err=$("$ampc" eval 2>&1 >/dev/null)
+[ $? -eq 2 ] && ok || bad "eval without --checkpoint: $err"
+err=$("$ampc" export --checkpoint "$tmp/a.st" --dtype e4m3 "$tmp/x.st" 2>&1 >/dev/null)
+[ $? -eq 2 ] && ok || bad "export --dtype e4m3: $err"
+
+# Kill during saves: a model whose checkpoint takes a while to write, saved
+# after every step; kill -9 at random moments; the last complete checkpoint
+# must always load. Count the kills that caught a save in flight.
+big=("$ampc" train --data synthetic --model mlp:784-2048-2048-10 --synthetic-n 600 --batch 32
+  --precision fp16 --epochs 50 --quiet --save "$tmp/k.st" --save-every 1)
+"${big[@]}" --max-steps 1 >/dev/null 2>&1 || bad "first big checkpoint"
+mid=0
+for i in 1 2 3 4 5 6; do
+  "${big[@]}" >/dev/null 2>&1 &
+  pid=$!
+  sleep "0.$((RANDOM % 6 + 3))"
+  kill -9 "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  ls "$tmp"/k.st.tmp.* >/dev/null 2>&1 && mid=$((mid + 1))
+  rm -f "$tmp"/k.st.tmp.*
+  "$ampc" eval --checkpoint "$tmp/k.st" >/dev/null 2>&1 && ok || bad "checkpoint unloadable after kill $i"
+done
+[ "$mid" -ge 1 ] && ok || bad "no kill landed during a save (0 of 6)"
+echo "kills during a save: $mid of 6"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
