@@ -82,13 +82,63 @@ static void st_from_param(amp_st_tensor *t, const char *name, const amp_tensor *
   t->bytes = (size_t)p->numel * sizeof(float);
 }
 
+/* One tensor of a checkpoint: its name, the parameter that gives its shape,
+ * and where its values live (the parameter's master, or a slice of a moment
+ * buffer). */
+typedef struct ck_entry {
+  char *name; /* owned */
+  const amp_tensor *p;
+  float *data;
+} ck_entry;
+
+static void ck_plan_free(ck_entry *e, int n) {
+  if (e)
+    for (int i = 0; i < n; i++) free(e[i].name);
+  free(e);
+}
+
+/* Every tensor a checkpoint of `model` holds, in order: each parameter by
+ * its dotted name, followed by its moments (mom[j] non-NULL; mom[j] is laid
+ * out in parameter order). save and load both walk this one list. */
+static amp_status ck_plan(amp_ctx *ctx, const char *path, amp_module *model, float *const mom[2],
+                          ck_entry **out, int *count) {
+  int np = amp_module_param_count(model), kind = mom[1] ? 1 : 0;
+  int nt = np * (1 + (mom[0] ? 1 : 0) + (mom[1] ? 1 : 0));
+  ck_entry *e = calloc((size_t)nt + 1, sizeof *e);
+  *out = NULL;
+  *count = 0;
+  if (!e) return amp__error(ctx, AMP_ERR_NOMEM, "checkpoint: %s: out of memory", path);
+  int k = 0;
+  int64_t off = 0;
+  for (int i = 0; i < np; i++) {
+    const char *name = NULL;
+    amp_tensor *p = amp_module_param(model, i, &name);
+    if (!p || !name || p->dtype != AMP_F32) {
+      ck_plan_free(e, k);
+      return amp__error(ctx, AMP_ERR_INVALID_ARG,
+                        "checkpoint: %s: parameter %d is not an F32 tensor", path, i);
+    }
+    e[k++] = (ck_entry){concat("", name), p, p->data};
+    for (int j = 0; j < 2; j++)
+      if (mom[j]) e[k++] = (ck_entry){concat(MOMENT_PREFIX[kind][j], name), p, mom[j] + off};
+    off += p->numel;
+  }
+  for (int j = 0; j < k; j++)
+    if (!e[j].name) {
+      ck_plan_free(e, k);
+      return amp__error(ctx, AMP_ERR_NOMEM, "checkpoint: %s: out of memory", path);
+    }
+  *out = e;
+  *count = nt;
+  return AMP_OK;
+}
+
 amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model, amp_optim *opt,
                                const amp_scaler *scaler, const amp_loader *loader,
                                const char *const *extra_meta, int nextra) {
   if (!path || !model || nextra < 0 || (nextra > 0 && !extra_meta))
     return amp__error(ctx, AMP_ERR_INVALID_ARG,
                       "amp_checkpoint_save: NULL path or model, or bad extra metadata");
-  int np = amp_module_param_count(model);
   int64_t *step = NULL;
   float *mom[2] = {NULL, NULL};
   if (opt) {
@@ -100,41 +150,18 @@ amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model
                         path, (long long)amp_optim_numel(opt),
                         (long long)amp_module_param_numel(model));
   }
-  int kind = mom[1] ? 1 : 0;
-  int nmom = (mom[0] ? 1 : 0) + (mom[1] ? 1 : 0);
-  int nt = np * (1 + nmom);
+  ck_entry *plan = NULL;
+  int nt = 0;
+  amp_status st = ck_plan(ctx, path, model, mom, &plan, &nt);
+  if (st != AMP_OK) return st;
   amp_st_tensor *t = calloc((size_t)nt + 1, sizeof *t);
-  char **names = calloc((size_t)nt + 1, sizeof *names);
   const char **kv = calloc(2 * ((size_t)CK_MAX_META + (size_t)nextra) + 2, sizeof *kv);
   meta_out *mo = calloc(1, sizeof *mo);
-  amp_status st = AMP_OK;
-  if (!t || !names || !kv || !mo) {
+  if (!t || !kv || !mo) {
     st = amp__error(ctx, AMP_ERR_NOMEM, "checkpoint: %s: out of memory", path);
     goto done;
   }
-  int k = 0;
-  int64_t off = 0;
-  for (int i = 0; i < np; i++) {
-    const char *name = NULL;
-    amp_tensor *p = amp_module_param(model, i, &name);
-    if (!p || !name || p->dtype != AMP_F32) {
-      st = amp__error(ctx, AMP_ERR_INVALID_ARG, "checkpoint: %s: parameter %d is not an F32 tensor",
-                      path, i);
-      goto done;
-    }
-    st_from_param(&t[k++], name, p, p->data);
-    for (int j = 0; j < 2; j++) {
-      if (!mom[j]) continue;
-      names[k] = concat(MOMENT_PREFIX[kind][j], name);
-      if (!names[k]) {
-        st = amp__error(ctx, AMP_ERR_NOMEM, "checkpoint: %s: out of memory", path);
-        goto done;
-      }
-      st_from_param(&t[k], names[k], p, mom[j] + off);
-      k++;
-    }
-    off += p->numel;
-  }
+  for (int i = 0; i < nt; i++) st_from_param(&t[i], plan[i].name, plan[i].p, plan[i].data);
   put(mo, "ampc.format", "%s", CK_FORMAT);
   put(mo, "ampc.version", "%s", amp_version());
   if (opt) {
@@ -169,9 +196,7 @@ amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model
   for (int i = 0; i < 2 * nextra; i++) kv[2 * mo->n + i] = extra_meta[i];
   st = amp_safetensors_write(ctx, path, t, nt, kv, mo->n + nextra);
 done:
-  if (names)
-    for (int i = 0; i < nt; i++) free(names[i]);
-  free(names);
+  ck_plan_free(plan, nt);
   free(t);
   free(kv);
   free(mo);
@@ -291,57 +316,29 @@ amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model
   amp_status st = amp_safetensors_read(ctx, path, &f);
   if (st != AMP_OK) return st;
   load_ctx lc = {ctx, path, f};
-  int np = amp_module_param_count(model);
   int64_t *stepp = NULL;
   float *mom[2] = {NULL, NULL};
   if (opt) amp_optim_state(opt, &stepp, &mom[0], &mom[1]);
-  int kind = mom[1] ? 1 : 0;
-  int nmom = (mom[0] ? 1 : 0) + (mom[1] ? 1 : 0);
-  int nt = np * (1 + nmom);
-  const amp_st_tensor **src = calloc((size_t)nt + 1, sizeof *src);
-  amp_tensor **dstp = calloc((size_t)nt + 1, sizeof *dstp);
-  float **dst = calloc((size_t)nt + 1, sizeof *dst);
-  char **names = calloc((size_t)nt + 1, sizeof *names);
-  const char **sorted = calloc((size_t)nt + 1, sizeof *sorted);
-  if (!src || !dstp || !dst || !names || !sorted) {
-    st = amp__error(ctx, AMP_ERR_NOMEM, "checkpoint: %s: out of memory", path);
-    goto done;
-  }
+  ck_entry *plan = NULL;
+  int nt = 0;
+  const amp_st_tensor **src = NULL;
+  const char **sorted = NULL;
   if (opt && amp_optim_numel(opt) != amp_module_param_numel(model)) {
     st = amp__error(ctx, AMP_ERR_INVALID_ARG,
                     "checkpoint: %s: the optimizer does not hold this model's parameters", path);
     goto done;
   }
+  if ((st = ck_plan(ctx, path, model, mom, &plan, &nt)) != AMP_OK) goto done;
+  src = calloc((size_t)nt + 1, sizeof *src);
+  sorted = calloc((size_t)nt + 1, sizeof *sorted);
+  if (!src || !sorted) {
+    st = amp__error(ctx, AMP_ERR_NOMEM, "checkpoint: %s: out of memory", path);
+    goto done;
+  }
   /* 1. Every tensor the model (and optimizer) needs, with its shape. */
-  int k = 0;
-  int64_t off = 0;
-  for (int i = 0; i < np; i++) {
-    const char *name = NULL;
-    amp_tensor *p = amp_module_param(model, i, &name);
-    if (!p || !name || p->dtype != AMP_F32) {
-      st = amp__error(ctx, AMP_ERR_INVALID_ARG, "checkpoint: %s: parameter %d is not an F32 tensor",
-                      path, i);
-      goto done;
-    }
-    if ((st = expect_tensor(&lc, name, p, &src[k])) != AMP_OK) goto done;
-    dstp[k] = p;
-    dst[k] = p->data;
-    sorted[k] = name;
-    k++;
-    for (int j = 0; j < 2; j++) {
-      if (!mom[j]) continue;
-      names[k] = concat(MOMENT_PREFIX[kind][j], name);
-      if (!names[k]) {
-        st = amp__error(ctx, AMP_ERR_NOMEM, "checkpoint: %s: out of memory", path);
-        goto done;
-      }
-      if ((st = expect_tensor(&lc, names[k], p, &src[k])) != AMP_OK) goto done;
-      dstp[k] = p;
-      dst[k] = mom[j] + off;
-      sorted[k] = names[k];
-      k++;
-    }
-    off += p->numel;
+  for (int i = 0; i < nt; i++) {
+    if ((st = expect_tensor(&lc, plan[i].name, plan[i].p, &src[i])) != AMP_OK) goto done;
+    sorted[i] = plan[i].name;
   }
   /* 2. Nothing else (optimizer tensors are ignored without an optimizer). */
   qsort(sorted, (size_t)nt, sizeof *sorted, cmp_str);
@@ -455,7 +452,7 @@ amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model
     }
   }
   /* 5. The tensors, which cannot fail. */
-  for (int i = 0; i < nt; i++) memcpy(dst[i], src[i]->data, src[i]->bytes);
+  for (int i = 0; i < nt; i++) memcpy(plan[i].data, src[i]->data, src[i]->bytes);
   if (opt) {
     *stepp = step;
     amp_optim_set_lr(opt, lr);
@@ -464,13 +461,9 @@ amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model
       st = amp__error(ctx, st, "checkpoint: %s: cannot rewrite the working copies", path);
   }
 done:
-  if (names)
-    for (int i = 0; i < nt; i++) free(names[i]);
-  free(names);
+  ck_plan_free(plan, nt);
   free(sorted);
   free(src);
-  free(dstp);
-  free(dst);
   amp_safetensors_free(f);
   return st;
 }

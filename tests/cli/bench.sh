@@ -3,22 +3,9 @@
 # message naming the problem and a non-zero status, never a crash.
 set -u
 ampc="$1"
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+# shellcheck source=lib.bash
+source "$(dirname "$0")/lib.bash"
 
-# expect_fail STATUS PATTERN ARGS...: exit status STATUS and stderr matching PATTERN.
-expect_fail() {
-  local want=$1 pat=$2
-  shift 2
-  local err rc
-  err=$("$ampc" "$@" 2>&1 >/dev/null)
-  rc=$?
-  if [ "$rc" -eq "$want" ] && printf '%s' "$err" | grep -q -- "$pat"; then ok; else
-    bad "ampc $* -> rc=$rc stderr='$err' (want rc=$want, /$pat/)"
-  fi
-}
 
 out=$("$ampc" bench gemm --m 33 --n 17 --k 9 --a bf16 --b f16 --c f16 --ta --tb --threads 2 --reps 3 --json)
 if [ $? -eq 0 ] && printf '%s' "$out" | grep -q '"gflops":[0-9]' &&
@@ -42,5 +29,4 @@ expect_fail 2 "needs a value" bench peak --threads
 expect_fail 2 "not a thread count" bench peak --threads 0
 expect_fail 2 "unknown option" bench triad --fast
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -5,13 +5,10 @@
 # a save leaves the previous checkpoint loadable; damaged files are refused.
 set -u
 ampc="$1"
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+# shellcheck source=lib.bash
+source "$(dirname "$0")/lib.bash"
 tmp="$(mktemp -d)"
 trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" | tr -d '"'; }
 
 # A small scale-up interval and a loss multiplier make the dynamic scaler
 # overflow now and then: skipped steps happen before and after the save.
@@ -68,5 +65,4 @@ done
 [ "$mid" -ge 1 ] && ok || bad "no kill landed during a save (0 of 6)"
 echo "kills during a save: $mid of 6"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -4,25 +4,10 @@
 # truncated or corrupt MNIST files give a message and a non-zero status.
 set -u
 ampc="$1"
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+# shellcheck source=lib.bash
+source "$(dirname "$0")/lib.bash"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-
-expect_fail() {
-  local want=$1 pat=$2
-  shift 2
-  local err rc
-  err=$("$ampc" "$@" 2>&1 >/dev/null)
-  rc=$?
-  if [ "$rc" -eq "$want" ] && printf '%s' "$err" | grep -q -- "$pat"; then ok; else
-    bad "ampc $* -> rc=$rc stderr='$err' (want rc=$want, /$pat/)"
-  fi
-}
-field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" | tr -d '"'; }
-
 syn=(train --data synthetic --model mlp:32-48-5 --synthetic-n 3000 --epochs 2 --quiet --json)
 for args in "--precision fp32" "--precision fp16" "--precision bf16" \
   "--precision fp16 --loss-scale static:1024" "--precision fp16 --loss-scale none" \
@@ -89,5 +74,4 @@ expect_fail 1 "train-images-idx3-ubyte.*truncated" train --data "$tmp/mn"
 printf 'garbage!garbage!' >"$tmp/mn/train-images-idx3-ubyte"
 expect_fail 1 "train-images-idx3-ubyte" train --data "$tmp/mn"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
