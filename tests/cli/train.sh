@@ -37,6 +37,12 @@ steps=$(field "$a" steps)
 head -1 "$tmp/a.jsonl" | grep -q '"loss":.*"scale":.*"skipped":.*"lr":.*"grad_norm":' && ok ||
   bad "metrics line: $(head -1 "$tmp/a.jsonl")"
 
+# A loss that stays non-finite stops the run with a message (instead of the
+# scaler backing off forever).
+expect_fail 1 "loss itself has been NaN for 5 consecutive steps" train --data synthetic \
+  --model mlp:32-48-5 --synthetic-n 3000 --optim sgd --lr 1000 --loss-mul 1e30 --precision fp16 \
+  --quiet
+
 # Bad flags and values.
 expect_fail 2 "unknown option '--frob'" train --frob 1
 expect_fail 2 "fp32, fp16 or bf16" train --precision fp8

@@ -563,8 +563,7 @@ int ampc_train_main(int argc, char **argv) {
           fprintf(stderr,
                   "%sampc train: stopping: the loss itself has been %s for %lld consecutive "
                   "steps (step %lld, loss scale %g). This is not a gradient overflow that loss "
-                  "scaling can fix: lower the learning rate, check the data for NaN, or train in "
-                  "fp32/bf16.\n",
+                  "scaling can fix: lower the learning rate or check the data for NaN.\n",
                   tty && !o.quiet ? "\n" : "", isnan(loss_v) ? "NaN" : "infinite",
                   (long long)bad_losses, (long long)step, (double)amp_scaler_get_scale(scaler));
           goto done;
