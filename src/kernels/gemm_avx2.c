@@ -14,21 +14,14 @@
 
 /* Micro-tile MR × NR; a task covers up to MC × NC of C, with its packed A
  * (at most A_L2_BYTES) kept in L2; K is walked in near-equal blocks of at
- * most KC (KC_FUSED when the task packs its own B, so that its packed block
- * of B stays in L2 and each sliver's part of it in L1). Packing prefetches
- * PF_ROWS rows ahead where it jumps from row to row of a matrix, and PF_A
- * elements ahead where it walks several rows at once. */
+ * most KC so that a block of a B sliver stays in L1. */
 enum {
   MR = 6,
   NR = 16,
   MC = 144,
   NC = 512,
   KC = 1024,
-  KC_FUSED = 256,
-  PF_ROWS = 8,
-  PF_A = 64,
   A_L2_BYTES = 640 << 10,
-  B_L2_BYTES = 256 << 10,
   SERIAL_FMAS = 1 << 21
 };
 
@@ -121,13 +114,8 @@ static inline __attribute__((always_inline)) void pack_a_dt(const amp__gemm_args
   int64_t p = 0;
   if (!g->ta) { /* op(A)(i, p) = A[i·lda + p]: transpose 8-wide chunks of the rows */
     if (mr == MR) {
-      const size_t es = amp_dtype_size((amp_dtype)adt);
       for (; p + 8 <= K; p += 8) {
         __m256 r[8];
-        if (p % 16 == 0 && p + PF_A < K) /* six rows, 4 KiB apart when lda is 1024 */
-          for (int q = 0; q < MR; q++)
-            _mm_prefetch((const char *)g->a + ((size_t)(i0 + q) * lda + (size_t)(p + PF_A)) * es,
-                         _MM_HINT_T0);
         for (int q = 0; q < MR; q++) r[q] = load8(g->a, adt, (size_t)(i0 + q) * lda + (size_t)p);
         r[6] = r[7] = _mm256_setzero_ps();
         transpose8(r);
@@ -158,31 +146,21 @@ static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
   }
 }
 
-/* Packs rows [p0, p0 + kc) of sliver t of op(B) (columns t·NR ..) as kc
- * rows of NR floats; columns past n are zero. */
-static inline __attribute__((always_inline)) void
-pack_b_dt(const amp__gemm_args *g, int64_t t, int64_t p0, int64_t kc, float *dst, const int bdt) {
-  const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, pe = p0 + kc;
+/* Packs sliver t of op(B) (columns t·NR ..) as K rows of NR floats; columns
+ * past n are zero. */
+static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args *g, int64_t t,
+                                                            float *dst, const int bdt) {
+  const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, K = g->k;
   const size_t ldb = (size_t)g->ldb;
-  int64_t p = p0;
-  dst -= p0 * NR;
+  int64_t p = 0;
   if (nr == NR) {
     if (!g->tb) { /* op(B)(p, j) = B[p·ldb + j] */
-      const size_t es = amp_dtype_size((amp_dtype)bdt);
-      for (; p < pe; p++) {
-        if (p + PF_ROWS < pe) /* rows of B are far apart: the prefetcher misses them */
-          _mm_prefetch((const char *)g->b + ((size_t)(p + PF_ROWS) * ldb + (size_t)j0) * es,
-                       _MM_HINT_T0);
+      for (; p < K; p++) {
         _mm256_store_ps(dst + p * NR, load8(g->b, bdt, (size_t)p * ldb + (size_t)j0));
         _mm256_store_ps(dst + p * NR + 8, load8(g->b, bdt, (size_t)p * ldb + (size_t)j0 + 8));
       }
     } else { /* op(B)(p, j) = B[j·ldb + p]: transpose 8 × 8 blocks */
-      const size_t es = amp_dtype_size((amp_dtype)bdt);
-      for (; p + 8 <= pe; p += 8) {
-        if ((p - p0) % 16 == 0 && p + PF_A < pe) /* sixteen rows of B, one line each */
-          for (int q = 0; q < NR; q++)
-            _mm_prefetch((const char *)g->b + ((size_t)(j0 + q) * ldb + (size_t)(p + PF_A)) * es,
-                         _MM_HINT_T0);
+      for (; p + 8 <= K; p += 8) {
         for (int h = 0; h < NR; h += 8) {
           __m256 r[8];
           for (int q = 0; q < 8; q++)
@@ -194,59 +172,18 @@ pack_b_dt(const amp__gemm_args *g, int64_t t, int64_t p0, int64_t kc, float *dst
     }
   }
   const size_t sp = g->tb ? 1 : ldb, sj = g->tb ? ldb : 1;
-  for (; p < pe; p++)
+  for (; p < K; p++)
     for (int q = 0; q < NR; q++)
       dst[p * NR + q] =
           q < nr ? amp__load_f32(g->b, bdt, (size_t)p * sp + (size_t)(j0 + q) * sj) : 0.0f;
 }
 
-/* Packs rows [p0, p0 + kc) of slivers [t0, t1) of op(B), sliver after
- * sliver (kc × NR floats each). Without transpose, whole slivers are read
- * row by row across all of them, so that each row of B is read in one run. */
-static inline __attribute__((always_inline)) void pack_b_block_dt(const amp__gemm_args *g,
-                                                                  int64_t t0, int64_t t1,
-                                                                  int64_t p0, int64_t kc,
-                                                                  float *dst, const int bdt) {
-  int64_t tf = t1; /* slivers [t0, tf) are whole */
-  if (tf * NR > g->n) tf--;
-  if (!g->tb && tf > t0) {
-    const size_t ldb = (size_t)g->ldb, step = (size_t)kc * NR;
-    for (int64_t p = 0; p < kc; p++) {
-      const size_t row = (size_t)(p0 + p) * ldb;
-      float *d = dst + p * NR;
-      if (p + PF_ROWS < kc) { /* the next rows are not where the prefetcher looks */
-        const char *next = (const char *)g->b + (row + (size_t)PF_ROWS * ldb + (size_t)(t0 * NR)) *
-                                                    (size_t)amp_dtype_size((amp_dtype)bdt);
-        const int64_t bytes = (tf - t0) * NR * (int64_t)amp_dtype_size((amp_dtype)bdt);
-        for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(next + o, _MM_HINT_T0);
-      }
-      for (int64_t t = t0; t < tf; t++, d += step) {
-        _mm256_store_ps(d, load8(g->b, bdt, row + (size_t)(t * NR)));
-        _mm256_store_ps(d + 8, load8(g->b, bdt, row + (size_t)(t * NR) + 8));
-      }
-    }
-    if (tf < t1) pack_b_dt(g, tf, p0, kc, dst + (size_t)((tf - t0) * kc) * NR, bdt);
-    return;
-  }
-  for (int64_t t = t0; t < t1; t++)
-    pack_b_dt(g, t, p0, kc, dst + (size_t)((t - t0) * kc) * NR, bdt);
-}
-
-/* pack_b and pack_b_block with the dtype a compile-time constant. */
-static void pack_b(const amp__gemm_args *g, int64_t t, int64_t p0, int64_t kc, float *dst) {
+/* pack_b with the dtype a compile-time constant. */
+static void pack_b(const amp__gemm_args *g, int64_t t, float *dst) {
   switch (g->b_type) {
-  case AMP_F16: pack_b_dt(g, t, p0, kc, dst, AMP_F16); break;
-  case AMP_BF16: pack_b_dt(g, t, p0, kc, dst, AMP_BF16); break;
-  default: pack_b_dt(g, t, p0, kc, dst, AMP_F32); break;
-  }
-}
-
-static void pack_b_block(const amp__gemm_args *g, int64_t t0, int64_t t1, int64_t p0, int64_t kc,
-                         float *dst) {
-  switch (g->b_type) {
-  case AMP_F16: pack_b_block_dt(g, t0, t1, p0, kc, dst, AMP_F16); break;
-  case AMP_BF16: pack_b_block_dt(g, t0, t1, p0, kc, dst, AMP_BF16); break;
-  default: pack_b_block_dt(g, t0, t1, p0, kc, dst, AMP_F32); break;
+  case AMP_F16: pack_b_dt(g, t, dst, AMP_F16); break;
+  case AMP_BF16: pack_b_dt(g, t, dst, AMP_BF16); break;
+  default: pack_b_dt(g, t, dst, AMP_F32); break;
   }
 }
 
@@ -343,69 +280,34 @@ static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, 
   }
 }
 
-/* Asks for the rows of C that finish_tile will write at (i0, j0), so that
- * their misses overlap the last kernel call of the tile. */
-static inline void prefetch_c(const amp__gemm_args *g, int64_t i0, int64_t rows, int64_t j0) {
-  const size_t es = amp_dtype_size((amp_dtype)g->c_type);
-  for (int64_t r = 0; r < rows; r++) {
-    const char *row = (const char *)g->c + ((size_t)(i0 + r) * (size_t)g->ldc + (size_t)j0) * es;
-    _mm_prefetch(row, _MM_HINT_T0);
-    _mm_prefetch(row + NR * es - 1, _MM_HINT_T0);
-  }
-}
-
-static inline void kernel(int64_t rows, int64_t kc, const float *pa, const float *pb, float *tile,
-                          int load) {
-  if (rows > 4)
-    kernel_6x16(kc, pa, pb, tile, load);
-  else if (rows > 2)
-    kernel_4x16(kc, pa, pb, tile, load);
-  else
-    kernel_2x16(kc, pa, pb, tile, load);
-}
-
 /* One task: C rows of A slivers [s0, s1) × columns of B slivers [t0, t1),
  * each B sliver over all of K in kb blocks of kcl (the A slivers of the task
  * stay in L2, a block of the B sliver in L1). acc holds the partial tiles of
- * one B sliver between K blocks. */
+ * one B sliver between K blocks. With bbuf, the task packs each B sliver
+ * itself, into bbuf, just before using it. */
 static void run_task(const amp__gemm_args *g, const float *pa, const float *pb, int64_t s0,
-                     int64_t s1, int64_t t0, int64_t t1, int64_t kb, int64_t kcl, float *acc) {
+                     int64_t s1, int64_t t0, int64_t t1, int64_t kb, int64_t kcl, float *acc,
+                     float *bbuf) {
   const int64_t K = g->k;
   for (int64_t t = t0; t < t1; t++) {
     const float *pbt = pb + (size_t)(t * K) * NR;
+    if (bbuf) {
+      pack_b(g, t, bbuf);
+      pbt = bbuf;
+    }
     for (int64_t q = 0; q < kb; q++) {
       const int64_t p0 = q * kcl, kc = (p0 + kcl < K ? p0 + kcl : K) - p0;
       for (int64_t s = s0; s < s1; s++) {
         float *tile = acc + (size_t)(s - s0) * MR * NR;
+        const float *pas = pa + (size_t)(s * K + p0) * MR, *pbs = pbt + (size_t)p0 * NR;
         int64_t i0, rows;
         sliver_rows(g->m, s, &i0, &rows);
-        if (q == kb - 1) prefetch_c(g, i0, rows, t * NR);
-        kernel(rows, kc, pa + (size_t)(s * K + p0) * MR, pbt + (size_t)p0 * NR, tile, q > 0);
-        if (q == kb - 1) finish_tile(g, tile, i0, rows, t * NR);
-      }
-    }
-  }
-}
-
-/* A task of the one-block-of-rows case: the same, but K blocks outermost:
- * the task packs its B slivers one K block at a time into bbuf (which stays
- * in L2, each sliver's block in L1 while the A slivers pass over it); acc
- * holds the partial tiles of all the task's slivers. */
-static void run_task_fused(const amp__gemm_args *g, const float *pa, int64_t s0, int64_t s1,
-                           int64_t t0, int64_t t1, int64_t kb, int64_t kcl, float *acc,
-                           float *bbuf) {
-  const int64_t K = g->k;
-  for (int64_t q = 0; q < kb; q++) {
-    const int64_t p0 = q * kcl, kc = (p0 + kcl < K ? p0 + kcl : K) - p0;
-    pack_b_block(g, t0, t1, p0, kc, bbuf);
-    for (int64_t t = t0; t < t1; t++) {
-      const float *pbs = bbuf + (size_t)((t - t0) * kc) * NR;
-      for (int64_t s = s0; s < s1; s++) {
-        float *tile = acc + (size_t)((kb > 1 ? t - t0 : 0) * (s1 - s0) + (s - s0)) * MR * NR;
-        int64_t i0, rows;
-        sliver_rows(g->m, s, &i0, &rows);
-        if (q == kb - 1) prefetch_c(g, i0, rows, t * NR);
-        kernel(rows, kc, pa + (size_t)(s * K + p0) * MR, pbs, tile, q > 0);
+        if (rows > 4)
+          kernel_6x16(kc, pas, pbs, tile, q > 0);
+        else if (rows > 2)
+          kernel_4x16(kc, pas, pbs, tile, q > 0);
+        else
+          kernel_2x16(kc, pas, pbs, tile, q > 0);
         if (q == kb - 1) finish_tile(g, tile, i0, rows, t * NR);
       }
     }
@@ -426,22 +328,13 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
   mcs = mcs < 1 ? 1 : mcs > MC / MR ? MC / MR : mcs;
   int64_t mb = ceil_div(ms, mcs), nb = ceil_div(ns, NC / NR);
   if (mb * nb < 4 * threads) nb = ceil_div(4 * threads, mb);
-  /* With one block of rows every B sliver serves one task: that task packs
-   * it, one K block at a time, while it is needed, instead of all threads
-   * packing all of B first; its acc then holds all of its tiles, and its
-   * packed block of B is kept to B_L2_BYTES (with 512 KiB, it and A and acc
-   * overflowed L2: 128 × 4096 × 1024 ran 12-15% slower). */
-  const int fused = mb == 1;
-  const int64_t kb = ceil_div(K, fused ? KC_FUSED : KC), kcl = ceil_div(K, kb);
-  if (fused) {
-    int64_t per_task = B_L2_BYTES / (kcl * NR * (int64_t)sizeof(float));
-    per_task = per_task < 1 ? 1 : per_task;
-    if (nb < ceil_div(ns, per_task)) nb = ceil_div(ns, per_task);
-  }
   if (nb > ns) nb = ns;
-  const int64_t tiles_m = ceil_div(ms, mb), slivers_n = ceil_div(ns, nb);
-  const size_t acc_floats = (size_t)(tiles_m * (fused ? slivers_n : 1)) * MR * NR;
-  const size_t thread_floats = acc_floats + (fused ? (size_t)(kcl * slivers_n) * NR : 0);
+  /* With one block of rows every B sliver serves one task: that task packs
+   * it while it is needed, instead of all threads packing all of B first. */
+  const int fused = mb == 1;
+  const int64_t kb = ceil_div(K, KC), kcl = ceil_div(K, kb);
+  const size_t acc_floats = (size_t)ceil_div(ms, mb) * MR * NR;
+  const size_t thread_floats = acc_floats + (fused ? (size_t)K * NR : 0);
 
   float *pa = alloc64((size_t)(ms * K) * MR * sizeof(float));
   float *pb = fused ? NULL : alloc64((size_t)(ns * K) * NR * sizeof(float));
@@ -460,7 +353,7 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
       if (x < ms)
         pack_a(g, x, pa + (size_t)(x * K) * MR);
       else
-        pack_b(g, x - ms, 0, K, pb + (size_t)((x - ms) * K) * NR);
+        pack_b(g, x - ms, pb + (size_t)((x - ms) * K) * NR);
     }
 #ifdef _OPENMP
     float *mine = work + (size_t)omp_get_thread_num() * thread_floats;
@@ -470,12 +363,8 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < mb * nb; task++) {
       const int64_t bi = task / nb, bj = task % nb;
-      const int64_t s0 = bi * ms / mb, s1 = (bi + 1) * ms / mb;
-      const int64_t t0 = bj * ns / nb, t1 = (bj + 1) * ns / nb;
-      if (fused)
-        run_task_fused(g, pa, s0, s1, t0, t1, kb, kcl, mine, mine + acc_floats);
-      else
-        run_task(g, pa, pb, s0, s1, t0, t1, kb, kcl, mine);
+      run_task(g, pa, pb, bi * ms / mb, (bi + 1) * ms / mb, bj * ns / nb, (bj + 1) * ns / nb, kb,
+               kcl, mine, fused ? mine + acc_floats : NULL);
     }
   }
   free(pa), free(pb), free(work);
