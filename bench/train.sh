@@ -16,16 +16,24 @@ if [ -f "$data/train-images-idx3-ubyte" ]; then args+=(--data "$data"); else
 fi
 field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" | tr -d '"'; }
 
-f32=$("$ampc" "${args[@]}" --precision fp32)
-f16=$("$ampc" "${args[@]}" --precision fp16)
+# fp32 and fp16 alternate, three runs each; the median of the runs' median
+# step times is reported (one run's noise does not decide the ratio).
+runs32=() runs16=()
+for _ in 1 2 3; do
+  f32=$("$ampc" "${args[@]}" --precision fp32)
+  f16=$("$ampc" "${args[@]}" --precision fp16)
+  runs32+=("$(field "$f32" step_ms_median)")
+  runs16+=("$(field "$f16" step_ms_median)")
+done
+median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 torch=$(/usr/bin/python3 "$root/bench/torch_mlp.py" --threads "$threads" --steps "$steps" --data "$data" 2>/dev/null ||
   echo '{"error":"python3 failed"}')
-t32=$(field "$f32" step_ms_median)
-t16=$(field "$f16" step_ms_median)
+t32=$(median3 "${runs32[@]}")
+t16=$(median3 "${runs16[@]}")
 a32=$(field "$f32" activation_bytes)
 a16=$(field "$f16" activation_bytes)
 tt=$(field "$torch" step_ms_median)
-echo "{\"bench\":\"train_step\",\"threads\":$threads,\"steps\":$steps,\"ampc_fp32_ms\":$t32,\"ampc_fp16_ms\":$t16,\"torch_fp32_ms\":${tt:-null}}"
+echo "{\"bench\":\"train_step\",\"threads\":$threads,\"steps\":$steps,\"ampc_fp32_ms\":$t32,\"ampc_fp16_ms\":$t16,\"torch_fp32_ms\":${tt:-null},\"ampc_fp32_runs\":\"${runs32[*]}\",\"ampc_fp16_runs\":\"${runs16[*]}\"}"
 awk -v t32="$t32" -v t16="$t16" -v tt="${tt:-0}" -v a32="$a32" -v a16="$a16" 'BEGIN {
   printf "{\"bench\":\"train_ratios\",\"fp16_over_fp32\":%.3f,\"floor_fp16_over_fp32\":1.0,\"pass_fp16_le_fp32\":%s,", t16 / t32, (t16 <= t32 ? "true" : "false");
   if (tt > 0) printf "\"fp32_over_torch\":%.3f,\"fp16_over_torch\":%.3f,\"floor_over_torch\":0.4,\"pass_torch\":%s,", t32 / tt, t16 / tt, (t32 <= 0.4 * tt && t16 <= 0.4 * tt ? "true" : "false");
