@@ -5,7 +5,6 @@
  * writes master, moments and the working copy, block by block so that the
  * block is still in L1 when it is rounded to 16 bits. */
 #include "optim_internal.h"
-#include "../kernels/kernels_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -148,89 +147,39 @@ amp_status amp_optim_sync_work(amp_optim *o) {
   return amp_convert_ex(o->work, o->p.work_dtype, o->master, AMP_F32, (size_t)o->n, &opts);
 }
 
-/* The hyper-parameters of the next step. */
-static void next_hyper(const amp_optim *o, amp_optim_hyper *h) {
-  h->lr = o->lr;
-  h->gmul = o->grad_factor;
-  h->wd = o->p.weight_decay;
-  h->momentum = o->p.momentum;
-  h->dampening = o->p.dampening;
-  h->nesterov = o->p.nesterov;
-  h->first = o->step == 0;
-  h->beta1 = o->p.beta1;
-  h->beta2 = o->p.beta2;
-  h->eps = o->p.eps;
-  int64_t t = o->step + 1;
-  /* Bias corrections as PyTorch computes them. */
-  h->bc1 = 1.0f - (float)pow((double)o->p.beta1, (double)t);
-  h->bc2_sqrt = (float)sqrt(1.0 - pow((double)o->p.beta2, (double)t));
-}
-
-/* Updates block b (BLOCK elements from b·BLOCK) and writes its working
- * copy: the F16 copy with nearest rounding inside the update's own pass,
- * other copies by converting the block just done (still in L1). */
-static void update_block(amp_optim *o, const amp_optim_hyper *h, int simd, int64_t b) {
-  const int fused = o->work && o->p.work_dtype == AMP_F16 &&
-                    o->p.rounding == AMP_ROUND_NEAREST_EVEN && o->p.master_weights;
-  int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-  amp__optim_update(o->p.kind, simd, h, len, o->master + i0, o->grad + i0, o->m ? o->m + i0 : NULL,
-                    o->v ? o->v + i0 : NULL, fused ? (uint16_t *)o->work + i0 : NULL);
-  if (!fused) write_work(o, i0, len);
-}
-
-static void step_done(amp_optim *o) {
-  o->step++;
-  o->grad_factor = 1.0f;
-}
-
 amp_status amp_optim_step(amp_optim *o) {
   if (!o) return AMP_ERR_INVALID_ARG;
   amp_optim_hyper h;
-  next_hyper(o, &h);
+  h.lr = o->lr;
+  h.gmul = o->grad_factor;
+  h.wd = o->p.weight_decay;
+  h.momentum = o->p.momentum;
+  h.dampening = o->p.dampening;
+  h.nesterov = o->p.nesterov;
+  h.first = o->step == 0;
+  h.beta1 = o->p.beta1;
+  h.beta2 = o->p.beta2;
+  h.eps = o->p.eps;
+  int64_t t = o->step + 1;
+  /* Bias corrections as PyTorch computes them. */
+  h.bc1 = 1.0f - (float)pow((double)o->p.beta1, (double)t);
+  h.bc2_sqrt = (float)sqrt(1.0 - pow((double)o->p.beta2, (double)t));
   int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
   int simd = amp__use_simd(o->ctx);
+  /* The F16 working copy with nearest rounding is written by the update
+     itself; other working copies by a conversion of the block just done. */
+  const int fused = o->work && o->p.work_dtype == AMP_F16 &&
+                    o->p.rounding == AMP_ROUND_NEAREST_EVEN && o->p.master_weights;
 #pragma omp parallel for schedule(static) num_threads(amp__threads(o->ctx)) if (nblocks > 8)
-  for (int64_t b = 0; b < nblocks; b++) update_block(o, &h, simd, b);
-  step_done(o);
-  return AMP_OK;
-}
-
-amp_status amp__optim_step_checked(amp_optim *o, int *found_inf) {
-  amp_optim_hyper h;
-  next_hyper(o, &h);
-  int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
-  int simd = amp__use_simd(o->ctx), found = 0;
-#pragma omp parallel num_threads(amp__threads(o->ctx)) if (nblocks > 8)
-  {
-    int mine = 0;
-    /* 1. Check. The same static schedule as the update below, so each
-          thread updates the blocks it has just read. */
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < nblocks; b++) {
-      int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-#ifdef AMPC_HAVE_X86_SIMD
-      if (simd) {
-        mine |= amp__unscale_avx2(AMP_F32, (size_t)len, o->grad + i0, 1.0f, 0);
-        continue;
-      }
-#endif
-      mine |= amp__unscale_ref(AMP_F32, (size_t)len, o->grad + i0, 1.0f, 0);
-    }
-#pragma omp atomic update
-    found |= mine;
-#pragma omp barrier
-    int skip;
-#pragma omp atomic read
-    skip = found;
-    /* 2. Update, unless some thread found an inf or NaN (every thread reads
-          the same flag after the barrier, so all or none enter the loop). */
-    if (!skip) {
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < nblocks; b++) update_block(o, &h, simd, b);
-    }
+  for (int64_t b = 0; b < nblocks; b++) {
+    int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
+    amp__optim_update(o->p.kind, simd, &h, len, o->master + i0, o->grad + i0,
+                      o->m ? o->m + i0 : NULL, o->v ? o->v + i0 : NULL,
+                      fused ? (uint16_t *)o->work + i0 : NULL);
+    if (!fused) write_work(o, i0, len);
   }
-  *found_inf = found != 0;
-  if (!found) step_done(o);
+  o->step++;
+  o->grad_factor = 1.0f;
   return AMP_OK;
 }
 

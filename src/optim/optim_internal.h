@@ -23,12 +23,6 @@ struct amp_optim {
   int found_inf;
 };
 
-/* One step with the inf/NaN check of the gradients in the same parallel
- * region: *found_inf = 1 and nothing changes when the gradients (times the
- * pending factor, which must be <= 1) hold an inf or NaN; else the step is
- * taken. The scaler's step uses it when unscale was not called first. */
-amp_status amp__optim_step_checked(amp_optim *o, int *found_inf);
-
 /* Hyper-parameters of one step. */
 typedef struct amp_optim_hyper {
   float lr, gmul, wd;

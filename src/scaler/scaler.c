@@ -121,19 +121,6 @@ int amp_scaler_step(amp_scaler *sc, amp_optim *o) {
                "amp_scaler_step: already called for this optimizer since the last update");
     return -1;
   }
-  const float inv = (float)(1.0 / (double)sc->st.scale);
-  if (o->scaler_stage == 0 && sc->st.params.mode != AMP_SCALER_NONE && inv <= 1.0f) {
-    /* Not unscaled yet: check and update in one parallel region. */
-    if (!remember(sc, o)) return -1;
-    o->grad_factor *= inv;
-    int found = 0;
-    amp__optim_step_checked(o, &found);
-    o->found_inf = found;
-    sc->found_inf |= found;
-    o->scaler_stage = 2;
-    if (found) o->grad_factor = 1.0f;
-    return found ? 0 : 1;
-  }
   if (o->scaler_stage == 0 && amp_scaler_unscale(sc, o) != AMP_OK) return -1;
   o->scaler_stage = 2;
   if (o->found_inf) {
