@@ -102,8 +102,9 @@ static int bench_main(int argc, char **argv) {
 }
 
 /* OpenMP threads that spin while waiting cost up to 10x on a machine shared
- * with other work (measured: 2 threads next to one busy process, 7.5 ms per
- * training step spinning vs 6.0 ms sleeping; about equal on an idle one).
+ * with other work (measured: 2 threads next to one busy process, 7.5-16 ms
+ * per training step spinning vs 6.2 ms sleeping); sleeping costs about 8% on
+ * an idle machine (3.9 vs 3.6 ms). Robustness wins for training.
  * libgomp reads its policy when it loads, so the only way to choose it here
  * is to run ourselves again with it set, unless the user set it. */
 static void prefer_passive_waits(char **argv) {
