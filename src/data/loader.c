@@ -18,7 +18,7 @@ struct amp_loader {
   int64_t next;        /* position in perm of the next sample */
   float lut[256];      /* U8 data: the F32 value of each byte */
   uint16_t lut16[256]; /* U8 data, F16/BF16 batches: lut rounded once */
-  float *stage;        /* batch × features F32 staging buffer for F16/BF16 batches */
+  float *stage;        /* F32 data sets batched in F16/BF16: batch × features staging */
 };
 
 /* Fills perm with this epoch's order: identity, or a Fisher-Yates shuffle
@@ -62,12 +62,14 @@ amp_loader *amp_loader_create(amp_ctx *ctx, const amp_dataset *ds, const amp_loa
                (long long)b, (long long)ds->features);
     return NULL;
   }
+  /* U8 data go straight through a table into the batch's dtype. */
+  const int need_stage = p->dtype != AMP_F32 && ds->dtype != AMP_U8;
   amp_loader *l = calloc(1, sizeof *l);
   if (l) {
     l->perm = malloc((size_t)ds->n * sizeof(int64_t));
-    if (p->dtype != AMP_F32) l->stage = malloc((size_t)b * (size_t)ds->features * sizeof(float));
+    if (need_stage) l->stage = malloc((size_t)b * (size_t)ds->features * sizeof(float));
   }
-  if (!l || !l->perm || (p->dtype != AMP_F32 && !l->stage)) {
+  if (!l || !l->perm || (need_stage && !l->stage)) {
     amp_loader_free(l);
     amp__error(ctx, AMP_ERR_NOMEM, "amp_loader_create: out of memory");
     return NULL;

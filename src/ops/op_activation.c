@@ -6,21 +6,9 @@
 #include <math.h>
 #include <string.h>
 
-/* Runs a one-input, same-shape op: prepares the input and allocates y. */
-static amp_tensor *unary_begin(amp_ctx *ctx, amp__op op, amp_tensor *x, amp_tensor **c) {
-  amp_dtype dt;
-  if (!amp__op_inputs(ctx, op, 1, &x, c, 0, &dt)) return NULL;
-  if (!amp_dtype_is_float(c[0]->dtype)) {
-    amp__error(ctx, AMP_ERR_UNSUPPORTED, "%s: input has dtype %s", amp__ops[op].name,
-               amp_dtype_name(c[0]->dtype));
-    return NULL;
-  }
-  return amp__op_result(ctx, dt, c[0]->ndim, c[0]->shape);
-}
-
 amp_tensor *amp_relu(amp_ctx *ctx, amp_tensor *x) {
   amp_tensor *c[1];
-  amp_tensor *y = unary_begin(ctx, AMP__OP_RELU, x, c);
+  amp_tensor *y = amp__unary_begin(ctx, AMP__OP_RELU, x, c);
   if (!y || amp_vec_relu(ctx, y->dtype, (size_t)y->numel, c[0]->data, y->data) != AMP_OK)
     return NULL;
   amp__record(ctx, AMP__OP_RELU, y, 1, c);
@@ -37,7 +25,7 @@ amp_status amp__relu_backward(amp_ctx *ctx, amp__node *n, const amp_tensor *g) {
 
 amp_tensor *amp_mul_scalar(amp_ctx *ctx, amp_tensor *x, float s) {
   amp_tensor *c[1];
-  amp_tensor *y = unary_begin(ctx, AMP__OP_MUL_SCALAR, x, c);
+  amp_tensor *y = amp__unary_begin(ctx, AMP__OP_MUL_SCALAR, x, c);
   if (!y || amp_vec_scale(ctx, y->dtype, (size_t)y->numel, s, c[0]->data, y->data) != AMP_OK)
     return NULL;
   amp__node *n = amp__record(ctx, AMP__OP_MUL_SCALAR, y, 1, c);
@@ -55,7 +43,7 @@ amp_status amp__mul_scalar_backward(amp_ctx *ctx, amp__node *n, const amp_tensor
 
 amp_tensor *amp_gelu(amp_ctx *ctx, amp_tensor *x) {
   amp_tensor *c[1];
-  amp_tensor *y = unary_begin(ctx, AMP__OP_GELU, x, c);
+  amp_tensor *y = amp__unary_begin(ctx, AMP__OP_GELU, x, c);
   if (!y || amp_vec_gelu(ctx, y->dtype, (size_t)y->numel, c[0]->data, y->data) != AMP_OK)
     return NULL;
   amp__record(ctx, AMP__OP_GELU, y, 1, c);
@@ -115,7 +103,7 @@ amp_tensor *amp_dropout(amp_ctx *ctx, amp_tensor *x, float p, uint64_t seed) {
   if (x && p == 0.0f) /* nothing dropped: x itself (no copy, no node) */
     return amp__check_float(ctx, AMP__OP_DROPOUT, x) ? x : NULL;
   amp_tensor *c[1];
-  amp_tensor *y = unary_begin(ctx, AMP__OP_DROPOUT, x, c);
+  amp_tensor *y = amp__unary_begin(ctx, AMP__OP_DROPOUT, x, c);
   if (!y) return NULL;
   float scale = 1.0f / (1.0f - p);
   dropout_apply(y->dtype, (size_t)y->numel, c[0]->data, y->data, (double)p, scale, seed);

@@ -9,11 +9,9 @@
 
 static amp_tensor *softmax_op(amp_ctx *ctx, amp__op op, amp_tensor *x) {
   amp_tensor *c[1];
-  amp_dtype dt;
-  if (!amp__op_inputs(ctx, op, 1, &x, c, 0, &dt)) return NULL;
-  if (!amp__check_float(ctx, op, c[0])) return NULL;
-  amp_tensor *y = amp__op_result(ctx, dt, c[0]->ndim, c[0]->shape);
+  amp_tensor *y = amp__unary_begin(ctx, op, x, c);
   if (!y) return NULL;
+  const amp_dtype dt = y->dtype;
   int64_t cols = y->shape[y->ndim - 1], rows = y->numel / cols;
   amp_status s = op == AMP__OP_SOFTMAX
                      ? amp_softmax_rows(ctx, dt, rows, cols, c[0]->data, y->data)

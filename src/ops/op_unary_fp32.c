@@ -9,11 +9,9 @@
 
 static amp_tensor *unary_fp32(amp_ctx *ctx, amp__op op, amp_tensor *x) {
   amp_tensor *c[1];
-  amp_dtype dt;
-  if (!amp__op_inputs(ctx, op, 1, &x, c, 0, &dt)) return NULL;
-  if (!amp__check_float(ctx, op, c[0])) return NULL;
-  amp_tensor *y = amp__op_result(ctx, dt, c[0]->ndim, c[0]->shape);
+  amp_tensor *y = amp__unary_begin(ctx, op, x, c);
   if (!y) return NULL;
+  const amp_dtype dt = y->dtype;
   size_t n = (size_t)y->numel;
   for (size_t i = 0; i < n; i++) {
     float v = amp__load_f32(c[0]->data, dt, i);

@@ -1,4 +1,4 @@
-/* Small helpers shared by the elementwise ops' backward functions. Internal. */
+/* Small helpers shared by the elementwise ops. Internal. */
 #ifndef AMPC_OP_UTIL_H
 #define AMPC_OP_UTIL_H
 
@@ -22,6 +22,17 @@ static inline int amp__check_float(amp_ctx *ctx, amp__op op, const amp_tensor *t
   amp__error(ctx, AMP_ERR_UNSUPPORTED, "%s: input has dtype %s; the op takes f32, f16, bf16",
              amp__ops[op].name, amp_dtype_name(t->dtype));
   return 0;
+}
+
+/* The start of a one-input op whose result has its input's shape: applies
+ * the op's autocast category to x (the input computed on goes to c[0]),
+ * checks that it is floating and allocates the result in the compute dtype.
+ * NULL (error recorded) on failure. */
+static inline amp_tensor *amp__unary_begin(amp_ctx *ctx, amp__op op, amp_tensor *x,
+                                           amp_tensor **c) {
+  amp_dtype dt;
+  if (!amp__op_inputs(ctx, op, 1, &x, c, 0, &dt) || !amp__check_float(ctx, op, c[0])) return NULL;
+  return amp__op_result(ctx, dt, c[0]->ndim, c[0]->shape);
 }
 
 #endif
