@@ -4,6 +4,7 @@
 #include "check.h"
 
 #include "ampc.h"
+#include "core/internal.h"
 #include "dtype/dtype_inline.h"
 
 #include <math.h>
@@ -219,6 +220,30 @@ static void test_threads(void) {
   amp_ctx_free(c2);
 }
 
+/* The context's scratch buffer is reused between calls and grown when a
+ * call needs more; a second user while it is taken gets its own memory. */
+static void test_scratch(void) {
+  amp_ctx *ctx = amp_ctx_create(NULL);
+  char *p = amp__scratch_get(ctx, 1000);
+  CHECK(p && ((uintptr_t)p & 63) == 0, "scratch 64-byte aligned");
+  memset(p, 1, 1000);
+  char *q = amp__scratch_get(ctx, 10); /* p is still taken */
+  CHECK(q && q != p && ((uintptr_t)q & 63) == 0, "busy scratch gives separate memory");
+  memset(q, 2, 10);
+  amp__scratch_put(ctx, q);
+  amp__scratch_put(ctx, p);
+  CHECK(amp__scratch_get(ctx, 500) == p, "released scratch is reused");
+  amp__scratch_put(ctx, p);
+  char *r = amp__scratch_get(ctx, 1 << 20);
+  CHECK(r != NULL, "scratch grows");
+  memset(r, 3, 1 << 20);
+  amp__scratch_put(ctx, r);
+  char *n = amp__scratch_get(NULL, 100); /* no context: plain allocation */
+  CHECK(n != NULL, "scratch without a context");
+  amp__scratch_put(NULL, n);
+  amp_ctx_free(ctx);
+}
+
 static void expect_error(amp_status got, amp_status want, amp_ctx *ctx, const char *needle) {
   CHECK(got == want, "status %d, want %d", got, want);
   CHECK(amp_ctx_status(ctx) == want, "ctx status %d, want %d", amp_ctx_status(ctx), want);
@@ -286,6 +311,7 @@ int main(void) {
   test_k0(fast);
   test_k0(ref);
   test_threads();
+  test_scratch();
   test_errors(fast);
   amp_ctx_free(fast);
   amp_ctx_free(ref);

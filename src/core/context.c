@@ -29,6 +29,7 @@ const char *amp_status_string(amp_status s) {
 amp_ctx *amp_ctx_create(const amp_ctx_params *params) {
   amp_ctx *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return NULL;
+  atomic_flag_clear(&ctx->scratch_busy);
   if (params) {
     ctx->no_simd = params->no_simd;
     amp_ctx_set_threads(ctx, params->threads);
@@ -46,7 +47,31 @@ void amp_ctx_free(amp_ctx *ctx) {
   amp__arena_free(&ctx->arenas[1]);
   free(ctx->tape);
   free(ctx->cast_cache);
+  free(ctx->scratch);
   free(ctx);
+}
+
+static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
+void *amp__scratch_get(amp_ctx *ctx, size_t bytes) {
+  if (!ctx || atomic_flag_test_and_set(&ctx->scratch_busy)) return alloc64(bytes);
+  if (ctx->scratch_bytes < bytes) {
+    free(ctx->scratch);
+    ctx->scratch = alloc64(bytes);
+    ctx->scratch_bytes = ctx->scratch ? bytes : 0;
+    if (!ctx->scratch) {
+      atomic_flag_clear(&ctx->scratch_busy);
+      return NULL;
+    }
+  }
+  return ctx->scratch;
+}
+
+void amp__scratch_put(amp_ctx *ctx, void *p) {
+  if (ctx && p == ctx->scratch && p)
+    atomic_flag_clear(&ctx->scratch_busy);
+  else
+    free(p);
 }
 
 amp_status amp_ctx_status(const amp_ctx *ctx) { return ctx ? ctx->status : AMP_ERR_INVALID_ARG; }

@@ -6,6 +6,7 @@
 #include "ampc.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 
 /* One bump arena made of a list of chunks. Reset keeps the chunks. */
 typedef struct amp__chunk {
@@ -48,6 +49,11 @@ struct amp_ctx {
   int autocast_depth;
   amp__cast_entry *cast_cache;
   size_t cast_len, cast_cap;
+  /* Kernel scratch (GEMM's packed panels), kept between calls so that each
+   * call does not map and fault in fresh pages; see amp__scratch_get. */
+  void *scratch;
+  size_t scratch_bytes;
+  atomic_flag scratch_busy;
 };
 
 /* Records the first error on ctx (NULL ctx: nothing is recorded) and returns
@@ -57,6 +63,14 @@ amp_status amp__error(amp_ctx *ctx, amp_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* Scratch memory for one kernel call: 64-byte aligned, uninitialised, at
+ * least `bytes`. It is the context's buffer (grown as needed and kept until
+ * amp_ctx_free) unless ctx is NULL or the buffer is in use by another call;
+ * then it is a fresh allocation. Returns NULL when out of memory. Pass the
+ * result to amp__scratch_put when done. */
+void *amp__scratch_get(amp_ctx *ctx, size_t bytes);
+void amp__scratch_put(amp_ctx *ctx, void *p);
 
 /* Non-zero when the AVX2/FMA/F16C fast paths may run for this context. */
 int amp__use_simd(const amp_ctx *ctx);

@@ -1,12 +1,18 @@
 /* AVX2/FMA GEMM: op(A) and op(B) are packed, widened to F32, into slivers
  * of MR rows (A) and NR columns (B) over the whole of K, so the micro-kernel
- * only does FMAs. Threads pack A (and B, when several tasks share its
- * slivers) together, then take tasks (blocks of M × N) that each run all of
- * K, so every element is one FMA chain over k in order, whatever the thread
- * count or blocking: the result matches the scalar reference bit for bit. */
+ * only does FMAs. Threads take tasks (blocks of M × N) dynamically; each
+ * thread packs the A slivers of its task into its own L2-sized buffer as it
+ * first uses them, and each B sliver is packed once, by the first task that
+ * needs it, into a panel the tasks share. Packing thus happens next to the
+ * FMAs that consume it, in cache, and packed A never moves between cores.
+ * Every task runs all of K, so every element is one FMA chain over k in
+ * order, whatever the thread count or blocking: the result matches the
+ * scalar reference bit for bit. */
 #include "gemm_internal.h"
 
 #include <immintrin.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -280,28 +286,67 @@ static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, 
   }
 }
 
-/* One task: C rows of A slivers [s0, s1) × columns of B slivers [t0, t1),
- * each B sliver over all of K in kb blocks of kcl (the A slivers of the task
- * stay in L2, a block of the B sliver in L1). acc holds the partial tiles of
- * one B sliver between K blocks. With bbuf, the task packs each B sliver
- * itself, into bbuf, just before using it. */
-static void run_task(const amp__gemm_args *g, const float *pa, const float *pb, int64_t s0,
-                     int64_t s1, int64_t t0, int64_t t1, int64_t kb, int64_t kcl, float *acc,
-                     float *bbuf) {
-  const int64_t K = g->k;
-  for (int64_t t = t0; t < t1; t++) {
-    const float *pbt = pb + (size_t)(t * K) * NR;
-    if (bbuf) {
-      pack_b(g, t, bbuf);
-      pbt = bbuf;
+/* Per-thread state of a GEMM call: the partial tiles of one B sliver between
+ * K blocks, the thread's packed copy of one block of A slivers (and which
+ * block it holds), and a buffer for a B sliver packed by its only user. */
+typedef struct gemm_thread {
+  float *acc, *pa, *bbuf;
+  int64_t a_block;
+} gemm_thread;
+
+/* Shared packed B: each sliver is packed once, by the first task to need
+ * it, while other tasks that need it wait (state 0 free, 1 packing, 2 done).
+ * With one block of rows a sliver has one user, which packs it into its own
+ * buffer (pb is NULL). */
+typedef struct gemm_shared {
+  float *pb;
+  atomic_int *state;
+} gemm_shared;
+
+static const float *b_sliver(const amp__gemm_args *g, const gemm_shared *sh, gemm_thread *th,
+                             int64_t t) {
+  if (!sh->pb) {
+    pack_b(g, t, th->bbuf);
+    return th->bbuf;
+  }
+  float *dst = sh->pb + (size_t)(t * g->k) * NR;
+  int expect = 0;
+  if (atomic_compare_exchange_strong(&sh->state[t], &expect, 1)) {
+    pack_b(g, t, dst);
+    atomic_store_explicit(&sh->state[t], 2, memory_order_release);
+  } else {
+    for (int spin = 0; atomic_load_explicit(&sh->state[t], memory_order_acquire) != 2; spin++) {
+      if (spin < 4096)
+        _mm_pause();
+      else
+        sched_yield();
     }
+  }
+  return dst;
+}
+
+/* One task: C rows of A slivers [s0, s1) of block bi × columns of B slivers
+ * [t0, t1), each B sliver over all of K in kb blocks of kcl (the thread's
+ * packed A block stays in its L2, a block of the B sliver in L1). A slivers
+ * are packed by the thread that uses them, during its first pass over them,
+ * so they never travel between cores. */
+static void run_task(const amp__gemm_args *g, const gemm_shared *sh, gemm_thread *th, int64_t bi,
+                     int64_t s0, int64_t s1, int64_t t0, int64_t t1, int64_t kb, int64_t kcl) {
+  const int64_t K = g->k;
+  const int pack = th->a_block != bi;
+  th->a_block = bi;
+  for (int64_t t = t0; t < t1; t++) {
+    const float *pbt = b_sliver(g, sh, th, t);
     for (int64_t q = 0; q < kb; q++) {
       const int64_t p0 = q * kcl, kc = (p0 + kcl < K ? p0 + kcl : K) - p0;
       for (int64_t s = s0; s < s1; s++) {
-        float *tile = acc + (size_t)(s - s0) * MR * NR;
-        const float *pas = pa + (size_t)(s * K + p0) * MR, *pbs = pbt + (size_t)p0 * NR;
+        float *tile = th->acc + (size_t)(s - s0) * MR * NR;
+        float *pas = th->pa + (size_t)((s - s0) * K) * MR;
+        if (pack && t == t0 && q == 0) pack_a(g, s, pas);
+        const float *pbs = pbt + (size_t)p0 * NR;
         int64_t i0, rows;
         sliver_rows(g->m, s, &i0, &rows);
+        pas += (size_t)p0 * MR;
         if (rows > 4)
           kernel_6x16(kc, pas, pbs, tile, q > 0);
         else if (rows > 2)
@@ -314,7 +359,7 @@ static void run_task(const amp__gemm_args *g, const float *pa, const float *pb, 
   }
 }
 
-static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+static size_t round16(size_t floats) { return (floats + 15) / 16 * 16; }
 
 amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
   const int64_t K = g->k, ms = ceil_div(g->m, MR), ns = ceil_div(g->n, NR);
@@ -329,44 +374,48 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
   int64_t mb = ceil_div(ms, mcs), nb = ceil_div(ns, NC / NR);
   if (mb * nb < 4 * threads) nb = ceil_div(4 * threads, mb);
   if (nb > ns) nb = ns;
-  /* With one block of rows every B sliver serves one task: that task packs
-   * it while it is needed, instead of all threads packing all of B first. */
-  const int fused = mb == 1;
-  const int64_t kb = ceil_div(K, KC), kcl = ceil_div(K, kb);
-  const size_t acc_floats = (size_t)ceil_div(ms, mb) * MR * NR;
-  const size_t thread_floats = acc_floats + (fused ? (size_t)K * NR : 0);
+  const int64_t kb = ceil_div(K, KC), kcl = ceil_div(K, kb), block = ceil_div(ms, mb);
+  /* With one block of rows every B sliver serves one task, which packs it
+   * into its own buffer; otherwise B is packed once into a shared panel. */
+  const int shared_b = mb > 1;
 
-  float *pa = alloc64((size_t)(ms * K) * MR * sizeof(float));
-  float *pb = fused ? NULL : alloc64((size_t)(ns * K) * NR * sizeof(float));
-  float *work = alloc64((size_t)threads * thread_floats * sizeof(float));
-  if (!pa || (!fused && !pb) || !work) {
-    free(pa), free(pb), free(work);
+  /* One scratch block: [shared packed B, its states], then per thread the
+   * tiles, the packed A block and [the B sliver buffer]; each part a
+   * multiple of 16 floats, so 64-byte aligned. */
+  const size_t pb_len = shared_b ? round16((size_t)(ns * K) * NR) : 0;
+  const size_t st_len = shared_b ? round16((size_t)ns * sizeof(atomic_int) / sizeof(float) + 1) : 0;
+  const size_t acc_len = (size_t)block * MR * NR, pa_len = round16((size_t)(block * K) * MR);
+  const size_t bb_len = shared_b ? 0 : (size_t)K * NR;
+  const size_t thread_len = acc_len + pa_len + bb_len;
+  float *scratch =
+      amp__scratch_get(ctx, (pb_len + st_len + (size_t)threads * thread_len) * sizeof(float));
+  if (!scratch) {
     return amp__error(ctx, AMP_ERR_NOMEM,
                       "amp_gemm: out of memory for packed panels (m=%lld n=%lld k=%lld)",
                       (long long)g->m, (long long)g->n, (long long)K);
   }
-  const int64_t npack = ms + (fused ? 0 : ns);
+  gemm_shared sh = {NULL, NULL};
+  if (shared_b) {
+    sh.pb = scratch;
+    sh.state = (atomic_int *)(void *)(scratch + pb_len);
+    for (int64_t t = 0; t < ns; t++) atomic_init(&sh.state[t], 0);
+  }
+  float *work = scratch + pb_len + st_len;
 #pragma omp parallel num_threads(threads)
   {
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t x = 0; x < npack; x++) {
-      if (x < ms)
-        pack_a(g, x, pa + (size_t)(x * K) * MR);
-      else
-        pack_b(g, x - ms, pb + (size_t)((x - ms) * K) * NR);
-    }
 #ifdef _OPENMP
-    float *mine = work + (size_t)omp_get_thread_num() * thread_floats;
+    float *mine = work + (size_t)omp_get_thread_num() * thread_len;
 #else
     float *mine = work;
 #endif
+    gemm_thread th = {mine, mine + acc_len, shared_b ? NULL : mine + acc_len + pa_len, -1};
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < mb * nb; task++) {
       const int64_t bi = task / nb, bj = task % nb;
-      run_task(g, pa, pb, bi * ms / mb, (bi + 1) * ms / mb, bj * ns / nb, (bj + 1) * ns / nb, kb,
-               kcl, mine, fused ? mine + acc_floats : NULL);
+      run_task(g, &sh, &th, bi, bi * ms / mb, (bi + 1) * ms / mb, bj * ns / nb, (bj + 1) * ns / nb,
+               kb, kcl);
     }
   }
-  free(pa), free(pb), free(work);
+  amp__scratch_put(ctx, scratch);
   return AMP_OK;
 }
