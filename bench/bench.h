@@ -11,13 +11,19 @@ double ampb_now(void);
 /* Median of n values (sorts a copy); 0 for n == 0. */
 double ampb_median(const double *v, int n);
 
+/* The largest of v[0..n) (0 when n <= 0). */
+double ampb_max(const double *v, int n);
+
 /* The machine's measured peak single-precision FMA rate in GFLOP/s with
  * `threads` threads (AVX2 FMA on independent registers; 0 when the CPU has no
- * AVX2/FMA or the build has no SIMD). Median of `reps` runs. */
+ * AVX2/FMA or the build has no SIMD). The best of `reps` runs: a peak is
+ * what the machine can do, and a run that shared a core with another
+ * process would understate it (and flatter every fraction of it). */
 double ampb_peak_fma_gflops(int threads, int reps);
 
 /* STREAM-style triad a = b + s·c bandwidth in GB/s (bytes counted: 12 per
- * element) over arrays of `bytes_per_array` bytes each, median of `reps`. */
+ * element) over arrays of `bytes_per_array` bytes each, the best of `reps`
+ * (as STREAM reports): the bandwidth the machine can deliver. */
 double ampb_triad_gbs(int threads, size_t bytes_per_array, int reps);
 
 /* Size of the last-level cache in bytes (a guess of 32 MiB when unknown). */

@@ -238,23 +238,32 @@ int ampb_gemm_suite(int threads) {
                  {1024, 784, 128, AMP_TRANS, AMP_NO_TRANS},
                  {128, 784, 1024, AMP_NO_TRANS, AMP_NO_TRANS}};
   const double ratio_floor = 0.95, peak_floor = 0.75;
-  double peak = ampb_peak_fma_gflops(threads, 5);
+  /* The peak is probed before and after the set and the better probe is
+   * used: one probe can land while another process holds a core. */
+  double peak = ampb_peak_fma_gflops(threads, 9);
+  gemm_shape runs[8];
+  double ours[8], blas[8];
   for (int i = 0; i < 4; i++) {
     for (int f16 = 1; f16 >= 0; f16--) {
       amp_dtype in = f16 ? AMP_F16 : AMP_F32;
       gemm_shape s = {shapes[i].m, shapes[i].n, shapes[i].k, shapes[i].ta, shapes[i].tb,
                       in,          in,          AMP_F32,     threads,      0};
-      double ours, blas;
-      if (!measure(&s, &ours, &blas)) return 1;
-      int pass = blas <= 0 || ours >= ratio_floor * blas;
-      int peak_check = f16 && i == 0 && peak > 0;
-      if (peak_check) pass = pass && ours >= peak_floor * peak;
-      print_json(&s, ours, blas);
-      printf(",\"peak_gflops\":%.2f,\"peak_frac\":%.3f,\"floor\":\"ratio>=%.2f%s\",\"pass\":%s}\n",
-             peak, peak > 0 ? ours / peak : 0.0, ratio_floor, peak_check ? ",peak_frac>=0.75" : "",
-             pass ? "true" : "false");
-      fflush(stdout);
+      const int r = 2 * i + (1 - f16);
+      runs[r] = s;
+      if (!measure(&s, &ours[r], &blas[r])) return 1;
     }
   }
+  const double again = ampb_peak_fma_gflops(threads, 9);
+  if (again > peak) peak = again;
+  for (int r = 0; r < 8; r++) {
+    int pass = blas[r] <= 0 || ours[r] >= ratio_floor * blas[r];
+    int peak_check = r == 0 && peak > 0; /* F16 at 1024³ */
+    if (peak_check) pass = pass && ours[r] >= peak_floor * peak;
+    print_json(&runs[r], ours[r], blas[r]);
+    printf(",\"peak_gflops\":%.2f,\"peak_frac\":%.3f,\"floor\":\"ratio>=%.2f%s\",\"pass\":%s}\n",
+           peak, peak > 0 ? ours[r] / peak : 0.0, ratio_floor, peak_check ? ",peak_frac>=0.75" : "",
+           pass ? "true" : "false");
+  }
+  fflush(stdout);
   return 0;
 }
