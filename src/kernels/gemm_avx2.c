@@ -152,18 +152,29 @@ static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
   }
 }
 
-/* Packs sliver t of op(B) (columns t·NR ..) as K rows of NR floats; columns
- * past n are zero. */
+/* Packs sliver t of op(B) (columns t·NR ..) as K rows of NR values; columns
+ * past n are zero. F16 data stays F16 (the micro-kernel widens it while it
+ * loads, at no cost in FMA throughput: half the bytes to write and to
+ * stream); F32 and BF16 are packed as F32. */
 static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args *g, int64_t t,
-                                                            float *dst, const int bdt) {
+                                                            void *dst, const int bdt) {
   const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, K = g->k;
   const size_t ldb = (size_t)g->ldb;
+  const int half = bdt == AMP_F16;
+  float *df = dst;
+  uint16_t *dh = dst;
   int64_t p = 0;
   if (nr == NR) {
     if (!g->tb) { /* op(B)(p, j) = B[p·ldb + j] */
       for (; p < K; p++) {
-        _mm256_store_ps(dst + p * NR, load8(g->b, bdt, (size_t)p * ldb + (size_t)j0));
-        _mm256_store_ps(dst + p * NR + 8, load8(g->b, bdt, (size_t)p * ldb + (size_t)j0 + 8));
+        const size_t i = (size_t)p * ldb + (size_t)j0;
+        if (half) {
+          _mm256_store_si256((__m256i *)(dh + p * NR),
+                             _mm256_loadu_si256((const __m256i *)((const uint16_t *)g->b + i)));
+        } else {
+          _mm256_store_ps(df + p * NR, load8(g->b, bdt, i));
+          _mm256_store_ps(df + p * NR + 8, load8(g->b, bdt, i + 8));
+        }
       }
     } else { /* op(B)(p, j) = B[j·ldb + p]: transpose 8 × 8 blocks */
       for (; p + 8 <= K; p += 8) {
@@ -172,20 +183,31 @@ static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args
           for (int q = 0; q < 8; q++)
             r[q] = load8(g->b, bdt, (size_t)(j0 + h + q) * ldb + (size_t)p);
           transpose8(r);
-          for (int q = 0; q < 8; q++) _mm256_store_ps(dst + (p + q) * NR + h, r[q]);
+          for (int q = 0; q < 8; q++) {
+            if (half) /* exact: the values came from F16 */
+              _mm_store_si128((__m128i *)(dh + (p + q) * NR + h),
+                              _mm256_cvtps_ph(r[q], _MM_FROUND_TO_NEAREST_INT));
+            else
+              _mm256_store_ps(df + (p + q) * NR + h, r[q]);
+          }
         }
       }
     }
   }
   const size_t sp = g->tb ? 1 : ldb, sj = g->tb ? ldb : 1;
-  for (; p < K; p++)
-    for (int q = 0; q < NR; q++)
-      dst[p * NR + q] =
-          q < nr ? amp__load_f32(g->b, bdt, (size_t)p * sp + (size_t)(j0 + q) * sj) : 0.0f;
+  for (; p < K; p++) {
+    for (int q = 0; q < NR; q++) {
+      const size_t i = (size_t)p * sp + (size_t)(j0 + q) * sj;
+      if (half)
+        dh[p * NR + q] = q < nr ? ((const uint16_t *)g->b)[i] : 0;
+      else
+        df[p * NR + q] = q < nr ? amp__load_f32(g->b, bdt, i) : 0.0f;
+    }
+  }
 }
 
 /* pack_b with the dtype a compile-time constant. */
-static void pack_b(const amp__gemm_args *g, int64_t t, float *dst) {
+static void pack_b(const amp__gemm_args *g, int64_t t, void *dst) {
   switch (g->b_type) {
   case AMP_F16: pack_b_dt(g, t, dst, AMP_F16); break;
   case AMP_BF16: pack_b_dt(g, t, dst, AMP_BF16); break;
@@ -194,9 +216,10 @@ static void pack_b(const amp__gemm_args *g, int64_t t, float *dst) {
 }
 
 /* tile (MR × NR, row-major) = [tile if load, else 0] + pa·pb over kc steps,
- * each step one FMA per element, for the first `rows` rows (6, 4 or 2: a
- * compile-time constant in each instance below, so unused rows vanish). The
- * twelve accumulators are named so that they stay in registers. */
+ * each step one FMA per element, for the first `rows` rows (6, 4 or 2) with
+ * pb F32 or F16 (`half`): compile-time constants in each instance below, so
+ * unused rows vanish. The twelve accumulators are named so that they stay
+ * in registers. */
 #define KROW(r)                                                                                    \
   if (rows > (r)) {                                                                                \
     const __m256 a = _mm256_broadcast_ss(pa + (r));                                                \
@@ -215,16 +238,26 @@ static void pack_b(const amp__gemm_args *g, int64_t t, float *dst) {
     _mm256_store_ps(tile + (r)*NR + 8, c##r##1);                                                   \
   }
 
-static inline __attribute__((always_inline)) void
-kernel_rows(const int rows, int64_t kc, const float *pa, const float *pb, float *tile, int load) {
+static inline __attribute__((always_inline)) void kernel_rows(const int rows, const int half,
+                                                              int64_t kc, const float *pa,
+                                                              const void *pbv, float *tile,
+                                                              int load) {
+  const float *pb = pbv;
+  const uint16_t *ph = pbv;
   KLOAD(0)
   KLOAD(1)
   KLOAD(2)
   KLOAD(3)
   KLOAD(4)
   KLOAD(5)
-  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR) {
-    const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR, ph += NR) {
+    __m256 b0, b1;
+    if (half) {
+      b0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)ph));
+      b1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(ph + 8)));
+    } else {
+      b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+    }
     KROW(0)
     KROW(1)
     KROW(2)
@@ -246,18 +279,19 @@ kernel_rows(const int rows, int64_t kc, const float *pa, const float *pb, float 
 /* The instances stay out of line: inlined into the task loop, GCC runs out of
  * registers and reloads B from memory for every FMA. The 4- and 2-row ones
  * serve the last sliver of op(A) when m is short. */
-static __attribute__((noinline)) void kernel_6x16(int64_t kc, const float *pa, const float *pb,
-                                                  float *tile, int load) {
-  kernel_rows(6, kc, pa, pb, tile, load);
-}
-static __attribute__((noinline)) void kernel_4x16(int64_t kc, const float *pa, const float *pb,
-                                                  float *tile, int load) {
-  kernel_rows(4, kc, pa, pb, tile, load);
-}
-static __attribute__((noinline)) void kernel_2x16(int64_t kc, const float *pa, const float *pb,
-                                                  float *tile, int load) {
-  kernel_rows(2, kc, pa, pb, tile, load);
-}
+typedef void (*kernel_fn)(int64_t kc, const float *pa, const void *pb, float *tile, int load);
+#define KERNEL(rows, half, name)                                                                   \
+  static __attribute__((noinline)) void name(int64_t kc, const float *pa, const void *pb,          \
+                                             float *tile, int load) {                              \
+    kernel_rows(rows, half, kc, pa, pb, tile, load);                                               \
+  }
+KERNEL(6, 0, kernel_6x16)
+KERNEL(4, 0, kernel_4x16)
+KERNEL(2, 0, kernel_2x16)
+KERNEL(6, 1, kernel_6x16h)
+KERNEL(4, 1, kernel_4x16h)
+KERNEL(2, 1, kernel_2x16h)
+#undef KERNEL
 
 /* Writes the finished tile to C at (i0, j0): the operations of
  * amp__gemm_finish, eight columns at a time where the tile is whole. */
@@ -303,13 +337,16 @@ typedef struct gemm_shared {
   atomic_int *state;
 } gemm_shared;
 
-static const float *b_sliver(const amp__gemm_args *g, const gemm_shared *sh, gemm_thread *th,
-                             int64_t t) {
+/* Bytes of one packed B value: F16 stays 16-bit, the rest is F32. */
+static size_t b_packed_size(const amp__gemm_args *g) { return g->b_type == AMP_F16 ? 2 : 4; }
+
+static const void *b_sliver(const amp__gemm_args *g, const gemm_shared *sh, gemm_thread *th,
+                            int64_t t) {
   if (!sh->pb) {
     pack_b(g, t, th->bbuf);
     return th->bbuf;
   }
-  float *dst = sh->pb + (size_t)(t * g->k) * NR;
+  char *dst = (char *)sh->pb + (size_t)(t * g->k) * NR * b_packed_size(g);
   int expect = 0;
   if (atomic_compare_exchange_strong(&sh->state[t], &expect, 1)) {
     pack_b(g, t, dst);
@@ -333,26 +370,24 @@ static const float *b_sliver(const amp__gemm_args *g, const gemm_shared *sh, gem
 static void run_task(const amp__gemm_args *g, const gemm_shared *sh, gemm_thread *th, int64_t bi,
                      int64_t s0, int64_t s1, int64_t t0, int64_t t1, int64_t kb, int64_t kcl) {
   const int64_t K = g->k;
-  const int pack = th->a_block != bi;
+  const int pack = th->a_block != bi, half = g->b_type == AMP_F16;
+  const size_t bsz = b_packed_size(g);
+  const kernel_fn k6 = half ? kernel_6x16h : kernel_6x16, k4 = half ? kernel_4x16h : kernel_4x16,
+                  k2 = half ? kernel_2x16h : kernel_2x16;
   th->a_block = bi;
   for (int64_t t = t0; t < t1; t++) {
-    const float *pbt = b_sliver(g, sh, th, t);
+    const char *pbt = b_sliver(g, sh, th, t);
     for (int64_t q = 0; q < kb; q++) {
       const int64_t p0 = q * kcl, kc = (p0 + kcl < K ? p0 + kcl : K) - p0;
       for (int64_t s = s0; s < s1; s++) {
         float *tile = th->acc + (size_t)(s - s0) * MR * NR;
         float *pas = th->pa + (size_t)((s - s0) * K) * MR;
         if (pack && t == t0 && q == 0) pack_a(g, s, pas);
-        const float *pbs = pbt + (size_t)p0 * NR;
+        const char *pbs = pbt + (size_t)p0 * NR * bsz;
         int64_t i0, rows;
         sliver_rows(g->m, s, &i0, &rows);
         pas += (size_t)p0 * MR;
-        if (rows > 4)
-          kernel_6x16(kc, pas, pbs, tile, q > 0);
-        else if (rows > 2)
-          kernel_4x16(kc, pas, pbs, tile, q > 0);
-        else
-          kernel_2x16(kc, pas, pbs, tile, q > 0);
+        (rows > 4 ? k6 : rows > 2 ? k4 : k2)(kc, pas, pbs, tile, q > 0);
         if (q == kb - 1) finish_tile(g, tile, i0, rows, t * NR);
       }
     }
