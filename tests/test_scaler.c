@@ -495,6 +495,64 @@ static void test_training(void) {
   amp_ctx_free(ctx);
 }
 
+/* A step without an explicit unscale checks and updates in one parallel
+ * region; it must give the bits of unscale followed by step, with two
+ * threads and many blocks, and change nothing when the only inf is in the
+ * last block (the first thread's blocks are checked clean). */
+static void test_fused_step(void) {
+  amp_ctx *ctx[2];
+  amp_optim *opt[2];
+  amp_scaler *sc[2];
+  amp_module *model[2];
+  int64_t n = 0;
+  for (int k = 0; k < 2; k++) {
+    ctx[k] = amp_ctx_create(NULL);
+    amp_ctx_set_threads(ctx[k], 2);
+    amp_rng rng;
+    amp_rng_seed(&rng, 11);
+    model[k] = amp_nn_linear(ctx[k], &rng, 300, 200, 1); /* 60200 values */
+    amp_optim_params p = amp_optim_defaults(AMP_OPTIM_ADAM);
+    p.work_dtype = AMP_F16;
+    opt[k] = amp_optim_create(ctx[k], model[k], &p);
+    amp_scaler_params sp = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+    sp.init_scale = 1024;
+    sc[k] = amp_scaler_create(ctx[k], &sp);
+    n = amp_optim_numel(opt[k]);
+  }
+  float *before = malloc((size_t)n * sizeof(float));
+  for (int it = 0; it < 4; it++) {
+    for (int k = 0; k < 2; k++) {
+      amp_rng g;
+      amp_rng_seed(&g, 100 + (uint64_t)it);
+      float *gb = amp_optim_grad_buffer(opt[k]);
+      for (int64_t i = 0; i < n; i++) gb[i] = amp_rng_uniform(&g, -50, 50);
+      if (it == 2) gb[n - 1] = INFINITY;
+      if (k == 0) memcpy(before, amp_optim_master_buffer(opt[k]), (size_t)n * sizeof(float));
+      if (k == 1) CHECK(amp_scaler_unscale(sc[k], opt[k]) == AMP_OK, "unscale");
+      int stepped = amp_scaler_step(sc[k], opt[k]);
+      CHECK(stepped == (it != 2), "iteration %d, %s: step returned %d", it, k ? "unscale" : "fused",
+            stepped);
+      amp_scaler_update(sc[k]);
+    }
+    CHECK(memcmp(amp_optim_master_buffer(opt[0]), amp_optim_master_buffer(opt[1]),
+                 (size_t)n * sizeof(float)) == 0,
+          "iteration %d: fused and unscale-then-step masters differ", it);
+    for (int i = 0; i < 2; i++) {
+      const amp_tensor *w0 = amp_module_param(model[0], i, NULL)->work;
+      const amp_tensor *w1 = amp_module_param(model[1], i, NULL)->work;
+      CHECK(memcmp(w0->data, w1->data, (size_t)w0->numel * 2) == 0,
+            "iteration %d: working copies of parameter %d differ", it, i);
+    }
+    if (it == 2)
+      CHECK(memcmp(before, amp_optim_master_buffer(opt[0]), (size_t)n * sizeof(float)) == 0,
+            "an inf in the last block leaves every parameter unchanged");
+    CHECK(amp_scaler_get_scale(sc[0]) == amp_scaler_get_scale(sc[1]), "scales agree");
+  }
+  CHECK(amp_optim_steps(opt[0]) == 3 && amp_optim_steps(opt[1]) == 3, "three steps taken");
+  free(before);
+  for (int k = 0; k < 2; k++) amp_ctx_free(ctx[k]);
+}
+
 int main(void) {
   test_defaults();
   test_growth();
@@ -506,5 +564,6 @@ int main(void) {
   test_state();
   test_accumulation();
   test_training();
+  test_fused_step();
   TEST_MAIN_END();
 }

@@ -126,6 +126,15 @@ int amp__unscale_ref(int dt, size_t n, void *g, float s, int mul) {
   return found;
 }
 
+int amp__check_finite_f32(int simd, size_t n, const float *g) {
+  void *gv = (void *)(uintptr_t)g; /* with mul == 0 the helpers only read */
+#ifdef AMPC_HAVE_X86_SIMD
+  if (simd) return amp__unscale_avx2(AMP_F32, n, gv, 1.0f, 0);
+#endif
+  (void)simd;
+  return amp__unscale_ref(AMP_F32, n, gv, 1.0f, 0);
+}
+
 amp_status amp_vec_unscale_check(amp_ctx *ctx, amp_dtype dt, size_t n, void *g, float inv_scale,
                                  int *found_inf) {
   amp_status st = check_args(ctx, "amp_vec_unscale_check", dt, n, g, found_inf, g);

@@ -85,6 +85,9 @@ void amp__elt_avx2(int op, int dt, size_t n, float s, const void *a, const void 
 /* Scalar reference of amp_vec_unscale_check on one chunk; returns found_inf. */
 int amp__unscale_ref(int dt, size_t n, void *g, float s, int mul);
 int amp__unscale_avx2(int dt, size_t n, void *g, float s, int mul);
+/* Non-zero when any of g[0..n) is inf or NaN (one thread; the AVX2 path
+ * when simd is set). */
+int amp__check_finite_f32(int simd, size_t n, const float *g);
 float amp__sum_chunk_avx2(int dt, size_t n, const void *x);
 float amp__max_chunk_avx2(int dt, size_t n, const void *x, int *nan);
 void amp__sum_cols_avx2(int dt, int64_t rows, int64_t cols, int64_t ld, const void *x, float *acc);

@@ -6,8 +6,15 @@
  * block is still in L1 when it is rounded to 16 bits. */
 #include "optim_internal.h"
 
+#include "../kernels/kernels_internal.h"
+
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Elements per block of the fused pass (and per OpenMP work item). */
 #define BLOCK 4096
@@ -147,40 +154,95 @@ amp_status amp_optim_sync_work(amp_optim *o) {
   return amp_convert_ex(o->work, o->p.work_dtype, o->master, AMP_F32, (size_t)o->n, &opts);
 }
 
+/* The hyper-parameters of the next step. */
+static void next_hyper(const amp_optim *o, amp_optim_hyper *h) {
+  h->lr = o->lr;
+  h->gmul = o->grad_factor;
+  h->wd = o->p.weight_decay;
+  h->momentum = o->p.momentum;
+  h->dampening = o->p.dampening;
+  h->nesterov = o->p.nesterov;
+  h->first = o->step == 0;
+  h->beta1 = o->p.beta1;
+  h->beta2 = o->p.beta2;
+  h->eps = o->p.eps;
+  int64_t t = o->step + 1;
+  /* Bias corrections as PyTorch computes them. */
+  h->bc1 = 1.0f - (float)pow((double)o->p.beta1, (double)t);
+  h->bc2_sqrt = (float)sqrt(1.0 - pow((double)o->p.beta2, (double)t));
+}
+
+/* Updates block b and writes its working copy: the F16 copy with nearest
+ * rounding inside the update's own pass, other copies by converting the
+ * block just done (still in L1). */
+static void update_block(amp_optim *o, const amp_optim_hyper *h, int simd, int64_t b) {
+  const int fused = o->work && o->p.work_dtype == AMP_F16 &&
+                    o->p.rounding == AMP_ROUND_NEAREST_EVEN && o->p.master_weights;
+  int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
+  amp__optim_update(o->p.kind, simd, h, len, o->master + i0, o->grad + i0, o->m ? o->m + i0 : NULL,
+                    o->v ? o->v + i0 : NULL, fused ? (uint16_t *)o->work + i0 : NULL);
+  if (!fused) write_work(o, i0, len);
+}
+
+static void step_done(amp_optim *o) {
+  o->step++;
+  o->grad_factor = 1.0f;
+}
+
 amp_status amp_optim_step(amp_optim *o) {
   if (!o) return AMP_ERR_INVALID_ARG;
   amp_optim_hyper h;
-  h.lr = o->lr;
-  h.gmul = o->grad_factor;
-  h.wd = o->p.weight_decay;
-  h.momentum = o->p.momentum;
-  h.dampening = o->p.dampening;
-  h.nesterov = o->p.nesterov;
-  h.first = o->step == 0;
-  h.beta1 = o->p.beta1;
-  h.beta2 = o->p.beta2;
-  h.eps = o->p.eps;
-  int64_t t = o->step + 1;
-  /* Bias corrections as PyTorch computes them. */
-  h.bc1 = 1.0f - (float)pow((double)o->p.beta1, (double)t);
-  h.bc2_sqrt = (float)sqrt(1.0 - pow((double)o->p.beta2, (double)t));
+  next_hyper(o, &h);
   int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
   int simd = amp__use_simd(o->ctx);
-  /* The F16 working copy with nearest rounding is written by the update
-     itself; other working copies by a conversion of the block just done. */
-  const int fused = o->work && o->p.work_dtype == AMP_F16 &&
-                    o->p.rounding == AMP_ROUND_NEAREST_EVEN && o->p.master_weights;
 #pragma omp parallel for schedule(static) num_threads(amp__threads(o->ctx)) if (nblocks > 8)
-  for (int64_t b = 0; b < nblocks; b++) {
-    int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-    amp__optim_update(o->p.kind, simd, &h, len, o->master + i0, o->grad + i0,
-                      o->m ? o->m + i0 : NULL, o->v ? o->v + i0 : NULL,
-                      fused ? (uint16_t *)o->work + i0 : NULL);
-    if (!fused) write_work(o, i0, len);
-  }
-  o->step++;
-  o->grad_factor = 1.0f;
+  for (int64_t b = 0; b < nblocks; b++) update_block(o, &h, simd, b);
+  step_done(o);
   return AMP_OK;
+}
+
+/* Waits until `count` reaches `want`: the threads of a step arrive within
+ * microseconds of each other, so spin briefly, then give the core away
+ * (a thread of ours may be waiting for it on a busy machine). */
+static void wait_for(atomic_int *count, int want) {
+  for (int spin = 0; atomic_load_explicit(count, memory_order_acquire) < want; spin++)
+    if (spin >= 2000) sched_yield();
+}
+
+int amp__optim_step_if_finite(amp_optim *o) {
+  amp_optim_hyper h;
+  next_hyper(o, &h);
+  const int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
+  const int simd = amp__use_simd(o->ctx);
+  atomic_int arrived, bad;
+  atomic_init(&arrived, 0);
+  atomic_init(&bad, 0);
+  /* One parallel region, not a check pass and an update pass: each thread
+     checks the blocks it will update, the threads meet, and each updates
+     its blocks unless some thread saw inf/NaN. This saves waking the
+     threads twice, and the gradients are still in the thread's cache. */
+#pragma omp parallel num_threads(amp__threads(o->ctx)) if (nblocks > 8)
+  {
+#ifdef _OPENMP
+    const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    const int64_t tid = 0, nt = 1;
+#endif
+    const int64_t b0 = nblocks * tid / nt, b1 = nblocks * (tid + 1) / nt;
+    int mine = 0;
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
+      mine |= amp__check_finite_f32(simd, (size_t)len, o->grad + i0);
+    }
+    if (mine) atomic_store(&bad, 1);
+    atomic_fetch_add_explicit(&arrived, 1, memory_order_acq_rel);
+    wait_for(&arrived, (int)nt);
+    if (!atomic_load(&bad))
+      for (int64_t b = b0; b < b1; b++) update_block(o, &h, simd, b);
+  }
+  if (atomic_load(&bad)) return 1;
+  step_done(o);
+  return 0;
 }
 
 amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm) {

@@ -23,6 +23,12 @@ struct amp_optim {
   int found_inf;
 };
 
+/* A step of o that happens only if every gradient is finite, with the
+ * inf/NaN check and the update in one parallel region. Returns 1 (nothing
+ * changed) when some gradient is inf or NaN, else 0 (stepped, exactly as
+ * amp_optim_step). */
+int amp__optim_step_if_finite(amp_optim *o);
+
 /* Hyper-parameters of one step. */
 typedef struct amp_optim_hyper {
   float lr, gmul, wd;

@@ -72,6 +72,9 @@ amp_tensor *amp_scaler_scale(amp_scaler *sc, amp_tensor *loss) {
   return amp_mul_scalar(sc->ctx, loss, sc->st.scale);
 }
 
+/* 1/S as PyTorch computes it: the reciprocal in FP64, rounded once to FP32. */
+static float inv_scale(const amp_scaler *sc) { return (float)(1.0 / (double)sc->st.scale); }
+
 static int remember(amp_scaler *sc, amp_optim *o) {
   for (int i = 0; i < sc->nseen; i++)
     if (sc->seen[i] == o) return 1;
@@ -101,7 +104,7 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o) {
        the optimizer's gradient factor: the update multiplies by it in its
        own pass (the design's one fused optimizer pass). A scale below 1
        could turn a finite gradient into inf: multiply here and check. */
-    const float inv = (float)(1.0 / (double)sc->st.scale);
+    const float inv = inv_scale(sc);
     const int defer = inv <= 1.0f;
     amp_status s =
         amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)o->n, o->grad, defer ? 1.0f : inv, &found);
@@ -120,6 +123,17 @@ int amp_scaler_step(amp_scaler *sc, amp_optim *o) {
     amp__error(sc->ctx, AMP_ERR_STATE,
                "amp_scaler_step: already called for this optimizer since the last update");
     return -1;
+  }
+  if (o->scaler_stage == 0 && sc->st.params.mode != AMP_SCALER_NONE && inv_scale(sc) <= 1.0f) {
+    /* No explicit unscale: check and update in one pass (the same result
+       as amp_scaler_unscale followed by the step below). */
+    if (!remember(sc, o)) return -1;
+    o->grad_factor *= inv_scale(sc);
+    o->scaler_stage = 2;
+    o->found_inf = amp__optim_step_if_finite(o);
+    sc->found_inf |= o->found_inf;
+    if (o->found_inf) o->grad_factor = 1.0f;
+    return !o->found_inf;
   }
   if (o->scaler_stage == 0 && amp_scaler_unscale(sc, o) != AMP_OK) return -1;
   o->scaler_stage = 2;
