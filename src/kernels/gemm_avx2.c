@@ -320,6 +320,20 @@ static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, 
   }
 }
 
+/* Asks for the C tile at (i0, j0) while the micro-kernel runs, when the
+ * epilogue will read it (beta != 0: weight gradients accumulating into F32).
+ * Rows of C are far apart, so the hardware does not fetch them ahead, and
+ * the epilogue otherwise stalls on every row. */
+static void prefetch_c(const amp__gemm_args *g, int64_t i0, int64_t rows, int64_t j0) {
+  const size_t es = amp_dtype_size(g->c_type);
+  const int64_t nr = g->n - j0 < NR ? g->n - j0 : NR;
+  for (int64_t r = 0; r < rows; r++) {
+    const char *row = (const char *)g->c + ((size_t)(i0 + r) * (size_t)g->ldc + (size_t)j0) * es;
+    _mm_prefetch(row, _MM_HINT_T0);
+    _mm_prefetch(row + (size_t)nr * es - 1, _MM_HINT_T0);
+  }
+}
+
 /* Per-thread state of a GEMM call: the partial tiles of one B sliver between
  * K blocks, the thread's packed copy of one block of A slivers (and which
  * block it holds), and a buffer for a B sliver packed by its only user. */
@@ -387,6 +401,7 @@ static void run_task(const amp__gemm_args *g, const gemm_shared *sh, gemm_thread
         int64_t i0, rows;
         sliver_rows(g->m, s, &i0, &rows);
         pas += (size_t)p0 * MR;
+        if (q == kb - 1 && g->beta != 0.0f) prefetch_c(g, i0, rows, t * NR);
         (rows > 4 ? k6 : rows > 2 ? k4 : k2)(kc, pas, pbs, tile, q > 0);
         if (q == kb - 1) finish_tile(g, tile, i0, rows, t * NR);
       }
