@@ -94,6 +94,29 @@ static inline void store6(float *dst, __m256 v) {
   _mm_storel_pi((__m64 *)(dst + 4), _mm256_extractf128_ps(v, 1));
 }
 
+/* dst[q·ld_dst + r] = src[r·ld_src + q] for an 8 × 8 block of 16-bit values:
+ * three rounds of interleaving (16-, 32-, then 64-bit pairs). */
+static inline void transpose8x16(const uint16_t *src, size_t ld_src, uint16_t *dst, size_t ld_dst) {
+  __m128i r[8], t[8], u[8];
+  for (int q = 0; q < 8; q++) r[q] = _mm_loadu_si128((const __m128i *)(src + (size_t)q * ld_src));
+  for (int q = 0; q < 8; q += 2) {
+    t[q] = _mm_unpacklo_epi16(r[q], r[q + 1]);
+    t[q + 1] = _mm_unpackhi_epi16(r[q], r[q + 1]);
+  }
+  for (int q = 0; q < 8; q += 4) {
+    u[q] = _mm_unpacklo_epi32(t[q], t[q + 2]);
+    u[q + 1] = _mm_unpackhi_epi32(t[q], t[q + 2]);
+    u[q + 2] = _mm_unpacklo_epi32(t[q + 1], t[q + 3]);
+    u[q + 3] = _mm_unpackhi_epi32(t[q + 1], t[q + 3]);
+  }
+  for (int q = 0; q < 4; q++) {
+    _mm_store_si128((__m128i *)(dst + (size_t)(2 * q) * ld_dst),
+                    _mm_unpacklo_epi64(u[q], u[q + 4]));
+    _mm_store_si128((__m128i *)(dst + (size_t)(2 * q + 1) * ld_dst),
+                    _mm_unpackhi_epi64(u[q], u[q + 4]));
+  }
+}
+
 /* Rows [*i0, *i0 + *mr) of C that sliver s of op(A) covers: MR rows each,
  * except that a tail of 1 or 2 rows is merged with the sliver before it and
  * split as 4 + (tail + 2): the 4-row kernel keeps both FMA pipes busy, the
@@ -176,6 +199,11 @@ static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args
           _mm256_store_ps(df + p * NR + 8, load8(g->b, bdt, i + 8));
         }
       }
+    } else if (half) { /* transpose 8 × 8 blocks of 16-bit values as they are */
+      const uint16_t *b16 = g->b;
+      for (; p + 8 <= K; p += 8)
+        for (int h = 0; h < NR; h += 8)
+          transpose8x16(b16 + (size_t)(j0 + h) * ldb + (size_t)p, ldb, dh + p * NR + h, NR);
     } else { /* op(B)(p, j) = B[j·ldb + p]: transpose 8 × 8 blocks */
       for (; p + 8 <= K; p += 8) {
         for (int h = 0; h < NR; h += 8) {
@@ -183,13 +211,7 @@ static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args
           for (int q = 0; q < 8; q++)
             r[q] = load8(g->b, bdt, (size_t)(j0 + h + q) * ldb + (size_t)p);
           transpose8(r);
-          for (int q = 0; q < 8; q++) {
-            if (half) /* exact: the values came from F16 */
-              _mm_store_si128((__m128i *)(dh + (p + q) * NR + h),
-                              _mm256_cvtps_ph(r[q], _MM_FROUND_TO_NEAREST_INT));
-            else
-              _mm256_store_ps(df + (p + q) * NR + h, r[q]);
-          }
+          for (int q = 0; q < 8; q++) _mm256_store_ps(df + (p + q) * NR + h, r[q]);
         }
       }
     }
