@@ -201,8 +201,10 @@ unsigned amp_cpu_features(void);
 /* Context                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/** The library's context: thread count, the sticky error, and the two
- *  memory arenas. Create one per training run (or per thread). */
+/** The library's context: thread count, the sticky error, the two memory
+ *  arenas, and a scratch buffer that kernels reuse between calls (GEMM's
+ *  packed panels; it grows to the largest call's need and is freed with the
+ *  context). Create one per training run (or per thread). */
 typedef struct amp_ctx amp_ctx;
 
 /** Options for amp_ctx_create(). Zero-initialise for the defaults. */
@@ -961,9 +963,10 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o);
 
 /** Unscales if not done yet, then steps `o` unless an inf/NaN gradient was
  *  found (a skipped step also drops a pending clip factor, see
- *  amp_optim_clip_grad_norm()). Returns 1 when it stepped, 0 when it
- *  skipped, -1 on error (a second step for the same optimizer before
- *  update). */
+ *  amp_optim_clip_grad_norm()). Without an earlier amp_scaler_unscale() (and
+ *  with S >= 1) the check and the update share one parallel pass, with the
+ *  same result. Returns 1 when it stepped, 0 when it skipped, -1 on error
+ *  (a second step for the same optimizer before update). */
 int amp_scaler_step(amp_scaler *sc, amp_optim *o);
 
 /** Ends the step (dynamic mode): after an overflow, backs the scale off (see
