@@ -197,50 +197,59 @@ static void test_k0(amp_ctx *ctx) {
         "k=0 beta=0 bias relu: %g %g %g %g", c[0], c[1], c[2], c[3]);
 }
 
-/* The same large problem with 1 and 2 threads gives the same bits. */
+/* The same large problem (several blocks of rows, so tasks share packed B
+ * slivers) with 1 and 2 threads gives the same bits, and they are the
+ * scalar reference's: F16 B packed as F16 (plain and transposed) and F32 B. */
 static void test_threads(void) {
-  amp_ctx_params p1 = {1, 0}, p2 = {2, 0};
-  amp_ctx *c1 = amp_ctx_create(&p1), *c2 = amp_ctx_create(&p2);
+  amp_ctx_params p1 = {1, 0}, p2 = {2, 0}, pr = {1, 1};
+  amp_ctx *c1 = amp_ctx_create(&p1), *c2 = amp_ctx_create(&p2), *cr = amp_ctx_create(&pr);
   enum { M = 300, N = 517, K = 263 };
-  for (int v = 0; v < 2; v++) {
-    amp_dtype at = v ? AMP_BF16 : AMP_F16, ct = v ? AMP_BF16 : AMP_F32;
-    void *a = rand_buf(at, (size_t)M * K), *b = rand_buf(AMP_F16, (size_t)K * N);
+  for (int v = 0; v < 3; v++) {
+    amp_dtype at = v == 1 ? AMP_BF16 : v == 2 ? AMP_F32 : AMP_F16;
+    amp_dtype bt = v == 2 ? AMP_F32 : AMP_F16, ct = v == 1 ? AMP_BF16 : AMP_F32;
+    void *a = rand_buf(at, (size_t)M * K), *b = rand_buf(bt, (size_t)K * N);
     void *x = rand_buf(ct, (size_t)M * N);
     size_t bytes = (size_t)M * N * amp_dtype_size(ct);
-    void *y = malloc(bytes);
+    void *y = malloc(bytes), *z = malloc(bytes);
     memcpy(y, x, bytes);
+    memcpy(z, x, bytes);
     amp_trans tb = v ? AMP_TRANS : AMP_NO_TRANS;
     int64_t ldb = v ? K : N;
-    amp_gemm(c1, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, AMP_F16, ldb, 1, x, ct, N, NULL);
-    amp_gemm(c2, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, AMP_F16, ldb, 1, y, ct, N, NULL);
+    amp_gemm(c1, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, bt, ldb, 1, x, ct, N, NULL);
+    amp_gemm(c2, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, bt, ldb, 1, y, ct, N, NULL);
+    amp_gemm(cr, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, bt, ldb, 1, z, ct, N, NULL);
     CHECK(memcmp(x, y, bytes) == 0, "1 vs 2 threads differ (variant %d)", v);
-    free(a), free(b), free(x), free(y);
+    CHECK(memcmp(y, z, bytes) == 0, "2 threads vs the scalar reference differ (variant %d)", v);
+    free(a), free(b), free(x), free(y), free(z);
   }
   amp_ctx_free(c1);
   amp_ctx_free(c2);
+  amp_ctx_free(cr);
 }
 
 /* The context's scratch buffer is reused between calls and grown when a
  * call needs more; a second user while it is taken gets its own memory. */
 static void test_scratch(void) {
   amp_ctx *ctx = amp_ctx_create(NULL);
-  char *p = amp__scratch_get(ctx, 1000);
+  int sp, sq;
+  char *p = amp__scratch_get(ctx, 1000, &sp);
   CHECK(p && ((uintptr_t)p & 63) == 0, "scratch 64-byte aligned");
   memset(p, 1, 1000);
-  char *q = amp__scratch_get(ctx, 10); /* p is still taken */
+  char *q = amp__scratch_get(ctx, 10, &sq); /* p is still taken */
   CHECK(q && q != p && ((uintptr_t)q & 63) == 0, "busy scratch gives separate memory");
   memset(q, 2, 10);
-  amp__scratch_put(ctx, q);
-  amp__scratch_put(ctx, p);
-  CHECK(amp__scratch_get(ctx, 500) == p, "released scratch is reused");
-  amp__scratch_put(ctx, p);
-  char *r = amp__scratch_get(ctx, 1 << 20);
-  CHECK(r != NULL, "scratch grows");
+  CHECK(sp == 1 && sq == 0, "only the first user gets the shared buffer");
+  amp__scratch_put(ctx, q, sq);
+  amp__scratch_put(ctx, p, sp);
+  CHECK(amp__scratch_get(ctx, 500, &sp) == p && sp, "released scratch is reused");
+  amp__scratch_put(ctx, p, sp);
+  char *r = amp__scratch_get(ctx, 1 << 20, &sp);
+  CHECK(r != NULL && sp, "scratch grows");
   memset(r, 3, 1 << 20);
-  amp__scratch_put(ctx, r);
-  char *n = amp__scratch_get(NULL, 100); /* no context: plain allocation */
-  CHECK(n != NULL, "scratch without a context");
-  amp__scratch_put(NULL, n);
+  amp__scratch_put(ctx, r, sp);
+  char *n = amp__scratch_get(NULL, 100, &sp); /* no context: plain allocation */
+  CHECK(n != NULL && !sp, "scratch without a context");
+  amp__scratch_put(NULL, n, sp);
   amp_ctx_free(ctx);
 }
 

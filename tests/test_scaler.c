@@ -497,8 +497,8 @@ static void test_training(void) {
 
 /* A step without an explicit unscale checks and updates in one parallel
  * region; it must give the bits of unscale followed by step, with two
- * threads and many blocks, and change nothing when the only inf is in the
- * last block (the first thread's blocks are checked clean). */
+ * threads and many blocks, and change nothing when the only inf/NaN is in
+ * either thread's share (the other thread's blocks are checked clean). */
 static void test_fused_step(void) {
   amp_ctx *ctx[2];
   amp_optim *opt[2];
@@ -520,18 +520,20 @@ static void test_fused_step(void) {
     n = amp_optim_numel(opt[k]);
   }
   float *before = malloc((size_t)n * sizeof(float));
-  for (int it = 0; it < 4; it++) {
+  for (int it = 0; it < 6; it++) {
     for (int k = 0; k < 2; k++) {
       amp_rng g;
       amp_rng_seed(&g, 100 + (uint64_t)it);
       float *gb = amp_optim_grad_buffer(opt[k]);
       for (int64_t i = 0; i < n; i++) gb[i] = amp_rng_uniform(&g, -50, 50);
-      if (it == 2) gb[n - 1] = INFINITY;
+      if (it == 2) gb[n - 1] = INFINITY; /* in the second thread's share */
+      if (it == 4) gb[0] = NAN;          /* in the first thread's share */
       if (k == 0) memcpy(before, amp_optim_master_buffer(opt[k]), (size_t)n * sizeof(float));
       if (k == 1) CHECK(amp_scaler_unscale(sc[k], opt[k]) == AMP_OK, "unscale");
       int stepped = amp_scaler_step(sc[k], opt[k]);
-      CHECK(stepped == (it != 2), "iteration %d, %s: step returned %d", it, k ? "unscale" : "fused",
-            stepped);
+      CHECK(stepped == (it != 2 && it != 4), "iteration %d, %s: step returned %d", it,
+            k ? "unscale" : "fused", stepped);
+      if (!stepped) CHECK(amp_optim_grad_factor(opt[k]) == 1.0f, "a skip drops the 1/S factor");
       amp_scaler_update(sc[k]);
     }
     CHECK(memcmp(amp_optim_master_buffer(opt[0]), amp_optim_master_buffer(opt[1]),
@@ -543,12 +545,12 @@ static void test_fused_step(void) {
       CHECK(memcmp(w0->data, w1->data, (size_t)w0->numel * 2) == 0,
             "iteration %d: working copies of parameter %d differ", it, i);
     }
-    if (it == 2)
+    if (it == 2 || it == 4)
       CHECK(memcmp(before, amp_optim_master_buffer(opt[0]), (size_t)n * sizeof(float)) == 0,
-            "an inf in the last block leaves every parameter unchanged");
+            "iteration %d: an inf/NaN in one block leaves every parameter unchanged", it);
     CHECK(amp_scaler_get_scale(sc[0]) == amp_scaler_get_scale(sc[1]), "scales agree");
   }
-  CHECK(amp_optim_steps(opt[0]) == 3 && amp_optim_steps(opt[1]) == 3, "three steps taken");
+  CHECK(amp_optim_steps(opt[0]) == 4 && amp_optim_steps(opt[1]) == 4, "four steps taken");
   free(before);
   for (int k = 0; k < 2; k++) amp_ctx_free(ctx[k]);
 }

@@ -53,7 +53,8 @@ void amp_ctx_free(amp_ctx *ctx) {
 
 static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
 
-void *amp__scratch_get(amp_ctx *ctx, size_t bytes) {
+void *amp__scratch_get(amp_ctx *ctx, size_t bytes, int *shared) {
+  *shared = 0;
   if (!ctx || atomic_flag_test_and_set(&ctx->scratch_busy)) return alloc64(bytes);
   if (ctx->scratch_bytes < bytes) {
     free(ctx->scratch);
@@ -64,11 +65,12 @@ void *amp__scratch_get(amp_ctx *ctx, size_t bytes) {
       return NULL;
     }
   }
+  *shared = 1;
   return ctx->scratch;
 }
 
-void amp__scratch_put(amp_ctx *ctx, void *p) {
-  if (ctx && p == ctx->scratch && p)
+void amp__scratch_put(amp_ctx *ctx, void *p, int shared) {
+  if (shared)
     atomic_flag_clear(&ctx->scratch_busy);
   else
     free(p);

@@ -66,11 +66,11 @@ amp_status amp__error(amp_ctx *ctx, amp_status s, const char *fmt, ...)
 
 /* Scratch memory for one kernel call: 64-byte aligned, uninitialised, at
  * least `bytes`. It is the context's buffer (grown as needed and kept until
- * amp_ctx_free) unless ctx is NULL or the buffer is in use by another call;
- * then it is a fresh allocation. Returns NULL when out of memory. Pass the
- * result to amp__scratch_put when done. */
-void *amp__scratch_get(amp_ctx *ctx, size_t bytes);
-void amp__scratch_put(amp_ctx *ctx, void *p);
+ * amp_ctx_free; *shared set to 1) unless ctx is NULL or the buffer is in use
+ * by another call; then it is a fresh allocation (*shared 0). Returns NULL
+ * when out of memory. Pass the result and *shared to amp__scratch_put. */
+void *amp__scratch_get(amp_ctx *ctx, size_t bytes, int *shared);
+void amp__scratch_put(amp_ctx *ctx, void *p, int shared);
 
 /* Non-zero when the AVX2/FMA/F16C fast paths may run for this context. */
 int amp__use_simd(const amp_ctx *ctx);

@@ -1,13 +1,13 @@
-/* AVX2/FMA GEMM: op(A) and op(B) are packed, widened to F32, into slivers
- * of MR rows (A) and NR columns (B) over the whole of K, so the micro-kernel
- * only does FMAs. Threads take tasks (blocks of M × N) dynamically; each
- * thread packs the A slivers of its task into its own L2-sized buffer as it
- * first uses them, and each B sliver is packed once, by the first task that
- * needs it, into a panel the tasks share. Packing thus happens next to the
- * FMAs that consume it, in cache, and packed A never moves between cores.
- * Every task runs all of K, so every element is one FMA chain over k in
- * order, whatever the thread count or blocking: the result matches the
- * scalar reference bit for bit. */
+/* AVX2/FMA GEMM: op(A) and op(B) are packed into slivers of MR rows (A,
+ * widened to F32) and NR columns (B: F16 stays F16 and is widened as the
+ * micro-kernel loads it, other dtypes are widened to F32) over the whole of
+ * K, so the micro-kernel only does FMAs. Threads take tasks (blocks of
+ * M × N) dynamically; each thread packs the A slivers of its task into its
+ * own buffer (sized for L2 unless K is huge) as it first uses them, and each B sliver is packed
+ * once, by the first task that needs it, into a panel the tasks share. Packing thus happens next to
+ * the FMAs that consume it, in cache, and packed A never moves between cores. Every task runs all
+ * of K, so every element is one FMA chain over k in order, whatever the thread count or blocking:
+ * the result matches the scalar reference bit for bit. */
 #include "gemm_internal.h"
 
 #include <immintrin.h>
@@ -272,13 +272,15 @@ static inline __attribute__((always_inline)) void kernel_rows(const int rows, co
   KLOAD(3)
   KLOAD(4)
   KLOAD(5)
-  for (int64_t p = 0; p < kc; p++, pa += MR, pb += NR, ph += NR) {
+  for (int64_t p = 0; p < kc; p++, pa += MR) {
     __m256 b0, b1;
     if (half) {
       b0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)ph));
       b1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(ph + 8)));
+      ph += NR;
     } else {
       b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+      pb += NR;
     }
     KROW(0)
     KROW(1)
@@ -459,8 +461,9 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
   const size_t acc_len = (size_t)block * MR * NR, pa_len = round16((size_t)(block * K) * MR);
   const size_t bb_len = shared_b ? 0 : (size_t)K * NR;
   const size_t thread_len = acc_len + pa_len + bb_len;
-  float *scratch =
-      amp__scratch_get(ctx, (pb_len + st_len + (size_t)threads * thread_len) * sizeof(float));
+  int shared_scratch;
+  float *scratch = amp__scratch_get(
+      ctx, (pb_len + st_len + (size_t)threads * thread_len) * sizeof(float), &shared_scratch);
   if (!scratch) {
     return amp__error(ctx, AMP_ERR_NOMEM,
                       "amp_gemm: out of memory for packed panels (m=%lld n=%lld k=%lld)",
@@ -488,6 +491,6 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
                kb, kcl);
     }
   }
-  amp__scratch_put(ctx, scratch);
+  amp__scratch_put(ctx, scratch, shared_scratch);
   return AMP_OK;
 }

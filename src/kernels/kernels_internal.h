@@ -79,15 +79,16 @@ float amp__sum_serial(int simd, int dt, size_t n, const void *x);
 /* Argument checks shared by the kernels: they record "fn: ..." on ctx. */
 amp_status amp__check_dtype(amp_ctx *ctx, const char *fn, amp_dtype dt);
 
-#ifdef AMPC_HAVE_X86_SIMD
-/* AVX2/F16C versions of the scalar helpers in eltwise.c and rows.c. */
-void amp__elt_avx2(int op, int dt, size_t n, float s, const void *a, const void *b, void *y);
 /* Scalar reference of amp_vec_unscale_check on one chunk; returns found_inf. */
 int amp__unscale_ref(int dt, size_t n, void *g, float s, int mul);
-int amp__unscale_avx2(int dt, size_t n, void *g, float s, int mul);
 /* Non-zero when any of g[0..n) is inf or NaN (one thread; the AVX2 path
  * when simd is set). */
 int amp__check_finite_f32(int simd, size_t n, const float *g);
+
+#ifdef AMPC_HAVE_X86_SIMD
+/* AVX2/F16C versions of the scalar helpers in eltwise.c and rows.c. */
+void amp__elt_avx2(int op, int dt, size_t n, float s, const void *a, const void *b, void *y);
+int amp__unscale_avx2(int dt, size_t n, void *g, float s, int mul);
 float amp__sum_chunk_avx2(int dt, size_t n, const void *x);
 float amp__max_chunk_avx2(int dt, size_t n, const void *x, int *nan);
 void amp__sum_cols_avx2(int dt, int64_t rows, int64_t cols, int64_t ld, const void *x, float *acc);

@@ -205,8 +205,13 @@ amp_status amp_optim_step(amp_optim *o) {
  * microseconds of each other, so spin briefly, then give the core away
  * (a thread of ours may be waiting for it on a busy machine). */
 static void wait_for(atomic_int *count, int want) {
-  for (int spin = 0; atomic_load_explicit(count, memory_order_acquire) < want; spin++)
+  for (int spin = 0; atomic_load_explicit(count, memory_order_acquire) < want; spin++) {
     if (spin >= 2000) sched_yield();
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    else
+      __builtin_ia32_pause();
+#endif
+  }
 }
 
 int amp__optim_step_if_finite(amp_optim *o) {
