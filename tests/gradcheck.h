@@ -34,12 +34,23 @@ static double gc_uniform(double lo, double hi) {
   return lo + (hi - lo) * (double)(z >> 11) * 0x1.0p-53;
 }
 
+/* Fills an F32 tensor uniformly in [lo, hi). */
+static inline void gc_fill(amp_tensor *t, double lo, double hi) {
+  for (int64_t i = 0; i < t->numel; i++) ((float *)t->data)[i] = (float)gc_uniform(lo, hi);
+}
+
+/* Both tensors exist and hold the same dtype, size and bits. */
+static inline int gc_same_bits(const amp_tensor *a, const amp_tensor *b) {
+  return a && b && a->dtype == b->dtype && a->numel == b->numel &&
+         memcmp(a->data, b->data, amp_tensor_bytes(a)) == 0;
+}
+
 /* A new F32 leaf (step arena) requiring gradients, uniform in [lo, hi). */
 static inline amp_tensor *gc_leaf(amp_ctx *ctx, int ndim, const int64_t *shape, double lo,
                                   double hi) {
   amp_tensor *t = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F32, ndim, shape);
   if (!t) return NULL;
-  for (int64_t i = 0; i < t->numel; i++) ((float *)t->data)[i] = (float)gc_uniform(lo, hi);
+  gc_fill(t, lo, hi);
   amp_tensor_set_requires_grad(ctx, t, 1);
   return t;
 }

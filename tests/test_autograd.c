@@ -148,10 +148,6 @@ static void test_harness_catches_errors(amp_ctx *ctx) {
   amp_ctx_step_reset(ctx);
 }
 
-static void fill(amp_tensor *t, double lo, double hi) {
-  for (int64_t i = 0; i < t->numel; i++) ((float *)t->data)[i] = (float)gc_uniform(lo, hi);
-}
-
 /* Under autocast: output dtypes per category, bits equal to running the op
  * on inputs cast by hand, the cast cache, gradient dtypes. */
 static void test_autocast(amp_ctx *ctx) {
@@ -160,10 +156,10 @@ static void test_autocast(amp_ctx *ctx) {
     amp_dtype dt = dts[d];
     amp_tensor *w = amp_param_new(ctx, 2, (int64_t[]){5, 7});
     amp_tensor *b = amp_param_new(ctx, 1, (int64_t[]){5});
-    fill(w, -1, 1);
-    fill(b, -1, 1);
+    gc_fill(w, -1, 1);
+    gc_fill(b, -1, 1);
     amp_tensor *x = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F32, 2, (int64_t[]){3, 7});
-    fill(x, -1, 1);
+    gc_fill(x, -1, 1);
     amp_tensor *lab = gc_labels(ctx, 1, (int64_t[]){3}, 5);
 
     CHECK(amp_autocast_begin(ctx, dt) == AMP_OK, "begin");
@@ -228,7 +224,7 @@ static void test_autocast(amp_ctx *ctx) {
   /* Outside autocast: mixed F16 + F32 promote to F32; the working copy is
      used by autocast instead of a cast. */
   amp_tensor *w = amp_param_new(ctx, 2, (int64_t[]){4, 6});
-  fill(w, -1, 1);
+  gc_fill(w, -1, 1);
   w->work = amp_tensor_cast(ctx, AMP_ARENA_PERSISTENT, w, AMP_F16);
   w->work->master = w;
   w->work->requires_grad = 1;

@@ -295,22 +295,14 @@ static void test_dropout(amp_ctx *ctx) {
 
 /* ---- autocast and dtypes ---- */
 
-static void fill(amp_tensor *t, double lo, double hi) {
-  for (int64_t i = 0; i < t->numel; i++) ((float *)t->data)[i] = (float)gc_uniform(lo, hi);
-}
 static amp_tensor *rand_f32(amp_ctx *ctx, int ndim, const int64_t *shape, double lo, double hi) {
   amp_tensor *t = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F32, ndim, shape);
-  if (t) fill(t, lo, hi);
+  if (t) gc_fill(t, lo, hi);
   return t;
 }
 static amp_tensor *cast(amp_ctx *ctx, amp_tensor *t, amp_dtype dt) {
   return amp_tensor_cast(ctx, AMP_ARENA_STEP, t, dt);
 }
-static int same_bits(const amp_tensor *a, const amp_tensor *b) {
-  return a && b && a->dtype == b->dtype && a->numel == b->numel &&
-         memcmp(a->data, b->data, amp_tensor_bytes(a)) == 0;
-}
-
 /* Every op under autocast, against the same op outside autocast on inputs
  * cast by hand to the dtype the policy prescribes. */
 static void test_autocast(amp_ctx *ctx) {
@@ -356,18 +348,18 @@ static void test_autocast(amp_ctx *ctx) {
     /* Bits equal to the ops outside autocast on hand-cast inputs. */
     amp_tensor *xf = cast(ctx, x, AMP_F32), *posf = cast(ctx, pos, AMP_F32);
     amp_tensor *x2f = cast(ctx, x2, AMP_F32), *rowf = cast(ctx, row, AMP_F32);
-    CHECK(same_bits(add_mixed, amp_add(ctx, xf, x32)), "add %s+f32 bits", dn);
-    CHECK(same_bits(add_low, amp_add(ctx, x, x2)), "add %s+%s bits", dn, dn);
-    CHECK(same_bits(sub_row, amp_sub(ctx, xf, row32)), "sub row bits (%s)", dn);
-    CHECK(same_bits(mul_row, amp_mul(ctx, x, row)), "mul row bits (%s)", dn);
-    CHECK(same_bits(mul_mixed, amp_mul(ctx, x32, rowf)), "mul f32·%s bits", dn);
+    CHECK(gc_same_bits(add_mixed, amp_add(ctx, xf, x32)), "add %s+f32 bits", dn);
+    CHECK(gc_same_bits(add_low, amp_add(ctx, x, x2)), "add %s+%s bits", dn, dn);
+    CHECK(gc_same_bits(sub_row, amp_sub(ctx, xf, row32)), "sub row bits (%s)", dn);
+    CHECK(gc_same_bits(mul_row, amp_mul(ctx, x, row)), "mul row bits (%s)", dn);
+    CHECK(gc_same_bits(mul_mixed, amp_mul(ctx, x32, rowf)), "mul f32·%s bits", dn);
     for (int k = U_GELU; k <= U_FLATTEN; k++) {
       amp_tensor *in = k == U_GELU || k == U_FLATTEN ? x : k == U_LOG ? posf : xf;
-      CHECK(same_bits(u[k], run_unary(ctx, (unary)k, in)), "%s bits (%s)", UNAME[k], dn);
+      CHECK(gc_same_bits(u[k], run_unary(ctx, (unary)k, in)), "%s bits (%s)", UNAME[k], dn);
     }
-    CHECK(same_bits(mse, amp_mse(ctx, xf, x2f)), "mse bits (%s)", dn);
-    CHECK(same_bits(mse_mixed, amp_mse(ctx, xf, x32)), "mse mixed bits (%s)", dn);
-    CHECK(same_bits(drop, amp_dropout(ctx, x, 0.25f, 9)), "dropout bits (%s)", dn);
+    CHECK(gc_same_bits(mse, amp_mse(ctx, xf, x2f)), "mse bits (%s)", dn);
+    CHECK(gc_same_bits(mse_mixed, amp_mse(ctx, xf, x32)), "mse mixed bits (%s)", dn);
+    CHECK(gc_same_bits(drop, amp_dropout(ctx, x, 0.25f, 9)), "dropout bits (%s)", dn);
     amp_ctx_step_reset(ctx);
   }
 }
@@ -393,14 +385,14 @@ static void test_autocast_backward(amp_ctx *ctx) {
   amp_tensor *b = amp_param_new(ctx, 1, (int64_t[]){8});
   amp_tensor *s = amp_param_new(ctx, 1, (int64_t[]){1});
   amp_tensor *t = amp_param_new(ctx, 2, (int64_t[]){6, 8});
-  fill(w, -1, 1);
-  fill(b, -1, 1);
-  fill(s, 0.5, 2);
-  fill(t, -1, 1);
+  gc_fill(w, -1, 1);
+  gc_fill(b, -1, 1);
+  gc_fill(s, 0.5, 2);
+  gc_fill(t, -1, 1);
   amp_tensor *p[4] = {w, b, s, t};
   float ref[4][48];
   amp_tensor *x = amp_tensor_new(ctx, AMP_ARENA_PERSISTENT, AMP_F32, 2, (int64_t[]){6, 5});
-  fill(x, -1, 1);
+  gc_fill(x, -1, 1);
   amp_tensor *loss = chain(ctx, x, w, b, s, t);
   CHECK(loss && amp_backward(ctx, loss) == AMP_OK, "f32 chain: %s", amp_ctx_error(ctx));
   for (int i = 0; i < 4; i++) {
@@ -481,7 +473,7 @@ static void test_threads(amp_ctx *ctx) {
     CHECK(amp_backward(ctx, amp_add(ctx, r[t][0], r[t][2])) == AMP_OK, "backward");
     memcpy(gb[t], b->grad->data, sizeof gb[t]);
   }
-  for (int i = 0; i < 3; i++) CHECK(same_bits(r[0][i], r[1][i]), "reduction %d: same bits", i);
+  for (int i = 0; i < 3; i++) CHECK(gc_same_bits(r[0][i], r[1][i]), "reduction %d: same bits", i);
   CHECK(memcmp(gb[0], gb[1], sizeof gb[0]) == 0, "broadcast gradient: same bits");
   amp_ctx_set_threads(ctx, 2);
   amp_ctx_step_reset(ctx);

@@ -179,15 +179,6 @@ static void test_layer_norm_gradients(amp_ctx *ctx) {
 
 /* ---- autocast ---- */
 
-static void fill(amp_tensor *t, double lo, double hi) {
-  for (int64_t i = 0; i < t->numel; i++) ((float *)t->data)[i] = (float)gc_uniform(lo, hi);
-}
-
-static int same_bits(const amp_tensor *a, const amp_tensor *b) {
-  return a && b && a->dtype == b->dtype && a->numel == b->numel &&
-         memcmp(a->data, b->data, amp_tensor_bytes(a)) == 0;
-}
-
 static void test_autocast(amp_ctx *ctx) {
   const amp_dtype dts[2] = {AMP_F16, AMP_BF16};
   for (int d = 0; d < 2; d++) {
@@ -198,13 +189,13 @@ static void test_autocast(amp_ctx *ctx) {
     amp_tensor *lw = amp_param_new(ctx, 1, (int64_t[]){5});
     amp_tensor *lb = amp_param_new(ctx, 1, (int64_t[]){5});
     amp_tensor *emb = amp_param_new(ctx, 2, (int64_t[]){6, 5});
-    fill(w, -1, 1);
-    fill(b, -1, 1);
-    fill(lw, 0.5, 1.5);
-    fill(lb, -1, 1);
-    fill(emb, -1, 1);
+    gc_fill(w, -1, 1);
+    gc_fill(b, -1, 1);
+    gc_fill(lw, 0.5, 1.5);
+    gc_fill(lb, -1, 1);
+    gc_fill(emb, -1, 1);
     amp_tensor *x = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F32, 4, (int64_t[]){2, 3, 7, 5});
-    fill(x, -1, 1);
+    gc_fill(x, -1, 1);
     amp_tensor *idx = gc_labels(ctx, 2, (int64_t[]){2, 3}, 6);
     amp_tensor *emb16 = amp_tensor_cast(ctx, AMP_ARENA_STEP, emb, dt);
 
@@ -231,20 +222,22 @@ static void test_autocast(amp_ctx *ctx) {
     amp_tensor *wh = amp_tensor_cast(ctx, AMP_ARENA_STEP, w, dt);
     amp_tensor *bh = amp_tensor_cast(ctx, AMP_ARENA_STEP, b, dt);
     amp_tensor *yh = amp_conv2d(ctx, xh, wh, bh, 1, 1, 1, 1);
-    CHECK(same_bits(yh, y), "conv2d bits (%s)", dn);
-    CHECK(same_bits(amp_max_pool2d(ctx, yh, 2, 2, 2, 1), p), "max_pool2d bits (%s)", dn);
-    CHECK(same_bits(amp_max_pool2d(ctx, x, 3, 2, 2, 2), pf), "max_pool2d f32 bits");
-    CHECK(same_bits(amp_embedding(ctx, emb, idx), e), "embedding f32 bits");
-    CHECK(same_bits(amp_embedding(ctx, emb16, idx), e16), "embedding bits (%s)", dn);
+    CHECK(gc_same_bits(yh, y), "conv2d bits (%s)", dn);
+    CHECK(gc_same_bits(amp_max_pool2d(ctx, yh, 2, 2, 2, 1), p), "max_pool2d bits (%s)", dn);
+    CHECK(gc_same_bits(amp_max_pool2d(ctx, x, 3, 2, 2, 2), pf), "max_pool2d f32 bits");
+    CHECK(gc_same_bits(amp_embedding(ctx, emb, idx), e), "embedding f32 bits");
+    CHECK(gc_same_bits(amp_embedding(ctx, emb16, idx), e16), "embedding bits (%s)", dn);
     amp_tensor *ya = amp_tensor_cast(ctx, AMP_ARENA_STEP, yh, AMP_F32);
-    CHECK(same_bits(amp_layer_norm(ctx, ya, lw, lb, 1e-5f), ln), "layer_norm bits (%s)", dn);
+    CHECK(gc_same_bits(amp_layer_norm(ctx, ya, lw, lb, 1e-5f), ln), "layer_norm bits (%s)", dn);
     amp_tensor *ea = amp_tensor_cast(ctx, AMP_ARENA_STEP, e16, AMP_F32);
-    CHECK(same_bits(amp_layer_norm(ctx, ea, NULL, NULL, 1e-5f), ln16), "layer_norm bits (%s)", dn);
+    CHECK(gc_same_bits(amp_layer_norm(ctx, ea, NULL, NULL, 1e-5f), ln16), "layer_norm bits (%s)",
+          dn);
     /* ... and the conv without a bias, stride 2: the same bits too. */
     CHECK(amp_autocast_begin(ctx, dt) == AMP_OK, "begin");
     amp_tensor *y2 = amp_conv2d(ctx, x, w, NULL, 2, 2, 0, 0);
     amp_autocast_end(ctx);
-    CHECK(same_bits(amp_conv2d(ctx, xh, wh, NULL, 2, 2, 0, 0), y2), "conv2d no bias bits (%s)", dn);
+    CHECK(gc_same_bits(amp_conv2d(ctx, xh, wh, NULL, 2, 2, 0, 0), y2), "conv2d no bias bits (%s)",
+          dn);
     amp_ctx_step_reset(ctx);
   }
 }
@@ -260,9 +253,9 @@ static void test_autocast_backward(amp_ctx *ctx) {
     amp_tensor *w1 = amp_param_new(ctx, 4, (int64_t[]){4, 3, 3, 3});
     amp_tensor *w2 = amp_param_new(ctx, 4, (int64_t[]){2, 4, 3, 2});
     amp_tensor *b2 = amp_param_new(ctx, 1, (int64_t[]){2});
-    fill(w1, -0.5, 0.5);
-    fill(w2, -0.5, 0.5);
-    fill(b2, -1, 1);
+    gc_fill(w1, -0.5, 0.5);
+    gc_fill(w2, -0.5, 0.5);
+    gc_fill(b2, -1, 1);
     CHECK(amp_autocast_begin(ctx, dt) == AMP_OK, "begin");
     amp_tensor *h = amp_conv2d(ctx, x, w1, NULL, 1, 1, 1, 1); /* [2,4,7,5] */
     amp_tensor *y = amp_conv2d(ctx, h, w2, b2, 2, 1, 0, 1);   /* [2,2,3,6] */

@@ -1,6 +1,7 @@
 /* The context: thread count, sticky error, arenas. */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,16 @@ void amp_ctx_free(amp_ctx *ctx) {
 }
 
 static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
+void amp__wait_at_least(atomic_int *v, int want) {
+  for (int spin = 0; atomic_load_explicit(v, memory_order_acquire) < want; spin++) {
+    if (spin >= 2000) sched_yield();
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    else
+      __builtin_ia32_pause();
+#endif
+  }
+}
 
 void *amp__scratch_get(amp_ctx *ctx, size_t bytes, int *shared) {
   *shared = 0;

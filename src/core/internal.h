@@ -72,6 +72,11 @@ amp_status amp__error(amp_ctx *ctx, amp_status s, const char *fmt, ...)
 void *amp__scratch_get(amp_ctx *ctx, size_t bytes, int *shared);
 void amp__scratch_put(amp_ctx *ctx, void *p, int shared);
 
+/* Waits until *v >= want (acquire). For threads of one kernel call that
+ * arrive within microseconds of each other: spins briefly, then gives the
+ * core away (on a busy machine the thread it waits for may need it). */
+void amp__wait_at_least(atomic_int *v, int want);
+
 /* Non-zero when the AVX2/FMA/F16C fast paths may run for this context. */
 int amp__use_simd(const amp_ctx *ctx);
 

@@ -11,7 +11,6 @@
 #include "gemm_internal.h"
 
 #include <immintrin.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #ifdef _OPENMP
@@ -390,12 +389,7 @@ static const void *b_sliver(const amp__gemm_args *g, const gemm_shared *sh, gemm
     pack_b(g, t, dst);
     atomic_store_explicit(&sh->state[t], 2, memory_order_release);
   } else {
-    for (int spin = 0; atomic_load_explicit(&sh->state[t], memory_order_acquire) != 2; spin++) {
-      if (spin < 4096)
-        _mm_pause();
-      else
-        sched_yield();
-    }
+    amp__wait_at_least(&sh->state[t], 2);
   }
   return dst;
 }

@@ -9,7 +9,6 @@
 #include "../kernels/kernels_internal.h"
 
 #include <math.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -201,19 +200,6 @@ amp_status amp_optim_step(amp_optim *o) {
   return AMP_OK;
 }
 
-/* Waits until `count` reaches `want`: the threads of a step arrive within
- * microseconds of each other, so spin briefly, then give the core away
- * (a thread of ours may be waiting for it on a busy machine). */
-static void wait_for(atomic_int *count, int want) {
-  for (int spin = 0; atomic_load_explicit(count, memory_order_acquire) < want; spin++) {
-    if (spin >= 2000) sched_yield();
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    else
-      __builtin_ia32_pause();
-#endif
-  }
-}
-
 int amp__optim_step_if_finite(amp_optim *o) {
   amp_optim_hyper h;
   next_hyper(o, &h);
@@ -241,7 +227,7 @@ int amp__optim_step_if_finite(amp_optim *o) {
     }
     if (mine) atomic_store(&bad, 1);
     atomic_fetch_add_explicit(&arrived, 1, memory_order_acq_rel);
-    wait_for(&arrived, (int)nt);
+    amp__wait_at_least(&arrived, (int)nt);
     if (!atomic_load(&bad))
       for (int64_t b = b0; b < b1; b++) update_block(o, &h, simd, b);
   }

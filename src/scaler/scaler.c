@@ -75,6 +75,15 @@ amp_tensor *amp_scaler_scale(amp_scaler *sc, amp_tensor *loss) {
 /* 1/S as PyTorch computes it: the reciprocal in FP64, rounded once to FP32. */
 static float inv_scale(const amp_scaler *sc) { return (float)(1.0 / (double)sc->st.scale); }
 
+/* With S >= 1 the multiply by 1/S cannot overflow, so unscaling only checks
+ * for inf/NaN and 1/S joins the optimizer's gradient factor, which the
+ * update multiplies by in its own pass (the design's one fused optimizer
+ * pass). A scale below 1 could turn a finite gradient into inf: then the
+ * gradients are multiplied in place and checked. */
+static int unscale_is_check_only(const amp_scaler *sc) {
+  return sc->st.params.mode != AMP_SCALER_NONE && inv_scale(sc) <= 1.0f;
+}
+
 static int remember(amp_scaler *sc, amp_optim *o) {
   for (int i = 0; i < sc->nseen; i++)
     if (sc->seen[i] == o) return 1;
@@ -99,17 +108,11 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o) {
   if (!remember(sc, o)) return AMP_ERR_STATE;
   int found = 0;
   if (sc->st.params.mode != AMP_SCALER_NONE) {
-    /* As PyTorch: the reciprocal in FP64, rounded once to FP32. With S >= 1
-       the multiply cannot overflow, so this pass only checks, and 1/S joins
-       the optimizer's gradient factor: the update multiplies by it in its
-       own pass (the design's one fused optimizer pass). A scale below 1
-       could turn a finite gradient into inf: multiply here and check. */
-    const float inv = inv_scale(sc);
-    const int defer = inv <= 1.0f;
-    amp_status s =
-        amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)o->n, o->grad, defer ? 1.0f : inv, &found);
+    const int check_only = unscale_is_check_only(sc);
+    amp_status s = amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)o->n, o->grad,
+                                         check_only ? 1.0f : inv_scale(sc), &found);
     if (s != AMP_OK) return s;
-    if (defer) o->grad_factor *= inv;
+    if (check_only) o->grad_factor *= inv_scale(sc);
   }
   o->found_inf = found;
   sc->found_inf |= found;
@@ -124,26 +127,24 @@ int amp_scaler_step(amp_scaler *sc, amp_optim *o) {
                "amp_scaler_step: already called for this optimizer since the last update");
     return -1;
   }
-  if (o->scaler_stage == 0 && sc->st.params.mode != AMP_SCALER_NONE && inv_scale(sc) <= 1.0f) {
-    /* No explicit unscale: check and update in one pass (the same result
-       as amp_scaler_unscale followed by the step below). */
+  if (o->scaler_stage == 0 && unscale_is_check_only(sc)) {
+    /* No explicit unscale: the check and the update share one pass (the
+       same result as amp_scaler_unscale followed by amp_optim_step). */
     if (!remember(sc, o)) return -1;
     o->grad_factor *= inv_scale(sc);
-    o->scaler_stage = 2;
     o->found_inf = amp__optim_step_if_finite(o);
     sc->found_inf |= o->found_inf;
-    if (o->found_inf) o->grad_factor = 1.0f;
-    return !o->found_inf;
+    o->scaler_stage = 2;
+    if (!o->found_inf) return 1;
+  } else {
+    if (o->scaler_stage == 0 && amp_scaler_unscale(sc, o) != AMP_OK) return -1;
+    o->scaler_stage = 2;
+    if (!o->found_inf) return amp_optim_step(o) == AMP_OK ? 1 : -1;
   }
-  if (o->scaler_stage == 0 && amp_scaler_unscale(sc, o) != AMP_OK) return -1;
-  o->scaler_stage = 2;
-  if (o->found_inf) {
-    /* The skipped step's gradients are discarded, and with them a pending
-       clip factor (which belonged to them, not to the next step's). */
-    o->grad_factor = 1.0f;
-    return 0;
-  }
-  return amp_optim_step(o) == AMP_OK ? 1 : -1;
+  /* Skipped: the step's gradients are discarded, and with them a pending
+     clip factor (which belonged to them, not to the next step's). */
+  o->grad_factor = 1.0f;
+  return 0;
 }
 
 amp_status amp_scaler_update(amp_scaler *sc) {

@@ -4,6 +4,7 @@
  *   with autocast(dtype): logits = model(x); loss = cross_entropy(logits, y)
  *   scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
  */
+#include "bench.h"
 #include "cli.h"
 
 #include <errno.h>
@@ -13,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct train_opts {
@@ -37,12 +37,6 @@ typedef struct train_opts {
   char owned[20][256]; /* string values taken from a checkpoint */
   int nowned;
 } train_opts;
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -540,10 +534,10 @@ int ampc_train_main(int argc, char **argv) {
   amp_loader_state start = amp_loader_get_state(loader);
   for (long epoch = (long)start.epoch; epoch < o.epochs && step < total_steps; epoch++) {
     int64_t in_epoch = epoch == start.epoch ? start.next / o.batch : 0;
-    double t_epoch = now_s();
+    double t_epoch = ampb_now();
     for (;;) {
       if (step >= total_steps) break;
-      double t0 = now_s();
+      double t0 = ampb_now();
       amp_ctx_step_reset(ctx);
       amp_tensor *x, *y;
       int got = amp_loader_next(loader, &x, &y);
@@ -583,7 +577,7 @@ int ampc_train_main(int argc, char **argv) {
       amp_scaler_update(scaler);
       amp_optim_zero_grad(opt);
       skipped += !stepped;
-      double dt_s = now_s() - t0;
+      double dt_s = ampb_now() - t0;
       step_ms[ran++] = 1e3 * dt_s;
       t_train += dt_s;
       if (metrics)
@@ -601,7 +595,7 @@ int ampc_train_main(int argc, char **argv) {
       }
       if (tty || in_epoch % 100 == 0)
         progress(&o, tty, epoch, in_epoch, per_epoch, loss_v, amp_scaler_get_scale(scaler), skipped,
-                 (double)(in_epoch * o.batch) / (now_s() - t_epoch));
+                 (double)(in_epoch * o.batch) / (ampb_now() - t_epoch));
     }
     if (amp_ctx_status(ctx) != AMP_OK) break;
     if ((double)amp_arena_peak_bytes(ctx, AMP_ARENA_STEP) > activation_peak)
