@@ -6,16 +6,30 @@ BUILD_FUZZ  ?= build-fuzz
 FUZZ_SECONDS ?= 30
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
+# Quiet recursive makes: no "Entering/Leaving directory" lines.
+MAKEFLAGS   += --no-print-directory
+# CMake configures quietly (warnings and errors only); V=1 shows everything.
+CMAKE_QUIET := $(if $(V),,--log-level=WARNING)
+# Ninja (installed with the build's packages) prints one progress line that
+# it redraws on a terminal; without it CMake's Makefiles are used.
+CMAKE_GEN    = $(if $(shell command -v ninja 2>/dev/null),-G Ninja,)
 
-.PHONY: all build test test-long test-asan test-nosimd test-valgrind fuzz bench demo deps format format-check clean
+.PHONY: all build deps-build test test-long test-asan test-nosimd test-valgrind fuzz bench demo deps format format-check clean
 
 all: build
 
-$(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+# The packages the build itself needs (compiler, CMake, pkg-config, cJSON):
+# installed with apt-get when missing, so that `make` and `make test` work
+# alone on a fresh Debian 12 machine. Checking costs a few dpkg queries.
+deps-build:
+	@bash scripts/install-deps --build
 
-build: $(BUILD)/CMakeCache.txt
-	cmake --build $(BUILD) -j $(JOBS)
+$(BUILD)/CMakeCache.txt: | deps-build
+	@echo "configuring $(BUILD)/ (cmake)"
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_GEN) $(CMAKE_QUIET) $(CMAKE_FLAGS)
+
+build: deps-build $(BUILD)/CMakeCache.txt
+	@cmake --build $(BUILD) -j $(JOBS)
 
 # The default suite (everything but the long, exhaustive tests).
 test: build
@@ -26,15 +40,15 @@ test-long: build
 	cd $(BUILD) && ctest --output-on-failure -L long
 
 # The default suite built with AddressSanitizer + UndefinedBehaviorSanitizer.
-test-asan:
-	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAMPC_SANITIZE=ON $(CMAKE_FLAGS)
+test-asan: deps-build
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAMPC_SANITIZE=ON $(CMAKE_GEN) $(CMAKE_QUIET) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) -LE long
 
 # The default suite built without any x86 intrinsics.
-test-nosimd:
-	cmake -S . -B $(BUILD_NOSIMD) -DCMAKE_BUILD_TYPE=Release -DAMPC_SIMD=OFF $(CMAKE_FLAGS)
+test-nosimd: deps-build
+	cmake -S . -B $(BUILD_NOSIMD) -DCMAKE_BUILD_TYPE=Release -DAMPC_SIMD=OFF $(CMAKE_GEN) $(CMAKE_QUIET) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_NOSIMD) -j $(JOBS)
 	cd $(BUILD_NOSIMD) && ctest --output-on-failure -j $(JOBS) -LE long
 
@@ -42,34 +56,40 @@ test-nosimd:
 # parser, FUZZ_SECONDS each, from the seeds in tests/fuzz/corpus. Built
 # without the SIMD kernels, which the harnesses do not reach.
 fuzz:
+	@bash scripts/install-deps --fuzz
 	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DAMPC_FUZZ=ON -DAMPC_SIMD=OFF $(CMAKE_FLAGS)
+	  -DAMPC_FUZZ=ON -DAMPC_SIMD=OFF $(CMAKE_GEN) $(CMAKE_QUIET) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_safetensors fuzz_idx
 	bash scripts/fuzz $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
 # valgrind memcheck on the end-to-end training test (synthetic data; the
 # real-MNIST part is skipped to keep it short): no leaks, no invalid access.
 test-valgrind: build
+	@bash scripts/install-deps --valgrind
 	AMPC_MNIST_DIR=/nonexistent valgrind --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=3 $(BUILD)/test_train
 
+# Every package of every target (what CI installs).
 deps:
 	bash scripts/install-deps
 
 bench: build
+	@bash scripts/install-deps --bench
 	$(BUILD)/ampc bench all --threads 2
 	bash bench/train.sh $(BUILD)/ampc 2
 
 # Fetch MNIST, build, train the reference MLP in FP32 and FP16, side by side.
 demo:
-	bash scripts/install-deps --if-missing
+	bash scripts/install-deps --demo --if-missing
 	$(MAKE) build
 	BUILD=$(BUILD) bash scripts/demo
 
 format:
+	@bash scripts/install-deps --format
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 format-check:
+	@bash scripts/install-deps --format
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
