@@ -16,4 +16,8 @@ int ampc_eval_main(int argc, char **argv);
  * alone, as safetensors. */
 int ampc_export_main(int argc, char **argv);
 
+/* `ampc plot RUN.jsonl [MORE.jsonl ...] -o OUT.svg`: the metrics of one or
+ * more runs as an SVG figure. */
+int ampc_plot_main(int argc, char **argv);
+
 #endif

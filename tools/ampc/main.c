@@ -27,6 +27,8 @@ static void usage(FILE *f) {
              "                     test accuracy of a checkpoint\n"
              "  export --checkpoint IN [--dtype f16|bf16] OUT\n"
              "                     write the 16-bit weights alone (safetensors)\n"
+             "  plot RUN.jsonl [MORE.jsonl ...] -o OUT.svg\n"
+             "                     draw the metrics of runs (loss, scale, lr, ...) as SVG\n"
              "  bench gemm --m M --n N --k K [--a f16] [--b f16] [--c f32] [--ta] [--tb]\n"
              "             [--threads T] [--reps R] [--json]\n"
              "                     time one GEMM shape (median GFLOP/s)\n"
@@ -141,6 +143,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "train") == 0) return ampc_train_main(argc - 2, argv + 2);
   if (strcmp(cmd, "eval") == 0) return ampc_eval_main(argc - 2, argv + 2);
   if (strcmp(cmd, "export") == 0) return ampc_export_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "plot") == 0) return ampc_plot_main(argc - 2, argv + 2);
   fprintf(stderr, "ampc: unknown command '%s'\n", cmd);
   usage(stderr);
   return 2;
