@@ -14,7 +14,7 @@ CMAKE_QUIET := $(if $(V),,--log-level=WARNING)
 # it redraws on a terminal; without it CMake's Makefiles are used.
 CMAKE_GEN    = $(if $(shell command -v ninja 2>/dev/null),-G Ninja,)
 
-.PHONY: all build deps-build test test-long test-asan test-nosimd test-valgrind fuzz bench demo deps format format-check clean
+.PHONY: all build deps-build install test test-long test-asan test-nosimd test-valgrind fuzz bench demo deps format format-check clean
 
 all: build
 
@@ -70,6 +70,12 @@ test-valgrind: build
 	  --error-exitcode=3 $(BUILD)/test_train
 
 # Every package of every target (what CI installs).
+# Installs the header, libraries, tool, ampc.pc and the CMake package under
+# PREFIX (default /usr/local); DESTDIR=D stages the install under D.
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
 deps:
 	bash scripts/install-deps
 
