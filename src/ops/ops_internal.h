@@ -1,7 +1,8 @@
 /* Internal interface of the ops, the tape and autocast. Not public.
  *
- * An op is one row of the op table (table.c): its name, its autocast
- * category and its backward function. Its forward is the public function
+ * An op is one line of the op list (ops.def), which makes its row of the op
+ * table (table.c): its name, its autocast category and its backward
+ * function. Its forward is the public function
  * (amp_linear, amp_softmax, ...), written in three steps:
  *
  *   amp_tensor *in[] = {x, w, b}, *c[3];
@@ -19,33 +20,11 @@
 
 #include "../core/internal.h"
 
-/* Op identifiers: the rows of the op table, in table order. */
+/* Op identifiers: the lines of the op list (ops.def), in list order. */
 typedef enum amp__op {
-  AMP__OP_MATMUL,
-  AMP__OP_BMM,
-  AMP__OP_LINEAR,
-  AMP__OP_CONV2D,
-  AMP__OP_SOFTMAX,
-  AMP__OP_LOG_SOFTMAX,
-  AMP__OP_CROSS_ENTROPY,
-  AMP__OP_MSE,
-  AMP__OP_LAYER_NORM,
-  AMP__OP_EXP,
-  AMP__OP_LOG,
-  AMP__OP_SUM,
-  AMP__OP_MEAN,
-  AMP__OP_ADD,
-  AMP__OP_SUB,
-  AMP__OP_MUL,
-  AMP__OP_MUL_SCALAR,
-  AMP__OP_RELU,
-  AMP__OP_GELU,
-  AMP__OP_DROPOUT,
-  AMP__OP_RESHAPE,
-  AMP__OP_FLATTEN,
-  AMP__OP_MAX_POOL2D,
-  AMP__OP_CAST,
-  AMP__OP_EMBEDDING,
+#define AMP__OP(id, name, category, backward) AMP__OP_##id,
+#include "ops.def"
+#undef AMP__OP
   AMP__OP_COUNT
 } amp__op;
 
@@ -66,6 +45,13 @@ typedef struct amp__node {
  * It adds the gradients of the inputs that require them with amp__grad_add()
  * or writes them through amp__grad_of(). */
 typedef amp_status (*amp__backward_fn)(amp_ctx *ctx, amp__node *n, const amp_tensor *gout);
+
+/* The backward of every op of the list (flatten's is reshape's, declared
+ * twice, which C allows). */
+#define AMP__OP(id, name, category, backward)                                                      \
+  amp_status backward(amp_ctx *ctx, amp__node *n, const amp_tensor *gout);
+#include "ops.def"
+#undef AMP__OP
 
 typedef struct amp__op_def {
   const char *name;
