@@ -663,6 +663,61 @@ amp_tensor *amp_cast(amp_ctx *ctx, amp_tensor *x, amp_dtype dt);
  *  into the weight's F32 gradient. Category same. */
 amp_tensor *amp_embedding(amp_ctx *ctx, amp_tensor *weight, amp_tensor *indices);
 
+/** Swaps axes dim0 and dim1 of x (a copy, contiguous in the new order):
+ *  permute of two axes. Category same. */
+amp_tensor *amp_transpose(amp_ctx *ctx, amp_tensor *x, int dim0, int dim1);
+
+/** The range [start, start+len) of axis `axis` of x (a copy; len >= 1).
+ *  The gradient is zero outside the range. Category same. */
+amp_tensor *amp_slice(amp_ctx *ctx, amp_tensor *x, int axis, int64_t start, int64_t len);
+
+/** Splits x along `axis` into `parts` consecutive slices of sizes[0..parts)
+ *  (each >= 1, adding up to the axis's size), written to out[0..parts); each
+ *  is an amp_slice(). */
+amp_status amp_split(amp_ctx *ctx, amp_tensor *x, int axis, int parts, const int64_t *sizes,
+                     amp_tensor **out);
+
+/** Concatenates n tensors (1 to 4) along `axis`; their other sizes must be
+ *  equal. Category promote: the inputs meet in their widest dtype. */
+amp_tensor *amp_concat(amp_ctx *ctx, int n, amp_tensor *const *xs, int axis);
+
+/** Scaled dot-product attention softmax(Q·Kᵀ/sqrt(D) [+ causal mask])·V
+ *  over q, k, v [B, heads, T, D] → [B, heads, T, D]; causal: query i sees
+ *  keys 0..i. Category lower: the two matrix products run in the autocast
+ *  dtype (accumulating in F32); the T×T scores, the mask and the softmax are
+ *  F32 and the probabilities are kept for backward (4·B·heads·T² bytes; not
+ *  fused). */
+amp_tensor *amp_attention(amp_ctx *ctx, amp_tensor *q, amp_tensor *k, amp_tensor *v, int causal);
+
+/** GELU with the tanh approximation (GPT-2's; PyTorch's
+ *  gelu(approximate='tanh')): 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))).
+ *  Category same. */
+amp_tensor *amp_gelu_tanh(amp_ctx *ctx, amp_tensor *x);
+
+/** Elementwise tanh. Category same. */
+amp_tensor *amp_tanh(amp_ctx *ctx, amp_tensor *x);
+
+/** 2-D batch normalisation of x [N,C,H,W] per channel, w and b [C] or NULL.
+ *  training: normalise with the batch mean and biased variance (F32) and,
+ *  when running_mean and running_var (F32 [C], both or neither) are given,
+ *  update them as PyTorch: r = (1-momentum)·r + momentum·batch statistic,
+ *  with the unbiased variance for running_var. Eval (training = 0): normalise
+ *  with the running statistics (required), which are not changed. Category
+ *  fp32. */
+amp_tensor *amp_batch_norm2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b,
+                             amp_tensor *running_mean, amp_tensor *running_var, int training,
+                             float momentum, float eps);
+
+/** 2-D average pooling without padding: x [N,C,H,W], window kh×kw, stride
+ *  → [N,C,(H-kh)/sh+1,(W-kw)/sw+1]; the window's sum in F32 over kh·kw.
+ *  Category same. */
+amp_tensor *amp_avg_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, int64_t stride_h,
+                           int64_t stride_w);
+
+/** Global average pooling: x [N,C,H,W] → [N,C,1,1] (amp_avg_pool2d with the
+ *  whole plane as the window). */
+amp_tensor *amp_global_avg_pool2d(amp_ctx *ctx, amp_tensor *x);
+
 /* ------------------------------------------------------------------------ */
 /* Random numbers                                                            */
 /* ------------------------------------------------------------------------ */

@@ -301,6 +301,141 @@ static void r_embedding(double *const *v, amp_tensor *const *in, double *out, co
     for (int64_t j = 0; j < d; j++) out[i * d + j] = v[0][(int64_t)v[1][i] * d + j];
 }
 
+/* ---- ops of the models (issue 13) ---- */
+
+static amp_tensor *o_transpose(amp_ctx *ctx, amp_tensor **x, const run *r) {
+  return amp_transpose(ctx, x[0], (int)r->c->ia[0], (int)r->c->ia[1]);
+}
+/* out[..., j at d0, ..., i at d1, ...] = x[..., i at d0, ..., j at d1, ...] */
+static void r_transpose(double *const *v, amp_tensor *const *in, double *out, const run *r) {
+  const amp_tensor *x = in[0];
+  int d0 = (int)r->c->ia[0], d1 = (int)r->c->ia[1], nd = x->ndim;
+  int64_t os[4], idx[4];
+  for (int d = 0; d < nd; d++) os[d] = x->shape[d];
+  os[d0] = x->shape[d1];
+  os[d1] = x->shape[d0];
+  for (int64_t o = 0; o < x->numel; o++) {
+    int64_t rem = o, at = 0;
+    for (int d = nd - 1; d >= 0; d--) {
+      idx[d] = rem % os[d];
+      rem /= os[d];
+    }
+    int64_t t = idx[d0];
+    idx[d0] = idx[d1];
+    idx[d1] = t;
+    for (int d = 0; d < nd; d++) at = at * x->shape[d] + idx[d];
+    out[o] = v[0][at];
+  }
+}
+
+/* Inner sizes around `axis`: [outer, n, inner]. */
+static void around(const amp_tensor *t, int axis, int64_t *outer, int64_t *inner) {
+  *outer = *inner = 1;
+  for (int d = 0; d < t->ndim; d++) {
+    if (d < axis) *outer *= t->shape[d];
+    if (d > axis) *inner *= t->shape[d];
+  }
+}
+static amp_tensor *o_slice(amp_ctx *ctx, amp_tensor **x, const run *r) {
+  return amp_slice(ctx, x[0], (int)r->c->ia[0], r->c->ia[1], r->c->ia[2]);
+}
+static void r_slice(double *const *v, amp_tensor *const *in, double *out, const run *r) {
+  int axis = (int)r->c->ia[0];
+  int64_t start = r->c->ia[1], len = r->c->ia[2], outer, inner, n = in[0]->shape[axis], o = 0;
+  around(in[0], axis, &outer, &inner);
+  for (int64_t a = 0; a < outer; a++)
+    for (int64_t i = start; i < start + len; i++)
+      for (int64_t j = 0; j < inner; j++) out[o++] = v[0][(a * n + i) * inner + j];
+}
+static amp_tensor *o_concat(amp_ctx *ctx, amp_tensor **x, const run *r) {
+  return amp_concat(ctx, 3, x, (int)r->c->ia[0]);
+}
+static void r_concat(double *const *v, amp_tensor *const *in, double *out, const run *r) {
+  int axis = (int)r->c->ia[0];
+  int64_t outer, inner, o = 0;
+  around(in[0], axis, &outer, &inner);
+  for (int64_t a = 0; a < outer; a++)
+    for (int k = 0; k < 3; k++)
+      for (int64_t i = 0; i < in[k]->shape[axis] * inner; i++)
+        out[o++] = v[k][a * in[k]->shape[axis] * inner + i];
+}
+
+/* Attention over [B,H,T,D]; ia[0]: causal. */
+static amp_tensor *o_attention(amp_ctx *ctx, amp_tensor **x, const run *r) {
+  return amp_attention(ctx, x[0], x[1], x[2], (int)r->c->ia[0]);
+}
+static void r_attention(double *const *v, amp_tensor *const *in, double *out, const run *r) {
+  int64_t bh = in[0]->shape[0] * in[0]->shape[1], t = in[0]->shape[2], d = in[0]->shape[3];
+  double sc[64], scale = 1 / sqrt((double)d);
+  for (int64_t b = 0; b < bh; b++)
+    for (int64_t i = 0; i < t; i++) {
+      const double *q = v[0] + (b * t + i) * d;
+      int64_t lim = r->c->ia[0] ? i + 1 : t;
+      for (int64_t j = 0; j < lim; j++) {
+        sc[j] = 0;
+        for (int64_t p = 0; p < d; p++) sc[j] += q[p] * v[1][(b * t + j) * d + p] * scale;
+      }
+      double l = lse(sc, lim);
+      for (int64_t p = 0; p < d; p++) {
+        double s = 0;
+        for (int64_t j = 0; j < lim; j++) s += exp(sc[j] - l) * v[2][(b * t + j) * d + p];
+        out[(b * t + i) * d + p] = s;
+      }
+    }
+}
+
+PLAIN_OP(gelu_tanh, amp_gelu_tanh(ctx, x[0]))
+PLAIN_OP(tanh, amp_tanh(ctx, x[0]))
+static void r_tanh(double *const *v, amp_tensor *const *in, double *out, const run *r) {
+  (void)r;
+  for (int64_t i = 0; i < in[0]->numel; i++) out[i] = tanh(v[0][i]);
+}
+
+/* Batch norm in training mode (batch statistics), no running statistics. */
+static amp_tensor *o_batch_norm2d(amp_ctx *ctx, amp_tensor **x, const run *r) {
+  return amp_batch_norm2d(ctx, x[0], x[1], x[2], NULL, NULL, 1, 0.1f, (float)r->c->fa);
+}
+static void r_batch_norm2d(double *const *v, amp_tensor *const *in, double *out, const run *r) {
+  int64_t n = in[0]->shape[0], ch = in[0]->shape[1], hw = in[0]->shape[2] * in[0]->shape[3];
+  for (int64_t k = 0; k < ch; k++) {
+    double mean = 0, var = 0, cnt = (double)(n * hw);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t p = 0; p < hw; p++) mean += v[0][(i * ch + k) * hw + p] / cnt;
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t p = 0; p < hw; p++) {
+        double t = v[0][(i * ch + k) * hw + p] - mean;
+        var += t * t / cnt;
+      }
+    double rstd = 1 / sqrt(var + (double)(float)r->c->fa);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t p = 0; p < hw; p++) {
+        int64_t at = (i * ch + k) * hw + p;
+        out[at] = (v[0][at] - mean) * rstd * v[1][k] + v[2][k];
+      }
+  }
+}
+
+static amp_tensor *o_avg_pool2d(amp_ctx *ctx, amp_tensor **x, const run *r) {
+  const int64_t *a = r->c->ia;
+  return amp_avg_pool2d(ctx, x[0], a[0], a[1], a[2], a[3]);
+}
+static void r_avg_pool2d(double *const *v, amp_tensor *const *in, double *out, const run *r) {
+  const int64_t *a = r->c->ia; /* kh, kw, sh, sw */
+  int64_t planes = in[0]->shape[0] * in[0]->shape[1], h = in[0]->shape[2], w = in[0]->shape[3];
+  int64_t oh = (h - a[0]) / a[2] + 1, ow = (w - a[1]) / a[3] + 1;
+  for (int64_t p = 0; p < planes; p++)
+    for (int64_t i = 0; i < oh; i++)
+      for (int64_t j = 0; j < ow; j++) {
+        double s = 0;
+        for (int64_t ki = 0; ki < a[0]; ki++)
+          for (int64_t kj = 0; kj < a[1]; kj++)
+            s += v[0][(p * h + i * a[2] + ki) * w + j * a[3] + kj];
+        out[(p * oh + i) * ow + j] = s / (double)(a[0] * a[1]);
+      }
+}
+
+static void r_gelu_tanh(double *const *v, amp_tensor *const *in, double *out, const run *r);
+
 /* ---- the case rows, one per op of ops.def ---- */
 
 #define F(...)                                                                                     \
@@ -343,6 +478,20 @@ static const op_case CASES[AMP__OP_COUNT] = {
     [AMP__OP_CAST] = {o_cast, r_same, {F(3, 5)}, 1, -2, 2, {0}, 0},
     /* embedding: dweight sums the repeats of an index among 7 */
     [AMP__OP_EMBEDDING] = {o_embedding, r_embedding, {F(5, 3), IDX(5, 7)}, 7, -2, 2, {0}, 0},
+    [AMP__OP_TRANSPOSE] = {o_transpose, r_transpose, {F(2, 3, 4)}, 1, -2, 2, {2, 0}, 0},
+    [AMP__OP_SLICE] = {o_slice, r_slice, {F(2, 5, 3)}, 1, -2, 2, {1, 1, 3}, 0},
+    [AMP__OP_CONCAT] = {o_concat, r_concat, {F(2, 3, 4), F(2, 2, 4), F(2, 1, 4)}, 1, -2, 2, {1}, 0},
+    /* attention, causal, T = 4, D = 3: scores sum D, the softmax and P·V sum
+       T, dQ and dK sum T, dV sums T; plus P's and dS's roundings to 16 bits */
+    [AMP__OP_ATTENTION] =
+        {o_attention, r_attention, {F(1, 2, 4, 3), F(1, 2, 4, 3), F(1, 2, 4, 3)}, 8, -2, 2, {1}, 0},
+    [AMP__OP_GELU_TANH] = {o_gelu_tanh, r_gelu_tanh, {F(3, 5)}, 1, -3, 3, {0}, 0},
+    [AMP__OP_TANH] = {o_tanh, r_tanh, {F(3, 5)}, 1, -2, 2, {0}, 0},
+    /* batch_norm2d: statistics over N·H·W = 8 per channel; dw, db, dx sum 8 */
+    [AMP__OP_BATCH_NORM2D] =
+        {o_batch_norm2d, r_batch_norm2d, {F(2, 3, 2, 2), F(3), F(3)}, 8, -2, 2, {0}, 1e-5},
+    /* avg_pool2d 2x2 stride (1, 2): 4 terms forward, overlapping windows back */
+    [AMP__OP_AVG_POOL2D] = {o_avg_pool2d, r_avg_pool2d, {F(2, 2, 5, 4)}, 4, -2, 2, {2, 2, 1, 2}, 0},
 };
 
 /* ---- the harness ---- */

@@ -95,3 +95,85 @@ amp_status amp__max_pool2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tenso
     }
   return amp__grad_add(ctx, x, dx, AMP_F32);
 }
+
+/* 2-D average pooling without padding (category same): each output is the
+ * F32 sum of its window in row-major order divided by kh·kw, rounded once to
+ * the input's dtype. Backward spreads dY/(kh·kw) over each window in F32,
+ * planes in parallel, outputs of a plane in order (the same bits for any
+ * thread count). */
+amp_tensor *amp_avg_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, int64_t stride_h,
+                           int64_t stride_w) {
+  amp_tensor *c[1];
+  amp_dtype dt;
+  if (!amp__op_inputs(ctx, AMP__OP_AVG_POOL2D, 1, &x, c, 0, &dt)) return NULL;
+  char sx[64];
+  if (!amp_dtype_is_float(c[0]->dtype) || kh < 1 || kw < 1 || stride_h < 1 || stride_w < 1 ||
+      c[0]->ndim != 4 || c[0]->shape[2] < kh || c[0]->shape[3] < kw) {
+    amp__error(ctx, AMP_ERR_SHAPE,
+               "avg_pool2d: input %s does not fit a %lldx%lld window with stride %lldx%lld "
+               "(floats [N,C,H,W], window and stride >= 1)",
+               amp__shape_str(x, sx, sizeof sx), (long long)kh, (long long)kw, (long long)stride_h,
+               (long long)stride_w);
+    return NULL;
+  }
+  int64_t planes = c[0]->shape[0] * c[0]->shape[1], h = c[0]->shape[2], w = c[0]->shape[3];
+  int64_t oh = (h - kh) / stride_h + 1, ow = (w - kw) / stride_w + 1;
+  amp_tensor *y = amp__op_result(ctx, dt, 4, (int64_t[]){c[0]->shape[0], c[0]->shape[1], oh, ow});
+  if (!y) return NULL;
+  const void *xd = c[0]->data;
+  void *yd = y->data;
+  float inv = 1.0f / (float)(kh * kw);
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (planes * h * w > 65536)
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t i = 0; i < oh; i++)
+      for (int64_t j = 0; j < ow; j++) {
+        float s = 0.0f;
+        for (int64_t a = 0; a < kh; a++)
+          for (int64_t b = 0; b < kw; b++)
+            s +=
+                amp__load_f32(xd, dt, (size_t)((pl * h + i * stride_h + a) * w + j * stride_w + b));
+        amp__store_f32(yd, dt, (size_t)((pl * oh + i) * ow + j), s * inv);
+      }
+  amp__node *nd = amp__record(ctx, AMP__OP_AVG_POOL2D, y, 1, c);
+  if (nd) {
+    nd->iarg[0] = kh;
+    nd->iarg[1] = kw;
+    nd->iarg[2] = stride_h;
+    nd->iarg[3] = stride_w;
+  }
+  return y;
+}
+
+amp_tensor *amp_global_avg_pool2d(amp_ctx *ctx, amp_tensor *x) {
+  if (!ctx) return NULL;
+  if (!x || x->ndim != 4) {
+    char sx[64] = "(null)";
+    if (x) amp__shape_str(x, sx, sizeof sx);
+    amp__error(ctx, AMP_ERR_SHAPE, "global_avg_pool2d: input %s is not [N,C,H,W]", sx);
+    return NULL;
+  }
+  return amp_avg_pool2d(ctx, x, x->shape[2], x->shape[3], x->shape[2], x->shape[3]);
+}
+
+amp_status amp__avg_pool2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *gy) {
+  amp_tensor *x = nd->in[0];
+  if (!x->requires_grad) return AMP_OK;
+  int64_t kh = nd->iarg[0], kw = nd->iarg[1], sh = nd->iarg[2], sw = nd->iarg[3];
+  int64_t planes = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
+  int64_t oh = gy->shape[2], ow = gy->shape[3];
+  float *dx = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)x->numel * sizeof(float));
+  if (!dx) return amp_ctx_status(ctx);
+  memset(dx, 0, (size_t)x->numel * sizeof(float));
+  amp_dtype gdt = gy->dtype;
+  const void *gd = gy->data;
+  float inv = 1.0f / (float)(kh * kw);
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (x->numel > 65536)
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t i = 0; i < oh; i++)
+      for (int64_t j = 0; j < ow; j++) {
+        float g = amp__load_f32(gd, gdt, (size_t)((pl * oh + i) * ow + j)) * inv;
+        for (int64_t a = 0; a < kh; a++)
+          for (int64_t b = 0; b < kw; b++) dx[(pl * h + i * sh + a) * w + j * sw + b] += g;
+      }
+  return amp__grad_add(ctx, x, dx, AMP_F32);
+}

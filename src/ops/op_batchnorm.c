@@ -1,0 +1,141 @@
+/* 2-D batch normalisation, category fp32: under autocast x, w and b are
+ * upcast and it runs and returns F32. Per channel (over N·H·W), in training
+ * mode the batch mean and the biased variance about it are computed in F32,
+ * in two passes, in a fixed order, and the running statistics (F32 [C]) are
+ * updated as PyTorch does: r = (1 - momentum)·r + momentum·s, with the
+ * unbiased variance for running_var. In eval mode the running statistics
+ * normalise and nothing is updated. Channels are independent and each is
+ * reduced by one thread: the same bits for any thread count. Saved for
+ * backward: [C, 2] = (mean, 1/sqrt(var + eps)). */
+#include "../dtype/dtype_inline.h"
+#include "ops_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Checks the running statistics: NULL or F32 [C]. */
+static int stats_ok(const amp_tensor *t, int64_t ch) {
+  return !t || (t->dtype == AMP_F32 && t->ndim == 1 && t->shape[0] == ch);
+}
+
+/* Batch mean and biased variance of channel k of x [N, C, HW] (F32 sums). */
+static void channel_stats(const void *xd, amp_dtype dt, int64_t n, int64_t ch, int64_t hw,
+                          int64_t k, float *mean, float *var) {
+  float s = 0.0f, ss = 0.0f, cnt = (float)(n * hw);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t p = 0; p < hw; p++) s += amp__load_f32(xd, dt, (size_t)((i * ch + k) * hw + p));
+  float m = s / cnt;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t p = 0; p < hw; p++) {
+      float t = amp__load_f32(xd, dt, (size_t)((i * ch + k) * hw + p)) - m;
+      ss += t * t;
+    }
+  *mean = m;
+  *var = ss / cnt;
+}
+
+amp_tensor *amp_batch_norm2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b,
+                             amp_tensor *running_mean, amp_tensor *running_var, int training,
+                             float momentum, float eps) {
+  amp_tensor *in[3] = {x, w, b}, *c[3];
+  amp_dtype dt;
+  if (!amp__op_inputs(ctx, AMP__OP_BATCH_NORM2D, 3, in, c, AMP__OPTIONAL(1) | AMP__OPTIONAL(2),
+                      &dt))
+    return NULL;
+  char sx[64];
+  int64_t ch = c[0]->ndim == 4 ? c[0]->shape[1] : 0;
+  int ok = ch > 0 && amp_dtype_is_float(c[0]->dtype);
+  for (int i = 1; i < 3; i++) ok = ok && (!c[i] || (c[i]->ndim == 1 && c[i]->shape[0] == ch));
+  ok = ok && stats_ok(running_mean, ch) && stats_ok(running_var, ch) &&
+       (training || (running_mean && running_var)) && !(running_mean && !running_var) &&
+       !(!running_mean && running_var);
+  int64_t n = ok ? c[0]->shape[0] : 0, hw = ok ? c[0]->shape[2] * c[0]->shape[3] : 0;
+  if (!ok || (training && n * hw < 2) || !(eps >= 0.0f) || isinf(eps) ||
+      !(momentum >= 0.0f && momentum <= 1.0f)) {
+    amp__error(ctx, AMP_ERR_INVALID_ARG,
+               "batch_norm2d: input %s (floats [N,C,H,W], more than one value per channel in "
+               "training), weight and bias NULL or [C], running mean and variance both NULL or "
+               "both F32 [C] (required in eval), momentum %g in [0,1], eps %g >= 0",
+               amp__shape_str(x, sx, sizeof sx), (double)momentum, (double)eps);
+    return NULL;
+  }
+  amp_tensor *y = amp__op_result(ctx, dt, 4, c[0]->shape);
+  amp_tensor *st = amp__op_result(ctx, AMP_F32, 2, (int64_t[]){ch, 2});
+  if (!y || !st) return NULL;
+  const void *xd = c[0]->data, *wd = c[1] ? c[1]->data : NULL, *bd = c[2] ? c[2]->data : NULL;
+  float *s = st->data, *rm = running_mean ? running_mean->data : NULL;
+  float *rv = running_var ? running_var->data : NULL;
+  void *yd = y->data;
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (c[0]->numel > 65536)
+  for (int64_t k = 0; k < ch; k++) {
+    float mean, var;
+    if (training) {
+      channel_stats(xd, dt, n, ch, hw, k, &mean, &var);
+      if (rm) {
+        float unbiased = var * (float)(n * hw) / (float)(n * hw - 1);
+        rm[k] = (1.0f - momentum) * rm[k] + momentum * mean;
+        rv[k] = (1.0f - momentum) * rv[k] + momentum * unbiased;
+      }
+    } else {
+      mean = rm[k];
+      var = rv[k];
+    }
+    float rstd = 1.0f / sqrtf(var + eps);
+    float wk = wd ? amp__load_f32(wd, dt, (size_t)k) : 1.0f;
+    float bk = bd ? amp__load_f32(bd, dt, (size_t)k) : 0.0f;
+    s[2 * k] = mean;
+    s[2 * k + 1] = rstd;
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t p = 0; p < hw; p++) {
+        size_t at = (size_t)((i * ch + k) * hw + p);
+        amp__store_f32(yd, dt, at, (amp__load_f32(xd, dt, at) - mean) * rstd * wk + bk);
+      }
+  }
+  amp__node *nd = amp__record(ctx, AMP__OP_BATCH_NORM2D, y, 3, c);
+  if (nd) {
+    nd->saved = st;
+    nd->iarg[0] = training;
+  }
+  return y;
+}
+
+/* Per channel: dw = Σ g·x̂, db = Σ g; dx = rstd·w·(g - mean(g) - x̂·mean(g·x̂))
+ * in training (the statistics depend on x), rstd·w·g in eval. */
+amp_status amp__batch_norm2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *gy) {
+  amp_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
+  amp_dtype dt = gy->dtype;
+  int64_t n = x->shape[0], ch = x->shape[1], hw = x->shape[2] * x->shape[3];
+  int training = (int)nd->iarg[0];
+  const float *st = nd->saved->data;
+  const void *xd = x->data, *g = gy->data, *wd = w ? w->data : NULL;
+  float *dw = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)ch * 2 * sizeof(float));
+  void *dx = x->requires_grad ? amp__grad_begin(ctx, x, dt) : NULL;
+  if (!dw || (x->requires_grad && !dx)) return amp_ctx_status(ctx);
+  float *db = dw + ch;
+  float cnt = (float)(n * hw);
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (x->numel > 65536)
+  for (int64_t k = 0; k < ch; k++) {
+    float mean = st[2 * k], rstd = st[2 * k + 1], sg = 0.0f, sgx = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t p = 0; p < hw; p++) {
+        size_t at = (size_t)((i * ch + k) * hw + p);
+        float gv = amp__load_f32(g, dt, at);
+        sg += gv;
+        sgx += gv * ((amp__load_f32(xd, dt, at) - mean) * rstd);
+      }
+    dw[k] = sgx;
+    db[k] = sg;
+    if (!dx) continue;
+    float wk = wd ? amp__load_f32(wd, dt, (size_t)k) : 1.0f, mg = sg / cnt, mgx = sgx / cnt;
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t p = 0; p < hw; p++) {
+        size_t at = (size_t)((i * ch + k) * hw + p);
+        float gv = amp__load_f32(g, dt, at), xh = (amp__load_f32(xd, dt, at) - mean) * rstd;
+        amp__store_f32(dx, dt, at, rstd * wk * (training ? gv - mg - xh * mgx : gv));
+      }
+  }
+  amp_status s = dx ? amp__grad_done(ctx, x, dx, dt) : AMP_OK;
+  if (s == AMP_OK && w && w->requires_grad) s = amp__grad_add(ctx, w, dw, AMP_F32);
+  if (s == AMP_OK && b && b->requires_grad) s = amp__grad_add(ctx, b, db, AMP_F32);
+  return s;
+}
