@@ -28,6 +28,16 @@ static void swap_axes(const char *src, char *dst, int64_t A, int64_t n0, int64_t
                  src + (size_t)(((a * n0 + i0) * B + b) * n1 + i1) * row, row);
 }
 
+/* x as [A, n0, B, n1, C] around axes d0 <= d1 (for d0 == d1: [A, n0, 1, 1,
+ * C], which swap_axes copies unchanged). */
+static void around_axes(const amp_tensor *x, int d0, int d1, int64_t v[5]) {
+  v[0] = span(x, 0, d0);
+  v[1] = x->shape[d0];
+  v[2] = d0 == d1 ? 1 : span(x, d0 + 1, d1);
+  v[3] = d0 == d1 ? 1 : x->shape[d1];
+  v[4] = span(x, d1 + 1, x->ndim);
+}
+
 amp_tensor *amp_transpose(amp_ctx *ctx, amp_tensor *x, int dim0, int dim1) {
   amp_tensor *c[1];
   amp_dtype dt;
@@ -48,9 +58,9 @@ amp_tensor *amp_transpose(amp_ctx *ctx, amp_tensor *x, int dim0, int dim1) {
   shape[d1] = c[0]->shape[d0];
   amp_tensor *y = amp__op_result(ctx, dt, nd, shape);
   if (!y) return NULL;
-  const amp_tensor *t = c[0];
-  swap_axes(t->data, y->data, span(t, 0, d0), t->shape[d0], span(t, d0 + 1, d1), t->shape[d1],
-            span(t, d1 + 1, nd), amp_dtype_size(dt));
+  int64_t v[5];
+  around_axes(c[0], d0, d1, v);
+  swap_axes(c[0]->data, y->data, v[0], v[1], v[2], v[3], v[4], amp_dtype_size(dt));
   amp__node *n = amp__record(ctx, AMP__OP_TRANSPOSE, y, 1, c);
   if (n) {
     n->iarg[0] = d0;
@@ -65,8 +75,9 @@ amp_status amp__transpose_backward(amp_ctx *ctx, amp__node *n, const amp_tensor 
   void *dx = amp__grad_begin(ctx, x, g->dtype);
   if (!dx) return amp_ctx_status(ctx);
   /* g is [A, n1, B, n0, C]: swapping its axes gives x's layout. */
-  swap_axes(g->data, dx, span(x, 0, d0), x->shape[d1], span(x, d0 + 1, d1), x->shape[d0],
-            span(x, d1 + 1, x->ndim), amp_dtype_size(g->dtype));
+  int64_t v[5];
+  around_axes(x, d0, d1, v);
+  swap_axes(g->data, dx, v[0], v[3], v[2], v[1], v[4], amp_dtype_size(g->dtype));
   return amp__grad_done(ctx, x, dx, g->dtype);
 }
 
