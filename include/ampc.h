@@ -1224,6 +1224,10 @@ amp_status amp_checkpoint_export(amp_ctx *ctx, const char *path, amp_module *mod
 typedef struct amp_dataset amp_dataset;
 
 /** Loads an MNIST split from the directory `dir`: with `train` non-zero
+ *  (each file may instead be gzip-compressed, as NAME.gz, which is read when
+ *  NAME is absent; its decompressed size is bounded at 256 MiB and a
+ *  corrupt, truncated or oversized gzip file is an AMP_ERR_FORMAT naming the
+ *  file)
  *  train-images-idx3-ubyte and train-labels-idx1-ubyte (60000 samples),
  *  otherwise t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (10000). The
  *  images are kept as U8 rows of 784 = 28×28 pixels; 10 classes. Checks the
@@ -1236,6 +1240,22 @@ typedef struct amp_dataset amp_dataset;
  *  data/mnist/train-images-idx3-ubyte: truncated: expected 47040016 bytes,
  *  found 1000". A missing file's message says to run scripts/fetch-mnist. */
 amp_status amp_mnist_load(amp_ctx *ctx, const char *dir, int train, amp_dataset **out);
+
+/** Where Debian's dataset-fashion-mnist package installs Fashion-MNIST. */
+#define AMP_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/** Fashion-MNIST's pixel mean and standard deviation (of x/255 over its
+ *  train set), which the loader's `normalize` uses for it. */
+#define AMP_FASHION_MNIST_MEAN 0.2860f
+#define AMP_FASHION_MNIST_STD 0.3530f
+
+/** Loads a Fashion-MNIST split from `dir` (NULL: AMP_FASHION_MNIST_DIR):
+ *  the same four file names, layout and checks as amp_mnist_load() (Debian
+ *  ships them gzip-compressed), 10 classes; the data set carries
+ *  Fashion-MNIST's mean and standard deviation for the loader's
+ *  `normalize`. A missing file's message says to install
+ *  dataset-fashion-mnist (scripts/install-deps --data). */
+amp_status amp_fashion_mnist_load(amp_ctx *ctx, const char *dir, int train, amp_dataset **out);
 
 /** Parses an IDX file held in memory (`len` bytes at `buf`): the magic
  *  number 0x000008NN (unsigned byte data, NN dimensions) must have NN ==
@@ -1292,6 +1312,71 @@ int64_t amp_dataset_classes(const amp_dataset *ds);
 amp_status amp_dataset_slice(amp_ctx *ctx, const amp_dataset *ds, int64_t start, int64_t count,
                              amp_dataset **out);
 
+/** Byte-level text (vocabulary 256: a token is a byte): a corpus held in
+ *  memory and split into a training part, the first 90% of its bytes, and a
+ *  held-out validation part, the last 10% (n/10 bytes, rounded down).
+ *  Malloc-owned; free it with amp_text_free(). At most 1 GiB. */
+typedef struct amp_text amp_text;
+
+/** The splits of an amp_text. */
+#define AMP_TEXT_TRAIN 0
+#define AMP_TEXT_VAL 1
+
+/** Where Debian's fortunes package installs the English fortune files. */
+#define AMP_FORTUNES_DIR "/usr/share/games/fortunes"
+
+/** Reads the file `path` as a corpus into *out. On failure sets *out to
+ *  NULL and returns AMP_ERR_IO (cannot open or read, not a regular file)
+ *  or AMP_ERR_INVALID_ARG (larger than 1 GiB), with a message naming the
+ *  file. */
+amp_status amp_text_load(amp_ctx *ctx, const char *path, amp_text **out);
+
+/** The default corpus: the fortune files of `dir` (NULL:
+ *  AMP_FORTUNES_DIR) that have no extension (the .dat indexes and .u8
+ *  links are skipped, as is anything not a regular file), concatenated in
+ *  sorted (strcmp) name order; about 2.5 MB. A missing directory's message
+ *  says to install fortunes (scripts/install-deps --data). */
+amp_status amp_text_load_fortunes(amp_ctx *ctx, const char *dir, amp_text **out);
+
+/** A corpus from `n` bytes in memory (copied). */
+amp_status amp_text_from_bytes(amp_ctx *ctx, const void *bytes, size_t n, amp_text **out);
+
+/** Frees a corpus (NULL is a no-op); its loaders must be freed first. */
+void amp_text_free(amp_text *t);
+
+/** Tokens of a split (AMP_TEXT_TRAIN or AMP_TEXT_VAL; 0 for NULL). */
+int64_t amp_text_tokens(const amp_text *t, int split);
+
+/** The tokens (bytes) of a split, amp_text_tokens() of them. */
+const uint8_t *amp_text_data(const amp_text *t, int split);
+
+/** A loader of token batches of one split of an amp_text. Malloc-owned;
+ *  free it with amp_text_loader_free(). */
+typedef struct amp_text_loader amp_text_loader;
+
+/** Makes a loader of token batches of `split` in llm.c's layout: batch k reads B·T + 1
+ *  consecutive tokens starting at offset k·B·T of the split; the inputs x
+ *  are the first B·T, the targets y the next B·T (shifted by one), both I32
+ *  [B, T] whose rows are consecutive T-chunks. An epoch is the
+ *  floor((n - 1)/(B·T)) batches that fit; in order, batch i of the stream
+ *  is batch k = i mod that count. With `shuffle`, each epoch takes the
+ *  batch starts in the order of a permutation drawn (Fisher-Yates,
+ *  splitmix64) from (seed, epoch) only. Refers to (does not copy) the
+ *  corpus. Returns NULL and records an error for bad arguments or a split
+ *  shorter than one batch (B·T + 1 tokens). */
+amp_text_loader *amp_text_loader_create(amp_ctx *ctx, const amp_text *t, int split, int64_t batch,
+                                        int64_t seq, int shuffle, uint64_t seed);
+
+/** The next batch, x and y I32 [B, T] in ctx's step arena; the stream runs
+ *  on over epochs. Returns 1, or 0 when memory ran out (recorded on ctx). */
+int amp_text_loader_next(amp_text_loader *l, amp_tensor **x, amp_tensor **y);
+
+/** Batches per epoch: floor((n - 1)/(B·T)) for a split of n tokens. */
+int64_t amp_text_loader_batches_per_epoch(const amp_text_loader *l);
+
+/** Frees a text loader (NULL is a no-op). */
+void amp_text_loader_free(amp_text_loader *l);
+
 /** Iterates over a data set in batches. Malloc-owned; it refers to (does not
  *  copy) the data set, which must outlive it. Free with amp_loader_free(). */
 typedef struct amp_loader amp_loader;
@@ -1307,7 +1392,8 @@ typedef struct amp_loader_params {
   amp_dtype dtype; /**< dtype of the image batch: AMP_F32, AMP_F16 or
                         AMP_BF16 (the recipe's compute dtype) */
   int normalize;   /**< non-zero: U8 data become (x/255 - 0.1307)/0.3081 (the
-                        MNIST mean and standard deviation); zero: x/255. F32
+                        MNIST mean and standard deviation; Fashion-MNIST's
+                        own for amp_fashion_mnist_load()); zero: x/255. F32
                         data sets are passed as they are either way */
 } amp_loader_params;
 

@@ -14,6 +14,8 @@ struct amp_dataset {
   amp_dtype dtype;  /* AMP_U8 (raw image bytes) or AMP_F32 */
   void *x;          /* n * features values of dtype, row-major (malloc) */
   int32_t *y;       /* n labels (malloc) */
+  float norm_mean;  /* U8 data: the mean and standard deviation of x/255 that */
+  float norm_std;   /* the loader's `normalize` uses; 0, 0: MNIST's */
 };
 
 /* Allocates a data set with room for n × features values of `dtype` and n

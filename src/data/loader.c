@@ -77,9 +77,11 @@ amp_loader *amp_loader_create(amp_ctx *ctx, const amp_dataset *ds, const amp_loa
   l->ctx = ctx;
   l->ds = ds;
   l->p = *p;
+  float mean = ds->norm_std > 0 ? ds->norm_mean : AMP_MNIST_MEAN;
+  float std = ds->norm_std > 0 ? ds->norm_std : AMP_MNIST_STD;
   for (int v = 0; v < 256; v++) {
     float f = (float)v / 255.0f;
-    l->lut[v] = p->normalize ? (f - AMP_MNIST_MEAN) / AMP_MNIST_STD : f;
+    l->lut[v] = p->normalize ? (f - mean) / std : f;
   }
   if (p->dtype != AMP_F32) amp_convert(l->lut16, p->dtype, l->lut, AMP_F32, 256);
   make_perm(l);

@@ -1,13 +1,22 @@
-/* MNIST: the IDX file format and the loader of the four files. */
+/* MNIST and Fashion-MNIST: the IDX file format and the loader of the four
+ * files, each plain or gzip-compressed (NAME.gz, read with zlib). A gzip file
+ * is untrusted input: its decompressed size is bounded (AMP__GZ_MAX), and a
+ * corrupt or truncated stream, or bytes after it, is an AMP_ERR_FORMAT
+ * naming the file. */
 #include "data_internal.h"
 
 #include <errno.h>
+#include <zlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 enum { IDX_MAX_DIMS = 3, MNIST_SIDE = 28, MNIST_CLASSES = 10 };
+
+/* The largest decompressed gzip file accepted: 256 MiB (the largest MNIST
+ * file is 47 MB). */
+#define AMP__GZ_MAX ((size_t)256 << 20)
 
 static uint32_t be32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
@@ -83,6 +92,8 @@ amp_status amp_idx_parse(amp_ctx *ctx, const void *buf, size_t len, int expect_n
 typedef struct idx_file {
   FILE *f;
   char *path;
+  uint8_t *mem; /* a gzip file's decompressed bytes (the payload at mem + hs) */
+  size_t hs;
   int64_t dims[IDX_MAX_DIMS];
   size_t payload; /* bytes after the header */
 } idx_file;
@@ -90,49 +101,121 @@ typedef struct idx_file {
 static void idx_close(idx_file *x) {
   if (x->f) fclose(x->f);
   free(x->path);
+  free(x->mem);
   x->f = NULL;
   x->path = NULL;
+  x->mem = NULL;
 }
 
-/* Opens dir/name and checks its header (and size) as an IDX file with
- * `ndim` dimensions; the file is left positioned at the payload. */
-static amp_status idx_open(amp_ctx *ctx, const char *dir, const char *name, int ndim, idx_file *x) {
+/* Decompresses the gzip file x->f (x->path) into x->mem (malloc), at most
+ * AMP__GZ_MAX bytes, into *len. */
+static amp_status gz_slurp(amp_ctx *ctx, const char *who, idx_file *x, size_t *len) {
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) /* gzip wrapper only */
+    return amp__error(ctx, AMP_ERR_NOMEM, "%s: %s: cannot start zlib", who, x->path);
+  size_t cap = (size_t)1 << 20, have = 0;
+  uint8_t in[1 << 16];
+  int zr = Z_OK, eof = 0;
+  amp_status st = AMP_OK;
+  x->mem = malloc(cap);
+  if (!x->mem) st = amp__error(ctx, AMP_ERR_NOMEM, "%s: out of memory", who);
+  while (st == AMP_OK && zr != Z_STREAM_END) {
+    if (z.avail_in == 0 && !eof) {
+      z.avail_in = (uInt)fread(in, 1, sizeof in, x->f);
+      z.next_in = in;
+      eof = z.avail_in == 0;
+      if (eof && ferror(x->f)) st = amp__error(ctx, AMP_ERR_IO, "%s: %s: read error", who, x->path);
+      if (st != AMP_OK) break;
+    }
+    if (have == cap) {
+      uint8_t *m =
+          cap < AMP__GZ_MAX ? realloc(x->mem, cap * 2 > AMP__GZ_MAX ? AMP__GZ_MAX : cap * 2) : NULL;
+      if (!m) {
+        st = cap >= AMP__GZ_MAX
+                 ? amp__error(ctx, AMP_ERR_FORMAT, "%s: %s: decompresses to more than %zu MiB", who,
+                              x->path, AMP__GZ_MAX >> 20)
+                 : amp__error(ctx, AMP_ERR_NOMEM, "%s: out of memory", who);
+        break;
+      }
+      x->mem = m;
+      cap = cap * 2 > AMP__GZ_MAX ? AMP__GZ_MAX : cap * 2;
+    }
+    z.next_out = x->mem + have;
+    z.avail_out = (uInt)(cap - have);
+    zr = inflate(&z, Z_NO_FLUSH);
+    have = cap - z.avail_out;
+    if (zr != Z_OK && zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && !eof))
+      st = amp__error(ctx, AMP_ERR_FORMAT, "%s: %s: corrupt gzip data (%s)", who, x->path,
+                      eof ? "truncated" : (z.msg ? z.msg : "inflate failed"));
+  }
+  if (st == AMP_OK && (z.avail_in > 0 || fgetc(x->f) != EOF))
+    st = amp__error(ctx, AMP_ERR_FORMAT, "%s: %s: trailing bytes after the gzip stream", who,
+                    x->path);
+  inflateEnd(&z);
+  *len = have;
+  return st;
+}
+
+/* Opens dir/name, or dir/name.gz when there is no dir/name, and checks its
+ * header (and size) as an IDX file with `ndim` dimensions; a plain file is
+ * left positioned at the payload, a gzip file is decompressed into x->mem.
+ * `hint` completes the message for a missing file. */
+static amp_status idx_open(amp_ctx *ctx, const char *who, const char *hint, const char *dir,
+                           const char *name, int ndim, idx_file *x) {
   memset(x, 0, sizeof *x);
-  size_t n = strlen(dir) + 1 + strlen(name) + 1;
+  size_t n = strlen(dir) + 1 + strlen(name) + 4;
   x->path = malloc(n);
-  if (!x->path) return amp__error(ctx, AMP_ERR_NOMEM, "mnist: out of memory");
+  if (!x->path) return amp__error(ctx, AMP_ERR_NOMEM, "%s: out of memory", who);
   snprintf(x->path, n, "%s/%s", dir, name);
   x->f = fopen(x->path, "rb");
+  int gz = 0;
+  if (!x->f && errno == ENOENT) {
+    snprintf(x->path, n, "%s/%s.gz", dir, name);
+    x->f = fopen(x->path, "rb");
+    gz = 1;
+  }
   if (!x->f) {
     int e = errno;
-    if (e == ENOENT)
-      return amp__error(ctx, AMP_ERR_IO,
-                        "mnist: %s: no such file (run scripts/fetch-mnist to download MNIST "
-                        "into %s)",
-                        x->path, dir);
-    return amp__error(ctx, AMP_ERR_IO, "mnist: %s: cannot open: %s", x->path, strerror(e));
+    if (e == ENOENT) {
+      snprintf(x->path, n, "%s/%s", dir, name);
+      return amp__error(ctx, AMP_ERR_IO, "%s: %s: no such file, nor %s.gz (%s into %s)", who,
+                        x->path, name, hint, dir);
+    }
+    return amp__error(ctx, AMP_ERR_IO, "%s: %s: cannot open: %s", who, x->path, strerror(e));
   }
   struct stat sb;
   if (fstat(fileno(x->f), &sb) != 0)
-    return amp__error(ctx, AMP_ERR_IO, "mnist: %s: cannot stat: %s", x->path, strerror(errno));
+    return amp__error(ctx, AMP_ERR_IO, "%s: %s: cannot stat: %s", who, x->path, strerror(errno));
   if (!S_ISREG(sb.st_mode))
-    return amp__error(ctx, AMP_ERR_IO, "mnist: %s: not a regular file", x->path);
+    return amp__error(ctx, AMP_ERR_IO, "%s: %s: not a regular file", who, x->path);
   uint64_t total = (uint64_t)sb.st_size;
   uint8_t hdr[4 + 4 * IDX_MAX_DIMS];
+  const uint8_t *h = hdr;
   size_t want = 4 + 4 * (size_t)ndim;
+  if (gz) {
+    size_t len;
+    amp_status st = gz_slurp(ctx, who, x, &len);
+    if (st != AMP_OK) return st;
+    total = len;
+    h = x->mem;
+  }
   if (total < want) want = (size_t)total;
-  if (fread(hdr, 1, want, x->f) != want)
-    return amp__error(ctx, AMP_ERR_IO, "mnist: %s: read error", x->path);
+  if (!gz && fread(hdr, 1, want, x->f) != want)
+    return amp__error(ctx, AMP_ERR_IO, "%s: %s: read error", who, x->path);
   char what[600];
-  snprintf(what, sizeof what, "mnist: %s", x->path);
-  size_t hs;
-  amp_status st = idx_header(ctx, what, hdr, want, total, ndim, x->dims, &hs);
+  snprintf(what, sizeof what, "%s: %s", who, x->path);
+  amp_status st = idx_header(ctx, what, h, want, total, ndim, x->dims, &x->hs);
   if (st != AMP_OK) return st;
-  x->payload = (size_t)(total - hs);
+  x->payload = (size_t)(total - x->hs);
   return AMP_OK;
 }
 
 static amp_status idx_read(amp_ctx *ctx, idx_file *x, void *dst) {
+  if (x->mem) {
+    memcpy(dst, x->mem + x->hs, x->payload);
+    return AMP_OK;
+  }
   /* Touch the fresh pages before reading into them. Measured here: when
    * read() itself faults the pages in, the loader's shuffled row reads
    * later run 3× slower (0.147 against 0.048 ms per batch of 128). */
@@ -143,44 +226,47 @@ static amp_status idx_read(amp_ctx *ctx, idx_file *x, void *dst) {
   return AMP_OK;
 }
 
-amp_status amp_mnist_load(amp_ctx *ctx, const char *dir, int train, amp_dataset **out) {
-  if (!out) return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_mnist_load: out is NULL");
+/* The loader of both data sets: `who` starts the messages, `hint` says
+ * where a missing file comes from. */
+static amp_status idx_pair_load(amp_ctx *ctx, const char *who, const char *hint, const char *dir,
+                                int train, amp_dataset **out) {
+  if (!out) return amp__error(ctx, AMP_ERR_INVALID_ARG, "%s: out is NULL", who);
   *out = NULL;
-  if (!dir) return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_mnist_load: dir is NULL");
+  if (!dir) return amp__error(ctx, AMP_ERR_INVALID_ARG, "%s: dir is NULL", who);
   const char *img_name = train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte";
   const char *lbl_name = train ? "train-labels-idx1-ubyte" : "t10k-labels-idx1-ubyte";
   idx_file img, lbl;
   memset(&lbl, 0, sizeof lbl);
   amp_dataset *ds = NULL;
   uint8_t *raw = NULL;
-  amp_status st = idx_open(ctx, dir, img_name, 3, &img);
+  amp_status st = idx_open(ctx, who, hint, dir, img_name, 3, &img);
   if (st != AMP_OK) goto done;
   if (img.dims[1] != MNIST_SIDE || img.dims[2] != MNIST_SIDE) {
-    st =
-        amp__error(ctx, AMP_ERR_FORMAT, "mnist: %s: images are %lldx%lld, expected %dx%d", img.path,
-                   (long long)img.dims[1], (long long)img.dims[2], MNIST_SIDE, MNIST_SIDE);
+    st = amp__error(ctx, AMP_ERR_FORMAT, "%s: %s: images are %lldx%lld, expected %dx%d", who,
+                    img.path, (long long)img.dims[1], (long long)img.dims[2], MNIST_SIDE,
+                    MNIST_SIDE);
     goto done;
   }
-  st = idx_open(ctx, dir, lbl_name, 1, &lbl);
+  st = idx_open(ctx, who, hint, dir, lbl_name, 1, &lbl);
   if (st != AMP_OK) goto done;
   if (img.dims[0] != lbl.dims[0]) {
-    st = amp__error(ctx, AMP_ERR_FORMAT, "mnist: %s has %lld images but %s has %lld labels",
+    st = amp__error(ctx, AMP_ERR_FORMAT, "%s: %s has %lld images but %s has %lld labels", who,
                     img.path, (long long)img.dims[0], lbl.path, (long long)lbl.dims[0]);
     goto done;
   }
   int64_t n = img.dims[0];
-  st = amp__dataset_alloc(ctx, "mnist", n, MNIST_SIDE * MNIST_SIDE, MNIST_CLASSES, AMP_U8, &ds);
+  st = amp__dataset_alloc(ctx, who, n, MNIST_SIDE * MNIST_SIDE, MNIST_CLASSES, AMP_U8, &ds);
   if (st != AMP_OK) goto done;
   raw = malloc(lbl.payload);
   if (!raw) {
-    st = amp__error(ctx, AMP_ERR_NOMEM, "mnist: out of memory for %lld labels", (long long)n);
+    st = amp__error(ctx, AMP_ERR_NOMEM, "%s: out of memory for %lld labels", who, (long long)n);
     goto done;
   }
   if ((st = idx_read(ctx, &img, ds->x)) != AMP_OK) goto done;
   if ((st = idx_read(ctx, &lbl, raw)) != AMP_OK) goto done;
   for (int64_t i = 0; i < n; i++) {
     if (raw[i] >= MNIST_CLASSES) {
-      st = amp__error(ctx, AMP_ERR_FORMAT, "mnist: %s: label %u of sample %lld is not in 0..9",
+      st = amp__error(ctx, AMP_ERR_FORMAT, "%s: %s: label %u of sample %lld is not in 0..9", who,
                       lbl.path, (unsigned)raw[i], (long long)i);
       goto done;
     }
@@ -196,4 +282,20 @@ done:
   }
   *out = ds;
   return AMP_OK;
+}
+
+amp_status amp_mnist_load(amp_ctx *ctx, const char *dir, int train, amp_dataset **out) {
+  return idx_pair_load(ctx, "mnist", "run scripts/fetch-mnist to download MNIST", dir, train, out);
+}
+
+amp_status amp_fashion_mnist_load(amp_ctx *ctx, const char *dir, int train, amp_dataset **out) {
+  amp_status st = idx_pair_load(ctx, "fashion-mnist",
+                                "install Debian's dataset-fashion-mnist: scripts/install-deps "
+                                "--data",
+                                dir ? dir : AMP_FASHION_MNIST_DIR, train, out);
+  if (st == AMP_OK) {
+    (*out)->norm_mean = AMP_FASHION_MNIST_MEAN;
+    (*out)->norm_std = AMP_FASHION_MNIST_STD;
+  }
+  return st;
 }

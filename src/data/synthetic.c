@@ -148,6 +148,8 @@ amp_status amp_dataset_slice(amp_ctx *ctx, const amp_dataset *ds, int64_t start,
   size_t row = (size_t)ds->features * amp_dtype_size(ds->dtype);
   memcpy(d->x, (const char *)ds->x + (size_t)start * row, (size_t)count * row);
   memcpy(d->y, ds->y + start, (size_t)count * sizeof(int32_t));
+  d->norm_mean = ds->norm_mean;
+  d->norm_std = ds->norm_std;
   *out = d;
   return AMP_OK;
 }
