@@ -187,6 +187,32 @@ static void test_threads_same_bits(void) {
   }
 }
 
+/* The attention's memory: the forward keeps P, 4·B·H·T² bytes, besides its
+ * result; backward adds three F32 gradients of [B,H,T,D] and T² scratch. */
+static void test_attention_memory(void) {
+  amp_ctx *ctx = amp_ctx_create(&(amp_ctx_params){.threads = 1});
+  int64_t shape[4] = {2, 3, 128, 16}, b = 2, h = 3, t = 128, d = 16;
+  amp_tensor *x[3];
+  for (int i = 0; i < 3; i++) {
+    x[i] = amp_tensor_zeros(ctx, AMP_ARENA_STEP, AMP_F32, 4, shape);
+    amp_tensor_set_requires_grad(ctx, x[i], 1);
+  }
+  size_t before = amp_arena_used_bytes(ctx, AMP_ARENA_STEP);
+  amp_tensor *y = amp_attention(ctx, x[0], x[1], x[2], 1);
+  size_t fwd = amp_arena_used_bytes(ctx, AMP_ARENA_STEP) - before;
+  size_t p = (size_t)(4 * b * h * t * t), out = (size_t)(4 * b * h * t * d);
+  CHECK(y && fwd >= p + out && fwd <= p + out + (size_t)(4 * t * t) + 8192,
+        "attention forward kept %zu bytes; P is %zu, the result %zu", fwd, p, out);
+  amp_arena_reset_peak(ctx, AMP_ARENA_STEP);
+  size_t at = amp_arena_used_bytes(ctx, AMP_ARENA_STEP);
+  CHECK(y && amp_backward(ctx, amp_sum(ctx, y)) == AMP_OK, "backward: %s", amp_ctx_error(ctx));
+  size_t bwd = amp_arena_peak_bytes(ctx, AMP_ARENA_STEP) - at;
+  printf("attention B=%lld H=%lld T=%lld D=%lld F32: forward keeps %zu bytes (P: %zu), backward "
+         "peak +%zu bytes\n",
+         (long long)b, (long long)h, (long long)t, (long long)d, fwd, p, bwd);
+  amp_ctx_free(ctx);
+}
+
 int main(void) {
   amp_ctx *ctx = amp_ctx_create(&(amp_ctx_params){.threads = 2});
   test_attention_mask(ctx);
@@ -194,5 +220,6 @@ int main(void) {
   test_pool_and_layout_values(ctx);
   amp_ctx_free(ctx);
   test_threads_same_bits();
+  test_attention_memory();
   TEST_MAIN_END();
 }
