@@ -213,7 +213,92 @@ static void test_attention_memory(void) {
   amp_ctx_free(ctx);
 }
 
-int main(void) {
+/* ---- files for the PyTorch comparison (tests/torch_ops.py) ---- */
+
+static void dump(const char *dir, const char *name, const amp_tensor *t) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s.f32", dir, name);
+  FILE *f = fopen(path, "wb");
+  CHECK(f && t && t->dtype == AMP_F32 &&
+            fwrite(t->data, 4, (size_t)t->numel, f) == (size_t)t->numel,
+        "write %s", path);
+  if (f) fclose(f);
+}
+
+/* An F32 leaf in [-2, 2) from rng, written as dir/name.f32. */
+static amp_tensor *rand_leaf(amp_ctx *ctx, amp_rng *rng, int ndim, const int64_t *shape,
+                             const char *dir, const char *name) {
+  amp_tensor *t = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F32, ndim, shape);
+  for (int64_t i = 0; i < t->numel; i++)
+    ((float *)t->data)[i] = (float)(amp_rng_next(rng) >> 40) / 16777216.0f * 4 - 2;
+  amp_tensor_set_requires_grad(ctx, t, 1);
+  dump(dir, name, t);
+  return t;
+}
+
+/* Runs op results y[0..n) through L = Σ_i Σ y_i·w_i (w_i written as
+ * <name>.w) and backward, and writes each y_i as <name>.y. */
+static void loss_backward(amp_ctx *ctx, amp_rng *rng, const char *dir, int n, amp_tensor **y,
+                          const char *const *names) {
+  amp_tensor *loss = NULL;
+  for (int i = 0; i < n; i++) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "%s.w", names[i]);
+    amp_tensor *w = rand_leaf(ctx, rng, y[i]->ndim, y[i]->shape, dir, nm);
+    amp_tensor *l = amp_sum(ctx, amp_mul(ctx, y[i], w));
+    loss = loss ? amp_add(ctx, loss, l) : l;
+    snprintf(nm, sizeof nm, "%s.y", names[i]);
+    dump(dir, nm, y[i]);
+  }
+  CHECK(amp_backward(ctx, loss) == AMP_OK, "backward: %s", amp_ctx_error(ctx));
+}
+
+/* Writes inputs, results and gradients of the new ops for torch_ops.py. */
+static void write_torch_cases(const char *dir) {
+  amp_ctx *ctx = amp_ctx_create(&(amp_ctx_params){.threads = 2});
+  amp_rng rng;
+  amp_rng_seed(&rng, 2024);
+  int64_t as[4] = {2, 3, 5, 4}, bs[4] = {4, 3, 5, 5}, cs[1] = {3}, ps[4] = {2, 2, 7, 7};
+  amp_tensor *q = rand_leaf(ctx, &rng, 4, as, dir, "att.q");
+  amp_tensor *k = rand_leaf(ctx, &rng, 4, as, dir, "att.k");
+  amp_tensor *v = rand_leaf(ctx, &rng, 4, as, dir, "att.v");
+  amp_tensor *x = rand_leaf(ctx, &rng, 4, bs, dir, "bn.x");
+  amp_tensor *bw = rand_leaf(ctx, &rng, 1, cs, dir, "bn.weight");
+  amp_tensor *bb = rand_leaf(ctx, &rng, 1, cs, dir, "bn.bias");
+  amp_tensor *x2 = rand_leaf(ctx, &rng, 4, bs, dir, "bn.x2");
+  amp_tensor *rm = amp_tensor_zeros(ctx, AMP_ARENA_STEP, AMP_F32, 1, cs);
+  amp_tensor *rv = amp_tensor_zeros(ctx, AMP_ARENA_STEP, AMP_F32, 1, cs);
+  for (int i = 0; i < 3; i++) ((float *)rv->data)[i] = 1.0f;
+  amp_tensor *e = rand_leaf(ctx, &rng, 4, ps, dir, "elt.x");
+  amp_tensor *y[8] = {
+      amp_attention(ctx, q, k, v, 1),
+      amp_attention(ctx, q, k, v, 0),
+      amp_batch_norm2d(ctx, x, bw, bb, rm, rv, 1, 0.1f, 1e-5f),
+      amp_batch_norm2d(ctx, x2, bw, bb, rm, rv, 0, 0.1f, 1e-5f), /* eval, updated stats */
+      amp_gelu_tanh(ctx, e),
+      amp_tanh(ctx, e),
+      amp_avg_pool2d(ctx, e, 3, 3, 2, 2),
+      amp_global_avg_pool2d(ctx, e),
+  };
+  static const char *const names[8] = {"att.causal", "att.full", "bn.train", "bn.eval",
+                                       "gelu_tanh",  "tanh",     "avg_pool", "global_pool"};
+  for (int i = 0; i < 8; i++) CHECK(y[i], "%s: %s", names[i], amp_ctx_error(ctx));
+  dump(dir, "bn.running_mean", rm);
+  dump(dir, "bn.running_var", rv);
+  loss_backward(ctx, &rng, dir, 8, y, names);
+  amp_tensor *leaves[8] = {q, k, v, x, bw, bb, x2, e};
+  static const char *const gnames[8] = {"att.q.grad", "att.k.grad",     "att.v.grad",
+                                        "bn.x.grad",  "bn.weight.grad", "bn.bias.grad",
+                                        "bn.x2.grad", "elt.x.grad"};
+  for (int i = 0; i < 8; i++) dump(dir, gnames[i], leaves[i]->grad);
+  amp_ctx_free(ctx);
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--write") == 0) {
+    write_torch_cases(argv[2]);
+    TEST_MAIN_END();
+  }
   amp_ctx *ctx = amp_ctx_create(&(amp_ctx_params){.threads = 2});
   test_attention_mask(ctx);
   test_batch_norm_modes(ctx);
