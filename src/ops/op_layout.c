@@ -149,7 +149,8 @@ amp_status amp_split(amp_ctx *ctx, amp_tensor *x, int axis, int parts, const int
   if (total != x->shape[axis])
     return amp__error(ctx, AMP_ERR_INVALID_ARG, "split: sizes add up to %lld, axis %d has %lld",
                       (long long)total, axis, (long long)x->shape[axis]);
-  for (int i = 0, at = 0; i < parts; at += (int)sizes[i++])
+  int64_t at = 0;
+  for (int i = 0; i < parts; at += sizes[i++])
     if (!(out[i] = amp_slice(ctx, x, axis, at, sizes[i]))) return amp_ctx_status(ctx);
   return AMP_OK;
 }
@@ -185,7 +186,8 @@ amp_tensor *amp_concat(amp_ctx *ctx, int n, amp_tensor *const *xs, int axis) {
   amp_tensor *y = amp__op_result(ctx, dt, nd, shape);
   if (!y) return NULL;
   size_t row = (size_t)span(c[0], axis + 1, nd) * amp_dtype_size(dt);
-  for (int i = 0, at = 0; i < n; at += (int)c[i++]->shape[axis])
+  int64_t at = 0;
+  for (int i = 0; i < n; at += c[i++]->shape[axis])
     copy_rows(c[i]->data, c[i]->shape[axis], 0, y->data, total, at, span(c[0], 0, axis),
               c[i]->shape[axis], row);
   amp__node *nd_ = amp__record(ctx, AMP__OP_CONCAT, y, n, c);
