@@ -1,8 +1,7 @@
-/* AVX2/F16C fast paths of the elementwise kernels and reductions. Each one
- * gives the same bits as its scalar reference (see kernels_internal.h):
- * 16-bit loads widen exactly, stores round to nearest even like
- * dtype_inline.h (F16C for F16, integer rounding with NaN quieting for BF16),
- * and tails run the scalar code. */
+/* AVX2/F16C fast paths of the elementwise kernels and reductions, the
+ * entries of amp__kernels_avx2. Each one gives the same bits as its scalar
+ * reference (see kernels_internal.h): loads and stores are those of
+ * dtype/simd_avx2.h, and tails run the scalar code. */
 #include "kernels_internal.h"
 
 #include "../dtype/dtype_inline.h"
@@ -99,10 +98,11 @@ void amp__elt_avx2(int op, int dt, size_t n, float s, const void *a, const void 
   }
 }
 
-/* The flag test runs on the stored bits, which is the same test as the
- * reference's F32 threshold: a value reaches amp__nonfinite_bits(dt) exactly
- * when its F16/BF16 rounding is inf or NaN. The largest absolute bit pattern
- * is tracked, and compared once at the end. */
+/* The flag test runs on the stored bits (amp__dtype(dt)->inf_bits), which
+ * is the same test as the reference's F32 threshold: a value reaches
+ * amp__dtype(dt)->overflow_f32 exactly when its F16/BF16 rounding is inf or
+ * NaN. The largest absolute bit pattern is tracked, and compared once at
+ * the end. */
 static inline int unscale_loop(int dt, size_t n, void *g, float s, int mul) {
   const __m256 sv = _mm256_set1_ps(s);
   __m256i big = _mm256_setzero_si256();
