@@ -61,9 +61,7 @@ amp_tensor *amp__autocast_leaf(amp_ctx *ctx, amp_tensor *leaf, amp_dtype dt) {
   return c;
 }
 
-static int is_float(const amp_tensor *t) {
-  return t->dtype == AMP_F32 || t->dtype == AMP_F16 || t->dtype == AMP_BF16;
-}
+static int is_float(const amp_tensor *t) { return amp__dtype(t->dtype)->is_compute; }
 
 /* The dtype an op of category `cat` computes in, given its floating inputs'
  * dtypes folded into `widest` (promotion) and the autocast state. */

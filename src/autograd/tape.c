@@ -13,7 +13,7 @@ amp_status amp_tensor_set_requires_grad(amp_ctx *ctx, amp_tensor *t, int on) {
     t->requires_grad = 0;
     return AMP_OK;
   }
-  if (!amp_dtype_is_float(t->dtype) || t->dtype == AMP_E4M3 || t->dtype == AMP_E5M2)
+  if (!amp__dtype(t->dtype)->is_compute)
     return amp__error(ctx, AMP_ERR_UNSUPPORTED,
                       "amp_tensor_set_requires_grad: %s tensors cannot require gradients",
                       amp_dtype_name(t->dtype));

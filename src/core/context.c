@@ -1,4 +1,4 @@
-/* The context: thread count, sticky error, arenas. */
+/* The context: thread count, kernel table, sticky error, arenas. */
 #include "internal.h"
 
 #include <sched.h>
@@ -31,14 +31,8 @@ amp_ctx *amp_ctx_create(const amp_ctx_params *params) {
   amp_ctx *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return NULL;
   atomic_flag_clear(&ctx->scratch_busy);
-  if (params) {
-    ctx->no_simd = params->no_simd;
-    amp_ctx_set_threads(ctx, params->threads);
-  } else {
-    amp_ctx_set_threads(ctx, 0);
-  }
-  unsigned need = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C;
-  ctx->simd = !ctx->no_simd && (amp_cpu_features() & need) == need;
+  amp_ctx_set_threads(ctx, params ? params->threads : 0);
+  ctx->k = params && params->no_simd ? &amp__kernels_scalar : amp__kernels_native();
   return ctx;
 }
 
@@ -116,12 +110,6 @@ int amp__threads(const amp_ctx *ctx) {
 #else
   return 1;
 #endif
-}
-
-int amp__use_simd(const amp_ctx *ctx) {
-  if (ctx) return ctx->simd;
-  unsigned need = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C;
-  return (amp_cpu_features() & need) == need;
 }
 
 amp_status amp__error(amp_ctx *ctx, amp_status s, const char *fmt, ...) {

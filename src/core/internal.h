@@ -1,9 +1,12 @@
 /* Internal declarations shared by every layer: the context's layout, error
- * recording and the SIMD switch. Not part of the public API. */
+ * recording, the dtype traits and the kernel table. Not part of the public
+ * API. */
 #ifndef AMPC_INTERNAL_H
 #define AMPC_INTERNAL_H
 
+#include "../dtype/dtype_traits.h"
 #include "ampc.h"
+#include "kernels.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -34,8 +37,7 @@ typedef struct amp__cast_entry {
 
 struct amp_ctx {
   int threads;
-  int no_simd;
-  int simd; /* fast paths usable: features present and not disabled */
+  const amp__kernels *k; /* the kernel table (kernels.h), never NULL */
   amp_status status;
   char message[512];
   amp__arena arenas[2];
@@ -76,9 +78,6 @@ void amp__scratch_put(amp_ctx *ctx, void *p, int shared);
  * arrive within microseconds of each other: spins briefly, then gives the
  * core away (on a busy machine the thread it waits for may need it). */
 void amp__wait_at_least(atomic_int *v, int want);
-
-/* Non-zero when the AVX2/FMA/F16C fast paths may run for this context. */
-int amp__use_simd(const amp_ctx *ctx);
 
 /* Thread count to use for a kernel call (>= 1). */
 int amp__threads(const amp_ctx *ctx);

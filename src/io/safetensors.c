@@ -29,14 +29,17 @@ typedef struct st_dtype {
   size_t size;
 } st_dtype;
 
+/* ampc's dtypes (their rows of the dtype traits table), then the other
+ * safetensors dtypes, which a file may hold but ampc cannot load. */
+#define ST_ROW(e, name, st_name, size, ...) {st_name, e, size},
 static const st_dtype ST_DTYPES[] = {
-    {"F32", AMP_F32, 4},         {"F16", AMP_F16, 2},
-    {"BF16", AMP_BF16, 2},       {"F8_E4M3", AMP_E4M3, 1},
-    {"F8_E5M2", AMP_E5M2, 1},    {"I32", AMP_I32, 4},
-    {"U8", AMP_U8, 1},           {"I64", AMP_DTYPE_COUNT, 8},
-    {"F64", AMP_DTYPE_COUNT, 8}, {"BOOL", AMP_DTYPE_COUNT, 1},
-    {"I8", AMP_DTYPE_COUNT, 1},  {"I16", AMP_DTYPE_COUNT, 2},
-    {"U16", AMP_DTYPE_COUNT, 2}, {"U32", AMP_DTYPE_COUNT, 4},
+    AMP__DTYPE_ROWS(ST_ROW){"I64", AMP_DTYPE_COUNT, 8},
+    {"F64", AMP_DTYPE_COUNT, 8},
+    {"BOOL", AMP_DTYPE_COUNT, 1},
+    {"I8", AMP_DTYPE_COUNT, 1},
+    {"I16", AMP_DTYPE_COUNT, 2},
+    {"U16", AMP_DTYPE_COUNT, 2},
+    {"U32", AMP_DTYPE_COUNT, 4},
     {"U64", AMP_DTYPE_COUNT, 8},
 };
 enum { ST_NDTYPES = (int)(sizeof ST_DTYPES / sizeof ST_DTYPES[0]) };

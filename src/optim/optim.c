@@ -174,12 +174,12 @@ static void next_hyper(const amp_optim *o, amp_optim_hyper *h) {
 /* Updates block b and writes its working copy: the F16 copy with nearest
  * rounding inside the update's own pass, other copies by converting the
  * block just done (still in L1). */
-static void update_block(amp_optim *o, const amp_optim_hyper *h, int simd, int64_t b) {
+static void update_block(amp_optim *o, const amp_optim_hyper *h, const amp__kernels *k, int64_t b) {
   const int fused = o->work && o->p.work_dtype == AMP_F16 &&
                     o->p.rounding == AMP_ROUND_NEAREST_EVEN && o->p.master_weights;
   int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-  amp__optim_update(o->p.kind, simd, h, len, o->master + i0, o->grad + i0, o->m ? o->m + i0 : NULL,
-                    o->v ? o->v + i0 : NULL, fused ? (uint16_t *)o->work + i0 : NULL);
+  k->optim_update(o->p.kind, h, len, o->master + i0, o->grad + i0, o->m ? o->m + i0 : NULL,
+                  o->v ? o->v + i0 : NULL, fused ? (uint16_t *)o->work + i0 : NULL);
   if (!fused) write_work(o, i0, len);
 }
 
@@ -193,9 +193,9 @@ amp_status amp_optim_step(amp_optim *o) {
   amp_optim_hyper h;
   next_hyper(o, &h);
   int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
-  int simd = amp__use_simd(o->ctx);
+  const amp__kernels *k = amp__kernels_of(o->ctx);
 #pragma omp parallel for schedule(static) num_threads(amp__threads(o->ctx)) if (nblocks > 8)
-  for (int64_t b = 0; b < nblocks; b++) update_block(o, &h, simd, b);
+  for (int64_t b = 0; b < nblocks; b++) update_block(o, &h, k, b);
   step_done(o);
   return AMP_OK;
 }
@@ -204,7 +204,7 @@ int amp__optim_step_if_finite(amp_optim *o) {
   amp_optim_hyper h;
   next_hyper(o, &h);
   const int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
-  const int simd = amp__use_simd(o->ctx);
+  const amp__kernels *k = amp__kernels_of(o->ctx);
   atomic_int arrived, bad;
   atomic_init(&arrived, 0);
   atomic_init(&bad, 0);
@@ -223,13 +223,13 @@ int amp__optim_step_if_finite(amp_optim *o) {
     int mine = 0;
     for (int64_t b = b0; b < b1; b++) {
       const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-      mine |= amp__check_finite_f32(simd, (size_t)len, o->grad + i0);
+      mine |= amp__check_finite_f32(k, (size_t)len, o->grad + i0);
     }
     if (mine) atomic_store(&bad, 1);
     atomic_fetch_add_explicit(&arrived, 1, memory_order_acq_rel);
     amp__wait_at_least(&arrived, (int)nt);
     if (!atomic_load(&bad))
-      for (int64_t b = b0; b < b1; b++) update_block(o, &h, simd, b);
+      for (int64_t b = b0; b < b1; b++) update_block(o, &h, k, b);
   }
   if (atomic_load(&bad)) return 1;
   step_done(o);

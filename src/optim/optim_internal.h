@@ -39,18 +39,16 @@ typedef struct amp_optim_hyper {
   float bc2_sqrt; /* sqrt(1 - beta2^t) */
 } amp_optim_hyper;
 
-/* Updates n parameters in place: the scalar reference, and the AVX2 path
- * (same operations in the same order, no FMA contraction: the same bits).
- * With w16 non-NULL, also writes each new value rounded to F16 (nearest
- * even) there, in the same pass. */
-void amp__optim_update(amp_optim_kind kind, int simd, const amp_optim_hyper *h, int64_t n, float *p,
-                       const float *g, float *m, float *v, uint16_t *w16);
-void amp__optim_update_ref(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                           const float *g, float *m, float *v);
+/* The update rule over n parameters, in place: the entries of the kernel
+ * tables (core/kernels.h; callers run amp__kernels_of(ctx)->optim_update).
+ * The scalar reference and the AVX2 path do the same operations in the same
+ * order (no FMA contraction): the same bits. With w16 non-NULL, also writes
+ * each new value rounded to F16 (nearest even) there, in the same pass. */
+void amp__optim_update_scalar(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
+                              const float *g, float *m, float *v, uint16_t *w16);
 #ifdef AMPC_HAVE_X86_SIMD
-/* Returns the number of leading elements done (a multiple of 8). */
-int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                               const float *g, float *m, float *v, uint16_t *w16);
+void amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
+                            const float *g, float *m, float *v, uint16_t *w16);
 #endif
 
 #endif

@@ -4,28 +4,11 @@
 #include <stdint.h>
 #include <string.h>
 
-size_t amp_dtype_size(amp_dtype t) {
-  switch (t) {
-  case AMP_F32: return 4;
-  case AMP_F16: return 2;
-  case AMP_BF16: return 2;
-  case AMP_E4M3: return 1;
-  case AMP_E5M2: return 1;
-  case AMP_I32: return 4;
-  case AMP_U8: return 1;
-  case AMP_DTYPE_COUNT: break;
-  }
-  return 0;
-}
+size_t amp_dtype_size(amp_dtype t) { return amp__dtype_size(t); }
 
-static const char *const dtype_names[AMP_DTYPE_COUNT] = {"f32",  "f16", "bf16", "e4m3",
-                                                         "e5m2", "i32", "u8"};
+const char *amp_dtype_name(amp_dtype t) { return amp__dtype(t)->name; }
 
-const char *amp_dtype_name(amp_dtype t) {
-  return (unsigned)t < AMP_DTYPE_COUNT ? dtype_names[t] : "invalid";
-}
-
-int amp_dtype_is_float(amp_dtype t) { return (unsigned)t <= AMP_E5M2; }
+int amp_dtype_is_float(amp_dtype t) { return amp__dtype(t)->is_float; }
 
 amp_status amp_dtype_parse(const char *name, amp_dtype *out) {
   static const struct {
@@ -36,7 +19,7 @@ amp_status amp_dtype_parse(const char *name, amp_dtype *out) {
                  {"bfloat16", AMP_BF16}, {"fp8_e4m3", AMP_E4M3}, {"fp8_e5m2", AMP_E5M2}};
   if (!name || !out) return AMP_ERR_INVALID_ARG;
   for (int i = 0; i < AMP_DTYPE_COUNT; i++)
-    if (strcmp(name, dtype_names[i]) == 0) {
+    if (strcmp(name, amp__dtype(i)->name) == 0) {
       *out = (amp_dtype)i;
       return AMP_OK;
     }

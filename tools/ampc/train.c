@@ -625,7 +625,8 @@ int ampc_train_main(int argc, char **argv) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double rss_mb = (double)ru.ru_maxrss / 1024.0;
-  size_t param_bytes = (size_t)amp_optim_numel(opt) * (4 + (r.dt == AMP_F32 ? 0 : 2));
+  size_t param_bytes =
+      (size_t)amp_optim_numel(opt) * (4 + (r.dt == AMP_F32 ? 0 : amp_dtype_size(r.dt)));
   if (o.json) {
     printf("{\"precision\":\"%s\",\"optim\":\"%s\",\"model\":\"%s\",\"seed\":%llu,"
            "\"threads\":%ld,\"epochs\":%ld,\"batch\":%ld,\"test_accuracy\":%.4f,"
