@@ -697,8 +697,13 @@ static void test_checkpoint(void) {
       {"ampc.loader.next", "51", "invalid loader position"},
       {"ampc.format", "other", "ampc.format"},
       {"ampc.optim.state", "momentum", "optimizer state 'momentum'"},
+      /* Counters are bounded so that a run cannot overflow them (2^53 + 1). */
+      {"ampc.optim.step", "9007199254740993", "ampc.optim.step"},
+      {"ampc.scaler.skipped", "9007199254740993", "ampc.scaler.skipped"},
+      {"ampc.loader.epoch", "9007199254740993", "ampc.loader.epoch"},
+      {"ampc.optim.lr", "-1", "ampc.optim.lr"},
   };
-  for (int i = 0; i < 8; i++) {
+  for (int i = 0; i < (int)(sizeof badmeta / sizeof badmeta[0]); i++) {
     rewrite_meta(ck, ck2, badmeta[i].key, badmeta[i].val);
     run c;
     run_make(&c, 5, 4, 0, 1, 11);
