@@ -107,4 +107,3 @@ amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *
   free(dir);
   return st;
 }
-

@@ -253,9 +253,10 @@ static amp_status check_tiling(amp_ctx *ctx, const char *who, parsed_entry **byo
     pos = byoff[i]->end;
   }
   if (pos != data_len)
-    return amp__error(ctx, AMP_ERR_FORMAT,
-                      "safetensors: %s: %llu trailing bytes of the data section belong to no tensor",
-                      who, (unsigned long long)(data_len - pos));
+    return amp__error(
+        ctx, AMP_ERR_FORMAT,
+        "safetensors: %s: %llu trailing bytes of the data section belong to no tensor", who,
+        (unsigned long long)(data_len - pos));
   return AMP_OK;
 }
 
