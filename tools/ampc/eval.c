@@ -88,4 +88,3 @@ int ampc_eval_main(int argc, char **argv) {
   amp_ctx_free(L.ctx);
   return rc;
 }
-

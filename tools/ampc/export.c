@@ -29,7 +29,8 @@ int ampc_export_main(int argc, char **argv) {
   amp_dtype dt;
   if (amp_dtype_parse(dts, &dt) != AMP_OK || (dt != AMP_F16 && dt != AMP_BF16))
     return ampc_usage_error("--dtype: '%s' is not f16 or bf16", dts);
-  if (!path || !out) return ampc_usage_error("%s", "export needs --checkpoint IN and an output FILE");
+  if (!path || !out)
+    return ampc_usage_error("%s", "export needs --checkpoint IN and an output FILE");
   L.ctx = amp_ctx_create(NULL);
   int rc = ampc_load_checkpoint_model("export", path, &L);
   if (!rc && amp_checkpoint_export(L.ctx, out, L.model, dt) != AMP_OK) {

@@ -111,8 +111,8 @@ int ampc_run_create(amp_ctx *ctx, const ampc_recipe *r, const long *sizes, int n
   return out->model && out->opt && out->scaler;
 }
 
-amp_tensor *ampc_forward_loss(amp_ctx *ctx, const ampc_recipe *r, amp_module *model,
-                              amp_tensor *x, amp_tensor *y, double loss_mul) {
+amp_tensor *ampc_forward_loss(amp_ctx *ctx, const ampc_recipe *r, amp_module *model, amp_tensor *x,
+                              amp_tensor *y, double loss_mul) {
   if (r->dt != AMP_F32) amp_autocast_begin(ctx, r->dt);
   amp_tensor *logits = amp_module_forward(ctx, model, x);
   amp_tensor *loss = amp_cross_entropy(ctx, logits, y);

@@ -52,8 +52,8 @@ int ampc_run_create(amp_ctx *ctx, const ampc_recipe *r, const long *sizes, int n
 /* The loss of one batch as in a PyTorch AMP loop: the forward pass under
  * autocast (unless the recipe is F32), cross-entropy, then × loss_mul (when
  * not 1). NULL (error recorded) on failure. */
-amp_tensor *ampc_forward_loss(amp_ctx *ctx, const ampc_recipe *r, amp_module *model,
-                              amp_tensor *x, amp_tensor *y, double loss_mul);
+amp_tensor *ampc_forward_loss(amp_ctx *ctx, const ampc_recipe *r, amp_module *model, amp_tensor *x,
+                              amp_tensor *y, double loss_mul);
 
 /* Fraction of correct predictions of `model` on `ds` in batches of `batch`,
  * under autocast to `dt` unless it is F32, without recording gradients; -1

@@ -67,8 +67,7 @@ typedef struct run_meta {
   int n;
 } run_meta;
 
-void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t bad,
-                     run_meta *m);
+void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t bad, run_meta *m);
 
 /* Reads an integer "train.*" counter (>= 0) from checkpoint metadata;
  * returns 1, or 0 when it is missing or not one. */
