@@ -368,6 +368,16 @@ static void test_malformed(void) {
         "missing: %s", amp_ctx_error(ctx));
   amp_ctx_clear_error(ctx);
   CHECK(amp_safetensors_read(ctx, tmpdir, &f) == AMP_ERR_IO, "directory: %s", amp_ctx_error(ctx));
+  /* A FIFO is refused at once: an open() without O_NONBLOCK would wait
+   * forever for a writer (the alarm fails the test). */
+  CHECK(mkfifo(p, 0600) == 0, "mkfifo %s", p);
+  alarm(20);
+  amp_ctx_clear_error(ctx);
+  CHECK(amp_safetensors_read(ctx, p, &f) == AMP_ERR_IO &&
+            strstr(amp_ctx_error(ctx), "not a regular file"),
+        "FIFO: %s", amp_ctx_error(ctx));
+  alarm(0);
+  unlink(p);
   amp_ctx_free(ctx);
 }
 

@@ -7,13 +7,11 @@
 #include <cJSON.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define ST_MAX_HEADER 100000000ull    /* as the reference implementation */
@@ -481,18 +479,15 @@ amp_status amp_safetensors_read(amp_ctx *ctx, const char *path, amp_safetensors 
   if (out) *out = NULL;
   if (!path || !out)
     return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_safetensors_read: NULL path or out");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int64_t size = 0;
+  int fd = amp__open_regular(path, &size);
+  if (fd == -2) return amp__error(ctx, AMP_ERR_IO, "safetensors: %s: not a regular file", path);
   if (fd < 0)
     return amp__error(ctx, AMP_ERR_IO, "safetensors: %s: cannot open: %s", path, strerror(errno));
   amp_status st = AMP_OK;
   char *hdr = NULL;
   amp_safetensors *f = NULL;
-  struct stat sb;
-  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    st = amp__error(ctx, AMP_ERR_IO, "safetensors: %s: not a regular file", path);
-    goto done;
-  }
-  uint64_t total = (uint64_t)sb.st_size;
+  uint64_t total = (uint64_t)size;
   unsigned char lenbuf[8] = {0};
   if (total >= 8 && read_all(fd, lenbuf, 8) != 0) {
     st = amp__error(ctx, AMP_ERR_IO, "safetensors: %s: cannot read: %s", path,
