@@ -257,6 +257,15 @@ static void test_malformed(void) {
   REJECT("\"str\"", 0, "not a JSON object");
   REJECT("12", 0, "not a JSON object");
   expect_reject(ctx, "{\"a\0\":1}", 8, 0, 0, "NUL byte");
+  /* Stricter than cJSON, as strict as the reference reader: no byte-order
+   * mark, no raw control character, no \u0000 (it would cut names short). */
+  REJECT("\xEF\xBB\xBF{}", 0, "byte-order mark");
+  REJECT("{\"__metadata__\":{\"k\":\"a\tb\"}}", 0, "raw control character (byte 23)");
+  REJECT("{\"__metadata__\":{\"k\x01\":\"v\"}}", 0, "raw control character");
+  REJECT("{\x01}", 0, "raw control character (byte 1)");
+  REJECT("{\"__metadata__\":{\"k\":\"v\\u0000x\"}}", 0, "\\u0000 escape");
+  REJECT("{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+         "\\u0000 escape");
   REJECT("{\"a\":1}", 0, "tensor 'a': entry is not a JSON object");
   REJECT("{\"\xff\":1}", 0, "not valid UTF-8 (byte 2 of");
   REJECT("{\"\xc0\x80\":1}", 0, "not valid UTF-8");         /* overlong NUL */
@@ -325,9 +334,11 @@ static void test_malformed(void) {
       " {\"__metadata__\":{\"a\":\"b\"}}  ",
       "{\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]}}",
       "{\"s\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]}}",
+      /* Escaped control characters, and an escaped backslash before "u0000". */
+      "{\"__metadata__\":{\"k\":\"a\\tb\\u0001\\\\u0000\"}}\t\r\n",
   };
-  size_t fine_data[] = {0, 0, 0, 0, 8};
-  for (int i = 0; i < 5; i++) {
+  size_t fine_data[] = {0, 0, 0, 0, 8, 0};
+  for (int i = 0; i < 6; i++) {
     b = image(fine[i], strlen(fine[i]), 0, fine_data[i], &len);
     f = NULL;
     amp_ctx_clear_error(ctx);

@@ -307,6 +307,39 @@ static amp_status build_result(amp_ctx *ctx, const char *who, parsed_entry *ents
   return meta ? copy_metadata(ctx, who, meta, nmeta, f) : AMP_OK;
 }
 
+/* What cJSON lets through and a strict JSON parser (the reference
+ * implementation's) does not: a UTF-8 byte-order mark before the header, a
+ * raw control character (inside a string, or outside one other than the
+ * JSON whitespace), and a \u0000 escape, which would cut a C string short.
+ * Returns the offending byte's offset and sets *what, or returns hlen. */
+static size_t lax_json_at(const char *hdr, size_t hlen, const char **what) {
+  const unsigned char *s = (const unsigned char *)hdr;
+  if (hlen >= 3 && s[0] == 0xEF && s[1] == 0xBB && s[2] == 0xBF) {
+    *what = "starts with a UTF-8 byte-order mark";
+    return 0;
+  }
+  int in_string = 0;
+  for (size_t i = 0; i < hlen; i++) {
+    unsigned c = s[i];
+    if (c < 0x20 && (in_string || (c != '\t' && c != '\n' && c != '\r'))) {
+      *what = "has a raw control character";
+      return i;
+    }
+    if (!in_string) {
+      in_string = c == '"';
+    } else if (c == '"') {
+      in_string = 0;
+    } else if (c == '\\' && i + 1 < hlen) {
+      if (s[i + 1] == 'u' && hlen - i >= 6 && memcmp(s + i + 2, "0000", 4) == 0) {
+        *what = "has a \\u0000 escape in a string";
+        return i;
+      }
+      i++; /* the escaped character */
+    }
+  }
+  return hlen;
+}
+
 /* Parses the header text (NUL-terminated, hlen bytes) as JSON after checking
  * that it is UTF-8 without NUL bytes. NULL (error recorded) on failure. */
 static cJSON *parse_json(amp_ctx *ctx, const char *who, const char *hdr, size_t hlen) {
@@ -319,6 +352,12 @@ static cJSON *parse_json(amp_ctx *ctx, const char *who, const char *hdr, size_t 
     amp__error(ctx, AMP_ERR_FORMAT,
                "safetensors: %s: the header is not valid UTF-8 (byte %zu of %zu)", who, valid,
                hlen);
+    return NULL;
+  }
+  const char *what = NULL;
+  size_t at = lax_json_at(hdr, hlen, &what);
+  if (at != hlen) {
+    amp__error(ctx, AMP_ERR_FORMAT, "safetensors: %s: the header %s (byte %zu)", who, what, at);
     return NULL;
   }
   const char *end = NULL;
