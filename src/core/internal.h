@@ -82,4 +82,10 @@ void amp__wait_at_least(atomic_int *v, int want);
 /* Thread count to use for a kernel call (>= 1). */
 int amp__threads(const amp_ctx *ctx);
 
+/* Opens `path` read-only if it names a regular file, without blocking on
+ * anything else (a FIFO, a device): opened O_NONBLOCK, checked with fstat,
+ * the flag then cleared. Returns the descriptor (its size in *size), -1
+ * when it cannot be opened (errno set), -2 when it is not a regular file. */
+int amp__open_regular(const char *path, int64_t *size);
+
 #endif

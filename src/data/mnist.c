@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 enum { IDX_MAX_DIMS = 3, MNIST_SIDE = 28, MNIST_CLASSES = 10 };
 
@@ -102,9 +102,15 @@ static amp_status idx_open(amp_ctx *ctx, const char *dir, const char *name, int 
   x->path = malloc(n);
   if (!x->path) return amp__error(ctx, AMP_ERR_NOMEM, "mnist: out of memory");
   snprintf(x->path, n, "%s/%s", dir, name);
-  x->f = fopen(x->path, "rb");
+  int64_t size = 0;
+  int fd = amp__open_regular(x->path, &size);
+  if (fd == -2) return amp__error(ctx, AMP_ERR_IO, "mnist: %s: not a regular file", x->path);
+  int e = errno;
+  if (fd >= 0 && !(x->f = fdopen(fd, "rb"))) {
+    e = errno;
+    close(fd);
+  }
   if (!x->f) {
-    int e = errno;
     if (e == ENOENT)
       return amp__error(ctx, AMP_ERR_IO,
                         "mnist: %s: no such file (run scripts/fetch-mnist to download MNIST "
@@ -112,12 +118,7 @@ static amp_status idx_open(amp_ctx *ctx, const char *dir, const char *name, int 
                         x->path, dir);
     return amp__error(ctx, AMP_ERR_IO, "mnist: %s: cannot open: %s", x->path, strerror(e));
   }
-  struct stat sb;
-  if (fstat(fileno(x->f), &sb) != 0)
-    return amp__error(ctx, AMP_ERR_IO, "mnist: %s: cannot stat: %s", x->path, strerror(errno));
-  if (!S_ISREG(sb.st_mode))
-    return amp__error(ctx, AMP_ERR_IO, "mnist: %s: not a regular file", x->path);
-  uint64_t total = (uint64_t)sb.st_size;
+  uint64_t total = (uint64_t)size;
   uint8_t hdr[4 + 4 * IDX_MAX_DIMS];
   size_t want = 4 + 4 * (size_t)ndim;
   if (total < want) want = (size_t)total;
