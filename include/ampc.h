@@ -808,7 +808,8 @@ typedef struct amp_optim amp_optim;
  *  dampening, a work_dtype other than F32/F16/BF16. */
 amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_params *p);
 
-/** Sets every gradient to zero (one memset over the gradient buffer). */
+/** Sets every gradient to zero (one memset over the gradient buffer) and
+ *  drops the pending gradient factor (amp_optim_grad_factor() becomes 1). */
 void amp_optim_zero_grad(amp_optim *o);
 
 /** One update of every parameter from its FP32 gradient (multiplied by the
@@ -827,8 +828,8 @@ amp_status amp_optim_step(amp_optim *o);
 amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm);
 
 /** The pending gradient factor: the next step uses the gradient buffer's
- *  values times this (1 unless amp_scaler_unscale() or
- *  amp_optim_clip_grad_norm() set it; a step resets it to 1). */
+ *  values times this (1 unless amp_optim_clip_grad_norm() set it; a step,
+ *  amp_optim_zero_grad() and amp_scaler_update() reset it to 1). */
 float amp_optim_grad_factor(const amp_optim *o);
 
 /** The learning rate used by the next step. */
@@ -898,10 +899,14 @@ float amp_lr_at(const amp_lr_schedule *s, int64_t step);
 /*   amp_scaler_step(sc, opt);   amp_scaler_update(sc);                      */
 /*                                                                           */
 /* Gradients are computed on the loss times the scale S so that small        */
-/* gradients do not underflow in F16; unscale checks for inf/NaN in one pass */
-/* and has the step multiply by 1/S; step skips the update when any was      */
-/* found; update backs S off after an overflow and grows it after            */
-/* growth_interval consecutive clean steps.                                  */
+/* gradients do not underflow in F16; unscale multiplies them by 1/S and     */
+/* checks for inf/NaN in one pass; step skips the update when any was found; */
+/* update backs S off after an overflow and grows it after growth_interval   */
+/* consecutive clean steps. Any number of optimizers may share a step: each  */
+/* is unscaled and stepped (or skipped) on its own, then one update.         */
+/* A disabled scaler (AMP_SCALER_NONE) makes scale, unscale, update and      */
+/* set_state no-ops and step a plain amp_optim_step(), so one loop serves    */
+/* FP32 training too.                                                        */
 /* ------------------------------------------------------------------------ */
 
 /** Scaler modes. */
@@ -915,8 +920,9 @@ typedef enum amp_scaler_mode {
 typedef struct amp_scaler_params {
   amp_scaler_mode mode;
   float init_scale;        /**< 65536 */
-  float growth_factor;     /**< 2 */
-  float backoff_factor;    /**< 0.5 */
+  double growth_factor;    /**< 2; a double, as PyTorch's: the grown scale
+                                is fp32(S · growth_factor) formed in double */
+  double backoff_factor;   /**< 0.5; fp32(S · backoff_factor) in double */
   int64_t growth_interval; /**< 2000 */
   float min_scale;         /**< floor of the scale (default 0: none) */
   float max_scale;         /**< ceiling (default 0: none; growth stops at
@@ -952,42 +958,78 @@ amp_scaler *amp_scaler_create(amp_ctx *ctx, const amp_scaler_params *p);
 /** loss · S as a new tensor on the tape (the loss itself when disabled). */
 amp_tensor *amp_scaler_scale(amp_scaler *sc, amp_tensor *loss);
 
-/** Unscales `o`'s gradients by 1/S and records whether any is inf or NaN, in
- *  one pass over the gradient buffer. With S >= 1 that pass only reads: 1/S
- *  becomes part of the optimizer's gradient factor (amp_optim_grad_factor()),
- *  which the step multiplies by in its own pass, and clipping measures the
- *  unscaled norm; with S < 1 the gradients are multiplied in place. At most
- *  once per optimizer between updates: a second call, or a call after
- *  amp_scaler_step() for that optimizer, returns AMP_ERR_STATE. */
+/** Unscales `o`'s gradients in place (each becomes g · fp32(1/S), the
+ *  reciprocal formed in double, as PyTorch's unscale_) and records whether
+ *  any is inf or NaN, in one pass over the gradient buffer. Afterwards every
+ *  reader of the gradients (amp_optim_grad_buffer(), a parameter's grad,
+ *  amp_optim_clip_grad_norm()) sees the unscaled values. At most once per
+ *  optimizer between updates: a second call, or a call after
+ *  amp_scaler_step() for that optimizer, returns AMP_ERR_STATE. Disabled
+ *  scaler: changes nothing. */
 amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o);
 
 /** Unscales if not done yet, then steps `o` unless an inf/NaN gradient was
  *  found (a skipped step also drops a pending clip factor, see
  *  amp_optim_clip_grad_norm()). Without an earlier amp_scaler_unscale() (and
  *  with S >= 1) the check and the update share one parallel pass, with the
- *  same result. Returns 1 when it stepped, 0 when it skipped, -1 on error
- *  (a second step for the same optimizer before update). */
+ *  same result, 1/S applied inside the update: the gradient buffer then
+ *  keeps the scaled values (read them after an explicit unscale instead).
+ *  Returns 1 when it stepped, 0 when it skipped, -1 on error (a second step
+ *  for the same optimizer before update). Disabled scaler: amp_optim_step(). */
 int amp_scaler_step(amp_scaler *sc, amp_optim *o);
 
-/** Ends the step (dynamic mode): after an overflow, backs the scale off (see
- *  hysteresis; not below min_scale) and restarts the count of clean steps;
- *  after exactly growth_interval consecutive clean steps, grows it if the
- *  grown scale is finite (capped at max_scale). In every mode, counts a
- *  skipped step after an overflow.
- *  Forgets the per-optimizer unscale/step state. */
+/** Ends the step (dynamic mode): after an overflow in any optimizer, backs
+ *  the scale off (fp32(S · backoff_factor) formed in double; see hysteresis;
+ *  not below min_scale) and restarts the count of clean steps; after exactly
+ *  growth_interval consecutive clean steps, grows it (fp32(S ·
+ *  growth_factor) in double) if the grown scale is finite (capped at
+ *  max_scale). In every enabled mode, counts a skipped step after an
+ *  overflow. Forgets the per-optimizer unscale/step state and drops every
+ *  such optimizer's pending gradient factor (amp_optim_grad_factor()), so an
+ *  unscale or clip whose step never came cannot reach the next step.
+ *  Returns AMP_ERR_STATE (recorded, nothing changed) when no inf/NaN check
+ *  (amp_scaler_unscale() or amp_scaler_step()) was recorded since the last
+ *  update, as PyTorch's update asserts. Disabled scaler: only forgets. */
 amp_status amp_scaler_update(amp_scaler *sc);
+
+/** PyTorch's update(new_scale): ends the step as amp_scaler_update() does
+ *  (skipped count, per-optimizer state, pending factors) but sets the scale
+ *  to `new_scale` instead of growing or backing off, leaving the growth
+ *  tracker and the hysteresis allowance alone. Needs no recorded check.
+ *  new_scale must be finite, > 0 and inside [min_scale, max_scale], else
+ *  AMP_ERR_INVALID_ARG (recorded, nothing changed). Disabled: no-op. */
+amp_status amp_scaler_update_to(amp_scaler *sc, float new_scale);
 
 /** The current scale S (1 when disabled). */
 float amp_scaler_get_scale(const amp_scaler *sc);
 
-/** Non-zero when the last unscale found an inf or NaN gradient. */
+/** Per step, not per optimizer: non-zero when some amp_scaler_unscale() or
+ *  amp_scaler_step() since the last update found an inf or NaN gradient in
+ *  any optimizer. amp_scaler_update() clears it (so read it before update;
+ *  amp_scaler_step()'s return value says whether one optimizer stepped). */
 int amp_scaler_found_inf(const amp_scaler *sc);
+
+/** PyTorch's is_enabled(): non-zero unless the mode is AMP_SCALER_NONE
+ *  (0 for NULL). */
+int amp_scaler_is_enabled(const amp_scaler *sc);
+
+/** The growth factor (PyTorch's get_growth_factor(); 0 for NULL). */
+double amp_scaler_get_growth_factor(const amp_scaler *sc);
+
+/** The backoff factor (PyTorch's get_backoff_factor(); 0 for NULL). */
+double amp_scaler_get_backoff_factor(const amp_scaler *sc);
+
+/** The growth interval (PyTorch's get_growth_interval(); 0 for NULL). */
+int64_t amp_scaler_get_growth_interval(const amp_scaler *sc);
 
 /** Copies the complete state out. */
 amp_scaler_state amp_scaler_get_state(const amp_scaler *sc);
 
 /** Restores a state from amp_scaler_get_state(); invalid values give
- *  AMP_ERR_INVALID_ARG and leave the scaler unchanged. */
+ *  AMP_ERR_INVALID_ARG and leave the scaler unchanged. As PyTorch's
+ *  load_state_dict: on a disabled scaler it does nothing (AMP_OK); a
+ *  disabled scaler's state (mode AMP_SCALER_NONE) given to an enabled scaler
+ *  is an error. */
 amp_status amp_scaler_set_state(amp_scaler *sc, const amp_scaler_state *st);
 
 /* ------------------------------------------------------------------------ */

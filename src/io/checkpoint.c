@@ -44,6 +44,7 @@ static void put(meta_out *mo, const char *key, const char *fmt, ...) {
 }
 
 static void put_f(meta_out *mo, const char *key, float v) { put(mo, key, "%.9g", (double)v); }
+static void put_d(meta_out *mo, const char *key, double v) { put(mo, key, "%.17g", v); }
 
 static const char *mode_name(amp_scaler_mode m) {
   return m == AMP_SCALER_DYNAMIC ? "dynamic" : m == AMP_SCALER_STATIC ? "static" : "none";
@@ -173,8 +174,8 @@ amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model
     amp_scaler_state s = amp_scaler_get_state(scaler);
     put(mo, "ampc.scaler.mode", "%s", mode_name(s.params.mode));
     put_f(mo, "ampc.scaler.init_scale", s.params.init_scale);
-    put_f(mo, "ampc.scaler.growth_factor", s.params.growth_factor);
-    put_f(mo, "ampc.scaler.backoff_factor", s.params.backoff_factor);
+    put_d(mo, "ampc.scaler.growth_factor", s.params.growth_factor);
+    put_d(mo, "ampc.scaler.backoff_factor", s.params.backoff_factor);
     put(mo, "ampc.scaler.growth_interval", "%lld", (long long)s.params.growth_interval);
     put_f(mo, "ampc.scaler.min_scale", s.params.min_scale);
     put_f(mo, "ampc.scaler.max_scale", s.params.max_scale);
@@ -238,6 +239,16 @@ static int parse_f32(const char *s, float *out) {
   return 1;
 }
 
+static int parse_f64(const char *s, double *out) {
+  if (!s || !*s) return 0;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (*end || !isfinite(v)) return 0;
+  *out = v;
+  return 1;
+}
+
 typedef struct loader_ctx {
   amp_ctx *ctx;
   const char *path;
@@ -262,6 +273,12 @@ static amp_status get_i64(const load_ctx *lc, const char *key, int64_t lo, int64
 
 static amp_status get_f32(const load_ctx *lc, const char *key, float *out) {
   if (!parse_f32(amp_safetensors_meta(lc->f, key), out)) return bad_meta(lc, key, "a finite float");
+  return AMP_OK;
+}
+
+static amp_status get_f64(const load_ctx *lc, const char *key, double *out) {
+  if (!parse_f64(amp_safetensors_meta(lc->f, key), out))
+    return bad_meta(lc, key, "a finite number");
   return AMP_OK;
 }
 
@@ -394,8 +411,8 @@ amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model
       goto done;
     }
     if ((st = get_f32(&lc, "ampc.scaler.init_scale", &ss.params.init_scale)) ||
-        (st = get_f32(&lc, "ampc.scaler.growth_factor", &ss.params.growth_factor)) ||
-        (st = get_f32(&lc, "ampc.scaler.backoff_factor", &ss.params.backoff_factor)) ||
+        (st = get_f64(&lc, "ampc.scaler.growth_factor", &ss.params.growth_factor)) ||
+        (st = get_f64(&lc, "ampc.scaler.backoff_factor", &ss.params.backoff_factor)) ||
         (st = get_i64(&lc, "ampc.scaler.growth_interval", 1, INT64_MAX, &gi)) ||
         (st = get_f32(&lc, "ampc.scaler.min_scale", &ss.params.min_scale)) ||
         (st = get_f32(&lc, "ampc.scaler.max_scale", &ss.params.max_scale)) ||

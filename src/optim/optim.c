@@ -132,7 +132,9 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
 }
 
 void amp_optim_zero_grad(amp_optim *o) {
-  if (o) memset(o->grad, 0, (size_t)o->n * sizeof(float));
+  if (!o) return;
+  memset(o->grad, 0, (size_t)o->n * sizeof(float));
+  o->grad_factor = 1.0f; /* a pending factor belonged to the gradients just dropped */
 }
 
 /* Rounds master[i0, i0+len) into the working copy (and, without master
@@ -254,6 +256,15 @@ amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm) {
 }
 
 float amp_optim_grad_factor(const amp_optim *o) { return o ? o->grad_factor : 1.0f; }
+
+void amp__optim_grads(amp_optim *o, float **g, int64_t *n) {
+  *g = o->grad;
+  *n = o->n;
+}
+
+void amp__optim_mul_factor(amp_optim *o, float f) { o->grad_factor *= f; }
+
+void amp__optim_drop_factor(amp_optim *o) { o->grad_factor = 1.0f; }
 float amp_optim_lr(const amp_optim *o) { return o ? o->lr : 0.0f; }
 void amp_optim_set_lr(amp_optim *o, float lr) {
   if (o && lr >= 0 && isfinite(lr)) o->lr = lr;
