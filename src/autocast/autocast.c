@@ -27,6 +27,8 @@ amp_status amp_autocast_end(amp_ctx *ctx) {
   return AMP_OK;
 }
 
+void amp__autocast_reset(amp_ctx *ctx) { ctx->cast_len = 0; }
+
 amp_dtype amp_autocast_dtype(const amp_ctx *ctx) {
   if (!ctx || ctx->autocast_depth == 0) return AMP_F32;
   return ctx->autocast[ctx->autocast_depth - 1];

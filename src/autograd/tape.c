@@ -56,6 +56,8 @@ int amp_grad_enabled(const amp_ctx *ctx) { return ctx && ctx->no_grad_depth == 0
 
 size_t amp_tape_length(const amp_ctx *ctx) { return ctx ? ctx->tape_len : 0; }
 
+void amp__tape_reset(amp_ctx *ctx) { ctx->tape_len = 0; }
+
 const char *amp__shape_str(const amp_tensor *t, char *buf, size_t size) {
   if (!t) {
     snprintf(buf, size, "NULL");

@@ -77,6 +77,15 @@ void amp__scratch_put(amp_ctx *ctx, void *p, int shared);
  * core away (on a busy machine the thread it waits for may need it). */
 void amp__wait_at_least(atomic_int *v, int want);
 
+/* The pieces of amp_ctx_step_reset() (src/core/context.c), each owned by its
+ * layer: the step arena's chunks rewound (src/tensor/arena.c), the tape
+ * emptied (src/autograd/tape.c), the autocast cast cache emptied
+ * (src/autocast/autocast.c). */
+void amp__arena_reset(amp__arena *a);
+void amp__arena_free(amp__arena *a);
+void amp__tape_reset(amp_ctx *ctx);
+void amp__autocast_reset(amp_ctx *ctx);
+
 /* Non-zero when the AVX2/FMA/F16C fast paths may run for this context. */
 int amp__use_simd(const amp_ctx *ctx);
 
