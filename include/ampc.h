@@ -281,17 +281,18 @@ typedef struct amp_tensor {
                                     unless it is a view (amp_reshape,
                                     amp_flatten share their input's data) */
   /* Autograd (see "Autograd" below). */
-  int requires_grad;         /**< gradients flow to this tensor */
-  struct amp_tensor *grad;   /**< its gradient after amp_backward(), or NULL:
-                                  F32 for leaves (parameters), the tensor's own
-                                  dtype for intermediate results */
-  struct amp_tensor *work;   /**< leaves: an optional 16-bit working copy that
-                                  autocast uses instead of casting (kept up to
-                                  date by the optimizer) */
-  struct amp_tensor *master; /**< a 16-bit copy of a leaf (autocast cast or
-                                  working copy): that leaf; its gradient goes
-                                  to master->grad in F32 */
-  struct amp__node *node;    /**< the tape entry that produced it (internal) */
+  int requires_grad;       /**< gradients flow to this tensor */
+  struct amp_tensor *grad; /**< its gradient after amp_backward(), or NULL:
+                                F32 for leaves (parameters), the tensor's own
+                                dtype for intermediate results */
+  /** Internal links of autograd, autocast and the parameter store: not part
+   *  of the API (use amp_param_work()); the library reads them through
+   *  accessors in src/core/internal.h. */
+  struct amp__tensor_links {
+    struct amp_tensor *work;   /* a leaf's 16-bit working copy, or NULL */
+    struct amp_tensor *master; /* a 16-bit copy of a leaf: that leaf */
+    struct amp__node *node;    /* the tape entry that produced it */
+  } internal_;
 } amp_tensor;
 
 /** Allocates a tensor of the given dtype and shape (1 <= ndim <= 4, every
@@ -465,10 +466,20 @@ amp_status amp_col2im(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const 
  *  require gradients. Returns AMP_OK or an error (also recorded on ctx). */
 amp_status amp_tensor_set_requires_grad(amp_ctx *ctx, amp_tensor *t, int on);
 
-/** A new leaf parameter: an F32 tensor in the persistent arena that
- *  requires gradients, its data zeroed. NULL (error recorded) on bad
- *  arguments. */
+/** A new leaf parameter that requires gradients, its data and gradient
+ *  zeroed: an F32 tensor whose values and gradient are carved from the
+ *  context's parameter store, one contiguous buffer per role (FP32 masters,
+ *  FP32 gradients, later the 16-bit working copies), so that parameters
+ *  created one after another lie back to back and an optimizer works on
+ *  them in place. The struct lives in the persistent arena; the store is
+ *  freed with the context. NULL (error recorded) on bad arguments. */
 amp_tensor *amp_param_new(amp_ctx *ctx, int ndim, const int64_t *shape);
+
+/** A parameter's 16-bit working copy (dtype F16 or BF16; autocast uses it
+ *  instead of casting, the optimizer rewrites it after each step), or NULL
+ *  when it has none (no optimizer with a 16-bit work_dtype, or not a
+ *  parameter). Its data lie in the parameter store's 16-bit slab. */
+const amp_tensor *amp_param_work(const amp_tensor *p);
 
 /** Sets a leaf's gradient to zero (no-op when it has none). */
 void amp_tensor_zero_grad(amp_tensor *t);
@@ -756,12 +767,12 @@ const char *amp_module_type(const amp_module *m);
 /* ------------------------------------------------------------------------ */
 /* Optimizers                                                                */
 /*                                                                           */
-/* An optimizer takes over a model's parameters: it moves them into one      */
-/* contiguous allocation per role (FP32 masters, FP32 gradients, optimizer   */
-/* moments and, in a 16-bit recipe, the 16-bit working copies), re-pointing  */
-/* each parameter tensor into those buffers. A step reads master and         */
-/* gradient and writes master, moments and working copy in one pass over     */
-/* memory, so the cast after the update costs no extra pass.                 */
+/* An optimizer works in place on its model's parameters in the context's   */
+/* parameter store (see amp_param_new()): one contiguous run of FP32         */
+/* masters and of FP32 gradients and, in a 16-bit recipe, of 16-bit working  */
+/* copies; it adds only its moments. A step reads master and gradient and    */
+/* writes master, moments and working copy in one pass over memory, so the   */
+/* cast after the update costs no extra pass.                                */
 /* ------------------------------------------------------------------------ */
 
 /** Optimizer algorithms (PyTorch's torch.optim semantics). */
@@ -801,9 +812,13 @@ amp_optim_params amp_optim_defaults(amp_optim_kind kind);
 typedef struct amp_optim amp_optim;
 
 /** Creates an optimizer over all parameters of `model` (see the section
- *  comment: the parameters move into the optimizer's buffers, their values
- *  kept, their gradients zeroed). Allocated in the persistent arena; give a
- *  model to one optimizer only. NULL (error recorded) on bad settings:
+ *  comment), their values kept, their gradients zeroed. The parameters stay
+ *  where the store put them when they lie back to back in creation order
+ *  (the usual case); otherwise (a Sequential of modules created in another
+ *  order) the store first moves them into one run of their own, re-pointing
+ *  each tensor's data and gradient. With a 16-bit work_dtype every
+ *  parameter gets its working copy (amp_param_work()). Allocated in the
+ *  persistent arena; give a model to one optimizer only. NULL (error recorded) on bad settings:
  *  lr < 0, betas outside [0,1), eps < 0, nesterov without momentum or with
  *  dampening, a work_dtype other than F32/F16/BF16. */
 amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_params *p);

@@ -541,7 +541,7 @@ static snap take(run *r) {
   size_t off = 0;
   for (int i = 0; i < amp_module_param_count(r->m); i++) {
     amp_tensor *p = amp_module_param(r->m, i, NULL);
-    memcpy(s.work + off, p->work->data, (size_t)p->numel * 2);
+    memcpy(s.work + off, amp_param_work(p)->data, (size_t)p->numel * 2);
     off += (size_t)p->numel * 2;
   }
   s.step = *step;

@@ -538,8 +538,8 @@ static void test_fused_step(void) {
                  (size_t)n * sizeof(float)) == 0,
           "iteration %d: fused and unscale-then-step masters differ", it);
     for (int i = 0; i < 2; i++) {
-      const amp_tensor *w0 = amp_module_param(model[0], i, NULL)->work;
-      const amp_tensor *w1 = amp_module_param(model[1], i, NULL)->work;
+      const amp_tensor *w0 = amp_param_work(amp_module_param(model[0], i, NULL));
+      const amp_tensor *w1 = amp_param_work(amp_module_param(model[1], i, NULL));
       CHECK(memcmp(w0->data, w1->data, (size_t)w0->numel * 2) == 0,
             "iteration %d: working copies of parameter %d differ", it, i);
     }

@@ -47,6 +47,7 @@ void amp_ctx_free(amp_ctx *ctx) {
   free(ctx->tape);
   free(ctx->cast_cache);
   free(ctx->scratch);
+  amp__params_free(ctx);
   free(ctx);
 }
 
