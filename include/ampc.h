@@ -243,7 +243,10 @@ void amp_ctx_set_threads(amp_ctx *ctx, int n);
 
 /** The two arenas of a context. */
 typedef enum amp_arena_kind {
-  AMP_ARENA_PERSISTENT = 0, /**< parameters, optimizer state: lives with ctx */
+  AMP_ARENA_PERSISTENT = 0, /**< modules, parameter structs, optimizer state:
+                                 lives with ctx (parameter values and
+                                 gradients live in the parameter store, see
+                                 amp_param_new()) */
   AMP_ARENA_STEP = 1        /**< activations: freed by amp_ctx_step_reset() */
 } amp_arena_kind;
 
