@@ -525,10 +525,10 @@ size_t amp_tape_length(const amp_ctx *ctx);
 /*                   mul_scalar, embedding: no cast.                         */
 /* Integer tensors pass through. A cast of a leaf (parameter) is made once   */
 /* per outermost region and reused (the cast cache), or taken from the       */
-/* leaf's `work` copy when it has the region's dtype. A cast of any other    */
-/* tensor is an amp_cast op on the tape. Outside autocast, ops run in their  */
-/* inputs' dtype; inputs of different floating dtypes promote to the widest  */
-/* (F16 with BF16 gives F32).                                                */
+/* leaf's working copy (amp_param_work()) when it has the region's dtype.    */
+/* A cast of any other tensor is an amp_cast op on the tape. Outside         */
+/* autocast, ops run in their inputs' dtype; inputs of different floating    */
+/* dtypes promote to the widest (F16 with BF16 gives F32).                   */
 /*                                                                           */
 /* The region state belongs to the context; a context (with its tape) is     */
 /* used by one thread at a time, so the state is per thread of use.          */
