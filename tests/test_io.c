@@ -562,7 +562,7 @@ static snap take(run *r) {
   size_t off = 0;
   for (int i = 0; i < amp_module_param_count(r->m); i++) {
     amp_tensor *p = amp_module_param(r->m, i, NULL);
-    memcpy(s.work + off, p->work->data, (size_t)p->numel * 2);
+    memcpy(s.work + off, amp_param_work(p)->data, (size_t)p->numel * 2);
     off += (size_t)p->numel * 2;
   }
   s.step = *step;
@@ -582,8 +582,8 @@ static void snap_free(snap *s) {
 static int scaler_same(const amp_scaler_state *a, const amp_scaler_state *b) {
   return a->params.mode == b->params.mode &&
          memcmp(&a->params.init_scale, &b->params.init_scale, 4) == 0 &&
-         memcmp(&a->params.growth_factor, &b->params.growth_factor, 4) == 0 &&
-         memcmp(&a->params.backoff_factor, &b->params.backoff_factor, 4) == 0 &&
+         memcmp(&a->params.growth_factor, &b->params.growth_factor, 8) == 0 &&
+         memcmp(&a->params.backoff_factor, &b->params.backoff_factor, 8) == 0 &&
          a->params.growth_interval == b->params.growth_interval &&
          memcmp(&a->params.min_scale, &b->params.min_scale, 4) == 0 &&
          memcmp(&a->params.max_scale, &b->params.max_scale, 4) == 0 &&
@@ -631,7 +631,7 @@ static void test_checkpoint(void) {
   ss.scale = 1234.5677f;
   ss.params.min_scale = 1.1754944e-38f;
   ss.params.max_scale = 3.3e38f;
-  ss.params.backoff_factor = 0.3f;
+  ss.params.backoff_factor = 0.3; /* a double that no float equals */
   ss.skipped = 3;
   ss.hysteresis_left = 1;
   CHECK(amp_scaler_set_state(a.sc, &ss) == AMP_OK, "set_state: %s", amp_ctx_error(a.ctx));

@@ -82,7 +82,8 @@ static void train(const recipe *rc, const amp_dataset *ds, const amp_dataset *te
     if (r.dt != AMP_F32) {
       for (int i = 0; i < amp_module_param_count(m); i++) {
         amp_tensor *p = amp_module_param(m, i, NULL);
-        amp_convert(w32, AMP_F32, p->work->data, p->work->dtype, (size_t)p->numel);
+        amp_convert(w32, AMP_F32, amp_param_work(p)->data, amp_param_work(p)->dtype,
+                    (size_t)p->numel);
         float *r16 = malloc(sizeof(float) * (size_t)p->numel);
         amp_tensor *tmp = amp_tensor_cast(ctx, AMP_ARENA_STEP, p, r.dt);
         amp_convert(r16, AMP_F32, tmp->data, r.dt, (size_t)p->numel);

@@ -9,8 +9,6 @@
 #include <omp.h>
 #endif
 
-void amp__arena_free(amp__arena *a);
-
 const char *amp_version(void) { return "0.1.0"; }
 
 const char *amp_status_string(amp_status s) {
@@ -43,7 +41,17 @@ void amp_ctx_free(amp_ctx *ctx) {
   free(ctx->tape);
   free(ctx->cast_cache);
   free(ctx->scratch);
+  amp__params_free(ctx);
   free(ctx);
+}
+
+void amp_ctx_step_reset(amp_ctx *ctx) {
+  if (!ctx) return;
+  /* Everything on the tape and in the autocast cache lived in the step
+     arena: they are emptied with it. */
+  amp__tape_reset(ctx);
+  amp__autocast_reset(ctx);
+  amp__arena_reset(&ctx->arenas[AMP_ARENA_STEP]);
 }
 
 static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }

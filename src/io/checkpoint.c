@@ -46,7 +46,7 @@ static const amp_scaler_mode SCALER_MODE_VALUES[] = {AMP_SCALER_DYNAMIC, AMP_SCA
                                                      AMP_SCALER_NONE};
 
 typedef enum ck_group { CK_OPTIM, CK_SCALER, CK_LOADER } ck_group;
-typedef enum ck_type { CK_ENUM, CK_I64, CK_INT, CK_U64, CK_F32 } ck_type;
+typedef enum ck_type { CK_ENUM, CK_I64, CK_INT, CK_U64, CK_F32, CK_F64 } ck_type;
 
 typedef struct ck_field {
   const char *key;
@@ -54,7 +54,7 @@ typedef struct ck_field {
   ck_type type;
   size_t off;               /* in ck_meta */
   int64_t lo, hi;           /* CK_I64, CK_INT: the range */
-  float flo;                /* CK_F32: the least value (finite always) */
+  float flo;                /* CK_F32, CK_F64: the least value (finite always) */
   const char *const *names; /* CK_ENUM: the values (NULL-terminated) */
 } ck_field;
 
@@ -69,6 +69,8 @@ typedef struct ck_field {
   { k, g, CK_U64, CK_OFF(m), 0, 0, 0, NULL }
 #define CK_F32_F(k, g, m, lo)                                                                      \
   { k, g, CK_F32, CK_OFF(m), 0, 0, lo, NULL }
+#define CK_F64_F(k, g, m, lo)                                                                      \
+  { k, g, CK_F64, CK_OFF(m), 0, 0, lo, NULL }
 
 /* In the order written to the file (and checked when read). */
 static const ck_field CK_FIELDS[] = {
@@ -77,8 +79,8 @@ static const ck_field CK_FIELDS[] = {
     CK_F32_F("ampc.optim.lr", CK_OPTIM, lr, 0),
     CK_ENUM_F("ampc.scaler.mode", CK_SCALER, scaler_mode, SCALER_MODES),
     CK_F32_F("ampc.scaler.init_scale", CK_SCALER, ss.params.init_scale, -FLT_MAX),
-    CK_F32_F("ampc.scaler.growth_factor", CK_SCALER, ss.params.growth_factor, -FLT_MAX),
-    CK_F32_F("ampc.scaler.backoff_factor", CK_SCALER, ss.params.backoff_factor, -FLT_MAX),
+    CK_F64_F("ampc.scaler.growth_factor", CK_SCALER, ss.params.growth_factor, -FLT_MAX),
+    CK_F64_F("ampc.scaler.backoff_factor", CK_SCALER, ss.params.backoff_factor, -FLT_MAX),
     CK_I64_F("ampc.scaler.growth_interval", CK_SCALER, ss.params.growth_interval, 1, CK_MAX_COUNT),
     CK_F32_F("ampc.scaler.min_scale", CK_SCALER, ss.params.min_scale, -FLT_MAX),
     CK_F32_F("ampc.scaler.max_scale", CK_SCALER, ss.params.max_scale, -FLT_MAX),
@@ -140,6 +142,7 @@ static void put_field(meta_out *mo, const ck_field *f, const ck_meta *m) {
   case CK_F32:
     put(mo, f->key, "%.9g", (double)*(const float *)p); /* "%.9g" and strtof round-trip */
     break;
+  case CK_F64: put(mo, f->key, "%.17g", *(const double *)p); break; /* round-trips strtod */
   }
 }
 
@@ -329,6 +332,15 @@ static int parse_f32(const char *s, float *out) {
   return 1;
 }
 
+static int parse_f64(const char *s, double *out) {
+  if (!s || !*s) return 0;
+  char *end;
+  double v = strtod(s, &end);
+  if (*end || !isfinite(v)) return 0;
+  *out = v;
+  return 1;
+}
+
 typedef struct loader_ctx {
   amp_ctx *ctx;
   const char *path;
@@ -362,6 +374,7 @@ static void field_wants(const ck_field *f, char *buf, size_t cap) {
     break;
   case CK_U64: snprintf(buf, cap, "an unsigned 64-bit integer"); break;
   case CK_F32:
+  case CK_F64:
     if (f->flo > -FLT_MAX)
       snprintf(buf, cap, "a finite float >= %g", (double)f->flo);
     else
@@ -392,6 +405,7 @@ static amp_status get_field(const load_ctx *lc, const ck_field *f, ck_meta *m) {
     break;
   case CK_U64: ok = parse_u64(s, (uint64_t *)p); break;
   case CK_F32: ok = parse_f32(s, (float *)p) && *(float *)p >= f->flo; break;
+  case CK_F64: ok = parse_f64(s, (double *)p) && *(double *)p >= (double)f->flo; break;
   }
   if (ok) return AMP_OK;
   char want[96];

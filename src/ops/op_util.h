@@ -10,9 +10,9 @@
  * F32 stores in this dtype, so a leaf's gradient is never rounded to 16 bits
  * on its way into its F32 accumulator. */
 static inline amp_dtype amp__grad_dtype(const amp_tensor *t) {
-  const amp_tensor *o = t->master ? t->master : t;
+  const amp_tensor *o = amp__master(t) ? amp__master(t) : t;
   if (o->grad) return o->grad->dtype;
-  return o->node ? o->dtype : AMP_F32;
+  return amp__node_of(o) ? o->dtype : AMP_F32;
 }
 
 /* Records "<op>: input has dtype <dt>" and returns 0 unless t is F32, F16 or

@@ -3,6 +3,7 @@
 #define AMPC_OPTIM_INTERNAL_H
 
 #include "../core/internal.h"
+#include "optim_scaler.h"
 
 struct amp_optim {
   amp_ctx *ctx;
@@ -16,18 +17,10 @@ struct amp_optim {
   int nparams;
   amp_tensor **params;
   int64_t step;      /* updates done */
-  float grad_factor; /* pending gradient multiplier (clipping) */
+  float grad_factor; /* pending gradient multiplier (clipping; 1/S in the
+                        scaler's one-pass step) */
   size_t bytes;
-  /* Loss-scaler bookkeeping for this optimizer within one step. */
-  int scaler_stage; /* 0 nothing yet, 1 unscaled, 2 stepped */
-  int found_inf;
 };
-
-/* A step of o that happens only if every gradient is finite, with the
- * inf/NaN check and the update in one parallel region. Returns 1 (nothing
- * changed) when some gradient is inf or NaN, else 0 (stepped, exactly as
- * amp_optim_step). */
-int amp__optim_step_if_finite(amp_optim *o);
 
 /* Hyper-parameters of one step. */
 typedef struct amp_optim_hyper {

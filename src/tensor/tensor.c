@@ -33,6 +33,14 @@ amp_status amp_dtype_parse(const char *name, amp_dtype *out) {
 
 amp_tensor *amp_tensor_new(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dtype, int ndim,
                            const int64_t *shape) {
+  amp_tensor *t = amp__tensor_header(ctx, arena, dtype, ndim, shape);
+  if (!t) return NULL;
+  t->data = amp_arena_alloc(ctx, arena, (size_t)t->numel * amp_dtype_size(dtype));
+  return t->data ? t : NULL;
+}
+
+amp_tensor *amp__tensor_header(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dtype, int ndim,
+                               const int64_t *shape) {
   if (!ctx) return NULL;
   size_t es = amp_dtype_size(dtype);
   if (es == 0) {
@@ -60,16 +68,16 @@ amp_tensor *amp_tensor_new(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dtype, 
   }
   amp_tensor *t = amp_arena_alloc(ctx, arena, sizeof *t);
   if (!t) return NULL;
-  t->data = amp_arena_alloc(ctx, arena, (size_t)numel * es);
-  if (!t->data) return NULL;
+  t->data = NULL;
   t->dtype = dtype;
   t->ndim = ndim;
   for (int i = 0; i < AMP_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
   t->numel = numel;
   t->arena = arena;
   t->requires_grad = 0;
-  t->grad = t->work = t->master = NULL;
-  t->node = NULL;
+  t->grad = NULL;
+  t->internal_.work = t->internal_.master = NULL;
+  t->internal_.node = NULL;
   return t;
 }
 
