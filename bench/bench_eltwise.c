@@ -52,7 +52,7 @@ int ampb_eltwise_suite(int threads) {
   int rc = 0, ok = ctx != NULL;
   for (int d = 0; d < 3; d++)
     for (int k = 0; k < 3; k++) {
-      buf[d][k] = aligned_alloc(64, n * (d == 0 ? 4 : 2));
+      buf[d][k] = aligned_alloc(64, n * amp_dtype_size(dts[d]));
       ok = ok && buf[d][k];
       if (buf[d][k]) fill(buf[d][k], dts[d], n, (unsigned)k, amp_ctx_threads(ctx));
     }

@@ -243,7 +243,10 @@ void amp_ctx_set_threads(amp_ctx *ctx, int n);
 
 /** The two arenas of a context. */
 typedef enum amp_arena_kind {
-  AMP_ARENA_PERSISTENT = 0, /**< parameters, optimizer state: lives with ctx */
+  AMP_ARENA_PERSISTENT = 0, /**< modules, parameter structs, optimizer state:
+                                 lives with ctx (parameter values and
+                                 gradients live in the parameter store, see
+                                 amp_param_new()) */
   AMP_ARENA_STEP = 1        /**< activations: freed by amp_ctx_step_reset() */
 } amp_arena_kind;
 
@@ -281,17 +284,18 @@ typedef struct amp_tensor {
                                     unless it is a view (amp_reshape,
                                     amp_flatten share their input's data) */
   /* Autograd (see "Autograd" below). */
-  int requires_grad;         /**< gradients flow to this tensor */
-  struct amp_tensor *grad;   /**< its gradient after amp_backward(), or NULL:
-                                  F32 for leaves (parameters), the tensor's own
-                                  dtype for intermediate results */
-  struct amp_tensor *work;   /**< leaves: an optional 16-bit working copy that
-                                  autocast uses instead of casting (kept up to
-                                  date by the optimizer) */
-  struct amp_tensor *master; /**< a 16-bit copy of a leaf (autocast cast or
-                                  working copy): that leaf; its gradient goes
-                                  to master->grad in F32 */
-  struct amp__node *node;    /**< the tape entry that produced it (internal) */
+  int requires_grad;       /**< gradients flow to this tensor */
+  struct amp_tensor *grad; /**< its gradient after amp_backward(), or NULL:
+                                F32 for leaves (parameters), the tensor's own
+                                dtype for intermediate results */
+  /** Internal links of autograd, autocast and the parameter store: not part
+   *  of the API (use amp_param_work()); the library reads them through
+   *  accessors in src/core/internal.h. */
+  struct amp__tensor_links {
+    struct amp_tensor *work;   /* a leaf's 16-bit working copy, or NULL */
+    struct amp_tensor *master; /* a 16-bit copy of a leaf: that leaf */
+    struct amp__node *node;    /* the tape entry that produced it */
+  } internal_;
 } amp_tensor;
 
 /** Allocates a tensor of the given dtype and shape (1 <= ndim <= 4, every
@@ -465,10 +469,20 @@ amp_status amp_col2im(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const 
  *  require gradients. Returns AMP_OK or an error (also recorded on ctx). */
 amp_status amp_tensor_set_requires_grad(amp_ctx *ctx, amp_tensor *t, int on);
 
-/** A new leaf parameter: an F32 tensor in the persistent arena that
- *  requires gradients, its data zeroed. NULL (error recorded) on bad
- *  arguments. */
+/** A new leaf parameter that requires gradients, its data and gradient
+ *  zeroed: an F32 tensor whose values and gradient are carved from the
+ *  context's parameter store, one contiguous buffer per role (FP32 masters,
+ *  FP32 gradients, later the 16-bit working copies), so that parameters
+ *  created one after another lie back to back and an optimizer works on
+ *  them in place. The struct lives in the persistent arena; the store is
+ *  freed with the context. NULL (error recorded) on bad arguments. */
 amp_tensor *amp_param_new(amp_ctx *ctx, int ndim, const int64_t *shape);
+
+/** A parameter's 16-bit working copy (dtype F16 or BF16; autocast uses it
+ *  instead of casting, the optimizer rewrites it after each step), or NULL
+ *  when it has none (no optimizer with a 16-bit work_dtype, or not a
+ *  parameter). Its data lie in the parameter store's 16-bit slab. */
+const amp_tensor *amp_param_work(const amp_tensor *p);
 
 /** Sets a leaf's gradient to zero (no-op when it has none). */
 void amp_tensor_zero_grad(amp_tensor *t);
@@ -511,10 +525,10 @@ size_t amp_tape_length(const amp_ctx *ctx);
 /*                   mul_scalar, embedding: no cast.                         */
 /* Integer tensors pass through. A cast of a leaf (parameter) is made once   */
 /* per outermost region and reused (the cast cache), or taken from the       */
-/* leaf's `work` copy when it has the region's dtype. A cast of any other    */
-/* tensor is an amp_cast op on the tape. Outside autocast, ops run in their  */
-/* inputs' dtype; inputs of different floating dtypes promote to the widest  */
-/* (F16 with BF16 gives F32).                                                */
+/* leaf's working copy (amp_param_work()) when it has the region's dtype.    */
+/* A cast of any other tensor is an amp_cast op on the tape. Outside         */
+/* autocast, ops run in their inputs' dtype; inputs of different floating    */
+/* dtypes promote to the widest (F16 with BF16 gives F32).                   */
 /*                                                                           */
 /* The region state belongs to the context; a context (with its tape) is     */
 /* used by one thread at a time, so the state is per thread of use.          */
@@ -811,12 +825,12 @@ const char *amp_module_type(const amp_module *m);
 /* ------------------------------------------------------------------------ */
 /* Optimizers                                                                */
 /*                                                                           */
-/* An optimizer takes over a model's parameters: it moves them into one      */
-/* contiguous allocation per role (FP32 masters, FP32 gradients, optimizer   */
-/* moments and, in a 16-bit recipe, the 16-bit working copies), re-pointing  */
-/* each parameter tensor into those buffers. A step reads master and         */
-/* gradient and writes master, moments and working copy in one pass over     */
-/* memory, so the cast after the update costs no extra pass.                 */
+/* An optimizer works in place on its model's parameters in the context's   */
+/* parameter store (see amp_param_new()): one contiguous run of FP32         */
+/* masters and of FP32 gradients and, in a 16-bit recipe, of 16-bit working  */
+/* copies; it adds only its moments. A step reads master and gradient and    */
+/* writes master, moments and working copy in one pass over memory, so the   */
+/* cast after the update costs no extra pass.                                */
 /* ------------------------------------------------------------------------ */
 
 /** Optimizer algorithms (PyTorch's torch.optim semantics). */
@@ -856,14 +870,19 @@ amp_optim_params amp_optim_defaults(amp_optim_kind kind);
 typedef struct amp_optim amp_optim;
 
 /** Creates an optimizer over all parameters of `model` (see the section
- *  comment: the parameters move into the optimizer's buffers, their values
- *  kept, their gradients zeroed). Allocated in the persistent arena; give a
- *  model to one optimizer only. NULL (error recorded) on bad settings:
+ *  comment), their values kept, their gradients zeroed. The parameters stay
+ *  where the store put them when they lie back to back in creation order
+ *  (the usual case); otherwise (a Sequential of modules created in another
+ *  order) the store first moves them into one run of their own, re-pointing
+ *  each tensor's data and gradient. With a 16-bit work_dtype every
+ *  parameter gets its working copy (amp_param_work()). Allocated in the
+ *  persistent arena; give a model to one optimizer only. NULL (error recorded) on bad settings:
  *  lr < 0, betas outside [0,1), eps < 0, nesterov without momentum or with
  *  dampening, a work_dtype other than F32/F16/BF16. */
 amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_params *p);
 
-/** Sets every gradient to zero (one memset over the gradient buffer). */
+/** Sets every gradient to zero (one memset over the gradient buffer) and
+ *  drops the pending gradient factor (amp_optim_grad_factor() becomes 1). */
 void amp_optim_zero_grad(amp_optim *o);
 
 /** One update of every parameter from its FP32 gradient (multiplied by the
@@ -882,8 +901,8 @@ amp_status amp_optim_step(amp_optim *o);
 amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm);
 
 /** The pending gradient factor: the next step uses the gradient buffer's
- *  values times this (1 unless amp_scaler_unscale() or
- *  amp_optim_clip_grad_norm() set it; a step resets it to 1). */
+ *  values times this (1 unless amp_optim_clip_grad_norm() set it; a step,
+ *  amp_optim_zero_grad() and amp_scaler_update() reset it to 1). */
 float amp_optim_grad_factor(const amp_optim *o);
 
 /** The learning rate used by the next step. */
@@ -953,10 +972,14 @@ float amp_lr_at(const amp_lr_schedule *s, int64_t step);
 /*   amp_scaler_step(sc, opt);   amp_scaler_update(sc);                      */
 /*                                                                           */
 /* Gradients are computed on the loss times the scale S so that small        */
-/* gradients do not underflow in F16; unscale checks for inf/NaN in one pass */
-/* and has the step multiply by 1/S; step skips the update when any was      */
-/* found; update backs S off after an overflow and grows it after            */
-/* growth_interval consecutive clean steps.                                  */
+/* gradients do not underflow in F16; unscale multiplies them by 1/S and     */
+/* checks for inf/NaN in one pass; step skips the update when any was found; */
+/* update backs S off after an overflow and grows it after growth_interval   */
+/* consecutive clean steps. Any number of optimizers may share a step: each  */
+/* is unscaled and stepped (or skipped) on its own, then one update.         */
+/* A disabled scaler (AMP_SCALER_NONE) makes scale, unscale, update and      */
+/* set_state no-ops and step a plain amp_optim_step(), so one loop serves    */
+/* FP32 training too.                                                        */
 /* ------------------------------------------------------------------------ */
 
 /** Scaler modes. */
@@ -970,8 +993,9 @@ typedef enum amp_scaler_mode {
 typedef struct amp_scaler_params {
   amp_scaler_mode mode;
   float init_scale;        /**< 65536 */
-  float growth_factor;     /**< 2 */
-  float backoff_factor;    /**< 0.5 */
+  double growth_factor;    /**< 2; a double, as PyTorch's: the grown scale
+                                is fp32(S · growth_factor) formed in double */
+  double backoff_factor;   /**< 0.5; fp32(S · backoff_factor) in double */
   int64_t growth_interval; /**< 2000 */
   float min_scale;         /**< floor of the scale (default 0: none) */
   float max_scale;         /**< ceiling (default 0: none; growth stops at
@@ -1007,42 +1031,78 @@ amp_scaler *amp_scaler_create(amp_ctx *ctx, const amp_scaler_params *p);
 /** loss · S as a new tensor on the tape (the loss itself when disabled). */
 amp_tensor *amp_scaler_scale(amp_scaler *sc, amp_tensor *loss);
 
-/** Unscales `o`'s gradients by 1/S and records whether any is inf or NaN, in
- *  one pass over the gradient buffer. With S >= 1 that pass only reads: 1/S
- *  becomes part of the optimizer's gradient factor (amp_optim_grad_factor()),
- *  which the step multiplies by in its own pass, and clipping measures the
- *  unscaled norm; with S < 1 the gradients are multiplied in place. At most
- *  once per optimizer between updates: a second call, or a call after
- *  amp_scaler_step() for that optimizer, returns AMP_ERR_STATE. */
+/** Unscales `o`'s gradients in place (each becomes g · fp32(1/S), the
+ *  reciprocal formed in double, as PyTorch's unscale_) and records whether
+ *  any is inf or NaN, in one pass over the gradient buffer. Afterwards every
+ *  reader of the gradients (amp_optim_grad_buffer(), a parameter's grad,
+ *  amp_optim_clip_grad_norm()) sees the unscaled values. At most once per
+ *  optimizer between updates: a second call, or a call after
+ *  amp_scaler_step() for that optimizer, returns AMP_ERR_STATE. Disabled
+ *  scaler: changes nothing. */
 amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o);
 
 /** Unscales if not done yet, then steps `o` unless an inf/NaN gradient was
  *  found (a skipped step also drops a pending clip factor, see
  *  amp_optim_clip_grad_norm()). Without an earlier amp_scaler_unscale() (and
  *  with S >= 1) the check and the update share one parallel pass, with the
- *  same result. Returns 1 when it stepped, 0 when it skipped, -1 on error
- *  (a second step for the same optimizer before update). */
+ *  same result, 1/S applied inside the update: the gradient buffer then
+ *  keeps the scaled values (read them after an explicit unscale instead).
+ *  Returns 1 when it stepped, 0 when it skipped, -1 on error (a second step
+ *  for the same optimizer before update). Disabled scaler: amp_optim_step(). */
 int amp_scaler_step(amp_scaler *sc, amp_optim *o);
 
-/** Ends the step (dynamic mode): after an overflow, backs the scale off (see
- *  hysteresis; not below min_scale) and restarts the count of clean steps;
- *  after exactly growth_interval consecutive clean steps, grows it if the
- *  grown scale is finite (capped at max_scale). In every mode, counts a
- *  skipped step after an overflow.
- *  Forgets the per-optimizer unscale/step state. */
+/** Ends the step (dynamic mode): after an overflow in any optimizer, backs
+ *  the scale off (fp32(S · backoff_factor) formed in double; see hysteresis;
+ *  not below min_scale) and restarts the count of clean steps; after exactly
+ *  growth_interval consecutive clean steps, grows it (fp32(S ·
+ *  growth_factor) in double) if the grown scale is finite (capped at
+ *  max_scale). In every enabled mode, counts a skipped step after an
+ *  overflow. Forgets the per-optimizer unscale/step state and drops every
+ *  such optimizer's pending gradient factor (amp_optim_grad_factor()), so an
+ *  unscale or clip whose step never came cannot reach the next step.
+ *  Returns AMP_ERR_STATE (recorded, nothing changed) when no inf/NaN check
+ *  (amp_scaler_unscale() or amp_scaler_step()) was recorded since the last
+ *  update, as PyTorch's update asserts. Disabled scaler: only forgets. */
 amp_status amp_scaler_update(amp_scaler *sc);
+
+/** PyTorch's update(new_scale): ends the step as amp_scaler_update() does
+ *  (skipped count, per-optimizer state, pending factors) but sets the scale
+ *  to `new_scale` instead of growing or backing off, leaving the growth
+ *  tracker and the hysteresis allowance alone. Needs no recorded check.
+ *  new_scale must be finite, > 0 and inside [min_scale, max_scale], else
+ *  AMP_ERR_INVALID_ARG (recorded, nothing changed). Disabled: no-op. */
+amp_status amp_scaler_update_to(amp_scaler *sc, float new_scale);
 
 /** The current scale S (1 when disabled). */
 float amp_scaler_get_scale(const amp_scaler *sc);
 
-/** Non-zero when the last unscale found an inf or NaN gradient. */
+/** Per step, not per optimizer: non-zero when some amp_scaler_unscale() or
+ *  amp_scaler_step() since the last update found an inf or NaN gradient in
+ *  any optimizer. amp_scaler_update() clears it (so read it before update;
+ *  amp_scaler_step()'s return value says whether one optimizer stepped). */
 int amp_scaler_found_inf(const amp_scaler *sc);
+
+/** PyTorch's is_enabled(): non-zero unless the mode is AMP_SCALER_NONE
+ *  (0 for NULL). */
+int amp_scaler_is_enabled(const amp_scaler *sc);
+
+/** The growth factor (PyTorch's get_growth_factor(); 0 for NULL). */
+double amp_scaler_get_growth_factor(const amp_scaler *sc);
+
+/** The backoff factor (PyTorch's get_backoff_factor(); 0 for NULL). */
+double amp_scaler_get_backoff_factor(const amp_scaler *sc);
+
+/** The growth interval (PyTorch's get_growth_interval(); 0 for NULL). */
+int64_t amp_scaler_get_growth_interval(const amp_scaler *sc);
 
 /** Copies the complete state out. */
 amp_scaler_state amp_scaler_get_state(const amp_scaler *sc);
 
 /** Restores a state from amp_scaler_get_state(); invalid values give
- *  AMP_ERR_INVALID_ARG and leave the scaler unchanged. */
+ *  AMP_ERR_INVALID_ARG and leave the scaler unchanged. As PyTorch's
+ *  load_state_dict: on a disabled scaler it does nothing (AMP_OK); a
+ *  disabled scaler's state (mode AMP_SCALER_NONE) given to an enabled scaler
+ *  is an error. */
 amp_status amp_scaler_set_state(amp_scaler *sc, const amp_scaler_state *st);
 
 /* ------------------------------------------------------------------------ */

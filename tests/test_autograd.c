@@ -225,9 +225,9 @@ static void test_autocast(amp_ctx *ctx) {
      used by autocast instead of a cast. */
   amp_tensor *w = amp_param_new(ctx, 2, (int64_t[]){4, 6});
   gc_fill(w, -1, 1);
-  w->work = amp_tensor_cast(ctx, AMP_ARENA_PERSISTENT, w, AMP_F16);
-  w->work->master = w;
-  w->work->requires_grad = 1;
+  amp__set_work(w, amp_tensor_cast(ctx, AMP_ARENA_PERSISTENT, w, AMP_F16));
+  amp__set_master(amp__work(w), w);
+  amp__work(w)->requires_grad = 1;
   amp_tensor *x16 = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F16, 2, (int64_t[]){2, 6});
   memset(x16->data, 0, amp_tensor_bytes(x16));
   amp_tensor *y = amp_linear(ctx, x16, w, NULL);
@@ -236,7 +236,8 @@ static void test_autocast(amp_ctx *ctx) {
   y = amp_linear(ctx, x16, w, NULL);
   CHECK(ctx->cast_len == 0, "the working copy is used, nothing is cast");
   amp_autocast_end(ctx);
-  CHECK(y && y->node && y->node->in[1] == w->work, "linear consumed the working copy");
+  CHECK(y && amp__node_of(y) && amp__node_of(y)->in[1] == amp__work(w),
+        "linear consumed the working copy");
   amp_ctx_step_reset(ctx);
 }
 

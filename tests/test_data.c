@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int has(const amp_ctx *ctx, const char *needle) {
@@ -204,6 +205,24 @@ static void expect_mnist_error(const char *dir, int train, amp_status want, cons
   if (needle2)
     CHECK(has(ctx, needle2), "%s: message '%s' lacks '%s'", what, amp_ctx_error(ctx), needle2);
   amp_ctx_free(ctx);
+}
+
+/* A FIFO in place of an IDX file is refused at once (an open() without
+ * O_NONBLOCK would wait forever for a writer: the alarm fails the test). */
+static void test_mnist_fifo(void) {
+  char dir[] = "/tmp/ampc_test_data_XXXXXX";
+  if (!mkdtemp(dir)) {
+    CHECK(0, "mkdtemp failed");
+    return;
+  }
+  char p[128];
+  snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+  CHECK(mkfifo(p, 0600) == 0, "mkfifo %s", p);
+  alarm(20);
+  expect_mnist_error(dir, 1, AMP_ERR_IO, "not a regular file", "train-images-idx3-ubyte", "FIFO");
+  alarm(0);
+  unlink(p);
+  rmdir(dir);
 }
 
 static void test_mnist_crafted(void) {
@@ -763,6 +782,7 @@ static void test_mnist_real(void) {
 int main(void) {
   test_idx_parse();
   test_mnist_crafted();
+  test_mnist_fifo();
   test_loader_u8_dtypes();
   test_from_f32();
   test_synthetic();

@@ -281,6 +281,12 @@ static void test_text_file(void) {
             has(ctx, "training split has 12 tokens"),
         "short file: '%s'", amp_ctx_error(ctx));
   amp_text_free(t);
+  amp_ctx_clear_error(ctx);
+  /* A FIFO is refused at once, not read (which would block). */
+  remove(path);
+  CHECK(mkfifo(path, 0600) == 0, "mkfifo %s", path);
+  CHECK(amp_text_load(ctx, path, &t) == AMP_ERR_IO && t == NULL && has(ctx, "not a regular file"),
+        "FIFO: '%s'", amp_ctx_error(ctx));
   amp_ctx_free(ctx);
   remove(path);
 }

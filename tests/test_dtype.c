@@ -1,12 +1,13 @@
 /* Number formats: element helpers against independent references, round
- * trips of every 8/16-bit pattern, SIMD == scalar, amp_convert's dispatch and
- * errors, and stochastic rounding. */
+ * trips of every 8/16-bit pattern, SIMD == scalar, the dtype traits table,
+ * amp_convert's dispatch and errors, and stochastic rounding. */
 #include "check.h"
 #include "dtype_ref.h"
 
 #include "ampc.h"
 #include "dtype/convert_internal.h"
 #include "dtype/dtype_inline.h"
+#include "dtype/dtype_traits.h"
 
 #include <float.h>
 #include <math.h>
@@ -21,13 +22,6 @@ static uint32_t rnd32(void) { /* xorshift64* */
   rng_state ^= rng_state >> 27;
   return (uint32_t)((rng_state * 0x2545f4914f6cdd1du) >> 32);
 }
-
-#ifdef AMPC_HAVE_X86_SIMD
-static int simd_ok(void) {
-  const unsigned need = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C;
-  return (amp_cpu_features() & need) == need;
-}
-#endif
 
 /* The element helper of each format, as bits. */
 static uint32_t conv(const ref_fmt *F, float f, int sat) {
@@ -133,54 +127,103 @@ static void test_random(void) {
   }
 }
 
-/* SIMD kernels == scalar kernels, with tails, odd lengths, unaligned pointers. */
+/* The fast kernel table's conversions == the scalar table's, with tails,
+ * odd lengths, unaligned pointers (F16 and BF16 here, then every dtype
+ * whose entries differ between the tables). */
 static void test_simd(void) {
-#ifdef AMPC_HAVE_X86_SIMD
-  if (!simd_ok()) return;
+  const amp__kernels *fast = amp__kernels_native(), *ref = &amp__kernels_scalar;
+  if (fast == ref) {
+    printf("test_dtype: only the scalar kernel table here; SIMD == scalar is skipped\n");
+    return;
+  }
   const size_t N = 1 << 16, M = 2000000;
   uint16_t *h = malloc(N * 2 + 64), *h2 = malloc(M * 2 + 64), *h3 = malloc(M * 2 + 64);
   float *f = malloc(M * 4 + 64), *f2 = malloc(M * 4 + 64);
   for (size_t i = 0; i < N; i++) h[i] = (uint16_t)i;
-  amp__cvt_f16_to_f32_scalar(f, h, N);
-  amp__cvt_f16_to_f32_avx2(f2, h, N);
-  CHECK(memcmp(f, f2, N * 4) == 0, "f16->f32 all patterns");
-  amp__cvt_bf16_to_f32_scalar(f, h, N);
-  amp__cvt_bf16_to_f32_avx2(f2, h, N);
-  CHECK(memcmp(f, f2, N * 4) == 0, "bf16->f32 all patterns");
   for (size_t i = 0; i < M; i++) f[i] = ref_bits_f32(rnd32());
   for (size_t i = 0; i < N; i++) f[i] = ref_bits_f32((uint32_t)i << 16 | (rnd32() & 0xffffu));
-  for (int nt = 0; nt < 2; nt++) {
-    amp__cvt_f32_to_f16_scalar(h2, f, M);
-    amp__cvt_f32_to_f16_avx2(h3, f, M, nt);
-    CHECK(memcmp(h2, h3, M * 2) == 0, "f32->f16 random, nt=%d", nt);
-    amp__cvt_f32_to_bf16_scalar(h2, f, M);
-    amp__cvt_f32_to_bf16_avx2(h3, f, M, nt);
-    CHECK(memcmp(h2, h3, M * 2) == 0, "f32->bf16 random, nt=%d", nt);
-  }
   static const size_t lens[] = {1, 7, 8, 9, 15, 16, 17, 33, 257, 1023};
-  for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
-    for (size_t off = 0; off < 4; off++)
-      for (int nt = 0; nt < 2; nt++) {
-        size_t n = lens[li];
-        const float *src = f + 3 + off;
-        uint16_t *d1 = h2 + 1 + off, *d2 = h3 + 1 + off;
-        memset(h3, 0xab, 2200);
-        amp__cvt_f32_to_f16_scalar(d1, src, n);
-        amp__cvt_f32_to_f16_avx2(d2, src, n, nt);
-        CHECK(memcmp(d1, d2, n * 2) == 0 && d2[n] == 0xabab, "f16 tail n=%zu off=%zu", n, off);
-        amp__cvt_f32_to_bf16_scalar(d1, src, n);
-        amp__cvt_f32_to_bf16_avx2(d2, src, n, nt);
-        CHECK(memcmp(d1, d2, n * 2) == 0 && d2[n] == 0xabab, "bf16 tail n=%zu off=%zu", n, off);
-        float *g1 = f2 + 1 + off, *g2 = f2 + 1200 + off;
-        amp__cvt_f16_to_f32_scalar(g1, h + 5 + off, n);
-        amp__cvt_f16_to_f32_avx2(g2, h + 5 + off, n);
-        CHECK(memcmp(g1, g2, n * 4) == 0, "f16->f32 tail n=%zu off=%zu", n, off);
-        amp__cvt_bf16_to_f32_scalar(g1, h + 5 + off, n);
-        amp__cvt_bf16_to_f32_avx2(g2, h + 5 + off, n);
-        CHECK(memcmp(g1, g2, n * 4) == 0, "bf16->f32 tail n=%zu off=%zu", n, off);
-      }
+  for (int dt = AMP_F16; dt <= AMP_BF16; dt++) {
+    const char *nm = amp_dtype_name((amp_dtype)dt);
+    ref->to_f32[dt](f2, h, N);
+    fast->to_f32[dt](f2 + N, h, N);
+    CHECK(memcmp(f2, f2 + N, N * 4) == 0, "%s->f32 all patterns", nm);
+    for (int nt = 0; nt < 2; nt++) {
+      ref->from_f32[dt](h2, f, M, 0);
+      fast->from_f32[dt](h3, f, M, nt ? AMP__CVT_NT : 0);
+      CHECK(memcmp(h2, h3, M * 2) == 0, "f32->%s random, nt=%d", nm, nt);
+    }
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
+      for (size_t off = 0; off < 4; off++)
+        for (int nt = 0; nt < 2; nt++) {
+          size_t n = lens[li];
+          const float *src = f + 3 + off;
+          uint16_t *d1 = h2 + 1 + off, *d2 = h3 + 1 + off;
+          memset(h3, 0xab, 2200);
+          ref->from_f32[dt](d1, src, n, 0);
+          fast->from_f32[dt](d2, src, n, nt ? AMP__CVT_NT : 0);
+          CHECK(memcmp(d1, d2, n * 2) == 0 && d2[n] == 0xabab, "%s tail n=%zu off=%zu", nm, n, off);
+          float *g1 = f2 + 1 + off, *g2 = f2 + 1200 + off;
+          ref->to_f32[dt](g1, h + 5 + off, n);
+          fast->to_f32[dt](g2, h + 5 + off, n);
+          CHECK(memcmp(g1, g2, n * 4) == 0, "%s->f32 tail n=%zu off=%zu", nm, n, off);
+        }
+  }
   free(h), free(h2), free(h3), free(f), free(f2);
-#endif
+}
+
+/* Every row of the dtype traits table agrees with the public functions and
+ * with the conversions: names parse back, sizes match, floating formats
+ * convert and others do not, and the two non-finite thresholds are exact
+ * (the threshold is non-finite, the pattern just below it is finite). */
+static int finite_as(amp_dtype dt, uint32_t bits) { /* a stored pattern, widened */
+  float v;
+  unsigned char b[4];
+  memcpy(b, &bits, 4); /* little-endian: the low bytes are the pattern */
+  return amp_convert(&v, AMP_F32, b, dt, 1) == AMP_OK && isfinite(v);
+}
+static int rounds_finite(amp_dtype dt, uint32_t f32_bits) {
+  float x = ref_bits_f32(f32_bits);
+  uint32_t out = 0;
+  return amp_convert(&out, dt, &x, AMP_F32, 1) == AMP_OK && finite_as(dt, out);
+}
+static void test_traits(void) {
+  for (int i = 0; i <= AMP_DTYPE_COUNT; i++) {
+    const amp__dtype_traits *t = amp__dtype(i);
+    amp_dtype back = AMP_DTYPE_COUNT;
+    CHECK(strcmp(amp_dtype_name((amp_dtype)i), t->name) == 0, "name %d", i);
+    CHECK(amp_dtype_size((amp_dtype)i) == t->size, "size %d", i);
+    CHECK(amp_dtype_is_float((amp_dtype)i) == t->is_float, "is_float %d", i);
+    CHECK(!t->is_compute || t->is_float, "compute but not float %d", i);
+    if (i == AMP_DTYPE_COUNT) {
+      CHECK(t->size == 0 && strcmp(t->name, "invalid") == 0, "sentinel row");
+      continue;
+    }
+    CHECK(amp_dtype_parse(t->name, &back) == AMP_OK && (int)back == i, "parse %s", t->name);
+    CHECK(t->st_name && t->size >= 1, "row %s", t->name);
+    float one = 1.0f;
+    uint32_t out = 0;
+    CHECK((amp_convert(&out, (amp_dtype)i, &one, AMP_F32, 1) == AMP_OK) == t->is_float,
+          "%s converts iff float", t->name);
+    if (!t->is_float) continue;
+    const uint32_t sign = 1u << (8 * t->size - 1);
+    CHECK(!finite_as((amp_dtype)i, t->inf_bits) && finite_as((amp_dtype)i, t->inf_bits - 1) &&
+              !finite_as((amp_dtype)i, t->inf_bits | sign),
+          "%s inf_bits", t->name);
+    CHECK(!rounds_finite((amp_dtype)i, t->overflow_f32) &&
+              rounds_finite((amp_dtype)i, t->overflow_f32 - 1) &&
+              !rounds_finite((amp_dtype)i, t->overflow_f32 | 0x80000000u) &&
+              rounds_finite((amp_dtype)i, (t->overflow_f32 - 1) | 0x80000000u),
+          "%s overflow_f32", t->name);
+  }
+  CHECK(amp__dtype(-1)->size == 0 && amp__dtype(99)->size == 0, "out of range rows");
+  /* The compute dtypes are the ones the kernels instantiate their loops for
+   * (the dtype switches of eltwise_avx2.c, gemm_avx2.c's packing) and the
+   * kernel tests list: a new one must be added there too. */
+  unsigned compute = 0;
+  for (int i = 0; i < AMP_DTYPE_COUNT; i++) compute |= (unsigned)amp__dtype(i)->is_compute << i;
+  CHECK(compute == (1u << AMP_F32 | 1u << AMP_F16 | 1u << AMP_BF16),
+        "compute dtypes changed (0x%x): update the kernels' dtype switches and tests", compute);
 }
 
 static void test_errors(void) {
@@ -219,7 +262,8 @@ static void test_pairs(void) {
           amp_convert_opts o = {AMP_ROUND_NEAREST_EVEN, sat, 0, 0};
           CHECK(amp_convert(src, ts[a], f, AMP_F32, m) == AMP_OK, "make src");
           CHECK(amp_convert_ex(d1, ts[b], src, ts[a], m, &o) == AMP_OK, "convert");
-          CHECK(amp__convert_impl(d2, ts[b], src, ts[a], m, &o, 0) == AMP_OK, "scalar");
+          CHECK(amp__convert_impl(d2, ts[b], src, ts[a], m, &o, &amp__kernels_scalar) == AMP_OK,
+                "scalar");
           size_t bs = amp_dtype_size(ts[b]);
           CHECK(memcmp(d1, d2, m * bs) == 0, "simd != scalar %d->%d n=%zu", a, b, m);
           size_t bad = 0;
@@ -305,7 +349,8 @@ static void test_stochastic(void) {
         amp_convert_ex(b + cuts[c], dt, x + cuts[c], AMP_F32, cuts[c + 1] - cuts[c], &oc);
       }
       CHECK(memcmp(a, b, n * 2) == 0, "SR chunking %s", amp_dtype_name(dt));
-      CHECK(amp__convert_impl(b, dt, x, AMP_F32, n, &o, 0) == AMP_OK && memcmp(a, b, n * 2) == 0,
+      CHECK(amp__convert_impl(b, dt, x, AMP_F32, n, &o, &amp__kernels_scalar) == AMP_OK &&
+                memcmp(a, b, n * 2) == 0,
             "SR scalar dispatch");
       o.seed++;
       amp_convert_ex(b, dt, x, AMP_F32, n, &o);
@@ -341,6 +386,7 @@ int main(void) {
   test_edges();
   test_random();
   test_simd();
+  test_traits();
   test_errors();
   test_pairs();
   test_stochastic();

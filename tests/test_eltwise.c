@@ -4,6 +4,7 @@
 #include "check.h"
 
 #include "ampc.h"
+#include "core/internal.h"
 #include "dtype/dtype_inline.h"
 
 #include <math.h>
@@ -21,7 +22,7 @@ static double unit(amp_dtype dt) {
   return dt == AMP_F16 ? 0x1p-11 : dt == AMP_BF16 ? 0x1p-8 : 0x1p-24;
 }
 static double tiny(amp_dtype dt) { return dt == AMP_F16 ? 0x1p-24 : 0x1p-126; }
-static size_t esz(amp_dtype dt) { return dt == AMP_F32 ? 4 : 2; }
+static size_t esz(amp_dtype dt) { return amp_dtype_size(dt); }
 
 static uint64_t rng = 88172645463325252ull;
 static double urand(void) { /* uniform in [0, 1) */
@@ -296,7 +297,8 @@ static void test_errors(void) {
 }
 
 int main(void) {
-  ref_ctx = amp_ctx_create(&(amp_ctx_params){.threads = 2, .no_simd = 1});
+  ref_ctx = amp_ctx_create(&(amp_ctx_params){.threads = 2});
+  CHECK(amp__ctx_set_kernels(ref_ctx, &amp__kernels_scalar), "the scalar kernel table");
   fast1 = amp_ctx_create(&(amp_ctx_params){.threads = 1});
   fast2 = amp_ctx_create(&(amp_ctx_params){.threads = 2});
   test_ops();

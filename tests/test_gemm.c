@@ -46,7 +46,7 @@ typedef struct gemm_case {
 } gemm_case;
 
 /* Runs one case with the fast path (default ctx), the scalar reference
- * (no_simd ctx) and FP64, and checks them. */
+ * (a ctx with the scalar kernel table) and FP64, and checks them. */
 static void run_case(const gemm_case *t, amp_ctx *fast, amp_ctx *ref) {
   const int64_t ar = t->ta ? t->k : t->m, br = t->tb ? t->n : t->k;
   size_t a_count = (size_t)(ar * t->lda), b_count = (size_t)(br * t->ldb);
@@ -201,8 +201,9 @@ static void test_k0(amp_ctx *ctx) {
  * slivers) with 1 and 2 threads gives the same bits, and they are the
  * scalar reference's: F16 B packed as F16 (plain and transposed) and F32 B. */
 static void test_threads(void) {
-  amp_ctx_params p1 = {1, 0}, p2 = {2, 0}, pr = {1, 1};
-  amp_ctx *c1 = amp_ctx_create(&p1), *c2 = amp_ctx_create(&p2), *cr = amp_ctx_create(&pr);
+  amp_ctx_params p1 = {1, 0}, p2 = {2, 0};
+  amp_ctx *c1 = amp_ctx_create(&p1), *c2 = amp_ctx_create(&p2), *cr = amp_ctx_create(&p1);
+  CHECK(amp__ctx_set_kernels(cr, &amp__kernels_scalar), "the scalar kernel table");
   enum { M = 300, N = 517, K = 263 };
   for (int v = 0; v < 3; v++) {
     amp_dtype at = v == 1 ? AMP_BF16 : v == 2 ? AMP_F32 : AMP_F16;
@@ -313,8 +314,15 @@ static void test_errors(amp_ctx *ctx) {
 }
 
 int main(void) {
-  amp_ctx_params rp = {0, 1};
-  amp_ctx *fast = amp_ctx_create(NULL), *ref = amp_ctx_create(&rp);
+  amp_ctx *fast = amp_ctx_create(NULL), *ref = amp_ctx_create(NULL);
+  CHECK(amp__ctx_set_kernels(ref, &amp__kernels_scalar), "the scalar kernel table");
+  /* The public switch picks the same table. */
+  amp_ctx_params np = {0, 1};
+  amp_ctx *nosimd = amp_ctx_create(&np);
+  CHECK(amp__kernels_of(nosimd) == &amp__kernels_scalar, "no_simd: the scalar kernel table");
+  CHECK(amp__kernels_of(fast) == amp__kernels_native() && amp__kernels_of(NULL) == fast->k,
+        "default: the native table");
+  amp_ctx_free(nosimd);
   test_sampled(fast, ref);
   test_accumulate(fast);
   test_k0(fast);

@@ -19,7 +19,7 @@ static const amp_conv_geom GEOMS[] = {{3, 7, 9, 3, 3, 1, 1, 1, 1}, {2, 8, 8, 3, 
                                       {4, 1, 1, 3, 3, 1, 1, 1, 1}, {16, 40, 40, 3, 3, 1, 1, 1, 1}};
 #define NGEOMS (sizeof GEOMS / sizeof GEOMS[0])
 
-static size_t esz(amp_dtype dt) { return dt == AMP_F32 ? 4 : 2; }
+static size_t esz(amp_dtype dt) { return amp_dtype_size(dt); }
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static double urand(void) {

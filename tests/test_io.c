@@ -257,6 +257,15 @@ static void test_malformed(void) {
   REJECT("\"str\"", 0, "not a JSON object");
   REJECT("12", 0, "not a JSON object");
   expect_reject(ctx, "{\"a\0\":1}", 8, 0, 0, "NUL byte");
+  /* Stricter than cJSON, as strict as the reference reader: no byte-order
+   * mark, no raw control character, no \u0000 (it would cut names short). */
+  REJECT("\xEF\xBB\xBF{}", 0, "byte-order mark");
+  REJECT("{\"__metadata__\":{\"k\":\"a\tb\"}}", 0, "raw control character (byte 23)");
+  REJECT("{\"__metadata__\":{\"k\x01\":\"v\"}}", 0, "raw control character");
+  REJECT("{\x01}", 0, "raw control character (byte 1)");
+  REJECT("{\"__metadata__\":{\"k\":\"v\\u0000x\"}}", 0, "\\u0000 escape");
+  REJECT("{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+         "\\u0000 escape");
   REJECT("{\"a\":1}", 0, "tensor 'a': entry is not a JSON object");
   REJECT("{\"\xff\":1}", 0, "not valid UTF-8 (byte 2 of");
   REJECT("{\"\xc0\x80\":1}", 0, "not valid UTF-8");         /* overlong NUL */
@@ -325,9 +334,11 @@ static void test_malformed(void) {
       " {\"__metadata__\":{\"a\":\"b\"}}  ",
       "{\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]}}",
       "{\"s\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]}}",
+      /* Escaped control characters, and an escaped backslash before "u0000". */
+      "{\"__metadata__\":{\"k\":\"a\\tb\\u0001\\\\u0000\"}}\t\r\n",
   };
-  size_t fine_data[] = {0, 0, 0, 0, 8};
-  for (int i = 0; i < 5; i++) {
+  size_t fine_data[] = {0, 0, 0, 0, 8, 0};
+  for (int i = 0; i < 6; i++) {
     b = image(fine[i], strlen(fine[i]), 0, fine_data[i], &len);
     f = NULL;
     amp_ctx_clear_error(ctx);
@@ -368,6 +379,16 @@ static void test_malformed(void) {
         "missing: %s", amp_ctx_error(ctx));
   amp_ctx_clear_error(ctx);
   CHECK(amp_safetensors_read(ctx, tmpdir, &f) == AMP_ERR_IO, "directory: %s", amp_ctx_error(ctx));
+  /* A FIFO is refused at once: an open() without O_NONBLOCK would wait
+   * forever for a writer (the alarm fails the test). */
+  CHECK(mkfifo(p, 0600) == 0, "mkfifo %s", p);
+  alarm(20);
+  amp_ctx_clear_error(ctx);
+  CHECK(amp_safetensors_read(ctx, p, &f) == AMP_ERR_IO &&
+            strstr(amp_ctx_error(ctx), "not a regular file"),
+        "FIFO: %s", amp_ctx_error(ctx));
+  alarm(0);
+  unlink(p);
   amp_ctx_free(ctx);
 }
 
@@ -541,7 +562,7 @@ static snap take(run *r) {
   size_t off = 0;
   for (int i = 0; i < amp_module_param_count(r->m); i++) {
     amp_tensor *p = amp_module_param(r->m, i, NULL);
-    memcpy(s.work + off, p->work->data, (size_t)p->numel * 2);
+    memcpy(s.work + off, amp_param_work(p)->data, (size_t)p->numel * 2);
     off += (size_t)p->numel * 2;
   }
   s.step = *step;
@@ -561,8 +582,8 @@ static void snap_free(snap *s) {
 static int scaler_same(const amp_scaler_state *a, const amp_scaler_state *b) {
   return a->params.mode == b->params.mode &&
          memcmp(&a->params.init_scale, &b->params.init_scale, 4) == 0 &&
-         memcmp(&a->params.growth_factor, &b->params.growth_factor, 4) == 0 &&
-         memcmp(&a->params.backoff_factor, &b->params.backoff_factor, 4) == 0 &&
+         memcmp(&a->params.growth_factor, &b->params.growth_factor, 8) == 0 &&
+         memcmp(&a->params.backoff_factor, &b->params.backoff_factor, 8) == 0 &&
          a->params.growth_interval == b->params.growth_interval &&
          memcmp(&a->params.min_scale, &b->params.min_scale, 4) == 0 &&
          memcmp(&a->params.max_scale, &b->params.max_scale, 4) == 0 &&
@@ -610,7 +631,7 @@ static void test_checkpoint(void) {
   ss.scale = 1234.5677f;
   ss.params.min_scale = 1.1754944e-38f;
   ss.params.max_scale = 3.3e38f;
-  ss.params.backoff_factor = 0.3f;
+  ss.params.backoff_factor = 0.3; /* a double that no float equals */
   ss.skipped = 3;
   ss.hysteresis_left = 1;
   CHECK(amp_scaler_set_state(a.sc, &ss) == AMP_OK, "set_state: %s", amp_ctx_error(a.ctx));
@@ -697,8 +718,13 @@ static void test_checkpoint(void) {
       {"ampc.loader.next", "51", "invalid loader position"},
       {"ampc.format", "other", "ampc.format"},
       {"ampc.optim.state", "momentum", "optimizer state 'momentum'"},
+      /* Counters are bounded so that a run cannot overflow them (2^53 + 1). */
+      {"ampc.optim.step", "9007199254740993", "ampc.optim.step"},
+      {"ampc.scaler.skipped", "9007199254740993", "ampc.scaler.skipped"},
+      {"ampc.loader.epoch", "9007199254740993", "ampc.loader.epoch"},
+      {"ampc.optim.lr", "-1", "ampc.optim.lr"},
   };
-  for (int i = 0; i < 8; i++) {
+  for (int i = 0; i < (int)(sizeof badmeta / sizeof badmeta[0]); i++) {
     rewrite_meta(ck, ck2, badmeta[i].key, badmeta[i].val);
     run c;
     run_make(&c, 5, 4, 0, 1, 11);

@@ -369,7 +369,7 @@ static void test_intermediates(amp_ctx *ctx) {
     amp_tensor *idx = gc_labels(ctx, 2, (int64_t[]){3, 4}, 6);
     amp_tensor *e16 = amp_cast(ctx, emb, dt);
     amp_tensor *e = amp_embedding(ctx, e16, idx);
-    CHECK(e && e->dtype == dt && e16->node, "embedding of a cast weight (%s)", dn);
+    CHECK(e && e->dtype == dt && amp__node_of(e16), "embedding of a cast weight (%s)", dn);
     if (!e) continue;
     float es[80];
     for (int i = 0; i < 80; i++) es[i] = (float)((int)gc_uniform(-64, 64)) / 64.0f;

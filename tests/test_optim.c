@@ -162,9 +162,9 @@ static void test_formulas(void) {
 
 /* ---- the AVX2 path equals the scalar reference bit for bit ---- */
 static void test_simd_matches_ref(void) {
-  unsigned need = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C;
-  if ((amp_cpu_features() & need) != need) {
-    printf("test_optim: no AVX2/FMA/F16C here; the SIMD comparison is skipped\n");
+  const amp__kernels *fast = amp__kernels_native();
+  if (fast == &amp__kernels_scalar) {
+    printf("test_optim: only the scalar kernel table here; the SIMD comparison is skipped\n");
     return;
   }
   const int64_t n = 1003; /* 125 vectors + 3 */
@@ -211,10 +211,10 @@ static void test_simd_matches_ref(void) {
       memcpy(va, v0, n * sizeof(float));
       memcpy(vb, v0, n * sizeof(float));
       uint16_t *wa = malloc(n * sizeof(uint16_t)), *wb = malloc(n * sizeof(uint16_t));
-      amp__optim_update((amp_optim_kind)kind, 1, &h, n, pa, g, use_m ? ma : NULL, use_v ? va : NULL,
-                        wa);
-      amp__optim_update_ref((amp_optim_kind)kind, &h, n, pb, g, use_m ? mb : NULL,
-                            use_v ? vb : NULL);
+      fast->optim_update((amp_optim_kind)kind, &h, n, pa, g, use_m ? ma : NULL, use_v ? va : NULL,
+                         wa);
+      amp__kernels_scalar.optim_update((amp_optim_kind)kind, &h, n, pb, g, use_m ? mb : NULL,
+                                       use_v ? vb : NULL, NULL);
       CHECK(memcmp(pa, pb, n * sizeof(float)) == 0, "simd params differ: kind %d opt %d", kind,
             opt);
       CHECK(memcmp(ma, mb, n * sizeof(float)) == 0, "simd m differ: kind %d opt %d", kind, opt);
@@ -249,8 +249,8 @@ static int work_matches(amp_optim *o, amp_module *model, amp_dtype dt, const amp
   int64_t off = 0, n = amp_optim_numel(o);
   for (int i = 0; i < amp_module_param_count(model); i++) {
     amp_tensor *t = amp_module_param(model, i, NULL);
-    if (!t->work || t->work->dtype != dt || t->work->master != t || t->work->numel != t->numel ||
-        t->work->ndim != t->ndim) {
+    const amp_tensor *w = amp_param_work(t);
+    if (!w || w->dtype != dt || amp__master(w) != t || w->numel != t->numel || w->ndim != t->ndim) {
       bad++;
       continue;
     }
@@ -264,7 +264,7 @@ static int work_matches(amp_optim *o, amp_module *model, amp_dtype dt, const amp
       amp_convert_ex(want, dt, t->data, AMP_F32, (size_t)t->numel, &opts);
     else
       amp_convert(want, dt, t->data, AMP_F32, (size_t)t->numel);
-    if (memcmp(want, t->work->data, (size_t)t->numel * 2) != 0) bad++;
+    if (memcmp(want, amp_param_work(t)->data, (size_t)t->numel * 2) != 0) bad++;
     free(want);
     off += t->numel;
   }
@@ -341,7 +341,7 @@ static void test_work_copies(void) {
               "SR work copy = amp_convert_ex(seed, offset step*n + i), step %d", s);
         float *w = malloc((size_t)n * sizeof(float));
         amp_tensor *t0 = amp_module_param(model, 0, NULL);
-        amp_convert(w, AMP_F32, t0->work->data, dts[d], (size_t)n);
+        amp_convert(w, AMP_F32, amp_param_work(t0)->data, dts[d], (size_t)n);
         for (int64_t i = 0; i < n; i++) {
           if (w[i] != 1.0f && w[i] != 1.0f + ulp) wrong++;
           sum += w[i];
@@ -350,7 +350,7 @@ static void test_work_copies(void) {
         free(w);
         if (s == 0) {
           snap[run] = malloc((size_t)n * 2);
-          memcpy(snap[run], t0->work->data, (size_t)n * 2);
+          memcpy(snap[run], amp_param_work(t0)->data, (size_t)n * 2);
         }
       }
       CHECK(wrong == 0, "SR gives one of the two neighbours (%lld wrong)", (long long)wrong);
@@ -402,7 +402,7 @@ static void test_master_weights(void) {
       CHECK(not16 == 0, "without masters the weights start as F16 values");
     for (int64_t i = 0; i < n; i++) master[i] = 1.0f;
     amp_optim_sync_work(o);
-    amp_tensor *w0 = amp_module_param(model, 0, NULL)->work;
+    const amp_tensor *w0 = amp_param_work(amp_module_param(model, 0, NULL));
     const amp_f16 *w = w0->data;
     for (int64_t i = 0; i < n; i++) g[i] = -1.0f; /* each step adds 2^-13 */
     amp_optim_step(o);
@@ -556,7 +556,7 @@ static void test_repoint(void) {
     int nz = 0;
     for (int64_t j = 0; j < t->numel; j++) nz += g[j] != 0;
     CHECK(nz == 0, "param %d gradient zeroed", i);
-    CHECK(t->work == NULL, "no working copy with work_dtype F32");
+    CHECK(amp_param_work(t) == NULL, "no working copy with work_dtype F32");
     off += t->numel;
   }
   /* zero_grad clears the one buffer. */
@@ -689,6 +689,69 @@ static void test_errors(void) {
   amp_ctx_free(ctx);
 }
 
+/* The parameter store: parameters created one after another lie back to
+ * back from the start, so the optimizer works on them where they are (no
+ * copy); their pointers never move when more parameters are created; a
+ * model assembled out of creation order is moved into one run of its own,
+ * and backward then accumulates into the optimizer's gradient buffer. */
+static void test_param_store(void) {
+  amp_ctx *ctx = new_ctx(1);
+  amp_rng rng;
+  amp_rng_seed(&rng, 5);
+  amp_module *in_order = amp_nn_linear(ctx, &rng, 7, 3, 1);
+  amp_tensor *w = amp_module_param(in_order, 0, NULL), *b = amp_module_param(in_order, 1, NULL);
+  float *wd = w->data, w0 = wd[0];
+  CHECK((float *)b->data == wd + w->numel, "a module's parameters are carved back to back");
+  CHECK((float *)b->grad->data == (float *)w->grad->data + w->numel, "so are their gradients");
+  amp_optim_params p = amp_optim_defaults(AMP_OPTIM_SGD);
+  p.work_dtype = AMP_F16;
+  amp_optim *o = amp_optim_create(ctx, in_order, &p);
+  CHECK(o && amp_optim_master_buffer(o) == wd && w->data == wd, "in order: used in place");
+  CHECK(amp_optim_grad_buffer(o) == w->grad->data, "in order: the gradients too");
+  const amp_tensor *ww = amp_param_work(w), *wb = amp_param_work(b);
+  CHECK(ww && wb && ww->dtype == AMP_F16 &&
+            (const uint16_t *)wb->data == (const uint16_t *)ww->data + w->numel,
+        "the working copies are one 16-bit run");
+  /* More parameters than the first slab holds: nothing moves. */
+  amp_module *big = amp_nn_linear(ctx, &rng, 1100, 1000, 0);
+  CHECK(big && w->data == wd && wd[0] == w0, "parameters never move");
+
+  /* Out of creation order: moved into one run, values kept. */
+  amp_module *second = amp_nn_linear(ctx, &rng, 4, 2, 1),
+             *first = amp_nn_linear(ctx, &rng, 3, 4, 1);
+  amp_module *ch[2] = {first, second};
+  amp_module *seq = amp_nn_sequential(ctx, 2, ch);
+  int np = amp_module_param_count(seq);
+  float vals[64];
+  int64_t n = 0;
+  for (int i = 0; i < np; i++) {
+    amp_tensor *t = amp_module_param(seq, i, NULL);
+    memcpy(vals + n, t->data, (size_t)t->numel * sizeof(float));
+    n += t->numel;
+  }
+  amp_optim *o2 = amp_optim_create(ctx, seq, &p);
+  CHECK(o2 != NULL, "create: %s", amp_ctx_error(ctx));
+  float *mb = amp_optim_master_buffer(o2), *gb = amp_optim_grad_buffer(o2);
+  CHECK(memcmp(mb, vals, (size_t)n * sizeof(float)) == 0, "moved: values kept in model order");
+  int64_t off = 0;
+  for (int i = 0; i < np; i++) {
+    amp_tensor *t = amp_module_param(seq, i, NULL);
+    CHECK((float *)t->data == mb + off && (float *)t->grad->data == gb + off,
+          "param %d re-pointed into the run", i);
+    off += t->numel;
+  }
+  amp_tensor *x = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F32, 2, (int64_t[]){2, 3});
+  for (int i = 0; i < 6; i++) ((float *)x->data)[i] = (float)i - 2.5f;
+  amp_tensor *loss = amp_sum(ctx, amp_module_forward(ctx, seq, x));
+  CHECK(amp_backward(ctx, loss) == AMP_OK, "backward: %s", amp_ctx_error(ctx));
+  int nz = 0;
+  for (int64_t i = 0; i < n; i++) nz += gb[i] != 0;
+  CHECK(nz > n / 2, "backward accumulates into the optimizer's gradient buffer (%d of %lld)", nz,
+        (long long)n);
+  CHECK(amp_ctx_status(ctx) == AMP_OK, "no error: %s", amp_ctx_error(ctx));
+  amp_ctx_free(ctx);
+}
+
 int main(void) {
   test_formulas();
   test_simd_matches_ref();
@@ -697,6 +760,7 @@ int main(void) {
   test_clip();
   test_threads();
   test_repoint();
+  test_param_store();
   test_lr();
   test_errors();
   TEST_MAIN_END();

@@ -166,16 +166,14 @@ static void test_unscale_state(void) {
   memcpy(g0, amp_optim_grad_buffer(r.opt), (size_t)r.n * sizeof(float));
   CHECK(amp_scaler_unscale(sc, r.opt) == AMP_OK, "unscale");
   int exact = 1;
-  for (int64_t i = 0; i < r.n; i++)
-    exact &= amp_optim_grad_buffer(r.opt)[i] * amp_optim_grad_factor(r.opt) == g0[i] / 1024.0f;
-  CHECK(exact, "gradients multiplied by 1/S exactly");
-  CHECK(amp_optim_grad_factor(r.opt) == 1.0f / 1024.0f, "S >= 1: 1/S is deferred to the step");
+  for (int64_t i = 0; i < r.n; i++) exact &= amp_optim_grad_buffer(r.opt)[i] == g0[i] / 1024.0f;
+  CHECK(exact, "gradients multiplied by 1/S exactly, in the buffer");
+  CHECK(amp_optim_grad_factor(r.opt) == 1.0f, "no factor left pending");
   amp_ctx_clear_error(r.ctx);
   CHECK(amp_scaler_unscale(sc, r.opt) == AMP_ERR_STATE, "unscale twice");
   CHECK(amp_ctx_status(r.ctx) == AMP_ERR_STATE, "recorded");
   exact = 1;
-  for (int64_t i = 0; i < r.n; i++)
-    exact &= amp_optim_grad_buffer(r.opt)[i] * amp_optim_grad_factor(r.opt) == g0[i] / 1024.0f;
+  for (int64_t i = 0; i < r.n; i++) exact &= amp_optim_grad_buffer(r.opt)[i] == g0[i] / 1024.0f;
   CHECK(exact, "a refused second unscale leaves the gradients alone");
   amp_ctx_clear_error(r.ctx);
   CHECK(amp_scaler_step(sc, r.opt) == 1, "step after an explicit unscale");
@@ -198,9 +196,9 @@ static void test_unscale_state(void) {
   amp_scaler_unscale(odd, r.opt);
   const float inv = (float)(1.0 / 3.0);
   exact = 1;
-  CHECK(amp_optim_grad_factor(r.opt) == inv, "the factor is fp32(1/fp64(S))");
-  for (int64_t i = 0; i < r.n; i++) exact &= amp_optim_grad_buffer(r.opt)[i] == g0[i];
-  CHECK(exact, "S >= 1: the check pass does not write the gradients");
+  CHECK(amp_optim_grad_factor(r.opt) == 1.0f, "no factor left pending");
+  for (int64_t i = 0; i < r.n; i++) exact &= amp_optim_grad_buffer(r.opt)[i] == g0[i] * inv;
+  CHECK(exact, "the gradients are g * fp32(1/fp64(S))");
   amp_scaler_update(odd);
   free(g0);
   amp_ctx_free(r.ctx);
@@ -540,8 +538,8 @@ static void test_fused_step(void) {
                  (size_t)n * sizeof(float)) == 0,
           "iteration %d: fused and unscale-then-step masters differ", it);
     for (int i = 0; i < 2; i++) {
-      const amp_tensor *w0 = amp_module_param(model[0], i, NULL)->work;
-      const amp_tensor *w1 = amp_module_param(model[1], i, NULL)->work;
+      const amp_tensor *w0 = amp_param_work(amp_module_param(model[0], i, NULL));
+      const amp_tensor *w1 = amp_param_work(amp_module_param(model[1], i, NULL));
       CHECK(memcmp(w0->data, w1->data, (size_t)w0->numel * 2) == 0,
             "iteration %d: working copies of parameter %d differ", it, i);
     }
@@ -555,6 +553,254 @@ static void test_fused_step(void) {
   for (int k = 0; k < 2; k++) amp_ctx_free(ctx[k]);
 }
 
+/* ---- GradScaler semantics (issue 10, part B) ---- */
+
+/* Case 1: an unscale (and a clip) whose step never came leaves no factor
+ * behind: update and zero_grad drop it, so the next iteration's step is the
+ * one a fresh optimizer takes. */
+static void test_stale_unscale(void) {
+  for (int clip = 0; clip < 2; clip++) {
+    rig a = make_rig(), b = make_rig();
+    amp_scaler *sa = make_scaler(&a, 1024, 2000), *sb = make_scaler(&b, 1024, 2000);
+    set_grads(&a, 1, -1, 0);
+    CHECK(amp_scaler_unscale(sa, a.opt) == AMP_OK, "unscale");
+    if (clip) amp_optim_clip_grad_norm(a.opt, 1e-3f, NULL);
+    /* The loop decides not to step (e.g. a bad loss), updates and moves on. */
+    CHECK(amp_scaler_update(sa) == AMP_OK, "update after an unscale without a step");
+    CHECK(amp_optim_grad_factor(a.opt) == 1.0f, "%s: update leaves no factor: %g",
+          clip ? "unscale+clip" : "unscale", amp_optim_grad_factor(a.opt));
+    amp_optim_zero_grad(a.opt);
+    set_grads(&a, 2, -1, 0);
+    set_grads(&b, 2, -1, 0);
+    CHECK(amp_scaler_step(sa, a.opt) == 1 && amp_scaler_step(sb, b.opt) == 1, "both step");
+    CHECK(memcmp(amp_optim_master_buffer(a.opt), amp_optim_master_buffer(b.opt),
+                 (size_t)a.n * sizeof(float)) == 0,
+          "%s without a step: the next step is unaffected", clip ? "unscale+clip" : "unscale");
+    amp_ctx_free(a.ctx);
+    amp_ctx_free(b.ctx);
+  }
+  /* zero_grad alone drops a clip factor too. */
+  rig r = make_rig();
+  set_grads(&r, 3, -1, 0);
+  amp_optim_clip_grad_norm(r.opt, 1e-3f, NULL);
+  CHECK(amp_optim_grad_factor(r.opt) < 1.0f, "the clip set a factor");
+  amp_optim_zero_grad(r.opt);
+  CHECK(amp_optim_grad_factor(r.opt) == 1.0f, "zero_grad drops the factor");
+  amp_ctx_free(r.ctx);
+}
+
+/* Case 2: after unscale, the gradients themselves are unscaled (as PyTorch's
+ * .grad after unscale_), through the buffer and through a parameter's grad;
+ * clipping then follows PyTorch's order exactly: g' = g * fp32(1/S), the
+ * norm of g', g'' = g' * c, the update from g''. */
+static void test_unscaled_grads(void) {
+  const float scales[2] = {3.0f, 1024.0f};
+  for (int k = 0; k < 2; k++) {
+    rig r = make_rig();
+    amp_scaler *sc = make_scaler(&r, scales[k], 2000);
+    set_grads(&r, 5, -1, 0);
+    float *g0 = malloc((size_t)r.n * sizeof(float)), *p0 = malloc((size_t)r.n * sizeof(float));
+    memcpy(g0, amp_optim_grad_buffer(r.opt), (size_t)r.n * sizeof(float));
+    memcpy(p0, amp_optim_master_buffer(r.opt), (size_t)r.n * sizeof(float));
+    const float inv = (float)(1.0 / (double)scales[k]);
+    CHECK(amp_scaler_unscale(sc, r.opt) == AMP_OK, "unscale");
+    int exact = 1;
+    for (int64_t i = 0; i < r.n; i++) exact &= amp_optim_grad_buffer(r.opt)[i] == g0[i] * inv;
+    CHECK(exact, "S = %g: the gradient buffer holds g * fp32(1/S)", scales[k]);
+    const amp_tensor *w = amp_module_param(r.model, 0, NULL);
+    CHECK(((const float *)w->grad->data)[3] == g0[3] * inv, "S = %g: a parameter's grad too",
+          scales[k]);
+    double ss = 0;
+    for (int64_t i = 0; i < r.n; i++) ss += (double)(g0[i] * inv) * (double)(g0[i] * inv);
+    float norm = 0, want = (float)sqrt(ss);
+    amp_optim_clip_grad_norm(r.opt, 0.1f, &norm);
+    CHECK(norm == want, "S = %g: the clip measures the unscaled norm: %.9g want %.9g", scales[k],
+          norm, want);
+    CHECK(want > 0.1f, "the norm %g is clipped", want);
+    const float c = 0.1f / (want + 1e-6f); /* torch.nn.utils.clip_grad_norm_ */
+    CHECK(amp_scaler_step(sc, r.opt) == 1, "step");
+    exact = 1;
+    for (int64_t i = 0; i < r.n; i++) {
+      float g = (g0[i] * inv) * c; /* SGD, no momentum or decay: p - lr g */
+      exact &= amp_optim_master_buffer(r.opt)[i] == p0[i] + (-0.1f) * g;
+    }
+    CHECK(exact, "S = %g: unscale, clip, step = PyTorch's unscale_, clip_grad_norm_, step",
+          scales[k]);
+    amp_scaler_update(sc);
+    free(g0);
+    free(p0);
+    amp_ctx_free(r.ctx);
+  }
+}
+
+/* Case 3: update without an inf/NaN check since the last update is an
+ * error (PyTorch asserts "No inf checks were recorded prior to update"). */
+static void test_update_needs_check(void) {
+  rig r = make_rig();
+  amp_scaler *sc = make_scaler(&r, 8, 2);
+  for (int i = 0; i < 2; i++) {
+    amp_ctx_clear_error(r.ctx);
+    CHECK(amp_scaler_update(sc) == AMP_ERR_STATE, "update %d without a check refused", i);
+    CHECK(amp_ctx_status(r.ctx) == AMP_ERR_STATE && strstr(amp_ctx_error(r.ctx), "update"),
+          "with a message: %s", amp_ctx_error(r.ctx));
+  }
+  amp_scaler_state st = amp_scaler_get_state(sc);
+  CHECK(st.scale == 8 && st.growth_tracker == 0 && st.skipped == 0,
+        "no clean step counted: scale %g tracker %lld", st.scale, (long long)st.growth_tracker);
+  amp_ctx_clear_error(r.ctx);
+  CHECK(iterate(&r, sc, 0, 1) == 1 && amp_scaler_get_state(sc).growth_tracker == 1,
+        "a real step counts");
+  set_grads(&r, 2, -1, 0);
+  CHECK(amp_scaler_unscale(sc, r.opt) == AMP_OK && amp_scaler_update(sc) == AMP_OK,
+        "an unscale is a check");
+  CHECK(amp_scaler_get_scale(sc) == 16, "grows after 2 checked steps: %g",
+        amp_scaler_get_scale(sc));
+  amp_scaler *no =
+      amp_scaler_create(r.ctx, (amp_scaler_params[]){amp_scaler_defaults(AMP_SCALER_NONE)});
+  CHECK(amp_scaler_update(no) == AMP_OK, "disabled: update is a no-op");
+  CHECK(amp_ctx_status(r.ctx) == AMP_OK, "no error from legal use");
+  amp_ctx_free(r.ctx);
+}
+
+/* Case 4: any number of optimizers share a step (no fixed limit). */
+static void test_many_optimizers(void) {
+  enum { K = 20 };
+  amp_ctx *ctx = amp_ctx_create(NULL);
+  amp_optim *o[K];
+  for (int k = 0; k < K; k++) {
+    amp_rng rng;
+    amp_rng_seed(&rng, (uint64_t)k);
+    amp_optim_params p = amp_optim_defaults(AMP_OPTIM_SGD);
+    o[k] = amp_optim_create(ctx, amp_nn_linear(ctx, &rng, 3, 2, 1), &p);
+  }
+  rig r = {ctx, NULL, NULL, 0};
+  amp_scaler *sc = make_scaler(&r, 256, 2000);
+  for (int it = 0; it < 2; it++) {
+    int stepped = 0, skipped = 0;
+    for (int k = 0; k < K; k++) {
+      float *g = amp_optim_grad_buffer(o[k]);
+      for (int64_t i = 0; i < amp_optim_numel(o[k]); i++) g[i] = 1.0f;
+      if (it == 1 && k == K - 2) g[0] = NAN;
+      if (k % 3 == 0) CHECK(amp_scaler_unscale(sc, o[k]) == AMP_OK, "unscale %d", k);
+      int s = amp_scaler_step(sc, o[k]);
+      stepped += s == 1;
+      skipped += s == 0;
+    }
+    CHECK(stepped == K - it && skipped == it, "iteration %d: %d stepped, %d skipped", it, stepped,
+          skipped);
+    CHECK(amp_scaler_update(sc) == AMP_OK, "update");
+  }
+  CHECK(amp_scaler_get_scale(sc) == 128, "one backoff for the step: %g", amp_scaler_get_scale(sc));
+  CHECK(amp_scaler_get_state(sc).skipped == 1, "one skipped step");
+  CHECK(amp_ctx_status(ctx) == AMP_OK, "no error: %s", amp_ctx_error(ctx));
+  amp_ctx_free(ctx);
+}
+
+/* Case 5: state across enabled and disabled scalers, as PyTorch's
+ * load_state_dict. */
+static void test_state_disabled(void) {
+  rig r = make_rig();
+  amp_scaler *on = make_scaler(&r, 4096, 7);
+  amp_scaler *off =
+      amp_scaler_create(r.ctx, (amp_scaler_params[]){amp_scaler_defaults(AMP_SCALER_NONE)});
+  amp_scaler_state son = amp_scaler_get_state(on), soff = amp_scaler_get_state(off);
+  CHECK(amp_scaler_set_state(off, &son) == AMP_OK, "disabled: set_state is a no-op");
+  CHECK(states_equal(amp_scaler_get_state(off), soff), "disabled: still disabled, scale 1");
+  CHECK(amp_scaler_get_scale(off) == 1.0f, "disabled: scale 1");
+  amp_ctx_clear_error(r.ctx);
+  CHECK(amp_scaler_set_state(on, &soff) == AMP_ERR_INVALID_ARG,
+        "a disabled scaler's state into an enabled one is refused");
+  CHECK(amp_ctx_status(r.ctx) == AMP_ERR_INVALID_ARG && strstr(amp_ctx_error(r.ctx), "disabled"),
+        "with a message: %s", amp_ctx_error(r.ctx));
+  CHECK(states_equal(amp_scaler_get_state(on), son), "enabled scaler unchanged");
+  amp_ctx_free(r.ctx);
+}
+
+/* Case 6: growth and backoff are fp32(S * factor) with the factor and the
+ * product in double (PyTorch's _amp_update_scale_); powers of two are
+ * exact either way. */
+static void test_double_factors(void) {
+  rig r = make_rig();
+  amp_scaler_params p = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+  p.growth_factor = 1.1;
+  p.backoff_factor = 0.8;
+  p.growth_interval = 1;
+  amp_scaler *sc = amp_scaler_create(r.ctx, &p);
+  amp_scaler_params q = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+  q.growth_interval = 1;
+  amp_scaler *two = amp_scaler_create(r.ctx, &q);
+  float want = 65536.0f, want2 = 65536.0f;
+  int same = 1, same2 = 1;
+  for (int i = 0; i < 40; i++) {
+    const int ov = i % 5 == 4;
+    iterate(&r, sc, ov, (uint64_t)i);
+    iterate(&r, two, ov, (uint64_t)i);
+    want = (float)((double)want * (ov ? 0.8 : 1.1));
+    want2 = ov ? want2 * 0.5f : want2 * 2.0f;
+    same &= amp_scaler_get_scale(sc) == want;
+    same2 &= amp_scaler_get_scale(two) == want2;
+    if (!same || !same2) {
+      CHECK(0, "update %d: scale %.9g want %.9g (default factors %.9g want %.9g)", i + 1,
+            amp_scaler_get_scale(sc), want, amp_scaler_get_scale(two), want2);
+      break;
+    }
+  }
+  CHECK(same && same2, "growth 1.1 / backoff 0.8 in double; 2 / 0.5 as in FP32");
+  amp_ctx_free(r.ctx);
+}
+
+#ifndef TEST_SCALER_OLD_API
+/* Case 7: what a PyTorch user porting a loop reaches for. */
+static void test_pytorch_api(void) {
+  rig r = make_rig();
+  amp_scaler_params p = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+  p.init_scale = 1024;
+  p.growth_interval = 3;
+  p.growth_factor = 1.1;
+  p.backoff_factor = 0.8;
+  amp_scaler *sc = amp_scaler_create(r.ctx, &p);
+  amp_scaler *no =
+      amp_scaler_create(r.ctx, (amp_scaler_params[]){amp_scaler_defaults(AMP_SCALER_NONE)});
+  CHECK(amp_scaler_is_enabled(sc) && !amp_scaler_is_enabled(no) && !amp_scaler_is_enabled(NULL),
+        "is_enabled");
+  CHECK(amp_scaler_get_growth_factor(sc) == 1.1 && amp_scaler_get_backoff_factor(sc) == 0.8 &&
+            amp_scaler_get_growth_interval(sc) == 3,
+        "getters return the settings exactly");
+  /* update(new_scale): the scale set, the growth tracker left alone. */
+  iterate(&r, sc, 0, 1);
+  CHECK(amp_scaler_get_state(sc).growth_tracker == 1, "one clean step");
+  set_grads(&r, 2, -1, 0);
+  CHECK(amp_scaler_step(sc, r.opt) == 1, "step");
+  CHECK(amp_scaler_update_to(sc, 300.0f) == AMP_OK, "update_to");
+  amp_scaler_state st = amp_scaler_get_state(sc);
+  CHECK(st.scale == 300.0f && st.growth_tracker == 1, "scale 300, tracker untouched (%lld)",
+        (long long)st.growth_tracker);
+  CHECK(iterate(&r, sc, 0, 3) == 1, "the step state was reset by update_to");
+  amp_ctx_clear_error(r.ctx);
+  CHECK(amp_scaler_update_to(sc, 0) == AMP_ERR_INVALID_ARG &&
+            amp_scaler_update_to(sc, INFINITY) == AMP_ERR_INVALID_ARG,
+        "update_to rejects a scale that is not finite and > 0");
+  CHECK(amp_scaler_update_to(no, 5) == AMP_OK && amp_scaler_get_scale(no) == 1.0f,
+        "disabled: update_to is a no-op");
+  /* found_inf is per step: an overflow in one optimizer is reported after
+     another optimizer's clean step, until update. */
+  rig r2 = make_rig();
+  amp_scaler *s2 = make_scaler(&r2, 1024, 2000);
+  amp_rng rng;
+  amp_rng_seed(&rng, 4);
+  amp_optim_params op = amp_optim_defaults(AMP_OPTIM_SGD);
+  amp_optim *o2 = amp_optim_create(r2.ctx, amp_nn_linear(r2.ctx, &rng, 4, 4, 1), &op);
+  set_grads(&r2, 1, 0, INFINITY);
+  CHECK(amp_scaler_step(s2, r2.opt) == 0 && amp_scaler_found_inf(s2), "first optimizer skips");
+  CHECK(amp_scaler_step(s2, o2) == 1, "second optimizer steps");
+  CHECK(amp_scaler_found_inf(s2), "found_inf: any optimizer in this step");
+  amp_scaler_update(s2);
+  CHECK(!amp_scaler_found_inf(s2), "cleared by update");
+  amp_ctx_free(r2.ctx);
+  amp_ctx_free(r.ctx);
+}
+#endif
+
 int main(void) {
   test_defaults();
   test_growth();
@@ -567,5 +813,14 @@ int main(void) {
   test_accumulation();
   test_training();
   test_fused_step();
+  test_stale_unscale();
+  test_unscaled_grads();
+  test_update_needs_check();
+  test_many_optimizers();
+  test_state_disabled();
+  test_double_factors();
+#ifndef TEST_SCALER_OLD_API
+  test_pytorch_api();
+#endif
   TEST_MAIN_END();
 }

@@ -5,17 +5,18 @@
  * FP32 loss curve; real MNIST when data/mnist exists. */
 #include "check.h"
 #include "ampc.h"
+#include "recipe.h" /* tools/ampc: the recipes and models of `ampc train` */
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+/* A recipe as `ampc train` flags: --precision, --loss-scale (NULL: the
+ * precision's default), --master-weights on (1) / off (0). */
 typedef struct recipe {
   const char *name;
-  amp_dtype dt; /* F32: no autocast */
-  amp_scaler_mode mode;
-  float scale;
+  const char *precision, *loss_scale;
   int master_weights;
 } recipe;
 
@@ -30,58 +31,26 @@ typedef struct run {
   int work_ok;
 } run;
 
-static amp_module *mlp(amp_ctx *ctx, uint64_t seed, int64_t in, int64_t hid, int64_t out) {
-  amp_rng r;
-  amp_rng_seed(&r, seed);
-  amp_module *kids[3] = {amp_nn_linear(ctx, &r, in, hid, 1), amp_nn_relu(ctx),
-                         amp_nn_linear(ctx, &r, hid, out, 1)};
-  return amp_nn_sequential(ctx, 3, kids);
-}
-
-static double accuracy(amp_ctx *ctx, amp_module *m, const amp_dataset *ds, amp_dtype dt) {
-  amp_loader *l = amp_loader_create(ctx, ds, &(amp_loader_params){500, 0, 0, 0, dt, 1});
-  amp_tensor *x, *y;
-  int64_t ok = 0, total = 0;
-  amp_no_grad_begin(ctx);
-  while (l && amp_loader_next(l, &x, &y) == 1) {
-    if (dt != AMP_F32) amp_autocast_begin(ctx, dt);
-    amp_tensor *z = amp_module_forward(ctx, m, x);
-    if (dt != AMP_F32) amp_autocast_end(ctx);
-    if (!z) break;
-    int64_t c = z->shape[1];
-    float *row = malloc(sizeof(float) * (size_t)z->numel);
-    amp_convert(row, AMP_F32, z->data, z->dtype, (size_t)z->numel);
-    for (int64_t i = 0; i < z->shape[0]; i++) {
-      int64_t best = 0;
-      for (int64_t j = 1; j < c; j++)
-        if (row[i * c + j] > row[i * c + best]) best = j;
-      ok += best == ((int32_t *)y->data)[i];
-      total++;
-    }
-    free(row);
-    amp_ctx_step_reset(ctx);
-  }
-  amp_no_grad_end(ctx);
-  amp_loader_free(l);
-  return total ? (double)ok / (double)total : 0;
-}
-
 /* Trains `steps` steps of the PyTorch AMP loop; fills *out. */
 static void train(const recipe *rc, const amp_dataset *ds, const amp_dataset *test, int64_t hid,
                   int steps, int threads, float loss_mul, run *out) {
   memset(out, 0, sizeof *out);
+  ampc_recipe r;
+  char msg[256];
+  int bad =
+      ampc_recipe_parse(rc->precision, rc->loss_scale, rc->master_weights, &r, msg, sizeof msg);
+  CHECK(!bad, "%s: recipe: %s", rc->name, bad ? msg : "");
+  if (bad) return;
   amp_ctx *ctx = amp_ctx_create(&(amp_ctx_params){.threads = threads});
-  amp_module *m = mlp(ctx, 0, amp_dataset_features(ds), hid, amp_dataset_classes(ds));
-  amp_optim_params op = amp_optim_defaults(AMP_OPTIM_ADAM);
-  op.work_dtype = rc->dt;
-  op.master_weights = rc->master_weights;
-  amp_optim *opt = amp_optim_create(ctx, m, &op);
-  amp_scaler_params sp = amp_scaler_defaults(rc->mode);
-  sp.init_scale = rc->scale;
-  amp_scaler *sc = amp_scaler_create(ctx, &sp);
-  amp_loader *ld = amp_loader_create(ctx, ds, &(amp_loader_params){64, 1, 7, 1, rc->dt, 1});
-  CHECK(m && opt && sc && ld, "%s: setup: %s", rc->name, amp_ctx_error(ctx));
-  if (!m || !opt || !sc || !ld) return;
+  long sizes[3] = {(long)amp_dataset_features(ds), (long)hid, (long)amp_dataset_classes(ds)};
+  ampc_run run;
+  int made = ampc_run_create(ctx, &r, sizes, 3, 0, AMP_OPTIM_ADAM, -1, 0, &run);
+  amp_module *m = run.model;
+  amp_optim *opt = run.opt;
+  amp_scaler *sc = run.scaler;
+  amp_loader *ld = amp_loader_create(ctx, ds, &(amp_loader_params){64, 1, 7, 1, r.dt, 1});
+  CHECK(made && ld, "%s: setup: %s", rc->name, amp_ctx_error(ctx));
+  if (!made || !ld) return;
   out->losses = calloc((size_t)steps, sizeof(float));
   out->work_ok = 1;
   int64_t n = amp_optim_numel(opt);
@@ -90,10 +59,7 @@ static void train(const recipe *rc, const amp_dataset *ds, const amp_dataset *te
     amp_ctx_step_reset(ctx);
     amp_tensor *x, *y;
     if (amp_loader_next(ld, &x, &y) != 1 && amp_loader_next(ld, &x, &y) != 1) break;
-    if (rc->dt != AMP_F32) amp_autocast_begin(ctx, rc->dt);
-    amp_tensor *loss = amp_cross_entropy(ctx, amp_module_forward(ctx, m, x), y);
-    if (rc->dt != AMP_F32) amp_autocast_end(ctx);
-    if (loss_mul != 1) loss = amp_mul_scalar(ctx, loss, loss_mul);
+    amp_tensor *loss = ampc_forward_loss(ctx, &r, m, x, y, loss_mul);
     CHECK(loss != NULL, "%s: forward: %s", rc->name, amp_ctx_error(ctx));
     if (!loss) break;
     float lv = *(float *)loss->data;
@@ -113,20 +79,21 @@ static void train(const recipe *rc, const amp_dataset *ds, const amp_dataset *te
     amp_scaler_update(sc);
     amp_optim_zero_grad(opt);
     /* Every working copy equals its master rounded to the working dtype. */
-    if (rc->dt != AMP_F32) {
+    if (r.dt != AMP_F32) {
       for (int i = 0; i < amp_module_param_count(m); i++) {
         amp_tensor *p = amp_module_param(m, i, NULL);
-        amp_convert(w32, AMP_F32, p->work->data, p->work->dtype, (size_t)p->numel);
+        amp_convert(w32, AMP_F32, amp_param_work(p)->data, amp_param_work(p)->dtype,
+                    (size_t)p->numel);
         float *r16 = malloc(sizeof(float) * (size_t)p->numel);
-        amp_tensor *tmp = amp_tensor_cast(ctx, AMP_ARENA_STEP, p, rc->dt);
-        amp_convert(r16, AMP_F32, tmp->data, rc->dt, (size_t)p->numel);
+        amp_tensor *tmp = amp_tensor_cast(ctx, AMP_ARENA_STEP, p, r.dt);
+        amp_convert(r16, AMP_F32, tmp->data, r.dt, (size_t)p->numel);
         out->work_ok &= memcmp(w32, r16, sizeof(float) * (size_t)p->numel) == 0;
         free(r16);
       }
     }
   }
   free(w32);
-  out->accuracy = test ? accuracy(ctx, m, test, rc->dt) : 0;
+  out->accuracy = test ? ampc_evaluate(ctx, m, test, r.dt, 500) : 0;
   out->n = n;
   out->master = malloc(sizeof(float) * (size_t)n);
   memcpy(out->master, amp_optim_master_buffer(opt), sizeof(float) * (size_t)n);
@@ -139,12 +106,12 @@ static void run_free(run *r) {
   free(r->losses);
 }
 
-static const recipe FP32 = {"fp32", AMP_F32, AMP_SCALER_NONE, 1, 1};
-static const recipe FP16 = {"fp16", AMP_F16, AMP_SCALER_DYNAMIC, 65536, 1};
-static const recipe BF16 = {"bf16", AMP_BF16, AMP_SCALER_NONE, 1, 1};
-static const recipe FP16_STATIC = {"fp16 static:1024", AMP_F16, AMP_SCALER_STATIC, 1024, 1};
-static const recipe FP16_NOSCALE = {"fp16 no scaling", AMP_F16, AMP_SCALER_NONE, 1, 1};
-static const recipe FP16_NOMASTER = {"fp16 no masters", AMP_F16, AMP_SCALER_DYNAMIC, 65536, 0};
+static const recipe FP32 = {"fp32", "fp32", NULL, 1};
+static const recipe FP16 = {"fp16", "fp16", NULL, 1};
+static const recipe BF16 = {"bf16", "bf16", NULL, 1};
+static const recipe FP16_STATIC = {"fp16 static:1024", "fp16", "static:1024", 1};
+static const recipe FP16_NOSCALE = {"fp16 no scaling", "fp16", "none", 1};
+static const recipe FP16_NOMASTER = {"fp16 no masters", "fp16", NULL, 0};
 
 static void test_recipes(const amp_dataset *tr, const amp_dataset *te) {
   const recipe *all[] = {&FP32, &FP16, &BF16, &FP16_STATIC, &FP16_NOSCALE, &FP16_NOMASTER};

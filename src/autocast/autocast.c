@@ -27,6 +27,8 @@ amp_status amp_autocast_end(amp_ctx *ctx) {
   return AMP_OK;
 }
 
+void amp__autocast_reset(amp_ctx *ctx) { ctx->cast_len = 0; }
+
 amp_dtype amp_autocast_dtype(const amp_ctx *ctx) {
   if (!ctx || ctx->autocast_depth == 0) return AMP_F32;
   return ctx->autocast[ctx->autocast_depth - 1];
@@ -42,14 +44,15 @@ amp_tensor *amp__cast_raw(amp_ctx *ctx, const amp_tensor *x, amp_dtype dt) {
 }
 
 amp_tensor *amp__autocast_leaf(amp_ctx *ctx, amp_tensor *leaf, amp_dtype dt) {
-  if (leaf->work && leaf->work->dtype == dt) return leaf->work;
+  amp_tensor *w = amp__work(leaf);
+  if (w && w->dtype == dt) return w;
   for (size_t i = 0; i < ctx->cast_len; i++)
     if (ctx->cast_cache[i].src == leaf && ctx->cast_cache[i].dtype == dt)
       return ctx->cast_cache[i].cast;
   amp_tensor *c = amp__cast_raw(ctx, leaf, dt);
   if (!c) return NULL;
   c->requires_grad = 1;
-  c->master = leaf;
+  amp__set_master(c, leaf);
   if (ctx->cast_len == ctx->cast_cap) {
     size_t cap = ctx->cast_cap ? ctx->cast_cap * 2 : 32;
     amp__cast_entry *e = realloc(ctx->cast_cache, cap * sizeof *e);
@@ -61,9 +64,7 @@ amp_tensor *amp__autocast_leaf(amp_ctx *ctx, amp_tensor *leaf, amp_dtype dt) {
   return c;
 }
 
-static int is_float(const amp_tensor *t) {
-  return t->dtype == AMP_F32 || t->dtype == AMP_F16 || t->dtype == AMP_BF16;
-}
+static int is_float(const amp_tensor *t) { return amp__dtype(t->dtype)->is_compute; }
 
 /* The dtype an op of category `cat` computes in, given its floating inputs'
  * dtypes folded into `widest` (promotion) and the autocast state. */

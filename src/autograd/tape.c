@@ -13,11 +13,11 @@ amp_status amp_tensor_set_requires_grad(amp_ctx *ctx, amp_tensor *t, int on) {
     t->requires_grad = 0;
     return AMP_OK;
   }
-  if (!amp_dtype_is_float(t->dtype) || t->dtype == AMP_E4M3 || t->dtype == AMP_E5M2)
+  if (!amp__dtype(t->dtype)->is_compute)
     return amp__error(ctx, AMP_ERR_UNSUPPORTED,
                       "amp_tensor_set_requires_grad: %s tensors cannot require gradients",
                       amp_dtype_name(t->dtype));
-  if (t->node || t->master)
+  if (amp__node_of(t) || amp__master(t))
     return amp__error(ctx, AMP_ERR_STATE,
                       "amp_tensor_set_requires_grad: the tensor is the result of an op, not a "
                       "leaf");
@@ -27,12 +27,6 @@ amp_status amp_tensor_set_requires_grad(amp_ctx *ctx, amp_tensor *t, int on) {
   }
   t->requires_grad = 1;
   return AMP_OK;
-}
-
-amp_tensor *amp_param_new(amp_ctx *ctx, int ndim, const int64_t *shape) {
-  amp_tensor *t = amp_tensor_zeros(ctx, AMP_ARENA_PERSISTENT, AMP_F32, ndim, shape);
-  if (t && amp_tensor_set_requires_grad(ctx, t, 1) != AMP_OK) return NULL;
-  return t;
 }
 
 void amp_tensor_zero_grad(amp_tensor *t) {
@@ -55,6 +49,8 @@ void amp_no_grad_end(amp_ctx *ctx) {
 int amp_grad_enabled(const amp_ctx *ctx) { return ctx && ctx->no_grad_depth == 0; }
 
 size_t amp_tape_length(const amp_ctx *ctx) { return ctx ? ctx->tape_len : 0; }
+
+void amp__tape_reset(amp_ctx *ctx) { ctx->tape_len = 0; }
 
 const char *amp__shape_str(const amp_tensor *t, char *buf, size_t size) {
   if (!t) {
@@ -96,7 +92,7 @@ amp__node *amp__record(amp_ctx *ctx, amp__op op, amp_tensor *out, int nin, amp_t
   for (int i = 0; i < nin; i++) n->in[i] = c[i];
   n->out = out;
   out->requires_grad = 1;
-  out->node = n;
+  amp__set_node(out, n);
   ctx->tape[ctx->tape_len++] = n;
   return n;
 }
@@ -104,8 +100,8 @@ amp__node *amp__record(amp_ctx *ctx, amp__op op, amp_tensor *out, int nin, amp_t
 amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate) {
   *accumulate = 0;
   if (!t || !t->requires_grad) return NULL;
-  if (t->master) t = t->master;
-  if (!t->node) { /* a leaf: its F32 gradient accumulates */
+  if (amp__master(t)) t = amp__master(t);
+  if (!amp__node_of(t)) { /* a leaf: its F32 gradient accumulates */
     *accumulate = 1;
     return t->grad;
   }
@@ -143,7 +139,7 @@ void *amp__grad_begin(amp_ctx *ctx, amp_tensor *t, amp_dtype dt) {
 
 amp_status amp__grad_done(amp_ctx *ctx, amp_tensor *t, void *buf, amp_dtype dt) {
   if (!buf) return amp_ctx_status(ctx);
-  amp_tensor *owner = t->master ? t->master : t;
+  amp_tensor *owner = amp__master(t) ? amp__master(t) : t;
   if (owner->grad && owner->grad->data == buf) return AMP_OK;
   return amp__grad_add(ctx, t, buf, dt);
 }
@@ -162,10 +158,10 @@ amp_status amp_backward(amp_ctx *ctx, amp_tensor *loss) {
     return amp__error(ctx, AMP_ERR_STATE,
                       "amp_backward: the loss does not require a gradient (no parameter "
                       "contributed to it, or it was computed in a no-grad region)");
-  if (loss->node) {
+  if (amp__node_of(loss)) {
     size_t pos = ctx->tape_len;
     for (size_t i = ctx->tape_len; i-- > 0;)
-      if (ctx->tape[i] == loss->node) {
+      if (ctx->tape[i] == amp__node_of(loss)) {
         pos = i;
         break;
       }

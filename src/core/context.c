@@ -1,4 +1,4 @@
-/* The context: thread count, sticky error, arenas. */
+/* The context: thread count, kernel table, sticky error, arenas. */
 #include "internal.h"
 
 #include <sched.h>
@@ -8,8 +8,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-void amp__arena_free(amp__arena *a);
 
 const char *amp_version(void) { return "0.1.0"; }
 
@@ -31,14 +29,8 @@ amp_ctx *amp_ctx_create(const amp_ctx_params *params) {
   amp_ctx *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return NULL;
   atomic_flag_clear(&ctx->scratch_busy);
-  if (params) {
-    ctx->no_simd = params->no_simd;
-    amp_ctx_set_threads(ctx, params->threads);
-  } else {
-    amp_ctx_set_threads(ctx, 0);
-  }
-  unsigned need = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C;
-  ctx->simd = !ctx->no_simd && (amp_cpu_features() & need) == need;
+  amp_ctx_set_threads(ctx, params ? params->threads : 0);
+  ctx->k = params && params->no_simd ? &amp__kernels_scalar : amp__kernels_native();
   return ctx;
 }
 
@@ -49,7 +41,17 @@ void amp_ctx_free(amp_ctx *ctx) {
   free(ctx->tape);
   free(ctx->cast_cache);
   free(ctx->scratch);
+  amp__params_free(ctx);
   free(ctx);
+}
+
+void amp_ctx_step_reset(amp_ctx *ctx) {
+  if (!ctx) return;
+  /* Everything on the tape and in the autocast cache lived in the step
+     arena: they are emptied with it. */
+  amp__tape_reset(ctx);
+  amp__autocast_reset(ctx);
+  amp__arena_reset(&ctx->arenas[AMP_ARENA_STEP]);
 }
 
 static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
@@ -116,12 +118,6 @@ int amp__threads(const amp_ctx *ctx) {
 #else
   return 1;
 #endif
-}
-
-int amp__use_simd(const amp_ctx *ctx) {
-  if (ctx) return ctx->simd;
-  unsigned need = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C;
-  return (amp_cpu_features() & need) == need;
 }
 
 amp_status amp__error(amp_ctx *ctx, amp_status s, const char *fmt, ...) {

@@ -1,9 +1,12 @@
 /* Internal declarations shared by every layer: the context's layout, error
- * recording and the SIMD switch. Not part of the public API. */
+ * recording, the dtype traits and the kernel table. Not part of the public
+ * API. */
 #ifndef AMPC_INTERNAL_H
 #define AMPC_INTERNAL_H
 
+#include "../dtype/dtype_traits.h"
 #include "ampc.h"
+#include "kernels.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -34,8 +37,7 @@ typedef struct amp__cast_entry {
 
 struct amp_ctx {
   int threads;
-  int no_simd;
-  int simd; /* fast paths usable: features present and not disabled */
+  const amp__kernels *k; /* the kernel table (kernels.h), never NULL */
   amp_status status;
   char message[512];
   amp__arena arenas[2];
@@ -54,7 +56,19 @@ struct amp_ctx {
   void *scratch;
   size_t scratch_bytes;
   atomic_flag scratch_busy;
+  /* The parameter store's slabs (src/nn/params.c): every parameter's FP32
+   * master, FP32 gradient and 16-bit working copy. */
+  struct amp__param_slab *param_slabs; /* all slabs, newest first */
+  struct amp__param_slab *param_cur;   /* where amp_param_new carves */
 };
+
+/* The internal links of a tensor (see amp_tensor.internal_). */
+static inline amp_tensor *amp__work(const amp_tensor *t) { return t->internal_.work; }
+static inline amp_tensor *amp__master(const amp_tensor *t) { return t->internal_.master; }
+static inline struct amp__node *amp__node_of(const amp_tensor *t) { return t->internal_.node; }
+static inline void amp__set_work(amp_tensor *t, amp_tensor *w) { t->internal_.work = w; }
+static inline void amp__set_master(amp_tensor *t, amp_tensor *m) { t->internal_.master = m; }
+static inline void amp__set_node(amp_tensor *t, struct amp__node *n) { t->internal_.node = n; }
 
 /* Records the first error on ctx (NULL ctx: nothing is recorded) and returns
  * `s`, so callers can write `return amp__error(ctx, ...)`. */
@@ -77,10 +91,31 @@ void amp__scratch_put(amp_ctx *ctx, void *p, int shared);
  * core away (on a busy machine the thread it waits for may need it). */
 void amp__wait_at_least(atomic_int *v, int want);
 
-/* Non-zero when the AVX2/FMA/F16C fast paths may run for this context. */
-int amp__use_simd(const amp_ctx *ctx);
+/* The pieces of amp_ctx_step_reset() (src/core/context.c), each owned by its
+ * layer: the step arena's chunks rewound (src/tensor/arena.c), the tape
+ * emptied (src/autograd/tape.c), the autocast cast cache emptied
+ * (src/autocast/autocast.c). */
+void amp__arena_reset(amp__arena *a);
+void amp__arena_free(amp__arena *a);
+void amp__tape_reset(amp_ctx *ctx);
+void amp__autocast_reset(amp_ctx *ctx);
+
+/* A tensor struct of the given dtype and shape in `arena`, its data NULL:
+ * amp_tensor_new() without the data (the caller points it somewhere). NULL
+ * (error recorded) on bad arguments, as amp_tensor_new(). */
+amp_tensor *amp__tensor_header(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dtype, int ndim,
+                               const int64_t *shape);
+
+/* Frees the parameter store's slabs (amp_ctx_free). */
+void amp__params_free(amp_ctx *ctx);
 
 /* Thread count to use for a kernel call (>= 1). */
 int amp__threads(const amp_ctx *ctx);
+
+/* Opens `path` read-only if it names a regular file, without blocking on
+ * anything else (a FIFO, a device): opened O_NONBLOCK, checked with fstat,
+ * the flag then cleared. Returns the descriptor (its size in *size), -1
+ * when it cannot be opened (errno set), -2 when it is not a regular file. */
+int amp__open_regular(const char *path, int64_t *size);
 
 #endif

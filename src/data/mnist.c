@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 enum { IDX_MAX_DIMS = 3, MNIST_SIDE = 28, MNIST_CLASSES = 10 };
 
@@ -168,15 +168,21 @@ static amp_status idx_open(amp_ctx *ctx, const char *who, const char *hint, cons
   x->path = malloc(n);
   if (!x->path) return amp__error(ctx, AMP_ERR_NOMEM, "%s: out of memory", who);
   snprintf(x->path, n, "%s/%s", dir, name);
-  x->f = fopen(x->path, "rb");
+  int64_t size = 0;
   int gz = 0;
-  if (!x->f && errno == ENOENT) {
+  int fd = amp__open_regular(x->path, &size);
+  if (fd == -1 && errno == ENOENT) {
     snprintf(x->path, n, "%s/%s.gz", dir, name);
-    x->f = fopen(x->path, "rb");
+    fd = amp__open_regular(x->path, &size);
     gz = 1;
   }
+  if (fd == -2) return amp__error(ctx, AMP_ERR_IO, "%s: %s: not a regular file", who, x->path);
+  int e = errno;
+  if (fd >= 0 && !(x->f = fdopen(fd, "rb"))) {
+    e = errno;
+    close(fd);
+  }
   if (!x->f) {
-    int e = errno;
     if (e == ENOENT) {
       snprintf(x->path, n, "%s/%s", dir, name);
       return amp__error(ctx, AMP_ERR_IO, "%s: %s: no such file, nor %s.gz (%s into %s)", who,
@@ -184,12 +190,7 @@ static amp_status idx_open(amp_ctx *ctx, const char *who, const char *hint, cons
     }
     return amp__error(ctx, AMP_ERR_IO, "%s: %s: cannot open: %s", who, x->path, strerror(e));
   }
-  struct stat sb;
-  if (fstat(fileno(x->f), &sb) != 0)
-    return amp__error(ctx, AMP_ERR_IO, "%s: %s: cannot stat: %s", who, x->path, strerror(errno));
-  if (!S_ISREG(sb.st_mode))
-    return amp__error(ctx, AMP_ERR_IO, "%s: %s: not a regular file", who, x->path);
-  uint64_t total = (uint64_t)sb.st_size;
+  uint64_t total = (uint64_t)size;
   uint8_t hdr[4 + 4 * IDX_MAX_DIMS];
   const uint8_t *h = hdr;
   size_t want = 4 + 4 * (size_t)ndim;

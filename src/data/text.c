@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* The largest corpus accepted: 1 GiB. */
 #define AMP__TEXT_MAX ((uint64_t)1 << 30)
@@ -47,18 +48,23 @@ amp_status amp_text_from_bytes(amp_ctx *ctx, const void *bytes, size_t n, amp_te
   return AMP_OK;
 }
 
-/* Appends the regular file `path` to *buf (size *len, capacity *cap). */
+/* Appends the regular file `path` to *buf (size *len, capacity *cap). A
+ * FIFO or device is refused without blocking (amp__open_regular). */
 static amp_status append_file(amp_ctx *ctx, const char *path, uint8_t **buf, size_t *len,
                               size_t *cap) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return amp__error(ctx, AMP_ERR_IO, "text: %s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
+  int64_t size = 0;
+  int fd = amp__open_regular(path, &size);
+  if (fd == -2) return amp__error(ctx, AMP_ERR_IO, "text: %s: not a regular file", path);
+  FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+  if (!f) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    return amp__error(ctx, AMP_ERR_IO, "text: %s: cannot open: %s", path, strerror(e));
+  }
   amp_status st = AMP_OK;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
-    st = amp__error(ctx, AMP_ERR_IO, "text: %s: not a regular file", path);
-  else if ((uint64_t)sb.st_size > AMP__TEXT_MAX - *len)
+  if ((uint64_t)size > AMP__TEXT_MAX - *len)
     st = amp__error(ctx, AMP_ERR_INVALID_ARG, "text: %s: the corpus would exceed 1 GiB", path);
-  size_t sz = st == AMP_OK ? (size_t)sb.st_size : 0;
+  size_t sz = st == AMP_OK ? (size_t)size : 0;
   if (st == AMP_OK && *len + sz > *cap) {
     size_t nc = *cap ? *cap : 1 << 20;
     while (nc < *len + sz) nc *= 2;
@@ -71,7 +77,7 @@ static amp_status append_file(amp_ctx *ctx, const char *path, uint8_t **buf, siz
     }
   }
   if (st == AMP_OK && fread(*buf + *len, 1, sz, f) != sz)
-    st = amp__error(ctx, AMP_ERR_IO, "text: %s: read error", path);
+    st = amp__error(ctx, AMP_ERR_IO, "text: %s: read error (file shrank while reading?)", path);
   if (st == AMP_OK) *len += sz;
   fclose(f);
   return st;

@@ -1,6 +1,7 @@
 /* Conversions between number formats: the per-element helpers of ampc.h, the
- * scalar bulk kernels and amp_convert(), which picks the AVX2/F16C kernels at
- * run time and splits large arrays across OpenMP threads. */
+ * scalar bulk kernels and amp_convert(), which runs the kernels of the
+ * CPU's kernel table (core/kernels.h) and splits large arrays across OpenMP
+ * threads. */
 #include "../core/internal.h"
 #include "convert_internal.h"
 #include "dtype_inline.h"
@@ -123,38 +124,36 @@ uint16_t amp__f32_to_f16_sr(float f, uint64_t r) {
 
 /* ---- Scalar bulk kernels ----------------------------------------------- */
 
-void amp__cvt_f32_to_f16_scalar(uint16_t *dst, const float *src, size_t n) {
-  for (size_t i = 0; i < n; i++) dst[i] = amp__f32_to_f16(src[i]);
-}
-void amp__cvt_f16_to_f32_scalar(float *dst, const uint16_t *src, size_t n) {
-  for (size_t i = 0; i < n; i++) dst[i] = amp__f16_to_f32(src[i]);
-}
-void amp__cvt_f32_to_bf16_scalar(uint16_t *dst, const float *src, size_t n) {
-  for (size_t i = 0; i < n; i++) dst[i] = amp__f32_to_bf16(src[i]);
-}
-void amp__cvt_bf16_to_f32_scalar(float *dst, const uint16_t *src, size_t n) {
-  for (size_t i = 0; i < n; i++) dst[i] = amp__bf16_to_f32(src[i]);
-}
-void amp__cvt_f32_to_e4m3_scalar(uint8_t *dst, const float *src, size_t n, int saturate) {
-  for (size_t i = 0; i < n; i++) dst[i] = amp__f32_to_e4m3(src[i], saturate);
-}
-void amp__cvt_e4m3_to_f32_scalar(float *dst, const uint8_t *src, size_t n) {
-  for (size_t i = 0; i < n; i++) dst[i] = amp__e4m3_to_f32(src[i]);
-}
-void amp__cvt_f32_to_e5m2_scalar(uint8_t *dst, const float *src, size_t n, int saturate) {
-  for (size_t i = 0; i < n; i++) dst[i] = amp__f32_to_e5m2(src[i], saturate);
-}
-void amp__cvt_e5m2_to_f32_scalar(float *dst, const uint8_t *src, size_t n) {
-  for (size_t i = 0; i < n; i++) dst[i] = amp__e5m2_to_f32(src[i]);
-}
-void amp__cvt_f32_to_f16_sr_scalar(uint16_t *dst, const float *src, size_t n, uint64_t key,
-                                   uint64_t idx0) {
-  for (size_t i = 0; i < n; i++) dst[i] = amp__f32_to_f16_sr(src[i], amp__sr_bits(key, idx0 + i));
-}
-void amp__cvt_f32_to_bf16_sr_scalar(uint16_t *dst, const float *src, size_t n, uint64_t key,
-                                    uint64_t idx0) {
-  for (size_t i = 0; i < n; i++) dst[i] = amp__f32_to_bf16_sr(src[i], amp__sr_bits(key, idx0 + i));
-}
+/* One loop per direction and element format. NARROW's `elt` is the
+ * expression for element i, written with src[i] and `saturate`. */
+#define WIDEN(name, T, elt)                                                                        \
+  void name(float *dst, const void *src, size_t n) {                                               \
+    const T *s = src;                                                                              \
+    for (size_t i = 0; i < n; i++) dst[i] = elt(s[i]);                                             \
+  }
+#define NARROW(name, T, elt)                                                                       \
+  void name(void *dst, const float *src, size_t n, int flags) {                                    \
+    T *d = dst;                                                                                    \
+    const int saturate = (flags & AMP__CVT_SATURATE) != 0;                                         \
+    (void)saturate; /* F16 and BF16 have inf: nothing to saturate */                               \
+    for (size_t i = 0; i < n; i++) d[i] = elt;                                                     \
+  }
+#define NARROW_SR(name, elt)                                                                       \
+  void name(void *dst, const float *src, size_t n, uint64_t key, uint64_t idx0) {                  \
+    uint16_t *d = dst;                                                                             \
+    for (size_t i = 0; i < n; i++) d[i] = elt(src[i], amp__sr_bits(key, idx0 + i));                \
+  }
+
+WIDEN(amp__cvt_f16_to_f32_scalar, uint16_t, amp__f16_to_f32)
+WIDEN(amp__cvt_bf16_to_f32_scalar, uint16_t, amp__bf16_to_f32)
+WIDEN(amp__cvt_e4m3_to_f32_scalar, uint8_t, amp__e4m3_to_f32)
+WIDEN(amp__cvt_e5m2_to_f32_scalar, uint8_t, amp__e5m2_to_f32)
+NARROW(amp__cvt_f32_to_f16_scalar, uint16_t, amp__f32_to_f16(src[i]))
+NARROW(amp__cvt_f32_to_bf16_scalar, uint16_t, amp__f32_to_bf16(src[i]))
+NARROW(amp__cvt_f32_to_e4m3_scalar, uint8_t, amp__f32_to_e4m3(src[i], saturate))
+NARROW(amp__cvt_f32_to_e5m2_scalar, uint8_t, amp__f32_to_e5m2(src[i], saturate))
+NARROW_SR(amp__cvt_f32_to_f16_sr_scalar, amp__f32_to_f16_sr)
+NARROW_SR(amp__cvt_f32_to_bf16_sr_scalar, amp__f32_to_bf16_sr)
 
 /* ---- amp_convert ------------------------------------------------------- */
 
@@ -166,71 +165,18 @@ void amp__cvt_f32_to_bf16_sr_scalar(uint16_t *dst, const float *src, size_t n, u
 #define NT_MIN_BYTES ((size_t)64 << 20)
 
 typedef struct cvt_plan {
+  const amp__kernels *k;
   amp_dtype dt, st;
-  int saturate, sr, simd, nt; /* nt: non-temporal stores when narrowing */
+  int flags, sr; /* flags: AMP__CVT_* for from_f32; sr: stochastic rounding */
   uint64_t key, offset;
 } cvt_plan;
 
-/* n elements of type st → F32. */
-static void to_f32(float *dst, const void *src, const cvt_plan *p, size_t n) {
-  switch (p->st) {
-  case AMP_F16:
-#ifdef AMPC_HAVE_X86_SIMD
-    if (p->simd) {
-      amp__cvt_f16_to_f32_avx2(dst, src, n);
-      return;
-    }
-#endif
-    amp__cvt_f16_to_f32_scalar(dst, src, n);
-    return;
-  case AMP_BF16:
-#ifdef AMPC_HAVE_X86_SIMD
-    if (p->simd) {
-      amp__cvt_bf16_to_f32_avx2(dst, src, n);
-      return;
-    }
-#endif
-    amp__cvt_bf16_to_f32_scalar(dst, src, n);
-    return;
-  case AMP_E4M3: amp__cvt_e4m3_to_f32_scalar(dst, src, n); return;
-  case AMP_E5M2: amp__cvt_e5m2_to_f32_scalar(dst, src, n); return;
-  default: memcpy(dst, src, n * sizeof(float)); return;
-  }
-}
-
 /* n F32 elements → type dt; `start` is the index of src[0] in the call. */
 static void from_f32(void *dst, const float *src, const cvt_plan *p, size_t n, size_t start) {
-  switch (p->dt) {
-  case AMP_F16:
-    if (p->sr) {
-      amp__cvt_f32_to_f16_sr_scalar(dst, src, n, p->key, p->offset + start);
-      return;
-    }
-#ifdef AMPC_HAVE_X86_SIMD
-    if (p->simd) {
-      amp__cvt_f32_to_f16_avx2(dst, src, n, p->nt);
-      return;
-    }
-#endif
-    amp__cvt_f32_to_f16_scalar(dst, src, n);
-    return;
-  case AMP_BF16:
-    if (p->sr) {
-      amp__cvt_f32_to_bf16_sr_scalar(dst, src, n, p->key, p->offset + start);
-      return;
-    }
-#ifdef AMPC_HAVE_X86_SIMD
-    if (p->simd) {
-      amp__cvt_f32_to_bf16_avx2(dst, src, n, p->nt);
-      return;
-    }
-#endif
-    amp__cvt_f32_to_bf16_scalar(dst, src, n);
-    return;
-  case AMP_E4M3: amp__cvt_f32_to_e4m3_scalar(dst, src, n, p->saturate); return;
-  case AMP_E5M2: amp__cvt_f32_to_e5m2_scalar(dst, src, n, p->saturate); return;
-  default: memcpy(dst, src, n * sizeof(float)); return;
-  }
+  if (p->sr)
+    p->k->from_f32_sr[p->dt](dst, src, n, p->key, p->offset + start);
+  else
+    p->k->from_f32[p->dt](dst, src, n, p->flags);
 }
 
 /* Converts elements [start, start + n) of the call. Two narrow types go
@@ -242,19 +188,19 @@ static void cvt_block(void *dst, const void *src, const cvt_plan *p, size_t star
   if (p->st == AMP_F32) {
     from_f32(d, (const float *)s, p, n, start);
   } else if (p->dt == AMP_F32) {
-    to_f32((float *)d, s, p, n);
+    p->k->to_f32[p->st]((float *)d, s, n);
   } else {
     float buf[1024];
     for (size_t i = 0; i < n; i += 1024) {
       size_t m = n - i < 1024 ? n - i : 1024;
-      to_f32(buf, s + i * ss, p, m);
+      p->k->to_f32[p->st](buf, s + i * ss, m);
       from_f32(d + i * ds, buf, p, m, start + i);
     }
   }
 }
 
 amp_status amp__convert_impl(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
-                             size_t n, const amp_convert_opts *opts, int simd) {
+                             size_t n, const amp_convert_opts *opts, const amp__kernels *k) {
   static const amp_convert_opts defaults;
   if (!opts) opts = &defaults;
   if (n == 0) return AMP_OK;
@@ -263,19 +209,13 @@ amp_status amp__convert_impl(void *dst, amp_dtype dst_type, const void *src, amp
   if (opts->rounding != AMP_ROUND_NEAREST_EVEN && opts->rounding != AMP_ROUND_STOCHASTIC)
     return AMP_ERR_INVALID_ARG;
   const int sr = opts->rounding == AMP_ROUND_STOCHASTIC;
-  if (sr && !(src_type == AMP_F32 && (dst_type == AMP_F16 || dst_type == AMP_BF16)))
-    return AMP_ERR_UNSUPPORTED;
+  if (sr && !(src_type == AMP_F32 && k->from_f32_sr[dst_type])) return AMP_ERR_UNSUPPORTED;
   if (dst_type == src_type) {
     if (dst != src) memmove(dst, src, n * amp_dtype_size(dst_type));
     return AMP_OK;
   }
-  cvt_plan p = {dst_type, src_type, opts->saturate, sr, 0, 0, 0, opts->offset};
-#ifdef AMPC_HAVE_X86_SIMD
-  p.simd = simd != 0;
-  p.nt = p.simd && src_type == AMP_F32 && n * amp_dtype_size(dst_type) >= NT_MIN_BYTES;
-#else
-  (void)simd;
-#endif
+  cvt_plan p = {k, dst_type, src_type, opts->saturate ? AMP__CVT_SATURATE : 0, sr, 0, opts->offset};
+  if (src_type == AMP_F32 && n * amp_dtype_size(dst_type) >= NT_MIN_BYTES) p.flags |= AMP__CVT_NT;
   if (sr) p.key = amp__sr_key(opts->seed);
   if (n <= PAR_MIN) {
     cvt_block(dst, src, &p, 0, n);
@@ -292,7 +232,7 @@ amp_status amp__convert_impl(void *dst, amp_dtype dst_type, const void *src, amp
 
 amp_status amp_convert_ex(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
                           size_t n, const amp_convert_opts *opts) {
-  return amp__convert_impl(dst, dst_type, src, src_type, n, opts, n ? amp__use_simd(NULL) : 0);
+  return amp__convert_impl(dst, dst_type, src, src_type, n, opts, amp__kernels_native());
 }
 
 amp_status amp_convert(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,

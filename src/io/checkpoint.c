@@ -5,24 +5,113 @@
 #include "io_internal.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define CK_FORMAT "ampc-checkpoint-1"
 #define CK_WEIGHTS_FORMAT "ampc-weights-1"
-#define CK_MAX_META 32
 
 /* Moment kinds, in the order of amp_optim_state's m and v. */
 static const char *const MOMENT_PREFIX[2][2] = {
     {"optim.momentum_buffer.", NULL},         /* SGD with momentum: m only */
     {"optim.exp_avg.", "optim.exp_avg_sq."}}; /* Adam/AdamW: m and v */
 
-/* The metadata being built: keys are string literals, values live here. */
+/* Counters and positions read from a file are bounded so that no later
+ * arithmetic of a run can overflow (2^53: exact in a double, too). */
+#define CK_MAX_COUNT ((int64_t)1 << 53)
+
+/* The metadata of a checkpoint besides its format and version: one struct
+ * that save fills from the objects and load fills from the file, and one
+ * table (CK_FIELDS) of its fields walked by both. */
+typedef struct ck_meta {
+  int optim_state; /* index into OPTIM_STATES */
+  int64_t step;
+  float lr;
+  int scaler_mode; /* index into SCALER_MODES */
+  amp_scaler_state ss;
+  amp_loader_state ls;
+  uint64_t seed;
+  int shuffle; /* 0 or 1 */
+} ck_meta;
+
+/* "adam" (m and v), "momentum" (m only) or "none". */
+static const char *const OPTIM_STATES[] = {"adam", "momentum", "none", NULL};
+static const char *const SCALER_MODES[] = {"dynamic", "static", "none", NULL};
+static const amp_scaler_mode SCALER_MODE_VALUES[] = {AMP_SCALER_DYNAMIC, AMP_SCALER_STATIC,
+                                                     AMP_SCALER_NONE};
+
+typedef enum ck_group { CK_OPTIM, CK_SCALER, CK_LOADER } ck_group;
+typedef enum ck_type { CK_ENUM, CK_I64, CK_INT, CK_U64, CK_F32, CK_F64 } ck_type;
+
+typedef struct ck_field {
+  const char *key;
+  ck_group group; /* written and read only with that object */
+  ck_type type;
+  size_t off;               /* in ck_meta */
+  int64_t lo, hi;           /* CK_I64, CK_INT: the range */
+  float flo;                /* CK_F32, CK_F64: the least value (finite always) */
+  const char *const *names; /* CK_ENUM: the values (NULL-terminated) */
+} ck_field;
+
+#define CK_OFF(m) offsetof(ck_meta, m)
+#define CK_ENUM_F(k, g, m, names)                                                                  \
+  { k, g, CK_ENUM, CK_OFF(m), 0, 0, 0, names }
+#define CK_I64_F(k, g, m, lo, hi)                                                                  \
+  { k, g, CK_I64, CK_OFF(m), lo, hi, 0, NULL }
+#define CK_INT_F(k, g, m, lo, hi)                                                                  \
+  { k, g, CK_INT, CK_OFF(m), lo, hi, 0, NULL }
+#define CK_U64_F(k, g, m)                                                                          \
+  { k, g, CK_U64, CK_OFF(m), 0, 0, 0, NULL }
+#define CK_F32_F(k, g, m, lo)                                                                      \
+  { k, g, CK_F32, CK_OFF(m), 0, 0, lo, NULL }
+#define CK_F64_F(k, g, m, lo)                                                                      \
+  { k, g, CK_F64, CK_OFF(m), 0, 0, lo, NULL }
+
+/* In the order written to the file (and checked when read). */
+static const ck_field CK_FIELDS[] = {
+    CK_ENUM_F("ampc.optim.state", CK_OPTIM, optim_state, OPTIM_STATES),
+    CK_I64_F("ampc.optim.step", CK_OPTIM, step, 0, CK_MAX_COUNT),
+    CK_F32_F("ampc.optim.lr", CK_OPTIM, lr, 0),
+    CK_ENUM_F("ampc.scaler.mode", CK_SCALER, scaler_mode, SCALER_MODES),
+    CK_F32_F("ampc.scaler.init_scale", CK_SCALER, ss.params.init_scale, -FLT_MAX),
+    CK_F64_F("ampc.scaler.growth_factor", CK_SCALER, ss.params.growth_factor, -FLT_MAX),
+    CK_F64_F("ampc.scaler.backoff_factor", CK_SCALER, ss.params.backoff_factor, -FLT_MAX),
+    CK_I64_F("ampc.scaler.growth_interval", CK_SCALER, ss.params.growth_interval, 1, CK_MAX_COUNT),
+    CK_F32_F("ampc.scaler.min_scale", CK_SCALER, ss.params.min_scale, -FLT_MAX),
+    CK_F32_F("ampc.scaler.max_scale", CK_SCALER, ss.params.max_scale, -FLT_MAX),
+    CK_INT_F("ampc.scaler.hysteresis", CK_SCALER, ss.params.hysteresis, 1, INT32_MAX),
+    CK_F32_F("ampc.scaler.scale", CK_SCALER, ss.scale, -FLT_MAX),
+    CK_I64_F("ampc.scaler.growth_tracker", CK_SCALER, ss.growth_tracker, 0, CK_MAX_COUNT),
+    CK_INT_F("ampc.scaler.hysteresis_left", CK_SCALER, ss.hysteresis_left, 1, INT32_MAX),
+    CK_I64_F("ampc.scaler.skipped", CK_SCALER, ss.skipped, 0, CK_MAX_COUNT),
+    CK_I64_F("ampc.loader.epoch", CK_LOADER, ls.epoch, 0, CK_MAX_COUNT),
+    CK_I64_F("ampc.loader.next", CK_LOADER, ls.next, 0, CK_MAX_COUNT),
+    CK_U64_F("ampc.loader.seed", CK_LOADER, seed),
+    CK_INT_F("ampc.loader.shuffle", CK_LOADER, shuffle, 0, 1),
+};
+enum { CK_NFIELDS = (int)(sizeof CK_FIELDS / sizeof CK_FIELDS[0]) };
+
+static int optim_state_index(const float *m, const float *v) { return m && v ? 0 : m ? 1 : 2; }
+
+static int scaler_mode_index(amp_scaler_mode m) {
+  return m == AMP_SCALER_DYNAMIC ? 0 : m == AMP_SCALER_STATIC ? 1 : 2;
+}
+
+/* Which groups of fields a save or load covers. */
+static int group_on(ck_group g, int optim, int scaler, int loader) {
+  return g == CK_OPTIM ? optim : g == CK_SCALER ? scaler : loader;
+}
+
+/* The metadata being built: keys are the table's literals, values live
+ * here. */
 typedef struct meta_out {
-  const char *kv[2 * CK_MAX_META];
-  char val[CK_MAX_META][48];
+  const char *kv[2 * (CK_NFIELDS + 2)];
+  char val[CK_NFIELDS + 2][48];
   int n;
 } meta_out;
 
@@ -33,7 +122,6 @@ static void put(meta_out *mo, const char *key, const char *fmt, ...)
     ;
 
 static void put(meta_out *mo, const char *key, const char *fmt, ...) {
-  if (mo->n >= CK_MAX_META) return;
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(mo->val[mo->n], sizeof mo->val[0], fmt, ap);
@@ -43,15 +131,43 @@ static void put(meta_out *mo, const char *key, const char *fmt, ...) {
   mo->n++;
 }
 
-static void put_f(meta_out *mo, const char *key, float v) { put(mo, key, "%.9g", (double)v); }
-
-static const char *mode_name(amp_scaler_mode m) {
-  return m == AMP_SCALER_DYNAMIC ? "dynamic" : m == AMP_SCALER_STATIC ? "static" : "none";
+/* Writes one field of *m as text. */
+static void put_field(meta_out *mo, const ck_field *f, const ck_meta *m) {
+  const char *p = (const char *)m + f->off;
+  switch (f->type) {
+  case CK_ENUM: put(mo, f->key, "%s", f->names[*(const int *)p]); break;
+  case CK_I64: put(mo, f->key, "%lld", (long long)*(const int64_t *)p); break;
+  case CK_INT: put(mo, f->key, "%d", *(const int *)p); break;
+  case CK_U64: put(mo, f->key, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+  case CK_F32:
+    put(mo, f->key, "%.9g", (double)*(const float *)p); /* "%.9g" and strtof round-trip */
+    break;
+  case CK_F64: put(mo, f->key, "%.17g", *(const double *)p); break; /* round-trips strtod */
+  }
 }
 
-/* "adam" (m and v), "momentum" (m only) or "none". */
-static const char *optim_state_name(const float *m, const float *v) {
-  return m && v ? "adam" : m ? "momentum" : "none";
+/* The metadata of the given objects (any may be NULL). */
+static void gather_meta(ck_meta *m, amp_optim *opt, const amp_scaler *scaler,
+                        const amp_loader *loader) {
+  memset(m, 0, sizeof *m);
+  if (opt) {
+    int64_t *step;
+    float *mom[2];
+    amp_optim_state(opt, &step, &mom[0], &mom[1]);
+    m->optim_state = optim_state_index(mom[0], mom[1]);
+    m->step = *step;
+    m->lr = amp_optim_lr(opt);
+  }
+  if (scaler) {
+    m->ss = amp_scaler_get_state(scaler);
+    m->scaler_mode = scaler_mode_index(m->ss.params.mode);
+  }
+  if (loader) {
+    m->ls = amp_loader_get_state(loader);
+    amp_loader_params lp = amp_loader_get_params(loader);
+    m->seed = lp.seed;
+    m->shuffle = lp.shuffle ? 1 : 0;
+  }
 }
 
 static char *concat(const char *a, const char *b) {
@@ -139,9 +255,9 @@ amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model
   if (!path || !model || nextra < 0 || (nextra > 0 && !extra_meta))
     return amp__error(ctx, AMP_ERR_INVALID_ARG,
                       "amp_checkpoint_save: NULL path or model, or bad extra metadata");
-  int64_t *step = NULL;
   float *mom[2] = {NULL, NULL};
   if (opt) {
+    int64_t *step = NULL;
     amp_optim_state(opt, &step, &mom[0], &mom[1]);
     if (amp_optim_numel(opt) != amp_module_param_numel(model))
       return amp__error(ctx, AMP_ERR_INVALID_ARG,
@@ -155,43 +271,20 @@ amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model
   amp_status st = ck_plan(ctx, path, model, mom, &plan, &nt);
   if (st != AMP_OK) return st;
   amp_st_tensor *t = calloc((size_t)nt + 1, sizeof *t);
-  const char **kv = calloc(2 * ((size_t)CK_MAX_META + (size_t)nextra) + 2, sizeof *kv);
+  const char **kv = calloc(2 * ((size_t)CK_NFIELDS + 2 + (size_t)nextra) + 2, sizeof *kv);
   meta_out *mo = calloc(1, sizeof *mo);
-  if (!t || !kv || !mo) {
+  ck_meta *m = calloc(1, sizeof *m);
+  if (!t || !kv || !mo || !m) {
     st = amp__error(ctx, AMP_ERR_NOMEM, "checkpoint: %s: out of memory", path);
     goto done;
   }
   for (int i = 0; i < nt; i++) st_from_param(&t[i], plan[i].name, plan[i].p, plan[i].data);
+  gather_meta(m, opt, scaler, loader);
   put(mo, "ampc.format", "%s", CK_FORMAT);
   put(mo, "ampc.version", "%s", amp_version());
-  if (opt) {
-    put(mo, "ampc.optim.state", "%s", optim_state_name(mom[0], mom[1]));
-    put(mo, "ampc.optim.step", "%lld", (long long)*step);
-    put_f(mo, "ampc.optim.lr", amp_optim_lr(opt));
-  }
-  if (scaler) {
-    amp_scaler_state s = amp_scaler_get_state(scaler);
-    put(mo, "ampc.scaler.mode", "%s", mode_name(s.params.mode));
-    put_f(mo, "ampc.scaler.init_scale", s.params.init_scale);
-    put_f(mo, "ampc.scaler.growth_factor", s.params.growth_factor);
-    put_f(mo, "ampc.scaler.backoff_factor", s.params.backoff_factor);
-    put(mo, "ampc.scaler.growth_interval", "%lld", (long long)s.params.growth_interval);
-    put_f(mo, "ampc.scaler.min_scale", s.params.min_scale);
-    put_f(mo, "ampc.scaler.max_scale", s.params.max_scale);
-    put(mo, "ampc.scaler.hysteresis", "%d", s.params.hysteresis);
-    put_f(mo, "ampc.scaler.scale", s.scale);
-    put(mo, "ampc.scaler.growth_tracker", "%lld", (long long)s.growth_tracker);
-    put(mo, "ampc.scaler.hysteresis_left", "%d", s.hysteresis_left);
-    put(mo, "ampc.scaler.skipped", "%lld", (long long)s.skipped);
-  }
-  if (loader) {
-    amp_loader_state ls = amp_loader_get_state(loader);
-    amp_loader_params lp = amp_loader_get_params(loader);
-    put(mo, "ampc.loader.epoch", "%lld", (long long)ls.epoch);
-    put(mo, "ampc.loader.next", "%lld", (long long)ls.next);
-    put(mo, "ampc.loader.seed", "%llu", (unsigned long long)lp.seed);
-    put(mo, "ampc.loader.shuffle", "%d", lp.shuffle ? 1 : 0);
-  }
+  for (int i = 0; i < CK_NFIELDS; i++)
+    if (group_on(CK_FIELDS[i].group, opt != NULL, scaler != NULL, loader != NULL))
+      put_field(mo, &CK_FIELDS[i], m);
   memcpy(kv, mo->kv, sizeof(const char *) * 2 * (size_t)mo->n);
   for (int i = 0; i < 2 * nextra; i++) kv[2 * mo->n + i] = extra_meta[i];
   st = amp_safetensors_write(ctx, path, t, nt, kv, mo->n + nextra);
@@ -200,6 +293,7 @@ done:
   free(t);
   free(kv);
   free(mo);
+  free(m);
   return st;
 }
 
@@ -238,6 +332,15 @@ static int parse_f32(const char *s, float *out) {
   return 1;
 }
 
+static int parse_f64(const char *s, double *out) {
+  if (!s || !*s) return 0;
+  char *end;
+  double v = strtod(s, &end);
+  if (*end || !isfinite(v)) return 0;
+  *out = v;
+  return 1;
+}
+
 typedef struct loader_ctx {
   amp_ctx *ctx;
   const char *path;
@@ -253,15 +356,81 @@ static amp_status bad_meta(const load_ctx *lc, const char *key, const char *what
                     lc->path, key, v, what);
 }
 
-static amp_status get_i64(const load_ctx *lc, const char *key, int64_t lo, int64_t hi,
-                          int64_t *out) {
-  if (!parse_i64(amp_safetensors_meta(lc->f, key), out) || *out < lo || *out > hi)
-    return bad_meta(lc, key, "an integer in range");
-  return AMP_OK;
+/* What a field's value must be, for messages. */
+static void field_wants(const ck_field *f, char *buf, size_t cap) {
+  size_t k = 0;
+  switch (f->type) {
+  case CK_ENUM:
+    for (int i = 0; f->names[i] && k < cap; i++)
+      k += (size_t)snprintf(buf + k, cap - k, "%s%s",
+                            i == 0            ? ""
+                            : f->names[i + 1] ? ", "
+                                              : " or ",
+                            f->names[i]);
+    break;
+  case CK_I64:
+  case CK_INT:
+    snprintf(buf, cap, "an integer in [%lld, %lld]", (long long)f->lo, (long long)f->hi);
+    break;
+  case CK_U64: snprintf(buf, cap, "an unsigned 64-bit integer"); break;
+  case CK_F32:
+  case CK_F64:
+    if (f->flo > -FLT_MAX)
+      snprintf(buf, cap, "a finite float >= %g", (double)f->flo);
+    else
+      snprintf(buf, cap, "a finite float");
+    break;
+  }
 }
 
-static amp_status get_f32(const load_ctx *lc, const char *key, float *out) {
-  if (!parse_f32(amp_safetensors_meta(lc->f, key), out)) return bad_meta(lc, key, "a finite float");
+/* Reads one field from the file into *m, checking its type and range. */
+static amp_status get_field(const load_ctx *lc, const ck_field *f, ck_meta *m) {
+  const char *s = amp_safetensors_meta(lc->f, f->key);
+  char *p = (char *)m + f->off;
+  int64_t i = 0;
+  int ok = 0;
+  switch (f->type) {
+  case CK_ENUM:
+    for (int k = 0; s && f->names[k] && !ok; k++)
+      if (strcmp(s, f->names[k]) == 0) {
+        *(int *)p = k;
+        ok = 1;
+      }
+    break;
+  case CK_I64:
+  case CK_INT:
+    ok = parse_i64(s, &i) && i >= f->lo && i <= f->hi;
+    if (ok && f->type == CK_I64) *(int64_t *)p = i;
+    if (ok && f->type == CK_INT) *(int *)p = (int)i;
+    break;
+  case CK_U64: ok = parse_u64(s, (uint64_t *)p); break;
+  case CK_F32: ok = parse_f32(s, (float *)p) && *(float *)p >= f->flo; break;
+  case CK_F64: ok = parse_f64(s, (double *)p) && *(double *)p >= (double)f->flo; break;
+  }
+  if (ok) return AMP_OK;
+  char want[96];
+  field_wants(f, want, sizeof want);
+  return bad_meta(lc, f->key, want);
+}
+
+/* Reads and checks the metadata of the groups being restored into *m. The
+ * optimizer's state kind must be the one `opt` keeps (want_state). */
+static amp_status load_meta(const load_ctx *lc, int optim, int scaler, int loader, int want_state,
+                            ck_meta *m) {
+  const char *fmt = amp_safetensors_meta(lc->f, "ampc.format");
+  if (!fmt || strcmp(fmt, CK_FORMAT) != 0) return bad_meta(lc, "ampc.format", "\"" CK_FORMAT "\"");
+  for (int i = 0; i < CK_NFIELDS; i++) {
+    const ck_field *f = &CK_FIELDS[i];
+    if (!group_on(f->group, optim, scaler, loader)) continue;
+    amp_status st = get_field(lc, f, m);
+    if (st != AMP_OK) return st;
+    if (f->off == CK_OFF(optim_state) && m->optim_state != want_state)
+      return amp__error(lc->ctx, AMP_ERR_FORMAT,
+                        "checkpoint: %s: optimizer state '%s' in the file, the optimizer keeps "
+                        "'%s'",
+                        lc->path, OPTIM_STATES[m->optim_state], OPTIM_STATES[want_state]);
+  }
+  m->ss.params.mode = SCALER_MODE_VALUES[m->scaler_mode];
   return AMP_OK;
 }
 
@@ -291,6 +460,34 @@ static amp_status expect_tensor(const load_ctx *lc, const char *name, const amp_
   return AMP_OK;
 }
 
+/* Checks that the file holds every tensor of the plan (src[i] gets it) and
+ * nothing else (optimizer tensors are ignored when with_optim is 0). */
+static amp_status match_tensors(const load_ctx *lc, const ck_entry *plan, int nt, int with_optim,
+                                const amp_st_tensor **src) {
+  const char **sorted = calloc((size_t)nt + 1, sizeof *sorted);
+  if (!sorted) return amp__error(lc->ctx, AMP_ERR_NOMEM, "checkpoint: %s: out of memory", lc->path);
+  amp_status st = AMP_OK;
+  for (int i = 0; i < nt && st == AMP_OK; i++) {
+    st = expect_tensor(lc, plan[i].name, plan[i].p, &src[i]);
+    sorted[i] = plan[i].name;
+  }
+  if (st != AMP_OK) {
+    free(sorted);
+    return st;
+  }
+  qsort(sorted, (size_t)nt, sizeof *sorted, amp__cmp_str_ptr);
+  for (int i = 0; i < amp_safetensors_count(lc->f) && st == AMP_OK; i++) {
+    const char *name = amp_safetensors_at(lc->f, i)->name;
+    if (!with_optim && strncmp(name, "optim.", 6) == 0) continue;
+    if (!bsearch(&name, sorted, (size_t)nt, sizeof *sorted, amp__cmp_str_ptr))
+      st = amp__error(lc->ctx, AMP_ERR_SHAPE,
+                      "checkpoint: %s: unexpected tensor '%.80s' (not in the %s)", lc->path, name,
+                      strncmp(name, "optim.", 6) == 0 ? "optimizer's state" : "model");
+  }
+  free(sorted);
+  return st;
+}
+
 /* Re-records an error that a component recorded on ctx (without the file
  * name) with the file name in front. */
 static amp_status reprefix(amp_ctx *ctx, amp_status was, amp_status s, const char *path,
@@ -304,8 +501,34 @@ static amp_status reprefix(amp_ctx *ctx, amp_status was, amp_status s, const cha
   return amp__error(ctx, s, "checkpoint: %s: %s", path, what);
 }
 
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
+/* The fallible restores: the scaler, then the loader (each leaves its object
+ * unchanged on failure; the scaler is put back if the loader refuses). */
+static amp_status restore_states(const load_ctx *lc, amp_scaler *scaler, amp_loader *loader,
+                                 const ck_meta *m) {
+  amp_ctx *ctx = lc->ctx;
+  if (loader) {
+    amp_loader_params lp = amp_loader_get_params(loader);
+    if (lp.shuffle && m->seed != lp.seed)
+      return amp__error(ctx, AMP_ERR_STATE,
+                        "checkpoint: %s: the loader's shuffle seed is %llu, the checkpoint's %llu "
+                        "(ampc.loader.seed): the batches would differ",
+                        lc->path, (unsigned long long)lp.seed, (unsigned long long)m->seed);
+  }
+  amp_scaler_state old_ss;
+  if (scaler) {
+    old_ss = amp_scaler_get_state(scaler);
+    amp_status was = amp_ctx_status(ctx);
+    if (amp_scaler_set_state(scaler, &m->ss) != AMP_OK)
+      return reprefix(ctx, was, AMP_ERR_FORMAT, lc->path, "invalid scaler state");
+  }
+  if (loader) {
+    amp_status was = amp_ctx_status(ctx);
+    if (amp_loader_set_state(loader, m->ls) != AMP_OK) {
+      if (scaler) amp_scaler_set_state(scaler, &old_ss);
+      return reprefix(ctx, was, AMP_ERR_FORMAT, lc->path, "invalid loader position");
+    }
+  }
+  return AMP_OK;
 }
 
 amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model, amp_optim *opt,
@@ -322,7 +545,8 @@ amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model
   ck_entry *plan = NULL;
   int nt = 0;
   const amp_st_tensor **src = NULL;
-  const char **sorted = NULL;
+  ck_meta m;
+  memset(&m, 0, sizeof m);
   if (opt && amp_optim_numel(opt) != amp_module_param_numel(model)) {
     st = amp__error(ctx, AMP_ERR_INVALID_ARG,
                     "checkpoint: %s: the optimizer does not hold this model's parameters", path);
@@ -330,139 +554,27 @@ amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model
   }
   if ((st = ck_plan(ctx, path, model, mom, &plan, &nt)) != AMP_OK) goto done;
   src = calloc((size_t)nt + 1, sizeof *src);
-  sorted = calloc((size_t)nt + 1, sizeof *sorted);
-  if (!src || !sorted) {
+  if (!src) {
     st = amp__error(ctx, AMP_ERR_NOMEM, "checkpoint: %s: out of memory", path);
     goto done;
   }
-  /* 1. Every tensor the model (and optimizer) needs, with its shape. */
-  for (int i = 0; i < nt; i++) {
-    if ((st = expect_tensor(&lc, plan[i].name, plan[i].p, &src[i])) != AMP_OK) goto done;
-    sorted[i] = plan[i].name;
-  }
-  /* 2. Nothing else (optimizer tensors are ignored without an optimizer). */
-  qsort(sorted, (size_t)nt, sizeof *sorted, cmp_str);
-  for (int i = 0; i < amp_safetensors_count(f); i++) {
-    const char *name = amp_safetensors_at(f, i)->name;
-    if (!opt && strncmp(name, "optim.", 6) == 0) continue;
-    if (!bsearch(&name, sorted, (size_t)nt, sizeof *sorted, cmp_str)) {
-      st = amp__error(ctx, AMP_ERR_SHAPE,
-                      "checkpoint: %s: unexpected tensor '%.80s' (not in the %s)", path, name,
-                      strncmp(name, "optim.", 6) == 0 ? "optimizer's state" : "model");
-      goto done;
-    }
-  }
-  /* 3. The metadata. */
-  const char *fmt = amp_safetensors_meta(f, "ampc.format");
-  if (!fmt || strcmp(fmt, CK_FORMAT) != 0) {
-    st = bad_meta(&lc, "ampc.format", "\"" CK_FORMAT "\"");
+  /* Everything is checked before anything is written. */
+  if ((st = match_tensors(&lc, plan, nt, opt != NULL, src)) != AMP_OK ||
+      (st = load_meta(&lc, opt != NULL, scaler != NULL, loader != NULL,
+                      optim_state_index(mom[0], mom[1]), &m)) != AMP_OK ||
+      (st = restore_states(&lc, scaler, loader, &m)) != AMP_OK)
     goto done;
-  }
-  int64_t step = 0;
-  float lr = 0;
-  if (opt) {
-    const char *state = amp_safetensors_meta(f, "ampc.optim.state");
-    const char *want = optim_state_name(mom[0], mom[1]);
-    if (!state || strcmp(state, want) != 0) {
-      st = state ? amp__error(ctx, AMP_ERR_FORMAT,
-                              "checkpoint: %s: optimizer state '%.20s' in the file, the "
-                              "optimizer keeps '%s'",
-                              path, state, want)
-                 : bad_meta(&lc, "ampc.optim.state", "an optimizer state");
-      goto done;
-    }
-    if ((st = get_i64(&lc, "ampc.optim.step", 0, INT64_MAX, &step)) != AMP_OK) goto done;
-    if ((st = get_f32(&lc, "ampc.optim.lr", &lr)) != AMP_OK) goto done;
-    if (lr < 0) {
-      st = bad_meta(&lc, "ampc.optim.lr", "a learning rate >= 0");
-      goto done;
-    }
-  }
-  amp_scaler_state ss;
-  memset(&ss, 0, sizeof ss);
-  if (scaler) {
-    const char *mode = amp_safetensors_meta(f, "ampc.scaler.mode");
-    int64_t gi = 0, hy = 0, gt = 0, hl = 0, sk = 0;
-    if (mode && strcmp(mode, "dynamic") == 0)
-      ss.params.mode = AMP_SCALER_DYNAMIC;
-    else if (mode && strcmp(mode, "static") == 0)
-      ss.params.mode = AMP_SCALER_STATIC;
-    else if (mode && strcmp(mode, "none") == 0)
-      ss.params.mode = AMP_SCALER_NONE;
-    else {
-      st = bad_meta(&lc, "ampc.scaler.mode", "dynamic, static or none");
-      goto done;
-    }
-    if ((st = get_f32(&lc, "ampc.scaler.init_scale", &ss.params.init_scale)) ||
-        (st = get_f32(&lc, "ampc.scaler.growth_factor", &ss.params.growth_factor)) ||
-        (st = get_f32(&lc, "ampc.scaler.backoff_factor", &ss.params.backoff_factor)) ||
-        (st = get_i64(&lc, "ampc.scaler.growth_interval", 1, INT64_MAX, &gi)) ||
-        (st = get_f32(&lc, "ampc.scaler.min_scale", &ss.params.min_scale)) ||
-        (st = get_f32(&lc, "ampc.scaler.max_scale", &ss.params.max_scale)) ||
-        (st = get_i64(&lc, "ampc.scaler.hysteresis", 1, INT32_MAX, &hy)) ||
-        (st = get_f32(&lc, "ampc.scaler.scale", &ss.scale)) ||
-        (st = get_i64(&lc, "ampc.scaler.growth_tracker", 0, INT64_MAX, &gt)) ||
-        (st = get_i64(&lc, "ampc.scaler.hysteresis_left", 1, INT32_MAX, &hl)) ||
-        (st = get_i64(&lc, "ampc.scaler.skipped", 0, INT64_MAX, &sk)))
-      goto done;
-    ss.params.growth_interval = gi;
-    ss.params.hysteresis = (int)hy;
-    ss.growth_tracker = gt;
-    ss.hysteresis_left = (int)hl;
-    ss.skipped = sk;
-  }
-  amp_loader_state ls = {0, 0};
-  if (loader) {
-    uint64_t seed = 0;
-    int64_t shuffle = 0;
-    if ((st = get_i64(&lc, "ampc.loader.epoch", 0, INT64_MAX, &ls.epoch)) ||
-        (st = get_i64(&lc, "ampc.loader.next", 0, INT64_MAX, &ls.next)) ||
-        (st = get_i64(&lc, "ampc.loader.shuffle", 0, 1, &shuffle)))
-      goto done;
-    if (!parse_u64(amp_safetensors_meta(f, "ampc.loader.seed"), &seed)) {
-      st = bad_meta(&lc, "ampc.loader.seed", "an unsigned 64-bit integer");
-      goto done;
-    }
-    amp_loader_params lp = amp_loader_get_params(loader);
-    if (lp.shuffle && seed != lp.seed) {
-      st = amp__error(ctx, AMP_ERR_STATE,
-                      "checkpoint: %s: the loader's shuffle seed is %llu, the checkpoint's %llu "
-                      "(ampc.loader.seed): the batches would differ",
-                      path, (unsigned long long)lp.seed, (unsigned long long)seed);
-      goto done;
-    }
-  }
-  /* 4. The fallible restores first (each leaves its object unchanged on
-   * failure; the scaler is put back if the loader refuses). */
-  amp_scaler_state old_ss;
-  if (scaler) {
-    old_ss = amp_scaler_get_state(scaler);
-    amp_status was = amp_ctx_status(ctx);
-    if (amp_scaler_set_state(scaler, &ss) != AMP_OK) {
-      st = reprefix(ctx, was, AMP_ERR_FORMAT, path, "invalid scaler state");
-      goto done;
-    }
-  }
-  if (loader) {
-    amp_status was = amp_ctx_status(ctx);
-    if (amp_loader_set_state(loader, ls) != AMP_OK) {
-      if (scaler) amp_scaler_set_state(scaler, &old_ss);
-      st = reprefix(ctx, was, AMP_ERR_FORMAT, path, "invalid loader position");
-      goto done;
-    }
-  }
-  /* 5. The tensors, which cannot fail. */
+  /* The tensors, which cannot fail. */
   for (int i = 0; i < nt; i++) memcpy(plan[i].data, src[i]->data, src[i]->bytes);
   if (opt) {
-    *stepp = step;
-    amp_optim_set_lr(opt, lr);
+    *stepp = m.step;
+    amp_optim_set_lr(opt, m.lr);
     st = amp_optim_sync_work(opt);
     if (st != AMP_OK)
       st = amp__error(ctx, st, "checkpoint: %s: cannot rewrite the working copies", path);
   }
 done:
   ck_plan_free(plan, nt);
-  free(sorted);
   free(src);
   amp_safetensors_free(f);
   return st;

@@ -1,5 +1,6 @@
-/* Elementwise kernels and full reductions: scalar references, dispatch to
- * the AVX2 paths (eltwise_avx2.c) and OpenMP splitting. */
+/* Elementwise kernels and full reductions: scalar references, OpenMP
+ * splitting, and one call per block to the context's kernel table (the AVX2
+ * entries are in eltwise_avx2.c). */
 #include "kernels_internal.h"
 
 #include "../dtype/dtype_inline.h"
@@ -11,7 +12,7 @@
 #define ELT_BLOCK 16384
 
 amp_status amp__check_dtype(amp_ctx *ctx, const char *fn, amp_dtype dt) {
-  if (dt == AMP_F32 || dt == AMP_F16 || dt == AMP_BF16) return AMP_OK;
+  if (amp__dtype(dt)->is_compute) return AMP_OK;
   return amp__error(ctx, AMP_ERR_UNSUPPORTED, "%s: dtype %d is not F32, F16 or BF16", fn, (int)dt);
 }
 
@@ -23,7 +24,7 @@ static amp_status check_args(amp_ctx *ctx, const char *fn, amp_dtype dt, size_t 
   return amp__check_dtype(ctx, fn, dt);
 }
 
-static void elt_ref(int op, int dt, size_t n, float s, const void *a, const void *b, void *y) {
+void amp__elt_scalar(int op, int dt, size_t n, float s, const void *a, const void *b, void *y) {
   for (size_t i = 0; i < n; i++) {
     float v = b ? amp__load_f32(b, dt, i) : 0.0f;
     amp__store_f32(y, dt, i, amp__elt_op(op, amp__load_f32(a, dt, i), v, s));
@@ -33,21 +34,13 @@ static void elt_ref(int op, int dt, size_t n, float s, const void *a, const void
 /* Runs an element-wise op over blocks, in parallel for large n. */
 static void elt_run(amp_ctx *ctx, int op, int dt, size_t n, float s, const void *a, const void *b,
                     void *y) {
-  int simd = amp__use_simd(ctx);
+  const amp__kernels *kt = amp__kernels_of(ctx);
   size_t nb = (n + ELT_BLOCK - 1) / ELT_BLOCK;
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (n > AMP__PAR_MIN)
   for (size_t k = 0; k < nb; k++) {
     size_t i0 = k * ELT_BLOCK, len = n - i0 < ELT_BLOCK ? n - i0 : ELT_BLOCK;
     const void *ak = amp__at(a, dt, i0), *bk = b ? amp__at(b, dt, i0) : NULL;
-    void *yk = (void *)amp__at(y, dt, i0);
-#ifdef AMPC_HAVE_X86_SIMD
-    if (simd) {
-      amp__elt_avx2(op, dt, len, s, ak, bk, yk);
-      continue;
-    }
-#endif
-    (void)simd;
-    elt_ref(op, dt, len, s, ak, bk, yk);
+    kt->elt(op, dt, len, s, ak, bk, (void *)amp__at(y, dt, i0));
   }
 }
 
@@ -112,8 +105,8 @@ amp_status amp_vec_gelu_backward(amp_ctx *ctx, amp_dtype dt, size_t n, const voi
   return AMP_OK;
 }
 
-int amp__unscale_ref(int dt, size_t n, void *g, float s, int mul) {
-  uint32_t thr = amp__nonfinite_bits(dt);
+int amp__unscale_scalar(int dt, size_t n, void *g, float s, int mul) {
+  const uint32_t thr = amp__dtype(dt)->overflow_f32;
   int found = 0;
   for (size_t i = 0; i < n; i++) {
     float v = amp__load_f32(g, dt, i);
@@ -126,48 +119,37 @@ int amp__unscale_ref(int dt, size_t n, void *g, float s, int mul) {
   return found;
 }
 
-int amp__check_finite_f32(int simd, size_t n, const float *g) {
-  void *gv = (void *)(uintptr_t)g; /* with mul == 0 the helpers only read */
-#ifdef AMPC_HAVE_X86_SIMD
-  if (simd) return amp__unscale_avx2(AMP_F32, n, gv, 1.0f, 0);
-#endif
-  (void)simd;
-  return amp__unscale_ref(AMP_F32, n, gv, 1.0f, 0);
+int amp__check_finite_f32(const amp__kernels *k, size_t n, const float *g) {
+  /* with mul == 0 the kernel only reads */
+  return k->unscale(AMP_F32, n, (void *)(uintptr_t)g, 1.0f, 0);
 }
 
 amp_status amp_vec_unscale_check(amp_ctx *ctx, amp_dtype dt, size_t n, void *g, float inv_scale,
                                  int *found_inf) {
   amp_status st = check_args(ctx, "amp_vec_unscale_check", dt, n, g, found_inf, g);
   if (st != AMP_OK) return st;
-  int simd = amp__use_simd(ctx), mul = inv_scale != 1.0f, found = 0;
+  const amp__kernels *kt = amp__kernels_of(ctx);
+  int mul = inv_scale != 1.0f, found = 0;
   size_t nb = (n + ELT_BLOCK - 1) / ELT_BLOCK;
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static)                           \
     reduction(|                                                                                    \
               : found) if (n > AMP__PAR_MIN)
   for (size_t k = 0; k < nb; k++) {
     size_t i0 = k * ELT_BLOCK, len = n - i0 < ELT_BLOCK ? n - i0 : ELT_BLOCK;
-    void *gk = (void *)amp__at(g, dt, i0);
-#ifdef AMPC_HAVE_X86_SIMD
-    if (simd) {
-      found |= amp__unscale_avx2(dt, len, gk, inv_scale, mul);
-      continue;
-    }
-#endif
-    (void)simd;
-    found |= amp__unscale_ref(dt, len, gk, inv_scale, mul);
+    found |= kt->unscale(dt, len, (void *)amp__at(g, dt, i0), inv_scale, mul);
   }
   *found_inf = found != 0;
   return AMP_OK;
 }
 
 /* Scalar references of one reduction chunk (n <= AMP__RCHUNK). */
-static float sum_chunk_ref(int dt, size_t n, const void *x) {
+float amp__sum_chunk_scalar(int dt, size_t n, const void *x) {
   float p[AMP__LANES] = {0};
   for (size_t j = 0; j < n; j++) p[j % AMP__LANES] += amp__load_f32(x, dt, j);
   return amp__lane_tree(p, 0);
 }
 
-static float max_chunk_ref(int dt, size_t n, const void *x, int *nan) {
+float amp__max_chunk_scalar(int dt, size_t n, const void *x, int *nan) {
   float p[AMP__LANES];
   int isnan_ = 0;
   for (int k = 0; k < AMP__LANES; k++) p[k] = -INFINITY;
@@ -180,19 +162,11 @@ static float max_chunk_ref(int dt, size_t n, const void *x, int *nan) {
   return amp__lane_tree(p, 1);
 }
 
-static float chunk(int simd, int is_max, int dt, size_t n, const void *x, int *nan) {
-#ifdef AMPC_HAVE_X86_SIMD
-  if (simd) return is_max ? amp__max_chunk_avx2(dt, n, x, nan) : amp__sum_chunk_avx2(dt, n, x);
-#endif
-  (void)simd;
-  return is_max ? max_chunk_ref(dt, n, x, nan) : sum_chunk_ref(dt, n, x);
-}
-
-float amp__sum_serial(int simd, int dt, size_t n, const void *x) {
+float amp__sum_serial(const amp__kernels *k, int dt, size_t n, const void *x) {
   float total = 0.0f;
   for (size_t i0 = 0; i0 < n; i0 += AMP__RCHUNK) {
     size_t len = n - i0 < AMP__RCHUNK ? n - i0 : AMP__RCHUNK;
-    total += chunk(simd, 0, dt, len, amp__at(x, dt, i0), NULL);
+    total += k->sum_chunk(dt, len, amp__at(x, dt, i0));
   }
   return total;
 }
@@ -205,14 +179,16 @@ static amp_status reduce(amp_ctx *ctx, const char *fn, int is_max, amp_dtype dt,
   size_t nc = (n + AMP__RCHUNK - 1) / AMP__RCHUNK;
   float small[64], *part = nc <= 64 ? small : malloc(nc * sizeof *part);
   if (!part) return amp__error(ctx, AMP_ERR_NOMEM, "%s: out of memory", fn);
-  int simd = amp__use_simd(ctx), nan = 0;
+  const amp__kernels *kt = amp__kernels_of(ctx);
+  int nan = 0;
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static)                           \
     reduction(|                                                                                    \
               : nan) if (n > AMP__PAR_MIN)
   for (size_t k = 0; k < nc; k++) {
     size_t i0 = k * AMP__RCHUNK, len = n - i0 < AMP__RCHUNK ? n - i0 : AMP__RCHUNK;
+    const void *xk = amp__at(x, dt, i0);
     int cn = 0;
-    part[k] = chunk(simd, is_max, dt, len, amp__at(x, dt, i0), &cn);
+    part[k] = is_max ? kt->max_chunk(dt, len, xk, &cn) : kt->sum_chunk(dt, len, xk);
     nan |= cn;
   }
   float r = is_max ? -INFINITY : 0.0f;

@@ -1,32 +1,13 @@
-/* AVX2/F16C fast paths of the elementwise kernels and reductions. Each one
- * gives the same bits as its scalar reference (see kernels_internal.h):
- * 16-bit loads widen exactly, stores round to nearest even like
- * dtype_inline.h (F16C for F16, integer rounding with NaN quieting for BF16),
- * and tails run the scalar code. */
+/* AVX2/F16C fast paths of the elementwise kernels and reductions, the
+ * entries of amp__kernels_avx2. Each one gives the same bits as its scalar
+ * reference (see kernels_internal.h): loads and stores are those of
+ * dtype/simd_avx2.h, and tails run the scalar code. */
 #include "kernels_internal.h"
 
 #include "../dtype/dtype_inline.h"
+#include "../dtype/simd_avx2.h"
 
-#include <immintrin.h>
 #include <math.h>
-
-static inline __m256 load8(int dt, const void *p, size_t i) {
-  if (dt == AMP_F32) return _mm256_loadu_ps((const float *)p + i);
-  __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
-  if (dt == AMP_F16) return _mm256_cvtph_ps(h);
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-/* F32 → BF16 bits in the low 16 of each 32-bit lane, as amp__f32_to_bf16. */
-static inline __m256i bf16_round(__m256 v) {
-  __m256i x = _mm256_castps_si256(v), hi = _mm256_srli_epi32(x, 16);
-  __m256i lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
-  __m256i r =
-      _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
-  __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)),
-                                     _mm256_set1_epi32(0x7f800000));
-  return _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), isnan);
-}
 
 /* Elementwise ops move 16 elements at a time. For BF16, load16 widens with
  * in-lane unpacks, so v0 holds elements 0-3, 8-11 and v1 holds 4-7, 12-15;
@@ -38,20 +19,19 @@ static inline void load16(int dt, const void *p, size_t i, __m256 *v0, __m256 *v
     *v0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), x));
     *v1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), x));
   } else {
-    *v0 = load8(dt, p, i);
-    *v1 = load8(dt, p, i + 8);
+    *v0 = amp__avx2_load8(p, dt, i);
+    *v1 = amp__avx2_load8(p, dt, i + 8);
   }
 }
 
 /* Rounds 16 values (in load16's order) to F16 or BF16 bits, in order. */
 static inline __m256i pack16(int dt, __m256 v0, __m256 v1) {
-  if (dt == AMP_F16) {
-#define AMP__RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm256_cvtps_ph(v0, AMP__RNE)),
-                                   _mm256_cvtps_ph(v1, AMP__RNE), 1);
-#undef AMP__RNE
-  }
-  return _mm256_packus_epi32(bf16_round(v0), bf16_round(v1)); /* values <= 0xffff */
+  if (dt == AMP_F16)
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(amp__avx2_narrow8(AMP_F16, v0)),
+                                   amp__avx2_narrow8(AMP_F16, v1), 1);
+  /* in-lane pack of values <= 0xffff undoes load16's in-lane unpack */
+  return _mm256_packus_epi32(amp__avx2_bf16_round(_mm256_castps_si256(v0)),
+                             amp__avx2_bf16_round(_mm256_castps_si256(v1)));
 }
 
 static inline void store16(int dt, void *p, size_t i, __m256 v0, __m256 v1) {
@@ -118,10 +98,11 @@ void amp__elt_avx2(int op, int dt, size_t n, float s, const void *a, const void 
   }
 }
 
-/* The flag test runs on the stored bits, which is the same test as the
- * reference's F32 threshold: a value reaches amp__nonfinite_bits(dt) exactly
- * when its F16/BF16 rounding is inf or NaN. The largest absolute bit pattern
- * is tracked, and compared once at the end. */
+/* The flag test runs on the stored bits (amp__dtype(dt)->inf_bits), which
+ * is the same test as the reference's F32 threshold: a value reaches
+ * amp__dtype(dt)->overflow_f32 exactly when its F16/BF16 rounding is inf or
+ * NaN. The largest absolute bit pattern is tracked, and compared once at
+ * the end. */
 static inline int unscale_loop(int dt, size_t n, void *g, float s, int mul) {
   const __m256 sv = _mm256_set1_ps(s);
   __m256i big = _mm256_setzero_si256();
@@ -151,14 +132,13 @@ static inline int unscale_loop(int dt, size_t n, void *g, float s, int mul) {
       big = _mm256_max_epu16(big, _mm256_and_si256(h, _mm256_set1_epi16(0x7fff)));
     }
   }
-  /* lanes at or above the threshold: max(big, thr) == big */
-  __m256i thrv = dt == AMP_F32   ? _mm256_set1_epi32(0x7f800000)
-                 : dt == AMP_F16 ? _mm256_set1_epi16(0x7c00)
-                                 : _mm256_set1_epi16(0x7f80);
-  __m256i hit = dt == AMP_F32 ? _mm256_cmpeq_epi32(_mm256_max_epu32(big, thrv), big)
-                              : _mm256_cmpeq_epi16(_mm256_max_epu16(big, thrv), big);
+  /* lanes at or above the dtype's inf bits: max(big, thr) == big */
+  const uint32_t inf = amp__dtype(dt)->inf_bits;
+  __m256i hit = dt == AMP_F32
+                    ? _mm256_cmpeq_epi32(_mm256_max_epu32(big, _mm256_set1_epi32((int)inf)), big)
+                    : _mm256_cmpeq_epi16(_mm256_max_epu16(big, _mm256_set1_epi16((short)inf)), big);
   int found = !_mm256_testz_si256(hit, hit);
-  if (i < n) found |= amp__unscale_ref(dt, n - i, (char *)g + i * (dt == AMP_F32 ? 4 : 2), s, mul);
+  if (i < n) found |= amp__unscale_scalar(dt, n - i, (void *)amp__at(g, dt, i), s, mul);
   return found;
 }
 
@@ -177,8 +157,8 @@ static inline float reduce_loop(int dt, int is_max, size_t n, const void *x, int
   __m256 acc0 = init, acc1 = init, acc2 = init, acc3 = init, un = _mm256_setzero_ps();
   size_t j = 0;
   for (; j + AMP__LANES <= n; j += AMP__LANES) {
-    __m256 v0 = load8(dt, x, j), v1 = load8(dt, x, j + 8);
-    __m256 v2 = load8(dt, x, j + 16), v3 = load8(dt, x, j + 24);
+    __m256 v0 = amp__avx2_load8(x, dt, j), v1 = amp__avx2_load8(x, dt, j + 8);
+    __m256 v2 = amp__avx2_load8(x, dt, j + 16), v3 = amp__avx2_load8(x, dt, j + 24);
     if (is_max) {
       acc0 = _mm256_max_ps(acc0, v0);
       acc1 = _mm256_max_ps(acc1, v1);
@@ -236,10 +216,10 @@ void amp__sum_cols_avx2(int dt, int64_t rows, int64_t cols, int64_t ld, const vo
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     for (int64_t r = 0; r < rows; r++) {
       size_t i = (size_t)(r * ld + c);
-      s0 = _mm256_add_ps(s0, load8(dt, x, i));
-      s1 = _mm256_add_ps(s1, load8(dt, x, i + 8));
-      s2 = _mm256_add_ps(s2, load8(dt, x, i + 16));
-      s3 = _mm256_add_ps(s3, load8(dt, x, i + 24));
+      s0 = _mm256_add_ps(s0, amp__avx2_load8(x, dt, i));
+      s1 = _mm256_add_ps(s1, amp__avx2_load8(x, dt, i + 8));
+      s2 = _mm256_add_ps(s2, amp__avx2_load8(x, dt, i + 16));
+      s3 = _mm256_add_ps(s3, amp__avx2_load8(x, dt, i + 24));
     }
     _mm256_storeu_ps(acc + c, s0);
     _mm256_storeu_ps(acc + c + 8, s1);
@@ -248,7 +228,8 @@ void amp__sum_cols_avx2(int dt, int64_t rows, int64_t cols, int64_t ld, const vo
   }
   for (; c + 8 <= cols; c += 8) {
     __m256 s = _mm256_setzero_ps();
-    for (int64_t r = 0; r < rows; r++) s = _mm256_add_ps(s, load8(dt, x, (size_t)(r * ld + c)));
+    for (int64_t r = 0; r < rows; r++)
+      s = _mm256_add_ps(s, amp__avx2_load8(x, dt, (size_t)(r * ld + c)));
     _mm256_storeu_ps(acc + c, s);
   }
   for (; c < cols; c++) {

@@ -1,14 +1,15 @@
-/* GEMM driver: argument checks, the scalar reference path, and dispatch to
- * the AVX2 fast path. */
+/* GEMM driver: argument checks, the scalar reference (the scalar kernel
+ * table's entry), and one call to the context's kernel table. */
 #include "gemm_internal.h"
 
 #include <math.h>
 
-static int gemm_dtype_ok(amp_dtype t) { return t == AMP_F32 || t == AMP_F16 || t == AMP_BF16; }
+static int gemm_dtype_ok(amp_dtype t) { return amp__dtype(t)->is_compute; }
 
 /* The reference: per element, one fmaf chain over k in order from 0. The
  * fast path performs the same chain, so the two agree bit for bit. */
-static void gemm_reference(const amp__gemm_args *g) {
+amp_status amp__gemm_scalar(amp_ctx *ctx, const amp__gemm_args *g) {
+  (void)ctx;
   const int64_t m = g->m, n = g->n, k = g->k;
   const size_t sai = g->ta ? 1 : (size_t)g->lda, sap = g->ta ? (size_t)g->lda : 1;
   const size_t sbp = g->tb ? 1 : (size_t)g->ldb, sbj = g->tb ? (size_t)g->ldb : 1;
@@ -24,6 +25,7 @@ static void gemm_reference(const amp__gemm_args *g) {
       amp__gemm_finish(g, i, j, acc);
     }
   }
+  return AMP_OK;
 }
 
 /* k == 0: there are no products, so C = beta·C (then the epilogue). */
@@ -99,9 +101,5 @@ amp_status amp_gemm(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t
     gemm_scale_only(&g);
     return AMP_OK;
   }
-#ifdef AMPC_HAVE_X86_SIMD
-  if (amp__use_simd(ctx)) return amp__gemm_avx2(ctx, &g);
-#endif
-  gemm_reference(&g);
-  return AMP_OK;
+  return amp__kernels_of(ctx)->gemm(ctx, &g);
 }

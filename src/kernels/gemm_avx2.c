@@ -10,6 +10,8 @@
  * the result matches the scalar reference bit for bit. */
 #include "gemm_internal.h"
 
+#include "../dtype/simd_avx2.h"
+
 #include <immintrin.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -31,42 +33,6 @@ enum {
 };
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-/* Eight consecutive elements of a buffer of dtype dt from index i, as F32. */
-static inline __m256 load8(const void *p, int dt, size_t i) {
-  switch (dt) {
-  case AMP_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
-  case AMP_BF16: {
-    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  }
-  default: return _mm256_loadu_ps((const float *)p + i);
-  }
-}
-
-/* Stores eight F32 values at index i of a buffer of dtype dt, rounding to
- * nearest even exactly as amp__store_f32 does. */
-static inline void store8(void *p, int dt, size_t i, __m256 v) {
-  switch (dt) {
-  case AMP_F16:
-    _mm_storeu_si128((__m128i *)((uint16_t *)p + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
-    break;
-  case AMP_BF16: {
-    __m256i x = _mm256_castps_si256(v);
-    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
-    __m256i r = _mm256_srli_epi32(
-        _mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), odd), 16);
-    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)),
-                                     _mm256_set1_epi32(0x7f800000));
-    __m256i q = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
-    r = _mm256_blendv_epi8(r, q, nan);
-    r = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
-    _mm_storeu_si128((__m128i *)((uint16_t *)p + i), _mm256_castsi256_si128(r));
-    break;
-  }
-  default: _mm256_storeu_ps((float *)p + i, v); break;
-  }
-}
 
 /* In-place transpose of an 8 × 8 block held as eight rows. */
 static inline void transpose8(__m256 r[8]) {
@@ -144,7 +110,8 @@ static inline __attribute__((always_inline)) void pack_a_dt(const amp__gemm_args
     if (mr == MR) {
       for (; p + 8 <= K; p += 8) {
         __m256 r[8];
-        for (int q = 0; q < MR; q++) r[q] = load8(g->a, adt, (size_t)(i0 + q) * lda + (size_t)p);
+        for (int q = 0; q < MR; q++)
+          r[q] = amp__avx2_load8(g->a, adt, (size_t)(i0 + q) * lda + (size_t)p);
         r[6] = r[7] = _mm256_setzero_ps();
         transpose8(r);
         for (int q = 0; q < 8; q++) store6(dst + (p + q) * MR, r[q]);
@@ -156,7 +123,8 @@ static inline __attribute__((always_inline)) void pack_a_dt(const amp__gemm_args
             q < mr ? amp__load_f32(g->a, adt, (size_t)(i0 + q) * lda + (size_t)p) : 0.0f;
   } else { /* op(A)(i, p) = A[p·lda + i]: rows of A are contiguous here */
     if (mr == MR && i0 + 8 <= g->m)
-      for (; p < K; p++) store6(dst + p * MR, load8(g->a, adt, (size_t)p * lda + (size_t)i0));
+      for (; p < K; p++)
+        store6(dst + p * MR, amp__avx2_load8(g->a, adt, (size_t)p * lda + (size_t)i0));
     for (; p < K; p++)
       for (int q = 0; q < MR; q++)
         dst[p * MR + q] =
@@ -194,8 +162,8 @@ static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args
           _mm256_store_si256((__m256i *)(dh + p * NR),
                              _mm256_loadu_si256((const __m256i *)((const uint16_t *)g->b + i)));
         } else {
-          _mm256_store_ps(df + p * NR, load8(g->b, bdt, i));
-          _mm256_store_ps(df + p * NR + 8, load8(g->b, bdt, i + 8));
+          _mm256_store_ps(df + p * NR, amp__avx2_load8(g->b, bdt, i));
+          _mm256_store_ps(df + p * NR + 8, amp__avx2_load8(g->b, bdt, i + 8));
         }
       }
     } else if (half) { /* transpose 8 × 8 blocks of 16-bit values as they are */
@@ -208,7 +176,7 @@ static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args
         for (int h = 0; h < NR; h += 8) {
           __m256 r[8];
           for (int q = 0; q < 8; q++)
-            r[q] = load8(g->b, bdt, (size_t)(j0 + h + q) * ldb + (size_t)p);
+            r[q] = amp__avx2_load8(g->b, bdt, (size_t)(j0 + h + q) * ldb + (size_t)p);
           transpose8(r);
           for (int q = 0; q < 8; q++) _mm256_store_ps(df + (p + q) * NR + h, r[q]);
         }
@@ -330,15 +298,17 @@ static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, 
   const __m256 zero = _mm256_setzero_ps();
   __m256 bias[2] = {zero, zero};
   if (g->bias)
-    for (int h = 0; h < 2; h++) bias[h] = load8(g->bias, g->bias_type, (size_t)(j0 + 8 * h));
+    for (int h = 0; h < 2; h++)
+      bias[h] = amp__avx2_load8(g->bias, g->bias_type, (size_t)(j0 + 8 * h));
   for (int64_t r = 0; r < mr; r++) {
     for (int h = 0; h < 2; h++) {
       const size_t ci = (size_t)(i0 + r) * (size_t)g->ldc + (size_t)(j0 + 8 * h);
       __m256 v = _mm256_mul_ps(alpha, _mm256_load_ps(tile + r * NR + 8 * h));
-      if (g->beta != 0.0f) v = _mm256_add_ps(v, _mm256_mul_ps(beta, load8(g->c, g->c_type, ci)));
+      if (g->beta != 0.0f)
+        v = _mm256_add_ps(v, _mm256_mul_ps(beta, amp__avx2_load8(g->c, g->c_type, ci)));
       if (g->bias) v = _mm256_add_ps(v, bias[h]);
       if (g->relu) v = _mm256_max_ps(zero, v);
-      store8(g->c, g->c_type, ci, v);
+      amp__avx2_store8(g->c, g->c_type, ci, v);
     }
   }
 }

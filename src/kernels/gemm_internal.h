@@ -38,8 +38,14 @@ static inline void amp__gemm_finish(const amp__gemm_args *g, int64_t i, int64_t 
   amp__store_f32(g->c, g->c_type, ci, v);
 }
 
-/* The packed, blocked AVX2/FMA path (k >= 1). Returns AMP_ERR_NOMEM (and
- * records it) when the packing buffers cannot be allocated. */
+/* The kernel table entries (k >= 1). The scalar reference: per element, one
+ * fmaf chain over k in order from 0, then amp__gemm_finish. */
+amp_status amp__gemm_scalar(amp_ctx *ctx, const amp__gemm_args *g);
+#ifdef AMPC_HAVE_X86_SIMD
+/* The packed, blocked AVX2/FMA path: the same chains, the same bits. Returns
+ * AMP_ERR_NOMEM (and records it) when the packing buffers cannot be
+ * allocated. */
 amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g);
+#endif
 
 #endif

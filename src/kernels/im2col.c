@@ -54,7 +54,7 @@ amp_status amp_im2col(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const 
   int64_t oh, ow;
   amp_status st = check_conv(ctx, "amp_im2col", dt, g, img, col, &oh, &ow);
   if (st != AMP_OK) return st;
-  const size_t es = dt == AMP_F32 ? 4 : 2;
+  const size_t es = amp__dtype_size(dt);
   const int64_t nrows = g->c * g->kh * g->kw;
 #pragma omp parallel for num_threads(amp__threads(ctx))                                            \
     schedule(static) if (nrows * oh * ow > AMP__PAR_MIN)

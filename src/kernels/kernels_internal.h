@@ -61,32 +61,35 @@ static inline float amp__lane_tree(float *p, int is_max) {
   return p[0];
 }
 
-/* unscale_check flags an element when the absolute bits of its unscaled F32
- * value reach this threshold: the value is inf/NaN or rounds to inf in dt. */
-static inline uint32_t amp__nonfinite_bits(int dt) {
-  return dt == AMP_F16 ? 0x477ff000u : dt == AMP_BF16 ? 0x7f7f8000u : 0x7f800000u;
-}
-
-/* Element i of a buffer of dtype dt (F32, F16 or BF16), as a pointer. */
+/* Element i of a buffer of dtype dt, as a pointer. */
 static inline const void *amp__at(const void *p, int dt, size_t i) {
-  return (const char *)p + i * (dt == AMP_F32 ? 4 : 2);
+  return (const char *)p + i * amp__dtype_size(dt);
 }
 
 /* Sum of n elements with the chunked, lane-blocked order above, on one
- * thread. amp_vec_sum gives the same bits with any thread count. */
-float amp__sum_serial(int simd, int dt, size_t n, const void *x);
+ * thread, with the chunk kernel of table k. amp_vec_sum gives the same bits
+ * with any thread count. */
+float amp__sum_serial(const amp__kernels *k, int dt, size_t n, const void *x);
 
 /* Argument checks shared by the kernels: they record "fn: ..." on ctx. */
 amp_status amp__check_dtype(amp_ctx *ctx, const char *fn, amp_dtype dt);
 
-/* Scalar reference of amp_vec_unscale_check on one chunk; returns found_inf. */
-int amp__unscale_ref(int dt, size_t n, void *g, float s, int mul);
-/* Non-zero when any of g[0..n) is inf or NaN (one thread; the AVX2 path
- * when simd is set). */
-int amp__check_finite_f32(int simd, size_t n, const float *g);
+/* Non-zero when any of g[0..n) is inf or NaN (one thread, table k). */
+int amp__check_finite_f32(const amp__kernels *k, size_t n, const float *g);
+
+/* The entries of the kernel tables (contracts in core/kernels.h). unscale
+ * flags an element when the absolute bits of its unscaled F32 value reach
+ * amp__dtype(dt)->overflow_f32: the value is inf/NaN or rounds to inf in dt.
+ * The scalar references (eltwise.c, rows.c): */
+void amp__elt_scalar(int op, int dt, size_t n, float s, const void *a, const void *b, void *y);
+int amp__unscale_scalar(int dt, size_t n, void *g, float s, int mul);
+float amp__sum_chunk_scalar(int dt, size_t n, const void *x);
+float amp__max_chunk_scalar(int dt, size_t n, const void *x, int *nan);
+void amp__sum_cols_scalar(int dt, int64_t rows, int64_t cols, int64_t ld, const void *x,
+                          float *acc);
 
 #ifdef AMPC_HAVE_X86_SIMD
-/* AVX2/F16C versions of the scalar helpers in eltwise.c and rows.c. */
+/* Their AVX2/F16C versions (eltwise_avx2.c). */
 void amp__elt_avx2(int op, int dt, size_t n, float s, const void *a, const void *b, void *y);
 int amp__unscale_avx2(int dt, size_t n, void *g, float s, int mul);
 float amp__sum_chunk_avx2(int dt, size_t n, const void *x);

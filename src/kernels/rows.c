@@ -23,16 +23,16 @@ amp_status amp_sum_rows(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_t cols, 
                         float *out) {
   amp_status st = check_matrix(ctx, "amp_sum_rows", dt, rows, cols, x, out);
   if (st != AMP_OK) return st;
-  int simd = amp__use_simd(ctx);
+  const amp__kernels *k = amp__kernels_of(ctx);
 #pragma omp parallel for num_threads(amp__threads(ctx))                                            \
     schedule(static) if (rows * cols > AMP__PAR_MIN)
   for (int64_t r = 0; r < rows; r++)
-    out[r] = amp__sum_serial(simd, dt, (size_t)cols, amp__at(x, dt, (size_t)(r * cols)));
+    out[r] = amp__sum_serial(k, dt, (size_t)cols, amp__at(x, dt, (size_t)(r * cols)));
   return AMP_OK;
 }
 
-static void sum_cols_ref(int dt, int64_t rows, int64_t cols, int64_t ld, const void *x,
-                         float *acc) {
+void amp__sum_cols_scalar(int dt, int64_t rows, int64_t cols, int64_t ld, const void *x,
+                          float *acc) {
   for (int64_t c = 0; c < cols; c++) acc[c] = 0.0f;
   for (int64_t r = 0; r < rows; r++)
     for (int64_t c = 0; c < cols; c++) acc[c] += amp__load_f32(x, dt, (size_t)(r * ld + c));
@@ -42,21 +42,14 @@ amp_status amp_sum_cols(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_t cols, 
                         float *out, int accumulate) {
   amp_status st = check_matrix(ctx, "amp_sum_cols", dt, rows, cols, x, out);
   if (st != AMP_OK) return st;
-  int simd = amp__use_simd(ctx);
+  const amp__kernels *k = amp__kernels_of(ctx);
   int64_t nb = (cols + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for num_threads(amp__threads(ctx))                                            \
     schedule(static) if (rows * cols > AMP__PAR_MIN)
   for (int64_t b = 0; b < nb; b++) {
     int64_t c0 = b * COL_BLOCK, w = cols - c0 < COL_BLOCK ? cols - c0 : COL_BLOCK;
     float acc[COL_BLOCK];
-    const void *xb = amp__at(x, dt, (size_t)c0);
-#ifdef AMPC_HAVE_X86_SIMD
-    if (simd)
-      amp__sum_cols_avx2(dt, rows, w, cols, xb, acc);
-    else
-#endif
-      sum_cols_ref(dt, rows, w, cols, xb, acc);
-    (void)simd;
+    k->sum_cols(dt, rows, w, cols, amp__at(x, dt, (size_t)c0), acc);
     for (int64_t c = 0; c < w; c++) out[c0 + c] = accumulate ? out[c0 + c] + acc[c] : acc[c];
   }
   return AMP_OK;

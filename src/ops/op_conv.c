@@ -26,7 +26,7 @@ static int col_is_image(const amp_conv_geom *g) {
          g->pad_w == 0;
 }
 
-static int is_float_op_dtype(amp_dtype d) { return d == AMP_F32 || d == AMP_F16 || d == AMP_BF16; }
+static int is_float_op_dtype(amp_dtype d) { return amp__dtype(d)->is_compute; }
 
 amp_tensor *amp_conv2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b, int64_t stride_h,
                        int64_t stride_w, int64_t pad_h, int64_t pad_w) {

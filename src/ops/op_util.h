@@ -10,15 +10,15 @@
  * F32 stores in this dtype, so a leaf's gradient is never rounded to 16 bits
  * on its way into its F32 accumulator. */
 static inline amp_dtype amp__grad_dtype(const amp_tensor *t) {
-  const amp_tensor *o = t->master ? t->master : t;
+  const amp_tensor *o = amp__master(t) ? amp__master(t) : t;
   if (o->grad) return o->grad->dtype;
-  return o->node ? o->dtype : AMP_F32;
+  return amp__node_of(o) ? o->dtype : AMP_F32;
 }
 
 /* Records "<op>: input has dtype <dt>" and returns 0 unless t is F32, F16 or
  * BF16. */
 static inline int amp__check_float(amp_ctx *ctx, amp__op op, const amp_tensor *t) {
-  if (t->dtype == AMP_F32 || t->dtype == AMP_F16 || t->dtype == AMP_BF16) return 1;
+  if (amp__dtype(t->dtype)->is_compute) return 1;
   amp__error(ctx, AMP_ERR_UNSUPPORTED, "%s: input has dtype %s; the op takes f32, f16, bf16",
              amp__ops[op].name, amp_dtype_name(t->dtype));
   return 0;

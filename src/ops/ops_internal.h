@@ -125,7 +125,7 @@ amp_tensor *amp__autocast_leaf(amp_ctx *ctx, amp_tensor *leaf, amp_dtype dt);
 
 /* A leaf: requires a gradient and was not produced by an op. */
 static inline int amp__is_leaf(const amp_tensor *t) {
-  return t->requires_grad && !t->node && !t->master;
+  return t->requires_grad && !amp__node_of(t) && !amp__master(t);
 }
 
 #endif

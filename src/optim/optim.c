@@ -1,12 +1,14 @@
 /* Optimizers over FP32 master weights: SGD (momentum, dampening, Nesterov,
  * weight decay), Adam and AdamW (bias correction), as torch.optim computes
- * them. One contiguous buffer per role (masters, gradients, moments, 16-bit
- * working copies); one pass per step that reads master and gradient and
- * writes master, moments and the working copy, block by block so that the
- * block is still in L1 when it is rounded to 16 bits. */
+ * them. The masters, gradients and 16-bit working copies are the model's run
+ * of the parameter store (src/nn/params.c); the optimizer adds its moments,
+ * one contiguous buffer each. One pass per step reads master and gradient
+ * and writes master, moments and the working copy, block by block so that
+ * the block is still in L1 when it is rounded to 16 bits. */
 #include "optim_internal.h"
 
 #include "../kernels/kernels_internal.h"
+#include "../nn/params_internal.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -71,6 +73,13 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
     amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_optim_create: the model has no parameters");
     return NULL;
   }
+  /* The model's parameters, as one run of the parameter store's slabs. */
+  amp_tensor **params =
+      amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof(amp_tensor *) * (size_t)np);
+  if (!params) return NULL;
+  for (int i = 0; i < np; i++) params[i] = amp_module_param(model, i, NULL);
+  amp__param_range r;
+  if (!amp__params_range(ctx, params, np, &r)) return NULL;
   amp_optim *o = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof *o);
   if (!o) return NULL;
   memset(o, 0, sizeof *o);
@@ -80,48 +89,20 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
   o->n = n;
   o->grad_factor = 1.0f;
   o->nparams = np;
-  size_t fb = (size_t)n * sizeof(float);
-  o->master = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb);
-  o->grad = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb);
-  int nmoments = p->kind == AMP_OPTIM_SGD ? (p->momentum > 0) : 2;
-  if (nmoments >= 1) o->m = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb);
-  if (nmoments >= 2) o->v = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb);
-  if (p->work_dtype != AMP_F32) o->work = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, (size_t)n * 2);
-  o->params = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof(amp_tensor *) * (size_t)np);
-  if (!o->master || !o->grad || (nmoments >= 1 && !o->m) || (nmoments >= 2 && !o->v) ||
-      (p->work_dtype != AMP_F32 && !o->work) || !o->params)
+  o->params = params;
+  o->master = r.slab->master + r.off;
+  o->grad = r.slab->grad + r.off;
+  if (p->work_dtype != AMP_F32 && !(o->work = amp__params_work(ctx, &r, params, np, p->work_dtype)))
     return NULL;
+  /* The optimizer adds only its moments. */
+  size_t fb = (size_t)n * sizeof(float);
+  int nmoments = p->kind == AMP_OPTIM_SGD ? (p->momentum > 0) : 2;
+  if (nmoments >= 1 && !(o->m = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb))) return NULL;
+  if (nmoments >= 2 && !(o->v = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb))) return NULL;
   o->bytes = fb * (size_t)(2 + nmoments) + (o->work ? (size_t)n * 2 : 0);
   memset(o->grad, 0, fb);
   if (o->m) memset(o->m, 0, fb);
   if (o->v) memset(o->v, 0, fb);
-  /* Move every parameter into the buffers (values kept, gradients zeroed). */
-  int64_t off = 0;
-  for (int i = 0; i < np; i++) {
-    amp_tensor *t = amp_module_param(model, i, NULL);
-    if (t->dtype != AMP_F32 || !t->grad) {
-      amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_optim_create: parameter %d is not an F32 leaf", i);
-      return NULL;
-    }
-    memcpy(o->master + off, t->data, (size_t)t->numel * sizeof(float));
-    t->data = o->master + off;
-    t->grad->data = o->grad + off;
-    if (o->work) {
-      amp_tensor *w = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof *w);
-      if (!w) return NULL;
-      *w = *t;
-      w->dtype = p->work_dtype;
-      w->data = (char *)o->work + (size_t)off * 2;
-      w->grad = NULL;
-      w->work = NULL;
-      w->master = t;
-      w->requires_grad = 1;
-      w->node = NULL;
-      t->work = w;
-    }
-    o->params[i] = t;
-    off += t->numel;
-  }
   if (!p->master_weights && o->work) {
     /* Pure 16-bit weights: the masters start as the 16-bit values. */
     amp_convert(o->work, p->work_dtype, o->master, AMP_F32, (size_t)n);
@@ -132,7 +113,9 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
 }
 
 void amp_optim_zero_grad(amp_optim *o) {
-  if (o) memset(o->grad, 0, (size_t)o->n * sizeof(float));
+  if (!o) return;
+  memset(o->grad, 0, (size_t)o->n * sizeof(float));
+  o->grad_factor = 1.0f; /* a pending factor belonged to the gradients just dropped */
 }
 
 /* Rounds master[i0, i0+len) into the working copy (and, without master
@@ -174,12 +157,12 @@ static void next_hyper(const amp_optim *o, amp_optim_hyper *h) {
 /* Updates block b and writes its working copy: the F16 copy with nearest
  * rounding inside the update's own pass, other copies by converting the
  * block just done (still in L1). */
-static void update_block(amp_optim *o, const amp_optim_hyper *h, int simd, int64_t b) {
+static void update_block(amp_optim *o, const amp_optim_hyper *h, const amp__kernels *k, int64_t b) {
   const int fused = o->work && o->p.work_dtype == AMP_F16 &&
                     o->p.rounding == AMP_ROUND_NEAREST_EVEN && o->p.master_weights;
   int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-  amp__optim_update(o->p.kind, simd, h, len, o->master + i0, o->grad + i0, o->m ? o->m + i0 : NULL,
-                    o->v ? o->v + i0 : NULL, fused ? (uint16_t *)o->work + i0 : NULL);
+  k->optim_update(o->p.kind, h, len, o->master + i0, o->grad + i0, o->m ? o->m + i0 : NULL,
+                  o->v ? o->v + i0 : NULL, fused ? (uint16_t *)o->work + i0 : NULL);
   if (!fused) write_work(o, i0, len);
 }
 
@@ -193,9 +176,9 @@ amp_status amp_optim_step(amp_optim *o) {
   amp_optim_hyper h;
   next_hyper(o, &h);
   int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
-  int simd = amp__use_simd(o->ctx);
+  const amp__kernels *k = amp__kernels_of(o->ctx);
 #pragma omp parallel for schedule(static) num_threads(amp__threads(o->ctx)) if (nblocks > 8)
-  for (int64_t b = 0; b < nblocks; b++) update_block(o, &h, simd, b);
+  for (int64_t b = 0; b < nblocks; b++) update_block(o, &h, k, b);
   step_done(o);
   return AMP_OK;
 }
@@ -204,7 +187,7 @@ int amp__optim_step_if_finite(amp_optim *o) {
   amp_optim_hyper h;
   next_hyper(o, &h);
   const int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
-  const int simd = amp__use_simd(o->ctx);
+  const amp__kernels *k = amp__kernels_of(o->ctx);
   atomic_int arrived, bad;
   atomic_init(&arrived, 0);
   atomic_init(&bad, 0);
@@ -223,13 +206,13 @@ int amp__optim_step_if_finite(amp_optim *o) {
     int mine = 0;
     for (int64_t b = b0; b < b1; b++) {
       const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-      mine |= amp__check_finite_f32(simd, (size_t)len, o->grad + i0);
+      mine |= amp__check_finite_f32(k, (size_t)len, o->grad + i0);
     }
     if (mine) atomic_store(&bad, 1);
     atomic_fetch_add_explicit(&arrived, 1, memory_order_acq_rel);
     amp__wait_at_least(&arrived, (int)nt);
     if (!atomic_load(&bad))
-      for (int64_t b = b0; b < b1; b++) update_block(o, &h, simd, b);
+      for (int64_t b = b0; b < b1; b++) update_block(o, &h, k, b);
   }
   if (atomic_load(&bad)) return 1;
   step_done(o);
@@ -254,6 +237,15 @@ amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm) {
 }
 
 float amp_optim_grad_factor(const amp_optim *o) { return o ? o->grad_factor : 1.0f; }
+
+void amp__optim_grads(amp_optim *o, float **g, int64_t *n) {
+  *g = o->grad;
+  *n = o->n;
+}
+
+void amp__optim_mul_factor(amp_optim *o, float f) { o->grad_factor *= f; }
+
+void amp__optim_drop_factor(amp_optim *o) { o->grad_factor = 1.0f; }
 float amp_optim_lr(const amp_optim *o) { return o ? o->lr : 0.0f; }
 void amp_optim_set_lr(amp_optim *o, float lr) {
   if (o && lr >= 0 && isfinite(lr)) o->lr = lr;

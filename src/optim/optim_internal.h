@@ -3,6 +3,7 @@
 #define AMPC_OPTIM_INTERNAL_H
 
 #include "../core/internal.h"
+#include "optim_scaler.h"
 
 struct amp_optim {
   amp_ctx *ctx;
@@ -16,18 +17,10 @@ struct amp_optim {
   int nparams;
   amp_tensor **params;
   int64_t step;      /* updates done */
-  float grad_factor; /* pending gradient multiplier (clipping) */
+  float grad_factor; /* pending gradient multiplier (clipping; 1/S in the
+                        scaler's one-pass step) */
   size_t bytes;
-  /* Loss-scaler bookkeeping for this optimizer within one step. */
-  int scaler_stage; /* 0 nothing yet, 1 unscaled, 2 stepped */
-  int found_inf;
 };
-
-/* A step of o that happens only if every gradient is finite, with the
- * inf/NaN check and the update in one parallel region. Returns 1 (nothing
- * changed) when some gradient is inf or NaN, else 0 (stepped, exactly as
- * amp_optim_step). */
-int amp__optim_step_if_finite(amp_optim *o);
 
 /* Hyper-parameters of one step. */
 typedef struct amp_optim_hyper {
@@ -39,18 +32,16 @@ typedef struct amp_optim_hyper {
   float bc2_sqrt; /* sqrt(1 - beta2^t) */
 } amp_optim_hyper;
 
-/* Updates n parameters in place: the scalar reference, and the AVX2 path
- * (same operations in the same order, no FMA contraction: the same bits).
- * With w16 non-NULL, also writes each new value rounded to F16 (nearest
- * even) there, in the same pass. */
-void amp__optim_update(amp_optim_kind kind, int simd, const amp_optim_hyper *h, int64_t n, float *p,
-                       const float *g, float *m, float *v, uint16_t *w16);
-void amp__optim_update_ref(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                           const float *g, float *m, float *v);
+/* The update rule over n parameters, in place: the entries of the kernel
+ * tables (core/kernels.h; callers run amp__kernels_of(ctx)->optim_update).
+ * The scalar reference and the AVX2 path do the same operations in the same
+ * order (no FMA contraction): the same bits. With w16 non-NULL, also writes
+ * each new value rounded to F16 (nearest even) there, in the same pass. */
+void amp__optim_update_scalar(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
+                              const float *g, float *m, float *v, uint16_t *w16);
 #ifdef AMPC_HAVE_X86_SIMD
-/* Returns the number of leading elements done (a multiple of 8). */
-int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                               const float *g, float *m, float *v, uint16_t *w16);
+void amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
+                            const float *g, float *m, float *v, uint16_t *w16);
 #endif
 
 #endif

@@ -1,6 +1,9 @@
-/* The per-element update rules (scalar reference), written operation by
- * operation as torch.optim's single-tensor implementations compute them. */
+/* The per-element update rules (scalar reference, the scalar kernel table's
+ * entry), written operation by operation as torch.optim's single-tensor
+ * implementations compute them. */
 #include "optim_internal.h"
+
+#include "../dtype/convert_internal.h"
 
 #include <math.h>
 
@@ -38,25 +41,11 @@ static void adam(int decoupled, const amp_optim_hyper *h, int64_t n, float *p, c
   }
 }
 
-void amp__optim_update_ref(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                           const float *g, float *m, float *v) {
+void amp__optim_update_scalar(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
+                              const float *g, float *m, float *v, uint16_t *w16) {
   if (kind == AMP_OPTIM_SGD)
     sgd(h, n, p, g, m);
   else
     adam(kind == AMP_OPTIM_ADAMW, h, n, p, g, m, v);
-}
-
-void amp__optim_update(amp_optim_kind kind, int simd, const amp_optim_hyper *h, int64_t n, float *p,
-                       const float *g, float *m, float *v, uint16_t *w16) {
-  int64_t done = 0;
-#ifdef AMPC_HAVE_X86_SIMD
-  if (simd) done = amp__optim_update_avx2(kind, h, n, p, g, m, v, w16);
-#else
-  (void)simd;
-#endif
-  if (done < n) {
-    amp__optim_update_ref(kind, h, n - done, p + done, g + done, m ? m + done : NULL,
-                          v ? v + done : NULL);
-    if (w16) amp_convert(w16 + done, AMP_F16, p + done, AMP_F32, (size_t)(n - done));
-  }
+  if (w16) amp__cvt_f32_to_f16_scalar(w16, p, (size_t)n, 0);
 }

@@ -1,11 +1,13 @@
 /* AVX2 versions of the update rules: the same operations in the same order
- * as update.c (separate multiply and add, never fused), so the bits agree. */
+ * as update.c (separate multiply and add, never fused), so the bits agree.
+ * The last n % 8 elements run the scalar rule. */
 #include "optim_internal.h"
 
-#include <immintrin.h>
+#include "../dtype/simd_avx2.h"
 
-int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                               const float *g, float *m, float *v, uint16_t *w16) {
+/* The leading multiple of 8 elements; returns how many were done. */
+static int64_t update8(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
+                       const float *g, float *m, float *v, uint16_t *w16) {
   const int64_t n8 = n & ~(int64_t)7;
   const __m256 gmul = _mm256_set1_ps(h->gmul), wd = _mm256_set1_ps(h->wd);
   const __m256 neg_lr = _mm256_set1_ps(-h->lr);
@@ -24,8 +26,7 @@ int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, in
       }
       x = _mm256_add_ps(x, _mm256_mul_ps(neg_lr, d));
       _mm256_storeu_ps(p + i, x);
-      if (w16)
-        _mm_storeu_si128((__m128i *)(w16 + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+      if (w16) amp__avx2_store8(w16, AMP_F16, (size_t)i, x);
     }
     return n8;
   }
@@ -51,7 +52,15 @@ int64_t amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, in
     __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
     x = _mm256_add_ps(x, _mm256_mul_ps(neg_step, _mm256_div_ps(mi, denom)));
     _mm256_storeu_ps(p + i, x);
-    if (w16) _mm_storeu_si128((__m128i *)(w16 + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+    if (w16) amp__avx2_store8(w16, AMP_F16, (size_t)i, x);
   }
   return n8;
+}
+
+void amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
+                            const float *g, float *m, float *v, uint16_t *w16) {
+  const int64_t d = update8(kind, h, n, p, g, m, v, w16);
+  if (d < n)
+    amp__optim_update_scalar(kind, h, n - d, p + d, g + d, m ? m + d : NULL, v ? v + d : NULL,
+                             w16 ? w16 + d : NULL);
 }

@@ -85,15 +85,10 @@ void *amp_arena_alloc(amp_ctx *ctx, amp_arena_kind kind, size_t bytes) {
   return p;
 }
 
-void amp_ctx_step_reset(amp_ctx *ctx) {
-  if (!ctx) return;
-  amp__arena *a = &ctx->arenas[AMP_ARENA_STEP];
+void amp__arena_reset(amp__arena *a) {
   a->cur = a->first;
   if (a->cur) a->cur->used = 0;
   a->used = 0;
-  /* Everything on the tape and in the autocast cache lived in the step arena. */
-  ctx->tape_len = 0;
-  ctx->cast_len = 0;
 }
 
 size_t amp_arena_used_bytes(const amp_ctx *ctx, amp_arena_kind kind) {

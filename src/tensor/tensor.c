@@ -4,28 +4,11 @@
 #include <stdint.h>
 #include <string.h>
 
-size_t amp_dtype_size(amp_dtype t) {
-  switch (t) {
-  case AMP_F32: return 4;
-  case AMP_F16: return 2;
-  case AMP_BF16: return 2;
-  case AMP_E4M3: return 1;
-  case AMP_E5M2: return 1;
-  case AMP_I32: return 4;
-  case AMP_U8: return 1;
-  case AMP_DTYPE_COUNT: break;
-  }
-  return 0;
-}
+size_t amp_dtype_size(amp_dtype t) { return amp__dtype_size(t); }
 
-static const char *const dtype_names[AMP_DTYPE_COUNT] = {"f32",  "f16", "bf16", "e4m3",
-                                                         "e5m2", "i32", "u8"};
+const char *amp_dtype_name(amp_dtype t) { return amp__dtype(t)->name; }
 
-const char *amp_dtype_name(amp_dtype t) {
-  return (unsigned)t < AMP_DTYPE_COUNT ? dtype_names[t] : "invalid";
-}
-
-int amp_dtype_is_float(amp_dtype t) { return (unsigned)t <= AMP_E5M2; }
+int amp_dtype_is_float(amp_dtype t) { return amp__dtype(t)->is_float; }
 
 amp_status amp_dtype_parse(const char *name, amp_dtype *out) {
   static const struct {
@@ -36,7 +19,7 @@ amp_status amp_dtype_parse(const char *name, amp_dtype *out) {
                  {"bfloat16", AMP_BF16}, {"fp8_e4m3", AMP_E4M3}, {"fp8_e5m2", AMP_E5M2}};
   if (!name || !out) return AMP_ERR_INVALID_ARG;
   for (int i = 0; i < AMP_DTYPE_COUNT; i++)
-    if (strcmp(name, dtype_names[i]) == 0) {
+    if (strcmp(name, amp__dtype(i)->name) == 0) {
       *out = (amp_dtype)i;
       return AMP_OK;
     }
@@ -50,6 +33,14 @@ amp_status amp_dtype_parse(const char *name, amp_dtype *out) {
 
 amp_tensor *amp_tensor_new(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dtype, int ndim,
                            const int64_t *shape) {
+  amp_tensor *t = amp__tensor_header(ctx, arena, dtype, ndim, shape);
+  if (!t) return NULL;
+  t->data = amp_arena_alloc(ctx, arena, (size_t)t->numel * amp_dtype_size(dtype));
+  return t->data ? t : NULL;
+}
+
+amp_tensor *amp__tensor_header(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dtype, int ndim,
+                               const int64_t *shape) {
   if (!ctx) return NULL;
   size_t es = amp_dtype_size(dtype);
   if (es == 0) {
@@ -77,16 +68,16 @@ amp_tensor *amp_tensor_new(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dtype, 
   }
   amp_tensor *t = amp_arena_alloc(ctx, arena, sizeof *t);
   if (!t) return NULL;
-  t->data = amp_arena_alloc(ctx, arena, (size_t)numel * es);
-  if (!t->data) return NULL;
+  t->data = NULL;
   t->dtype = dtype;
   t->ndim = ndim;
   for (int i = 0; i < AMP_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
   t->numel = numel;
   t->arena = arena;
   t->requires_grad = 0;
-  t->grad = t->work = t->master = NULL;
-  t->node = NULL;
+  t->grad = NULL;
+  t->internal_.work = t->internal_.master = NULL;
+  t->internal_.node = NULL;
   return t;
 }
 

@@ -24,6 +24,47 @@ cmp -s "$tmp/a.st" "$tmp/c.st" && ok || bad "resumed checkpoint differs from the
   ok || bad "the test needs skipped steps in both halves: $b / $a"
 [ "$(field "$a" final_scale)" = "$(field "$c" final_scale)" ] && ok || bad "final scale differs"
 
+# --resume: a flag the restored state keeps (scaler, optimizer, model, loader
+# shuffle) may repeat the checkpoint's value but not change it.
+for flag in "--precision bf16" "--loss-scale static:128" "--growth-interval 8" "--optim sgd" \
+  "--seed 5" "--master-weights off"; do
+  # shellcheck disable=SC2086
+  expect_fail 2 "${flag%% *} .* conflicts with --resume" "${run[@]:1}" --epochs 2 \
+    --resume "$tmp/b.st" $flag
+done
+expect_fail 2 "config.growth-interval is 4" "${run[@]:1}" --resume "$tmp/b.st" --growth-interval 8
+
+# A checkpoint restores only the model, recipe, optimizer and data options:
+# never an output path, and every value is checked.
+with_meta() { # IN OUT KEY VALUE: IN with one more __metadata__ entry
+  python3 - "$@" <<'PY'
+import json, struct, sys
+src, dst, key, val = sys.argv[1:5]
+b = open(src, "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+h.setdefault("__metadata__", {})[key] = val
+j = json.dumps(h, separators=(",", ":")).encode()
+j += b" " * (-len(j) % 8)
+open(dst, "wb").write(struct.pack("<Q", len(j)) + j + b[8 + n:])
+PY
+}
+if command -v python3 >/dev/null; then
+  for key in metrics save resume threads; do
+    with_meta "$tmp/b.st" "$tmp/evil.st" "config.$key" "$tmp/pwned.$key"
+    expect_fail 1 "config.$key is not one a checkpoint may set" train --resume "$tmp/evil.st" \
+      --quiet
+    expect_fail 1 "config.$key is not one a checkpoint may set" eval --checkpoint "$tmp/evil.st"
+    [ ! -e "$tmp/pwned.$key" ] && ok || bad "the checkpoint's config.$key was obeyed"
+  done
+  with_meta "$tmp/b.st" "$tmp/evil.st" config.model "mlp:32-x"
+  expect_fail 1 "config.model = 'mlp:32-x' is not valid" train --resume "$tmp/evil.st" --quiet
+  with_meta "$tmp/b.st" "$tmp/evil.st" config.precision "fp8"
+  expect_fail 1 "config.precision = 'fp8' is not valid" eval --checkpoint "$tmp/evil.st"
+else
+  echo "note: python3 not found; the crafted-checkpoint checks are skipped"
+fi
+
 # eval and export read the configuration from the checkpoint.
 e=$("$ampc" eval --checkpoint "$tmp/a.st" --json)
 [ "$(field "$e" test_accuracy)" = "$(field "$a" test_accuracy)" ] && ok ||

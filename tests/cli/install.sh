@@ -13,6 +13,9 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 root="$tmp/root"
 prefix=/usr/local
+# Extra compiler flags for programs built against the library (a sanitizer
+# build's library needs the sanitizer runtime linked into the program).
+extra=${AMPC_TEST_CFLAGS:-}
 
 if DESTDIR="$root" cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" 2>&1; then ok; else
   bad "cmake --install failed: $(tail -5 "$tmp/install.log")"
@@ -38,7 +41,7 @@ run_example() {
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 flags=$(pkg-config --cflags --libs ampc 2>&1) && ok || bad "pkg-config: $flags"
 # shellcheck disable=SC2086
-if cc -std=c11 -o "$tmp/ex_pc" "$src/examples/mnist_mlp.c" $flags 2>"$tmp/cc.log"; then ok; else
+if cc -std=c11 $extra -o "$tmp/ex_pc" "$src/examples/mnist_mlp.c" $flags 2>"$tmp/cc.log"; then ok; else
   bad "build with pkg-config flags '$flags' failed: $(cat "$tmp/cc.log")"
 fi
 [ -x "$tmp/ex_pc" ] && run_example "$tmp/ex_pc"
@@ -53,7 +56,8 @@ find_package(ampc REQUIRED)
 add_executable(app mnist_mlp.c)
 target_link_libraries(app ampc::ampc)
 CM
-if cmake -S "$tmp/app" -B "$tmp/app/build" -DCMAKE_PREFIX_PATH="$root$prefix" >"$tmp/cm.log" 2>&1 &&
+if cmake -S "$tmp/app" -B "$tmp/app/build" -DCMAKE_PREFIX_PATH="$root$prefix" \
+  -DCMAKE_C_FLAGS="$extra" >"$tmp/cm.log" 2>&1 &&
   cmake --build "$tmp/app/build" >>"$tmp/cm.log" 2>&1; then ok; else
   bad "CMake consumer failed: $(tail -15 "$tmp/cm.log")"
 fi

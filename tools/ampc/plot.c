@@ -164,8 +164,9 @@ static double py(const frame *fr, double y) {
 
 /* Axes, title and tick labels of one panel. */
 static void draw_frame(FILE *f, const frame *fr, const char *title, int log) {
-  fprintf(f, "<g class=\"panel\"><rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
-             "stroke=\"#444\"/>\n",
+  fprintf(f,
+          "<g class=\"panel\"><rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
+          "stroke=\"#444\"/>\n",
           LM, fr->top, W - LM - RM, PH);
   fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"13\">", LM, fr->top - 6);
   xml_text(f, title);
@@ -247,9 +248,10 @@ static int write_svg(FILE *f, const run *runs, int nruns) {
     fr.top = TOP + p * (PH + GAP) + 14;
     range_of(runs, nruns, k, log, &fr);
     const char *title = series_info[k].title;
-    if (k == S_VAL) title = runs[0].val_key && strcmp(runs[0].val_key, "val_accuracy") == 0
-                                ? "validation accuracy (%)"
-                                : "validation loss";
+    if (k == S_VAL)
+      title = runs[0].val_key && strcmp(runs[0].val_key, "val_accuracy") == 0
+                  ? "validation accuracy (%)"
+                  : "validation loss";
     draw_frame(f, &fr, title, log);
     for (int r = 0; r < nruns; r++) {
       const char *c = colours[r % (int)(sizeof colours / sizeof *colours)];
@@ -257,8 +259,7 @@ static int write_svg(FILE *f, const run *runs, int nruns) {
       if (k != S_SCALE) continue;
       for (size_t i = 0; i < runs[r].skipped.n; i++) {
         double x = px(&fr, runs[r].skipped.x[i]), y = py(&fr, tr(2, runs[r].skipped.y[i]));
-        fprintf(f,
-                "<path class=\"skipped\" stroke=\"%s\" d=\"M%.1f %.1f l6 6 m0 -6 l-6 6\"/>\n", c,
+        fprintf(f, "<path class=\"skipped\" stroke=\"%s\" d=\"M%.1f %.1f l6 6 m0 -6 l-6 6\"/>\n", c,
                 x - 3, y - 3);
       }
     }
@@ -355,7 +356,8 @@ int ampc_plot_main(int argc, char **argv) {
     rc = 1;
   }
   if (rc == 0 && save_svg(out, runs, nruns) != 0) rc = 1;
-  if (rc == 0) fprintf(stderr, "ampc plot: wrote %s (%d run%s)\n", out, nruns, nruns == 1 ? "" : "s");
+  if (rc == 0)
+    fprintf(stderr, "ampc plot: wrote %s (%d run%s)\n", out, nruns, nruns == 1 ? "" : "s");
   for (int r = 0; r < nruns; r++) run_free(&runs[r]);
   free(runs);
   return rc;

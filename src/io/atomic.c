@@ -1,0 +1,109 @@
+/* Atomic file replacement: write a temporary file next to the target, sync
+ * it, rename it over the target, sync the directory. */
+#include "io_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int write_all(int fd, const void *buf, size_t len) {
+  const unsigned char *p = buf;
+  while (len > 0) {
+    size_t chunk = len > (size_t)1 << 30 ? (size_t)1 << 30 : len;
+    ssize_t w = write(fd, p, chunk);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (w == 0) {
+      errno = EIO;
+      return -1;
+    }
+    p += w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *parts, int n) {
+  size_t plen = strlen(path);
+  char *tmp = malloc(plen + 64);
+  char *dir = malloc(plen + 2);
+  if (!tmp || !dir) {
+    free(tmp);
+    free(dir);
+    return amp__error(ctx, AMP_ERR_NOMEM, "safetensors: %s: out of memory", path);
+  }
+  /* The directory of path, for the final fsync. */
+  const char *slash = strrchr(path, '/');
+  if (!slash) {
+    strcpy(dir, ".");
+  } else if (slash == path) {
+    strcpy(dir, "/");
+  } else {
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+  }
+  int fd = -1;
+  for (int k = 0; k < 1000; k++) {
+    snprintf(tmp, plen + 64, "%s.tmp.%ld.%d", path, (long)getpid(), k);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST) break;
+  }
+  amp_status st = AMP_OK;
+  if (fd < 0) {
+    st = amp__error(ctx, AMP_ERR_IO, "safetensors: %s: cannot create the temporary file %s: %s",
+                    path, tmp, strerror(errno));
+    free(tmp);
+    free(dir);
+    return st;
+  }
+  const char *what = NULL;
+  int err = 0;
+  for (int i = 0; i < n && !what; i++)
+    if (parts[i].len > 0 && write_all(fd, parts[i].data, parts[i].len) != 0) {
+      what = "cannot write";
+      err = errno;
+    }
+  if (!what && fsync(fd) != 0) {
+    what = "cannot sync";
+    err = errno;
+  }
+  if (close(fd) != 0 && !what) {
+    what = "cannot close";
+    err = errno;
+  }
+  if (!what && rename(tmp, path) != 0) {
+    what = "cannot rename over the target";
+    err = errno;
+  }
+  if (what) {
+    unlink(tmp);
+    st = amp__error(ctx, AMP_ERR_IO, "safetensors: %s: %s the temporary file %s: %s", path, what,
+                    tmp, strerror(err));
+    free(tmp);
+    free(dir);
+    return st;
+  }
+  /* Make the rename durable. Some file systems cannot sync a directory
+   * (EINVAL): the data itself is synced, so that is not an error. */
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS)
+      st = amp__error(ctx, AMP_ERR_IO,
+                      "safetensors: %s: written, but the directory %s cannot be synced: %s", path,
+                      dir, strerror(errno));
+    close(dfd);
+  } else {
+    st = amp__error(ctx, AMP_ERR_IO,
+                    "safetensors: %s: written, but the directory %s cannot be opened to sync "
+                    "it: %s",
+                    path, dir, strerror(errno));
+  }
+  free(tmp);
+  free(dir);
+  return st;
+}

@@ -1,0 +1,26 @@
+/* The internal interface between the loss scaler (src/scaler) and the
+ * optimizer: what the scaler may ask of an optimizer, without seeing its
+ * layout. The scaler keeps its own per-optimizer bookkeeping. */
+#ifndef AMPC_OPTIM_SCALER_H
+#define AMPC_OPTIM_SCALER_H
+
+#include "ampc.h"
+
+/* The optimizer's FP32 gradients: one contiguous buffer of *n values. */
+void amp__optim_grads(amp_optim *o, float **g, int64_t *n);
+
+/* Multiplies the pending gradient factor (which the next step applies in its
+ * own pass) by f. */
+void amp__optim_mul_factor(amp_optim *o, float f);
+
+/* Drops the pending gradient factor (back to 1): the gradients it belonged
+ * to were discarded or are about to be. */
+void amp__optim_drop_factor(amp_optim *o);
+
+/* A step of o that happens only if every gradient is finite, with the
+ * inf/NaN check and the update in one parallel region. Returns 1 (nothing
+ * changed, the pending factor kept) when some gradient is inf or NaN, else
+ * 0 (stepped, exactly as amp_optim_step). */
+int amp__optim_step_if_finite(amp_optim *o);
+
+#endif

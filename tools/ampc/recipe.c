@@ -1,0 +1,157 @@
+/* The recipe and model building shared by `ampc train` and the end-to-end
+ * training test (see recipe.h). */
+#include "recipe.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ampc_parse_double(const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || *end || errno || !(v >= lo && v <= hi)) return 0;
+  *out = v;
+  return 1;
+}
+
+/* --loss-scale over the precision's default. */
+static int parse_loss_scale(const char *s, ampc_recipe *r, char *msg, size_t cap) {
+  double v;
+  if (strcmp(s, "dynamic") == 0) {
+    r->scale_mode = AMP_SCALER_DYNAMIC;
+    r->scale = 65536;
+  } else if (strcmp(s, "none") == 0) {
+    r->scale_mode = AMP_SCALER_NONE;
+    r->scale = 1;
+  } else if (strncmp(s, "static:", 7) == 0) {
+    if (!ampc_parse_double(s + 7, 1e-30, 3e38, &v)) {
+      snprintf(msg, cap, "--loss-scale static: '%s' is not a number in [%g, %g]", s + 7, 1e-30,
+               3e38);
+      return 1;
+    }
+    r->scale_mode = AMP_SCALER_STATIC;
+    r->scale = (float)v;
+  } else {
+    snprintf(msg, cap, "--loss-scale: '%s' is not dynamic, static:N or none", s);
+    return 2;
+  }
+  return 0;
+}
+
+int ampc_recipe_parse(const char *precision, const char *loss_scale, int master_weights,
+                      ampc_recipe *r, char *msg, size_t cap) {
+  if (strcmp(precision, "fp32") == 0)
+    *r = (ampc_recipe){AMP_F32, AMP_SCALER_NONE, 1, master_weights};
+  else if (strcmp(precision, "fp16") == 0)
+    *r = (ampc_recipe){AMP_F16, AMP_SCALER_DYNAMIC, 65536, master_weights};
+  else if (strcmp(precision, "bf16") == 0)
+    *r = (ampc_recipe){AMP_BF16, AMP_SCALER_NONE, 1, master_weights};
+  else {
+    snprintf(msg, cap, "--precision: '%s' is not fp32, fp16 or bf16", precision);
+    return 2;
+  }
+  if (loss_scale) {
+    int rc = parse_loss_scale(loss_scale, r, msg, cap);
+    if (rc) return rc;
+  }
+  if (!master_weights && r->dt == AMP_F32) {
+    snprintf(msg, cap, "--master-weights off needs a 16-bit --precision (it is %s)", precision);
+    return 2;
+  }
+  return 0;
+}
+
+int ampc_parse_model(const char *spec, long *sizes, int max) {
+  if (strncmp(spec, "mlp:", 4) != 0) return 0;
+  const char *p = spec + 4;
+  int n = 0;
+  while (*p) {
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (end == p || errno || v < 1 || v > 1 << 20 || n == max) return 0;
+    sizes[n++] = v;
+    if (*end == '-')
+      p = end + 1;
+    else if (*end == '\0')
+      p = end;
+    else
+      return 0;
+  }
+  return n >= 2 ? n : 0;
+}
+
+amp_module *ampc_build_mlp(amp_ctx *ctx, const long *sizes, int n, uint64_t seed) {
+  amp_rng rng;
+  amp_rng_seed(&rng, seed);
+  amp_module *layers[64];
+  int k = 0;
+  for (int i = 0; i + 1 < n && k + 2 <= 64; i++) {
+    layers[k++] = amp_nn_linear(ctx, &rng, sizes[i], sizes[i + 1], 1);
+    if (i + 2 < n) layers[k++] = amp_nn_relu(ctx);
+  }
+  return amp_nn_sequential(ctx, k, layers);
+}
+
+int ampc_run_create(amp_ctx *ctx, const ampc_recipe *r, const long *sizes, int n, uint64_t seed,
+                    amp_optim_kind kind, double lr, int64_t growth_interval, ampc_run *out) {
+  memset(out, 0, sizeof *out);
+  out->model = ampc_build_mlp(ctx, sizes, n, seed);
+  amp_optim_params op = amp_optim_defaults(kind);
+  if (lr >= 0) op.lr = (float)lr;
+  op.work_dtype = r->dt;
+  op.master_weights = r->master_weights;
+  out->opt = amp_optim_create(ctx, out->model, &op);
+  amp_scaler_params sp = amp_scaler_defaults(r->scale_mode);
+  sp.init_scale = r->scale;
+  if (growth_interval > 0) sp.growth_interval = growth_interval;
+  out->scaler = amp_scaler_create(ctx, &sp);
+  return out->model && out->opt && out->scaler;
+}
+
+amp_tensor *ampc_forward_loss(amp_ctx *ctx, const ampc_recipe *r, amp_module *model, amp_tensor *x,
+                              amp_tensor *y, double loss_mul) {
+  if (r->dt != AMP_F32) amp_autocast_begin(ctx, r->dt);
+  amp_tensor *logits = amp_module_forward(ctx, model, x);
+  amp_tensor *loss = amp_cross_entropy(ctx, logits, y);
+  if (r->dt != AMP_F32) amp_autocast_end(ctx);
+  if (loss_mul != 1) loss = amp_mul_scalar(ctx, loss, (float)loss_mul);
+  return loss;
+}
+
+double ampc_evaluate(amp_ctx *ctx, amp_module *model, const amp_dataset *ds, amp_dtype dt,
+                     int64_t batch) {
+  int autocast = dt != AMP_F32;
+  amp_loader_params lp = {batch, 0, 0, 0, dt, 1};
+  amp_loader *ld = amp_loader_create(ctx, ds, &lp);
+  if (!ld) return -1;
+  int64_t correct = 0, total = 0;
+  amp_tensor *x, *y;
+  float *row = NULL;
+  amp_no_grad_begin(ctx);
+  while (amp_loader_next(ld, &x, &y) == 1) {
+    if (autocast) amp_autocast_begin(ctx, dt);
+    amp_tensor *logits = amp_module_forward(ctx, model, x);
+    if (autocast) amp_autocast_end(ctx);
+    if (!logits) break;
+    int64_t b = logits->shape[0], c = logits->shape[1];
+    float *rw = realloc(row, sizeof(float) * (size_t)(b * c));
+    if (!rw) break;
+    row = rw;
+    amp_convert(row, AMP_F32, logits->data, logits->dtype, (size_t)(b * c));
+    for (int64_t i = 0; i < b; i++) {
+      int64_t best = 0;
+      for (int64_t j = 1; j < c; j++)
+        if (row[i * c + j] > row[i * c + best]) best = j;
+      correct += best == ((int32_t *)y->data)[i];
+    }
+    total += b;
+    amp_ctx_step_reset(ctx);
+  }
+  amp_no_grad_end(ctx);
+  free(row);
+  amp_loader_free(ld);
+  return total ? (double)correct / (double)total : -1;
+}

@@ -1,0 +1,64 @@
+/* What `ampc train` and tests/test_train.c share: the mixed-precision recipe
+ * named by the command-line flags, the MLP models, the objects a training
+ * run is made of, the forward pass with the loss, and test accuracy. Public
+ * API only. */
+#ifndef AMPC_RECIPE_H
+#define AMPC_RECIPE_H
+
+#include "ampc.h"
+
+#include <stddef.h>
+
+/* A mixed-precision recipe. */
+typedef struct ampc_recipe {
+  amp_dtype dt; /* compute dtype; F32: no autocast */
+  amp_scaler_mode scale_mode;
+  float scale; /* the initial (or static) loss scale */
+  int master_weights;
+} ampc_recipe;
+
+/* The recipe of --precision fp32|fp16|bf16, --loss-scale dynamic|static:N|none
+ * (NULL: the precision's default) and --master-weights on|off (1|0). Returns
+ * 0, or writes a message to msg[0, cap) and returns 1 (a bad value) or 2 (a
+ * usage error, to be followed by a pointer to `ampc help`). */
+int ampc_recipe_parse(const char *precision, const char *loss_scale, int master_weights,
+                      ampc_recipe *r, char *msg, size_t cap);
+
+/* Parses the whole of `s` as a number in [lo, hi]; returns 1, else 0. */
+int ampc_parse_double(const char *s, double lo, double hi, double *out);
+
+/* Parses "mlp:784-1024-10" into sizes[0, max); returns the count (>= 2) or
+ * 0 when the spec is not one. */
+int ampc_parse_model(const char *spec, long *sizes, int max);
+
+/* The MLP sizes[0] -> ... -> sizes[n-1] (linear layers with bias, ReLU
+ * between them), initialised from `seed`. NULL (error recorded) on failure. */
+amp_module *ampc_build_mlp(amp_ctx *ctx, const long *sizes, int n, uint64_t seed);
+
+/* The objects of a training run. */
+typedef struct ampc_run {
+  amp_module *model;
+  amp_optim *opt;
+  amp_scaler *scaler;
+} ampc_run;
+
+/* Builds the MLP of `sizes` (from `seed`), its optimizer of `kind` for the
+ * recipe (lr < 0: the optimizer's default) and the recipe's loss scaler
+ * (growth_interval <= 0: the scaler's default), in that order. Returns 1, or
+ * 0 with the error recorded on ctx. */
+int ampc_run_create(amp_ctx *ctx, const ampc_recipe *r, const long *sizes, int n, uint64_t seed,
+                    amp_optim_kind kind, double lr, int64_t growth_interval, ampc_run *out);
+
+/* The loss of one batch as in a PyTorch AMP loop: the forward pass under
+ * autocast (unless the recipe is F32), cross-entropy, then × loss_mul (when
+ * not 1). NULL (error recorded) on failure. */
+amp_tensor *ampc_forward_loss(amp_ctx *ctx, const ampc_recipe *r, amp_module *model, amp_tensor *x,
+                              amp_tensor *y, double loss_mul);
+
+/* Fraction of correct predictions of `model` on `ds` in batches of `batch`,
+ * under autocast to `dt` unless it is F32, without recording gradients; -1
+ * on failure or an empty data set. */
+double ampc_evaluate(amp_ctx *ctx, amp_module *model, const amp_dataset *ds, amp_dtype dt,
+                     int64_t batch);
+
+#endif

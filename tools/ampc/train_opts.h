@@ -1,0 +1,95 @@
+/* Options of `ampc train` (and the checkpoint configuration that eval and
+ * export read back): parsing, the run's checkpoint metadata, the data. */
+#ifndef AMPC_TRAIN_OPTS_H
+#define AMPC_TRAIN_OPTS_H
+
+#include "ampc.h"
+#include "recipe.h"
+
+#include <stdint.h>
+
+typedef struct train_opts {
+  const char *data;  /* a directory, or "synthetic" */
+  const char *model; /* mlp:784-1024-10 */
+  const char *precision;
+  const char *optim;
+  const char *loss_scale; /* dynamic | static:N | none | NULL (recipe default) */
+  const char *metrics;
+  const char *schedule; /* constant | step:N:G | cosine:W */
+  const char *save;     /* checkpoint to write (at the end, and every save_every steps) */
+  const char *resume;   /* checkpoint to continue from */
+  double lr;            /* < 0: the optimizer's default */
+  double clip;          /* <= 0: none */
+  double loss_mul;      /* multiplies the loss (tests of underflow) */
+  long batch, epochs, threads, max_steps, synthetic_n, growth_interval, save_every;
+  unsigned long long seed;
+  int master_weights;
+  int json;
+  int quiet;
+  char owned[20][256]; /* string values taken from a checkpoint */
+  int nowned;
+} train_opts;
+
+/* Prints "ampc train: " + fmt (with arg) + a pointer to `ampc help`;
+ * returns 2 (bad usage). */
+int ampc_usage_error(const char *fmt, const char *arg);
+
+/* Parses `s` as a number in [lo, hi] (or a whole one) for `flag`; prints a
+ * message and returns 0 when it is not. */
+int ampc_parse_num(const char *flag, const char *s, double lo, double hi, double *out);
+int ampc_parse_long(const char *flag, const char *s, long lo, long hi, long *out);
+
+/* The defaults of every option. */
+void train_opts_default(train_opts *o);
+
+/* Options for `ampc train`: defaults, then (with --resume) the checkpoint's
+ * configuration, then the command line. Returns 0, or the exit status. */
+int train_opts_parse(int argc, char **argv, train_opts *o);
+
+/* Replays a checkpoint's "config.*" metadata as options over *o. Returns 0,
+ * or the exit status (a message printed). */
+int train_opts_from_checkpoint(const amp_safetensors *f, train_opts *o);
+
+/* The recipe of the options; prints a message and returns 2 when they do not
+ * name one. */
+int train_opts_recipe(const train_opts *o, ampc_recipe *r);
+
+/* The learning-rate schedule of --schedule; prints a message and returns 0
+ * when it is not one. */
+int train_opts_schedule(const char *s, float base, int64_t total, amp_lr_schedule *out);
+
+/* The run's configuration as checkpoint metadata: "config.<flag>" = the
+ * flag's value, so that a resume can replay it; plus the loop's own counters
+ * ("train.*"). */
+typedef struct run_meta {
+  char buf[20][2][64];
+  const char *kv[48];
+  int n;
+} run_meta;
+
+void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t bad, run_meta *m);
+
+/* Reads an integer "train.*" counter (>= 0) from checkpoint metadata;
+ * returns 1, or 0 when it is missing or not one. */
+int train_meta_count(const amp_safetensors *f, const char *key, int64_t *out);
+
+/* Loads --data (MNIST from a directory, or synthetic data shaped by the
+ * model's sizes); returns 1, or 0 with the error recorded on ctx. */
+int train_load_data(amp_ctx *ctx, const train_opts *o, const long *sizes, int nsizes,
+                    amp_dataset **train, amp_dataset **test);
+
+/* A checkpoint's model, as eval and export rebuild it. */
+typedef struct loaded {
+  amp_ctx *ctx;
+  amp_module *model;
+  train_opts o; /* the checkpoint's configuration over the defaults */
+  long sizes[33];
+  int nsizes;
+} loaded;
+
+/* Reads the checkpoint `path`, rebuilds the model its configuration
+ * describes in L (L->ctx and L->o set by the caller) and loads its weights.
+ * Messages start with "ampc <cmd>: ". Returns 0, or the exit status. */
+int ampc_load_checkpoint_model(const char *cmd, const char *path, loaded *L);
+
+#endif
