@@ -515,7 +515,8 @@ size_t amp_tape_length(const amp_ctx *ctx);
 /* Autocast                                                                  */
 /*                                                                           */
 /* Inside a region, each op casts its floating inputs according to its       */
-/* category in the op table (amp_op_category_of()):                          */
+/* category in the op table (amp_op_category_of(); the list below mirrors   */
+/* src/ops/ops.def, which is authoritative):                                 */
 /*   AMP_CAT_LOWER   matmul, linear, conv2d, bmm: to the region's dtype      */
 /*                   (F16 or BF16; products still accumulate in F32);        */
 /*   AMP_CAT_FP32    softmax, log_softmax, cross_entropy, mse, layer_norm,   */
