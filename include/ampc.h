@@ -515,7 +515,8 @@ size_t amp_tape_length(const amp_ctx *ctx);
 /* Autocast                                                                  */
 /*                                                                           */
 /* Inside a region, each op casts its floating inputs according to its       */
-/* category in the op table (amp_op_category_of()):                          */
+/* category in the op table (amp_op_category_of(); the list below mirrors   */
+/* src/ops/ops.def, which is authoritative):                                 */
 /*   AMP_CAT_LOWER   matmul, linear, conv2d, bmm: to the region's dtype      */
 /*                   (F16 or BF16; products still accumulate in F32);        */
 /*   AMP_CAT_FP32    softmax, log_softmax, cross_entropy, mse, layer_norm,   */
@@ -1045,8 +1046,9 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o);
  *  found (a skipped step also drops a pending clip factor, see
  *  amp_optim_clip_grad_norm()). Without an earlier amp_scaler_unscale() (and
  *  with S >= 1) the check and the update share one parallel pass, with the
- *  same result, 1/S applied inside the update: the gradient buffer then
- *  keeps the scaled values (read them after an explicit unscale instead).
+ *  same result, 1/S applied inside the update; each block's gradients are
+ *  then unscaled while still in cache, so afterwards the buffer holds
+ *  g · fp32(1/S) exactly as after amp_scaler_unscale() (stepped or skipped).
  *  Returns 1 when it stepped, 0 when it skipped, -1 on error (a second step
  *  for the same optimizer before update). Disabled scaler: amp_optim_step(). */
 int amp_scaler_step(amp_scaler *sc, amp_optim *o);

@@ -438,8 +438,8 @@ static void test_accumulation(void) {
     memcpy(ga, gsa, (size_t)n * sizeof(float));
     amp_scaler_update(sc);
     amp_optim_step(ob);
-    /* The buffer keeps the scaled values; the step applied 1/S exactly. */
-    for (int64_t i = 0; i < n; i++) all_equal &= ga[i] * 0x1p-12f == gsb[i];
+    /* The step applied 1/S exactly and left the buffer unscaled. */
+    for (int64_t i = 0; i < n; i++) all_equal &= ga[i] == gsb[i];
     all_equal &=
         memcmp(amp_optim_master_buffer(oa), amp_optim_master_buffer(ob), n * sizeof(float)) == 0;
   }
@@ -633,6 +633,31 @@ static void test_unscaled_grads(void) {
   }
 }
 
+/* Case 2, continued: a step without an explicit unscale (the fused
+ * check-and-update pass) also leaves g * fp32(1/S) in the buffer, whether it
+ * stepped or skipped, as PyTorch's step (which unscales first) does. */
+static void test_fused_step_unscales(void) {
+  for (int skip = 0; skip < 2; skip++) {
+    rig r = make_rig();
+    amp_scaler *sc = make_scaler(&r, 1024.0f, 2000);
+    set_grads(&r, 9, skip ? r.n / 3 : -1, INFINITY);
+    float *g0 = malloc((size_t)r.n * sizeof(float));
+    memcpy(g0, amp_optim_grad_buffer(r.opt), (size_t)r.n * sizeof(float));
+    const float inv = (float)(1.0 / 1024.0);
+    CHECK(amp_scaler_step(sc, r.opt) == !skip, "%s", skip ? "skipped" : "stepped");
+    int exact = 1;
+    for (int64_t i = 0; i < r.n; i++) {
+      const float got = amp_optim_grad_buffer(r.opt)[i], want = g0[i] * inv;
+      exact &= isinf(want) ? isinf(got) : got == want;
+    }
+    CHECK(exact, "%s: the gradient buffer holds g * fp32(1/S) after a fused step",
+          skip ? "skipped" : "stepped");
+    CHECK(amp_scaler_update(sc) == AMP_OK, "update");
+    free(g0);
+    amp_ctx_free(r.ctx);
+  }
+}
+
 /* Case 3: update without an inf/NaN check since the last update is an
  * error (PyTorch asserts "No inf checks were recorded prior to update"). */
 static void test_update_needs_check(void) {
@@ -815,6 +840,7 @@ int main(void) {
   test_fused_step();
   test_stale_unscale();
   test_unscaled_grads();
+  test_fused_step_unscales();
   test_update_needs_check();
   test_many_optimizers();
   test_state_disabled();

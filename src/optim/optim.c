@@ -122,7 +122,7 @@ void amp_optim_zero_grad(amp_optim *o) {
  * weights, back into the master). */
 static void write_work(amp_optim *o, int64_t i0, int64_t len) {
   if (!o->work) return;
-  char *w = (char *)o->work + (size_t)i0 * 2;
+  char *w = (char *)o->work + (size_t)i0 * amp_dtype_size(o->p.work_dtype);
   amp_convert_opts opts = {o->p.rounding, 0, o->p.seed,
                            (uint64_t)o->step * (uint64_t)o->n + (uint64_t)i0};
   amp_convert_ex(w, o->p.work_dtype, o->master + i0, AMP_F32, (size_t)len, &opts);
@@ -211,8 +211,16 @@ int amp__optim_step_if_finite(amp_optim *o) {
     if (mine) atomic_store(&bad, 1);
     atomic_fetch_add_explicit(&arrived, 1, memory_order_acq_rel);
     amp__wait_at_least(&arrived, (int)nt);
-    if (!atomic_load(&bad))
-      for (int64_t b = b0; b < b1; b++) update_block(o, &h, k, b);
+    const int step = !atomic_load(&bad);
+    for (int64_t b = b0; b < b1; b++) {
+      if (step) update_block(o, &h, k, b);
+      /* Leave the gradients unscaled, as an explicit unscale would (g times
+         the same factor): the block is still in this thread's cache. */
+      if (h.gmul != 1.0f) {
+        const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
+        k->elt(AMP__SCALE, AMP_F32, (size_t)len, h.gmul, o->grad + i0, NULL, o->grad + i0);
+      }
+    }
   }
   if (atomic_load(&bad)) return 1;
   step_done(o);
