@@ -76,7 +76,7 @@ static int load_test(amp_ctx *ctx, const train_opts *o, const long *sizes, int n
 
 typedef struct eval_opts {
   const char *checkpoint, *model, *data, *precision;
-  long threads, batch;
+  long threads, batch, synthetic_n;
   int json;
 } eval_opts;
 
@@ -92,6 +92,8 @@ static const ampc_opt EVAL_OPTS[] = {
          "test data (default: the checkpoint's, else data/mnist); only the test split is read"),
     EOPT("precision", AMPC_OPT_ENUM, precision, "fp32|fp16|bf16", 0, 0,
          "autocast dtype of the evaluation (default: the checkpoint's, else fp32)"),
+    EOPT("synthetic-n", AMPC_OPT_LONG, synthetic_n, "N", 2, 1 << 24,
+         "size of --data synthetic (default: the checkpoint's, else 12000)"),
     EOPT("batch", AMPC_OPT_LONG, batch, "N", 1, 1 << 20, "evaluation batch size (default 1000)"),
     EOPT("threads", AMPC_OPT_LONG, threads, "N", 1, 1024, "OpenMP threads (default 2)"),
     EOPT("json", AMPC_OPT_FLAG, json, "", 0, 0, "print the result as one JSON object"),
@@ -150,7 +152,7 @@ static int score(const eval_opts *e, loaded *L) {
 }
 
 int ampc_eval_main(int argc, char **argv) {
-  eval_opts e = {NULL, NULL, NULL, NULL, 2, 1000, 0};
+  eval_opts e = {NULL, NULL, NULL, NULL, 2, 1000, 0, 0};
   const char *pos[1];
   int npos = 0;
   int rc = ampc_opts_parse(&ampc_cmd_eval, argc, argv, &e, pos, &npos);
@@ -170,6 +172,7 @@ int ampc_eval_main(int argc, char **argv) {
     if (!L.has_config) L.o.precision = "fp32";
     if (e.precision) L.o.precision = e.precision;
     if (e.data) L.o.data = e.data;
+    if (e.synthetic_n) L.o.synthetic_n = e.synthetic_n;
     if (!L.has_config) L.o.loss_scale = NULL;
     rc = score(&e, &L);
   }
