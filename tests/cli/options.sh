@@ -48,6 +48,16 @@ compare plot "$(grep -oE '\{"[a-z-]+", .?.?.?, AMPC_OPT' "$src/plot.c" | sed -E 
 compare "bench peak" "$(grep -oE '\{"[a-z-]+", 0, AMPC_OPT' "$src/main.c" | sed -E 's/\{"//; s/".*//' |
   sort -u)" "$(help_flags bench peak)"
 
+# The man page (docs/ampc.1, made by scripts/gen-man) documents every flag
+# of every help.
+man="$src/../../docs/ampc.1"
+for c in "${cmds[@]}"; do
+  # shellcheck disable=SC2086
+  for f in $(help_flags $c); do
+    grep -qF -- "\-\-${f//-/\\-}" "$man" && ok || bad "docs/ampc.1 lacks $c --$f (run scripts/gen-man)"
+  done
+done
+
 # Every flag the help shows is accepted: never "unknown option".
 for c in "${cmds[@]}"; do
   # shellcheck disable=SC2086
