@@ -953,7 +953,7 @@ typedef enum amp_lr_kind {
 
 /** A schedule's settings. */
 typedef struct amp_lr_schedule {
-  amp_lr_kind kind; /**< constant, step or cosine */
+  amp_lr_kind kind;  /**< constant, step or cosine */
   float base;        /**< the base learning rate */
   int64_t step_size; /**< STEP: steps per decay */
   float gamma;       /**< STEP: decay factor */
@@ -1018,9 +1018,9 @@ amp_scaler_params amp_scaler_defaults(amp_scaler_mode mode);
 typedef struct amp_scaler_state {
   amp_scaler_params params; /**< the settings */
   float scale;              /**< the current loss scale */
-  int64_t growth_tracker; /**< consecutive clean steps since the last change */
-  int hysteresis_left;    /**< overflows still tolerated */
-  int64_t skipped;        /**< steps skipped so far */
+  int64_t growth_tracker;   /**< consecutive clean steps since the last change */
+  int hysteresis_left;      /**< overflows still tolerated */
+  int64_t skipped;          /**< steps skipped so far */
 } amp_scaler_state;
 
 /** A loss scaler. */
