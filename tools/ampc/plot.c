@@ -198,6 +198,12 @@ static void draw_series(FILE *f, const frame *fr, const series *s, int log, cons
   for (size_t i = 0; i < s->n; i += stride)
     fprintf(f, "%s%.1f %.1f", i ? " L" : "M", px(fr, s->x[i]), py(fr, tr(log, s->y[i])));
   fputs("\"/>\n", f);
+  if (s->n > 50) return;
+  /* Few points (the validation metric: one per epoch): a dot on each, so
+   * that a single point shows too. */
+  for (size_t i = 0; i < s->n; i++)
+    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", px(fr, s->x[i]),
+            py(fr, tr(log, s->y[i])), colour);
 }
 
 static void range_of(const run *runs, int nruns, int k, int log, frame *fr) {
