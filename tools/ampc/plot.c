@@ -217,8 +217,9 @@ static void range_of(const run *runs, int nruns, int k, int log, frame *fr) {
     }
   if (!(fr->y1 > fr->y0)) { /* one value, or none */
     double c = isfinite(fr->y0) ? fr->y0 : 0;
-    fr->y0 = c - 1;
-    fr->y1 = c + 1;
+    double h = c != 0 && !log ? fabs(c) / 2 : 1; /* a constant lr of 1e-3: 5e-4 .. 1.5e-3 */
+    fr->y0 = c - h;
+    fr->y1 = c + h;
   }
 }
 
