@@ -5,7 +5,7 @@
 # float32 metrics read back to the bits the run had; a non-finite loss is
 # null.
 set -u
-ampc="$1"
+ampc="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 # shellcheck source=lib.bash
 source "$(dirname "$0")/lib.bash"
 command -v python3 >/dev/null 2>&1 || { echo "note: python3 missing; skipped"; exit 0; }
@@ -33,6 +33,23 @@ for l in lines:  # float32 values print with at most 9 significant digits
     for k in ('loss', 'lr', 'grad_norm', 'scale'):
         v = l[k]
         assert struct.unpack('f', struct.pack('f', v))[0] == v or len(repr(v)) <= 12, (k, v)
+PY
+
+# The checkpoint's metadata (written by the library with cJSON) keeps such a
+# data path, absolute, and the header parses.
+mkdir -p "$dir/mn"
+for set in train t10k; do
+  { printf '\x00\x00\x08\x03\x00\x00\x00\x04\x00\x00\x00\x1c\x00\x00\x00\x1c'
+    head -c 3136 /dev/urandom; } >"$dir/mn/$set-images-idx3-ubyte"
+  printf '\x00\x00\x08\x01\x00\x00\x00\x04\x01\x02\x03\x09' >"$dir/mn/$set-labels-idx1-ubyte"
+done
+(cd "$dir" && "$ampc" train --data mn --model mlp:784-8-10 --batch 2 --epochs 1 --quiet \
+  --save "$tmp/mn.st" >/dev/null) && ok || bad "train on $dir/mn"
+python3 - "$tmp/mn.st" "$dir/mn" <<'PY' && ok || bad "checkpoint metadata"
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+meta = json.loads(b[8:8 + struct.unpack('<Q', b[:8])[0]])['__metadata__']
+assert meta['config.data'] == sys.argv[2], (meta['config.data'], sys.argv[2])
 PY
 
 # A loss that goes non-finite: those steps' loss is null, not NaN.
