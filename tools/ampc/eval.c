@@ -165,6 +165,7 @@ int ampc_eval_main(int argc, char **argv) {
   loaded L;
   memset(&L, 0, sizeof L);
   train_opts_default(&L.o);
+  L.o.cmd = "eval";
   L.ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)e.threads});
   if (!L.ctx) return 1;
   rc = ampc_load_model("eval", e.checkpoint, e.model, &L);

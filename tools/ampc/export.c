@@ -58,6 +58,7 @@ int ampc_export_main(int argc, char **argv) {
   loaded L;
   memset(&L, 0, sizeof L);
   train_opts_default(&L.o);
+  L.o.cmd = "export";
   L.ctx = amp_ctx_create(NULL);
   if (!L.ctx) return 1;
   rc = ampc_load_model("export", x.checkpoint, x.model, &L);

@@ -17,29 +17,9 @@ int ampc_usage_error(const char *fmt, const char *arg) {
   return 2;
 }
 
-int ampc_parse_num(const char *flag, const char *s, double lo, double hi, double *out) {
-  double v;
-  if (!ampc_parse_double(s, lo, hi, &v)) {
-    fprintf(stderr, "ampc train: %s: '%s' is not a number in [%g, %g]\n", flag, s, lo, hi);
-    return 0;
-  }
-  *out = v;
-  return 1;
-}
-
-int ampc_parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
-  double v;
-  if (!ampc_parse_num(flag, s, (double)lo, (double)hi, &v)) return 0;
-  if (v != floor(v)) {
-    fprintf(stderr, "ampc train: %s: '%s' is not a whole number\n", flag, s);
-    return 0;
-  }
-  *out = (long)v;
-  return 1;
-}
-
 void train_opts_default(train_opts *o) {
   memset(o, 0, sizeof *o);
+  o->cmd = "train";
   o->data = "data/mnist";
   o->model = "mlp:784-1024-10";
   o->precision = "fp16";
@@ -152,8 +132,9 @@ const ampc_cmd ampc_cmd_train = {
 
 /* Applies command-line options over *o; returns 0, or the exit status. */
 static int apply_opts(int argc, char **argv, train_opts *o) {
-  int rc = ampc_opts_parse(&ampc_cmd_train, argc, argv, o, NULL, NULL);
-  return rc;
+  ampc_cmd cmd = ampc_cmd_train; /* messages name the command that runs */
+  cmd.name = o->cmd;
+  return ampc_opts_parse(&cmd, argc, argv, o, NULL, NULL);
 }
 
 static void meta_add(run_meta *m, const char *key, const char *fmt, ...) {
@@ -193,8 +174,9 @@ void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t
 int train_opts_recipe(const train_opts *o, ampc_recipe *r) {
   char msg[512];
   int rc = ampc_recipe_parse(o->precision, o->loss_scale, o->master_weights, r, msg, sizeof msg);
-  if (rc == 1) fprintf(stderr, "ampc train: %s\n", msg);
-  if (rc == 2) ampc_usage_error("%s", msg);
+  if (rc == 1) fprintf(stderr, "ampc %s: %s\n", o->cmd, msg);
+  if (rc == 2)
+    fprintf(stderr, "ampc %s: %s\n(run `ampc help %s` for the options)\n", o->cmd, msg, o->cmd);
   return rc ? 2 : 0;
 }
 

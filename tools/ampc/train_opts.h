@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 typedef struct train_opts {
+  const char *cmd;   /* the command whose messages these are ("train", "eval") */
   const char *data;  /* a directory, or "synthetic" */
   const char *model; /* mlp:784-1024-10 */
   const char *precision;
@@ -36,11 +37,6 @@ typedef struct train_opts {
 /* Prints "ampc train: " + fmt (with arg) + a pointer to `ampc help`;
  * returns 2 (bad usage). */
 int ampc_usage_error(const char *fmt, const char *arg);
-
-/* Parses `s` as a number in [lo, hi] (or a whole one) for `flag`; prints a
- * message and returns 0 when it is not. */
-int ampc_parse_num(const char *flag, const char *s, double lo, double hi, double *out);
-int ampc_parse_long(const char *flag, const char *s, long lo, long hi, long *out);
 
 /* The defaults of every option. */
 void train_opts_default(train_opts *o);
