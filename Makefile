@@ -14,7 +14,7 @@ CMAKE_QUIET := $(if $(V),,--log-level=WARNING)
 # it redraws on a terminal; without it CMake's Makefiles are used.
 CMAKE_GEN    = $(if $(shell command -v ninja 2>/dev/null),-G Ninja,)
 
-.PHONY: all build deps-build install test test-long test-asan test-nosimd test-valgrind fuzz bench demo deps format format-check clean
+.PHONY: all build deps-build install docs test test-long test-asan test-nosimd test-valgrind fuzz bench demo deps format format-check clean
 
 all: build
 
@@ -83,6 +83,15 @@ bench: build
 	@bash scripts/install-deps --bench
 	$(BUILD)/ampc bench all --threads 2
 	bash bench/train.sh $(BUILD)/ampc 2
+
+# HTML reference of include/ampc.h (Doxygen), grouped by layer, in
+# $(BUILD)/docs/html/index.html. Any warning (an undocumented symbol
+# included) fails the target.
+docs:
+	@bash scripts/install-deps --docs
+	@mkdir -p $(BUILD)/docs
+	AMPC_DOCS_OUT=$(BUILD)/docs doxygen docs/Doxyfile
+	@echo "docs: $(BUILD)/docs/html/index.html"
 
 # Fetch MNIST, build, train the reference MLP in FP32 and FP16, side by side.
 demo:

@@ -62,10 +62,12 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  const int log_every = 100; /* a progress line every 100 steps */
+  const int64_t steps = amp_loader_batches_per_epoch(loader);
   for (int epoch = 0; epoch < epochs; epoch++) {
     amp_tensor *x, *y;
     float loss_value = 0;
-    for (;;) {
+    for (int64_t step = 1;; step++) {
       amp_ctx_step_reset(ctx); /* frees the last step's activations */
       if (amp_loader_next(loader, &x, &y) != 1) break;
 
@@ -78,6 +80,11 @@ int main(int argc, char **argv) {
       amp_scaler_update(scaler);                         /* scaler.update() */
       amp_optim_zero_grad(opt);                          /* opt.zero_grad() */
       if (loss) loss_value = *(float *)loss->data;
+      if (step % log_every == 0) {
+        printf("epoch %d step %lld/%lld: loss %.4f, loss scale %g\n", epoch + 1, (long long)step,
+               (long long)steps, (double)loss_value, (double)amp_scaler_get_scale(scaler));
+        fflush(stdout);
+      }
     }
     if (amp_ctx_status(ctx) != AMP_OK) break;
 

@@ -35,6 +35,8 @@ const char *amp_version(void);
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                              */
 /* ------------------------------------------------------------------------ */
+/** @defgroup status_codes Status codes
+ *  @{ */
 
 /** Result of every fallible call. AMP_OK (0) means success. */
 typedef enum amp_status {
@@ -51,9 +53,13 @@ typedef enum amp_status {
 /** A short, static, human-readable name for a status code ("invalid argument"). */
 const char *amp_status_string(amp_status s);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Number formats                                                            */
 /* ------------------------------------------------------------------------ */
+/** @defgroup number_formats Number formats
+ *  @{ */
 
 /** Element types. Floating types first; integer types are data/labels only. */
 typedef enum amp_dtype {
@@ -85,22 +91,22 @@ int amp_dtype_is_float(amp_dtype t);
 /** An IEEE binary16 value, as its bit pattern. A distinct type so that an F16
  *  bit pattern is never confused with an integer. */
 typedef struct amp_f16 {
-  uint16_t bits;
+  uint16_t bits; /**< the bit pattern */
 } amp_f16;
 
 /** A bfloat16 value, as its bit pattern. */
 typedef struct amp_bf16 {
-  uint16_t bits;
+  uint16_t bits; /**< the bit pattern */
 } amp_bf16;
 
 /** An OCP FP8 E4M3 value, as its bit pattern. */
 typedef struct amp_e4m3 {
-  uint8_t bits;
+  uint8_t bits; /**< the bit pattern */
 } amp_e4m3;
 
 /** An OCP FP8 E5M2 value, as its bit pattern. */
 typedef struct amp_e5m2 {
-  uint8_t bits;
+  uint8_t bits; /**< the bit pattern */
 } amp_e5m2;
 
 /** F16 → F32. Exact (every F16 value is an F32 value); NaN stays NaN with its
@@ -180,9 +186,13 @@ amp_status amp_convert(void *dst, amp_dtype dst_type, const void *src, amp_dtype
 amp_status amp_convert_ex(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
                           size_t n, const amp_convert_opts *opts);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* CPU features                                                              */
 /* ------------------------------------------------------------------------ */
+/** @defgroup cpu_features CPU features
+ *  @{ */
 
 /** Bits returned by amp_cpu_features(). */
 enum {
@@ -197,9 +207,13 @@ enum {
  *  environment variable AMPC_SIMD=0 before the first call forces 0. */
 unsigned amp_cpu_features(void);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Context                                                                   */
 /* ------------------------------------------------------------------------ */
+/** @defgroup context Context
+ *  @{ */
 
 /** The library's context: thread count, the sticky error, the two memory
  *  arenas, and a scratch buffer that kernels reuse between calls (GEMM's
@@ -237,9 +251,13 @@ int amp_ctx_threads(const amp_ctx *ctx);
 /** Sets the number of threads kernels use (n <= 0: OpenMP's default). */
 void amp_ctx_set_threads(amp_ctx *ctx, int n);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Arenas and tensors                                                        */
 /* ------------------------------------------------------------------------ */
+/** @defgroup arenas_and_tensors Arenas and tensors
+ *  @{ */
 
 /** The two arenas of a context. */
 typedef enum amp_arena_kind {
@@ -292,10 +310,10 @@ typedef struct amp_tensor {
    *  of the API (use amp_param_work()); the library reads them through
    *  accessors in src/core/internal.h. */
   struct amp__tensor_links {
-    struct amp_tensor *work;   /* a leaf's 16-bit working copy, or NULL */
-    struct amp_tensor *master; /* a 16-bit copy of a leaf: that leaf */
-    struct amp__node *node;    /* the tape entry that produced it */
-  } internal_;
+    struct amp_tensor *work;   /**< a leaf's 16-bit working copy, or NULL */
+    struct amp_tensor *master; /**< a 16-bit copy of a leaf: that leaf */
+    struct amp__node *node;    /**< the tape entry that produced it */
+  } internal_;                 /**< internal: not part of the API */
 } amp_tensor;
 
 /** Allocates a tensor of the given dtype and shape (1 <= ndim <= 4, every
@@ -317,6 +335,8 @@ size_t amp_tensor_bytes(const amp_tensor *t);
 amp_tensor *amp_tensor_cast(amp_ctx *ctx, amp_arena_kind arena, const amp_tensor *src,
                             amp_dtype dtype);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Kernels                                                                   */
 /*                                                                           */
@@ -325,6 +345,8 @@ amp_tensor *amp_tensor_cast(amp_ctx *ctx, amp_arena_kind arena, const amp_tensor
 /* the thread count and receives the error message; it may be NULL (then one */
 /* thread per OpenMP default and no message).                               */
 /* ------------------------------------------------------------------------ */
+/** @defgroup kernels Kernels
+ *  @{ */
 
 /** Transposition of a GEMM operand. */
 typedef enum amp_trans {
@@ -427,10 +449,15 @@ amp_status amp_log_softmax_rows(amp_ctx *ctx, amp_dtype dt, int64_t rows, int64_
 
 /** Geometry of a 2-D convolution over one image of c×h×w (CHW). */
 typedef struct amp_conv_geom {
-  int64_t c, h, w;            /**< input channels, height, width */
-  int64_t kh, kw;             /**< kernel height, width */
-  int64_t stride_h, stride_w; /**< strides (>= 1) */
-  int64_t pad_h, pad_w;       /**< zero padding on each side (>= 0) */
+  int64_t c;        /**< input channels */
+  int64_t h;        /**< input height */
+  int64_t w;        /**< input width */
+  int64_t kh;       /**< kernel height */
+  int64_t kw;       /**< kernel width */
+  int64_t stride_h; /**< vertical stride (>= 1) */
+  int64_t stride_w; /**< horizontal stride (>= 1) */
+  int64_t pad_h;    /**< zero padding above and below (>= 0) */
+  int64_t pad_w;    /**< zero padding left and right (>= 0) */
 } amp_conv_geom;
 
 /** Output height and width of a convolution; 0 in both when the geometry is
@@ -448,6 +475,8 @@ amp_status amp_im2col(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const 
 amp_status amp_col2im(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const void *col,
                       float *img);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Autograd                                                                  */
 /*                                                                           */
@@ -462,6 +491,8 @@ amp_status amp_col2im(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const 
 /* gradient (weight gradients are accumulated with beta = 1 GEMMs).          */
 /* amp_ctx_step_reset() clears the tape together with the step arena.        */
 /* ------------------------------------------------------------------------ */
+/** @defgroup autograd Autograd
+ *  @{ */
 
 /** Makes `t` a leaf that receives gradients (on != 0), giving it a zeroed
  *  F32 gradient tensor of the same shape in the same arena, or stops it
@@ -511,6 +542,8 @@ int amp_grad_enabled(const amp_ctx *ctx);
 /** Number of entries on the tape (ops recorded since the last step reset). */
 size_t amp_tape_length(const amp_ctx *ctx);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Autocast                                                                  */
 /*                                                                           */
@@ -534,6 +567,8 @@ size_t amp_tape_length(const amp_ctx *ctx);
 /* The region state belongs to the context; a context (with its tape) is     */
 /* used by one thread at a time, so the state is per thread of use.          */
 /* ------------------------------------------------------------------------ */
+/** @defgroup autocast Autocast
+ *  @{ */
 
 /** Opens an autocast region (nestable, up to 32 deep). `dt` is AMP_F16 or
  *  AMP_BF16 to enable autocast in that dtype, or AMP_F32 to open a region
@@ -570,6 +605,8 @@ int amp_op_category_of(const char *name);
 /** Short name of a category ("lower", "fp32", "promote", "same"). */
 const char *amp_op_category_name(amp_op_category c);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Ops                                                                       */
 /*                                                                           */
@@ -581,6 +618,8 @@ const char *amp_op_category_name(amp_op_category c);
 /* outside). Tensors are row-major; "rows" are all                           */
 /* dimensions but the last. Images are NCHW.                                 */
 /* ------------------------------------------------------------------------ */
+/** @defgroup ops Ops
+ *  @{ */
 
 /** [m,k] · [k,n] → [m,n]. Category lower. */
 amp_tensor *amp_matmul(amp_ctx *ctx, amp_tensor *a, amp_tensor *b);
@@ -733,14 +772,18 @@ amp_tensor *amp_avg_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, 
  *  whole plane as the window). */
 amp_tensor *amp_global_avg_pool2d(amp_ctx *ctx, amp_tensor *x);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Random numbers                                                            */
 /* ------------------------------------------------------------------------ */
+/** @defgroup random_numbers Random numbers
+ *  @{ */
 
 /** A small deterministic generator (splitmix64); the same seed gives the
  *  same numbers on every machine. */
 typedef struct amp_rng {
-  uint64_t state;
+  uint64_t state; /**< the generator's state (the seed, to begin with) */
 } amp_rng;
 
 /** Seeds a generator. */
@@ -755,6 +798,8 @@ float amp_rng_uniform(amp_rng *rng, float lo, float hi);
 /** A standard normal float (Box-Muller). */
 float amp_rng_normal(amp_rng *rng);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Modules                                                                   */
 /*                                                                           */
@@ -765,6 +810,8 @@ float amp_rng_normal(amp_rng *rng);
 /* Embedding N(0,1)) from the given generator, in the order the module       */
 /* declares them (weight, then bias).                                        */
 /* ------------------------------------------------------------------------ */
+/** @defgroup modules Modules
+ *  @{ */
 
 /** A module: a layer or a container of layers. */
 typedef struct amp_module amp_module;
@@ -823,6 +870,8 @@ int64_t amp_module_param_numel(const amp_module *m);
 /** The module's type name ("Linear", "Sequential", ...). */
 const char *amp_module_type(const amp_module *m);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Optimizers                                                                */
 /*                                                                           */
@@ -833,6 +882,8 @@ const char *amp_module_type(const amp_module *m);
 /* writes master, moments and working copy in one pass over memory, so the   */
 /* cast after the update costs no extra pass.                                */
 /* ------------------------------------------------------------------------ */
+/** @defgroup optimizers Optimizers
+ *  @{ */
 
 /** Optimizer algorithms (PyTorch's torch.optim semantics). */
 typedef enum amp_optim_kind {
@@ -843,13 +894,14 @@ typedef enum amp_optim_kind {
 
 /** Optimizer settings; get the defaults from amp_optim_defaults(). */
 typedef struct amp_optim_params {
-  amp_optim_kind kind;
+  amp_optim_kind kind;   /**< SGD, Adam or AdamW */
   float lr;              /**< learning rate (default 1e-3; SGD 1e-2) */
   float momentum;        /**< SGD momentum (default 0) */
   float dampening;       /**< SGD dampening (default 0) */
   int nesterov;          /**< SGD Nesterov momentum (needs momentum > 0) */
   float weight_decay;    /**< L2 (SGD, Adam) or decoupled (AdamW); default 0, AdamW 1e-2 */
-  float beta1, beta2;    /**< Adam(W) moment decay (default 0.9, 0.999) */
+  float beta1;           /**< Adam(W) first-moment decay (default 0.9) */
+  float beta2;           /**< Adam(W) second-moment decay (default 0.999) */
   float eps;             /**< Adam(W) denominator term (default 1e-8) */
   amp_dtype work_dtype;  /**< AMP_F16 or AMP_BF16: keep a 16-bit working copy
                               of every parameter for autocast; AMP_F32 (the
@@ -937,9 +989,13 @@ void amp_optim_state(amp_optim *o, int64_t **step, float **m, float **v);
 /** Rewrites every working copy from its master (after loading masters). */
 amp_status amp_optim_sync_work(amp_optim *o);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Learning-rate schedules                                                   */
 /* ------------------------------------------------------------------------ */
+/** @defgroup learning_rate_schedules Learning-rate schedules
+ *  @{ */
 
 /** Learning-rate schedules. */
 typedef enum amp_lr_kind {
@@ -953,7 +1009,7 @@ typedef enum amp_lr_kind {
 
 /** A schedule's settings. */
 typedef struct amp_lr_schedule {
-  amp_lr_kind kind;
+  amp_lr_kind kind;  /**< constant, step or cosine */
   float base;        /**< the base learning rate */
   int64_t step_size; /**< STEP: steps per decay */
   float gamma;       /**< STEP: decay factor */
@@ -964,6 +1020,8 @@ typedef struct amp_lr_schedule {
 
 /** The learning rate at `step` (0-based). */
 float amp_lr_at(const amp_lr_schedule *s, int64_t step);
+
+/** @} */
 
 /* ------------------------------------------------------------------------ */
 /* Loss scaling (PyTorch GradScaler semantics)                               */
@@ -982,6 +1040,8 @@ float amp_lr_at(const amp_lr_schedule *s, int64_t step);
 /* set_state no-ops and step a plain amp_optim_step(), so one loop serves    */
 /* FP32 training too.                                                        */
 /* ------------------------------------------------------------------------ */
+/** @defgroup loss_scaling Loss scaling (PyTorch GradScaler semantics)
+ *  @{ */
 
 /** Scaler modes. */
 typedef enum amp_scaler_mode {
@@ -992,7 +1052,7 @@ typedef enum amp_scaler_mode {
 
 /** Scaler settings; get the defaults from amp_scaler_defaults(). */
 typedef struct amp_scaler_params {
-  amp_scaler_mode mode;
+  amp_scaler_mode mode;    /**< dynamic, static or none */
   float init_scale;        /**< 65536 */
   double growth_factor;    /**< 2; a double, as PyTorch's: the grown scale
                                 is fp32(S · growth_factor) formed in double */
@@ -1012,11 +1072,11 @@ amp_scaler_params amp_scaler_defaults(amp_scaler_mode mode);
 
 /** The complete state of a scaler (for checkpoints). */
 typedef struct amp_scaler_state {
-  amp_scaler_params params;
-  float scale;
-  int64_t growth_tracker; /**< consecutive clean steps since the last change */
-  int hysteresis_left;    /**< overflows still tolerated */
-  int64_t skipped;        /**< steps skipped so far */
+  amp_scaler_params params; /**< the settings */
+  float scale;              /**< the current loss scale */
+  int64_t growth_tracker;   /**< consecutive clean steps since the last change */
+  int hysteresis_left;      /**< overflows still tolerated */
+  int64_t skipped;          /**< steps skipped so far */
 } amp_scaler_state;
 
 /** A loss scaler. */
@@ -1107,6 +1167,8 @@ amp_scaler_state amp_scaler_get_state(const amp_scaler *sc);
  *  is an error. */
 amp_status amp_scaler_set_state(amp_scaler *sc, const amp_scaler_state *st);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Checkpoints (safetensors)                                                 */
 /*                                                                           */
@@ -1123,6 +1185,8 @@ amp_status amp_scaler_set_state(amp_scaler *sc, const amp_scaler_state *st);
 /* input gives AMP_ERR_FORMAT with a message naming the problem (and the     */
 /* tensor), never a crash or a read outside the input.                       */
 /* ------------------------------------------------------------------------ */
+/** @defgroup checkpoints Checkpoints (safetensors)
+ *  @{ */
 
 /** One tensor of a safetensors file. For writing, fill name, dtype, ndim,
  *  shape, data and bytes (dtype_name is ignored); a file read back gives
@@ -1146,9 +1210,11 @@ typedef struct amp_st_tensor {
                                     "I16", "U16", "U32", "U64") */
 } amp_st_tensor;
 
-/** A data loader (declared in "Data" below; C11 allows the repeated
- *  typedef). */
+/* A data loader (declared and documented in "Data" below; C11 allows the
+ * repeated typedef). */
+/** @cond */
 typedef struct amp_loader amp_loader;
+/** @endcond */
 
 /** A parsed safetensors file. It owns a copy of the data section. */
 typedef struct amp_safetensors amp_safetensors;
@@ -1274,9 +1340,13 @@ amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model
  *  amp_safetensors_write(). */
 amp_status amp_checkpoint_export(amp_ctx *ctx, const char *path, amp_module *model, amp_dtype dt);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Data (datasets and loaders)                                               */
 /* ------------------------------------------------------------------------ */
+/** @defgroup data Data (datasets and loaders)
+ *  @{ */
 
 /** A data set for classification: `size` samples, each a row of `features`
  *  values (stored as U8 for MNIST images, F32 otherwise) and an I32 label in
@@ -1306,9 +1376,10 @@ amp_status amp_mnist_load(amp_ctx *ctx, const char *dir, int train, amp_dataset 
 /** Where Debian's dataset-fashion-mnist package installs Fashion-MNIST. */
 #define AMP_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
-/** Fashion-MNIST's pixel mean and standard deviation (of x/255 over its
- *  train set), which the loader's `normalize` uses for it. */
+/** Fashion-MNIST's pixel mean (of x/255 over its train set), which the
+ *  loader's `normalize` uses for it. */
 #define AMP_FASHION_MNIST_MEAN 0.2860f
+/** Fashion-MNIST's pixel standard deviation (of x/255 over its train set). */
 #define AMP_FASHION_MNIST_STD 0.3530f
 
 /** Loads a Fashion-MNIST split from `dir` (NULL: AMP_FASHION_MNIST_DIR):
@@ -1380,8 +1451,9 @@ amp_status amp_dataset_slice(amp_ctx *ctx, const amp_dataset *ds, int64_t start,
  *  Malloc-owned; free it with amp_text_free(). At most 1 GiB. */
 typedef struct amp_text amp_text;
 
-/** The splits of an amp_text. */
+/** The training split of an amp_text (the first 90% of its tokens). */
 #define AMP_TEXT_TRAIN 0
+/** The validation split of an amp_text (the last 10%). */
 #define AMP_TEXT_VAL 1
 
 /** Where Debian's fortunes package installs the English fortune files. */
@@ -1506,6 +1578,8 @@ amp_status amp_loader_set_state(amp_loader *l, amp_loader_state s);
 amp_loader_params amp_loader_get_params(const amp_loader *l);
 
 /* (the data section ends here) */
+
+/** @} */
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,7 @@ expect_fail 2 "'e4m3' is not" bench gemm --m 4 --n 4 --k 4 --c e4m3
 expect_fail 2 "unknown option '--bogus'" bench gemm --m 4 --n 4 --k 4 --bogus
 expect_fail 2 "too large" bench gemm --m 1000000 --n 1000000 --k 1000000
 expect_fail 2 "needs a value" bench peak --threads
-expect_fail 2 "not a thread count" bench peak --threads 0
+expect_fail 2 "threads: '0' is not an integer (whole number) in \[1, 1024\]" bench peak --threads 0
 expect_fail 2 "unknown option" bench triad --fast
 
 finish

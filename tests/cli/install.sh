@@ -21,7 +21,8 @@ if DESTDIR="$root" cmake --install "$build" --prefix "$prefix" >"$tmp/install.lo
   bad "cmake --install failed: $(tail -5 "$tmp/install.log")"
 fi
 libdir=$(dirname "$(find "$root" -name ampc.pc | head -1)")/..
-for f in "$root$prefix/include/ampc.h" "$libdir/libampc.a" "$root$prefix/bin/ampc"; do
+for f in "$root$prefix/include/ampc.h" "$libdir/libampc.a" "$root$prefix/bin/ampc" \
+  "$root$prefix/share/man/man1/ampc.1"; do
   [ -f "$f" ] && ok || bad "not installed: $f"
 done
 soname=$(objdump -p "$libdir/libampc.so" 2>/dev/null | sed -n 's/ *SONAME *//p')

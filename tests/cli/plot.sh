@@ -20,15 +20,15 @@ if "$ampc" plot "$tmp/a.jsonl" "$tmp/b.jsonl" -o "$tmp/run.svg" 2>"$tmp/err"; th
   bad "plot failed: $(cat "$tmp/err")"
 fi
 if command -v python3 >/dev/null 2>&1; then
-  # Each run has 4 series (loss, scale, lr, grad_norm): 8 series paths, and one
-  # skipped-step marker per skipped step.
+  # Each run has 5 series (loss, the epoch's val_accuracy, scale, lr,
+  # grad_norm): 10 series paths, and one skipped-step marker per skipped step.
   python3 - "$tmp/run.svg" "$skipped" <<'PY' && ok || bad "the SVG is not what it should be"
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
 ns = '{http://www.w3.org/2000/svg}'
 series = [p for p in root.iter(ns + 'path') if p.get('class') != 'skipped']
 marks = [p for p in root.iter(ns + 'path') if p.get('class') == 'skipped']
-assert len(series) == 8, len(series)
+assert len(series) == 10, len(series)
 assert len(marks) == int(sys.argv[2]), (len(marks), sys.argv[2])
 PY
 else

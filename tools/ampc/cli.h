@@ -4,20 +4,27 @@
 
 #include "ampc.h"
 
+#include <stddef.h>
+
 /* `ampc train [options]`: argv holds the options only. Returns the exit
  * status (0 ok, 1 failure, 2 bad usage). */
 int ampc_train_main(int argc, char **argv);
 
-/* `ampc eval --checkpoint FILE [--data DIR|synthetic] [--threads N] [--json]`:
- * test accuracy of a checkpoint's model. */
+/* `ampc eval [options] FILE`: test accuracy of a model's weights. */
 int ampc_eval_main(int argc, char **argv);
 
-/* `ampc export --checkpoint IN [--dtype f16|bf16] OUT`: the 16-bit weights
- * alone, as safetensors. */
+/* `ampc export --checkpoint IN [options] OUT`: the weights alone, as
+ * safetensors or a PyTorch state dict. */
 int ampc_export_main(int argc, char **argv);
 
 /* `ampc plot RUN.jsonl [MORE.jsonl ...] -o OUT.svg`: the metrics of one or
  * more runs as an SVG figure. */
 int ampc_plot_main(int argc, char **argv);
+
+/* Writes the parameters of `model` as a PyTorch state dict in torch.save's
+ * format (export_pt.c), converted from FP32 to `dt` (F32, F16 or BF16), with
+ * the module's names and layouts; atomically. Returns 1, or 0 with a
+ * message in msg. */
+int ampc_write_torch(const char *path, amp_module *model, amp_dtype dt, char *msg, size_t cap);
 
 #endif

@@ -1,45 +1,79 @@
-/* `ampc export`: the 16-bit weights of a checkpoint alone, as safetensors. */
+/* `ampc export`: the weights of a model alone, as safetensors (ampc's
+ * export) or as a PyTorch state dict (torch.save's format). */
 #include "cli.h"
 #include "train_opts.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+typedef struct export_opts {
+  const char *checkpoint, *out, *dtype, *format, *model;
+} export_opts;
+
+#define XOPT(name, s, kind, member, arg, help)                                                     \
+  { name, s, kind, offsetof(export_opts, member), arg, 0, 0, help, NULL }
+
+static const ampc_opt EXPORT_OPTS[] = {
+    XOPT("checkpoint", 0, AMPC_OPT_STR, checkpoint, "IN",
+         "the weights to export (a checkpoint, an export or a state dict)"),
+    XOPT("out", 'o', AMPC_OPT_STR, out, "OUT", "the file to write (or give OUT as the argument)"),
+    XOPT("format", 0, AMPC_OPT_ENUM, format, "safetensors|pytorch",
+         "safetensors: ampc's export (default); pytorch: a torch.save state dict (.pt) that "
+         "torch.load + load_state_dict(strict=True) read"),
+    XOPT("dtype", 0, AMPC_OPT_ENUM, dtype, "f16|bf16|f32",
+         "element type (default f16 for safetensors, f32 for pytorch)"),
+    XOPT("model", 0, AMPC_OPT_STR, model, "mlp:IN-H-...-OUT", "the model, when IN does not say it"),
+};
+
+const ampc_cmd ampc_cmd_export = {
+    "export",
+    "--checkpoint IN [options] OUT",
+    "Writes the weights of IN alone: as safetensors in 16 bits (ampc's export, which ampc\n"
+    "eval and ampc train --init read), or as a PyTorch state dict with nn.Sequential's\n"
+    "names and layouts (0.weight [out, in], 0.bias, 2.weight, ...). The file is written\n"
+    "atomically (a temporary file renamed into place).",
+    EXPORT_OPTS,
+    (int)(sizeof EXPORT_OPTS / sizeof EXPORT_OPTS[0]),
+    1,
+    "PyTorch: m = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 10));\n"
+    "         m.load_state_dict(torch.load(\"OUT.pt\"), strict=True)\n"
+    "Exit status: 0 done, 1 failed, 2 bad usage.",
+    "write the weights alone (safetensors, or a PyTorch state dict)"};
+
 int ampc_export_main(int argc, char **argv) {
+  export_opts x = {NULL, NULL, NULL, "safetensors", NULL};
+  const char *pos[1];
+  int npos = 0;
+  int rc = ampc_opts_parse(&ampc_cmd_export, argc, argv, &x, pos, &npos);
+  if (rc) return rc == AMPC_OPTS_HELP ? 0 : rc;
+  if (npos && x.out)
+    return ampc_opts_error(&ampc_cmd_export, "two outputs: --out %s and %s", x.out, pos[0]);
+  if (npos) x.out = pos[0];
+  if (!x.checkpoint || !x.out)
+    return ampc_opts_error(&ampc_cmd_export, "export needs --checkpoint IN and an output OUT");
+  int torch = strcmp(x.format, "pytorch") == 0;
+  amp_dtype dt = AMP_F16;
+  if (amp_dtype_parse(x.dtype ? x.dtype : torch ? "f32" : "f16", &dt) != AMP_OK) return 2;
   loaded L;
   memset(&L, 0, sizeof L);
   train_opts_default(&L.o);
-  const char *path = NULL, *out = NULL, *dts = "f16";
-  for (int i = 0; i < argc; i++) {
-    if (strncmp(argv[i], "--", 2) != 0) {
-      if (out) return ampc_usage_error("unexpected argument '%s'", argv[i]);
-      out = argv[i];
-      continue;
-    }
-    if (i + 1 >= argc) return ampc_usage_error("%s needs a value", argv[i]);
-    if (strcmp(argv[i], "--checkpoint") == 0)
-      path = argv[++i];
-    else if (strcmp(argv[i], "--dtype") == 0)
-      dts = argv[++i];
-    else if (strcmp(argv[i], "--out") == 0)
-      out = argv[++i];
-    else
-      return ampc_usage_error("unknown option '%s'", argv[i]);
-  }
-  amp_dtype dt;
-  if (amp_dtype_parse(dts, &dt) != AMP_OK || (dt != AMP_F16 && dt != AMP_BF16))
-    return ampc_usage_error("--dtype: '%s' is not f16 or bf16", dts);
-  if (!path || !out)
-    return ampc_usage_error("%s", "export needs --checkpoint IN and an output FILE");
+  L.o.cmd = "export";
   L.ctx = amp_ctx_create(NULL);
-  int rc = ampc_load_checkpoint_model("export", path, &L);
-  if (!rc && amp_checkpoint_export(L.ctx, out, L.model, dt) != AMP_OK) {
+  if (!L.ctx) return 1;
+  rc = ampc_load_model("export", x.checkpoint, x.model, &L);
+  char msg[512];
+  if (!rc && torch && !ampc_write_torch(x.out, L.model, dt, msg, sizeof msg)) {
+    fprintf(stderr, "ampc export: %s\n", msg);
+    rc = 1;
+  }
+  if (!rc && !torch && amp_checkpoint_export(L.ctx, x.out, L.model, dt) != AMP_OK) {
     fprintf(stderr, "ampc export: %s\n", amp_ctx_error(L.ctx));
     rc = 1;
   }
   if (!rc)
-    printf("wrote %s: %lld parameters in %s\n", out, (long long)amp_module_param_numel(L.model),
-           amp_dtype_name(dt));
+    printf("wrote %s: %lld parameters in %s (%s)\n", x.out,
+           (long long)amp_module_param_numel(L.model), amp_dtype_name(dt), x.format);
   amp_ctx_free(L.ctx);
   return rc;
 }

@@ -3,104 +3,194 @@
 #include "ampc.h"
 #include "bench.h"
 #include "cli.h"
+#include "opts.h"
+
+#include <stddef.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* The commands, in the order `ampc help` lists them. */
+static const ampc_cmd *const COMMANDS[] = {
+    &ampc_cmd_train,      &ampc_cmd_eval,       &ampc_cmd_export,      &ampc_cmd_plot,
+    &ampc_cmd_bench_gemm, &ampc_cmd_bench_peak, &ampc_cmd_bench_triad, &ampc_cmd_bench_all,
+};
+enum { NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]) };
+
 static void usage(FILE *f) {
-  fprintf(f, "usage: ampc <command> [options]\n"
-             "\n"
-             "commands:\n"
-             "  train [--data DIR|synthetic] [--model mlp:784-1024-10]\n"
-             "        [--precision fp32|fp16|bf16] [--optim adam|adamw|sgd] [--lr X]\n"
-             "        [--batch N] [--epochs N] [--seed N] [--threads N]\n"
-             "        [--loss-scale dynamic|static:N|none] [--master-weights on|off]\n"
-             "        [--schedule constant|step:N:GAMMA|cosine:WARMUP] [--clip NORM]\n"
-             "        [--metrics FILE.jsonl] [--json] [--quiet] [--max-steps N]\n"
-             "        [--synthetic-n N] [--growth-interval N] [--loss-mul X]\n"
-             "        [--save FILE [--save-every N]] [--resume FILE]\n"
-             "                     train a model (default: the reference MLP on data/mnist\n"
-             "                     in fp16 mixed precision with Adam, 5 epochs)\n"
-             "  eval --checkpoint FILE [--data DIR|synthetic] [--json]\n"
-             "                     test accuracy of a checkpoint\n"
-             "  export --checkpoint IN [--dtype f16|bf16] OUT\n"
-             "                     write the 16-bit weights alone (safetensors)\n"
-             "  plot RUN.jsonl [MORE.jsonl ...] -o OUT.svg\n"
-             "                     draw the metrics of runs (loss, scale, lr, ...) as SVG\n"
-             "  bench gemm --m M --n N --k K [--a f16] [--b f16] [--c f32] [--ta] [--tb]\n"
-             "             [--threads T] [--reps R] [--json]\n"
-             "                     time one GEMM shape (median GFLOP/s)\n"
-             "  bench peak [--threads T]    measured peak FMA rate (GFLOP/s)\n"
-             "  bench triad [--threads T]   triad memory bandwidth (GB/s)\n"
-             "  bench all [--threads T]     the standard set of `make bench` (JSON lines)\n"
-             "  version                     print the version\n"
-             "  help                        this text\n");
-}
-
-/* Parses "--threads T" from argv (anywhere); returns the default when absent.
- * Returns -1 and prints a message on a bad value. */
-static int parse_threads(int argc, char **argv, int def) {
-  for (int i = 0; i < argc; i++) {
-    if (strcmp(argv[i], "--threads") == 0) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "ampc: --threads needs a value\n");
-        return -1;
-      }
-      char *end;
-      long v = strtol(argv[i + 1], &end, 10);
-      if (*argv[i + 1] == '\0' || *end != '\0' || v < 1 || v > 1024) {
-        fprintf(stderr, "ampc: --threads: '%s' is not a thread count (1..1024)\n", argv[i + 1]);
-        return -1;
-      }
-      return (int)v;
-    }
+  fprintf(f, "usage: ampc <command> [options]\n\ncommands:\n");
+  for (int i = 0; i < NCOMMANDS; i++) {
+    fprintf(f, "  %-14s %s\n", COMMANDS[i]->name, COMMANDS[i]->brief);
   }
-  return def;
+  fprintf(f, "  %-14s %s\n  %-14s %s\n\n", "version", "print the version", "help [CMD]",
+          "this text, or the options of CMD (also: ampc CMD --help)");
+  fprintf(f, "Try: ampc train --data synthetic --model mlp:32-64-5 --epochs 2\n"
+             "See also: man ampc (docs/ampc.1), README.md.\n");
 }
 
-static int check_only_threads(int argc, char **argv, const char *cmd) {
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--threads") == 0) {
-      i++;
-      continue;
-    }
-    if (strcmp(argv[i], "--json") == 0) continue;
-    fprintf(stderr, "ampc bench %s: unknown option '%s'\n", cmd, argv[i]);
+/* `ampc help [CMD [SUB]]`. */
+static int help_main(int argc, char **argv) {
+  if (argc == 0) {
+    usage(stdout);
     return 0;
   }
-  return 1;
+  char name[64];
+  snprintf(name, sizeof name, "%s%s%s", argv[0], argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
+  for (int i = 0; i < NCOMMANDS; i++)
+    if (strcmp(COMMANDS[i]->name, name) == 0 || strcmp(COMMANDS[i]->name, argv[0]) == 0) {
+      if (strcmp(argv[0], "bench") == 0 && argc == 1) break;
+      ampc_opts_usage(COMMANDS[i], stdout);
+      return 0;
+    }
+  if (strcmp(argv[0], "bench") == 0) {
+    for (int i = 0; i < NCOMMANDS; i++)
+      if (strncmp(COMMANDS[i]->name, "bench ", 6) == 0) {
+        ampc_opts_usage(COMMANDS[i], stdout);
+        printf("\n");
+      }
+    return 0;
+  }
+  fprintf(stderr, "ampc help: unknown command '%s'\n", name);
+  usage(stderr);
+  return 2;
+}
+
+typedef struct bench_opts {
+  long threads;
+  int json;
+} bench_opts;
+
+static const ampc_opt BENCH_OPTS[] = {
+    {"threads", 0, AMPC_OPT_LONG, offsetof(bench_opts, threads), "N", 1, 1024,
+     "OpenMP threads (default 2)", NULL},
+    {"json", 0, AMPC_OPT_FLAG, offsetof(bench_opts, json), "", 0, 0,
+     "JSON output (always JSON lines; accepted for symmetry)", NULL},
+};
+
+const ampc_cmd ampc_cmd_bench_peak = {"bench peak",
+                                      "[options]",
+                                      "Measured peak FMA rate (GFLOP/s), as a JSON line.",
+                                      BENCH_OPTS,
+                                      2,
+                                      0,
+                                      NULL,
+                                      "measured peak FMA rate (GFLOP/s)"};
+const ampc_cmd ampc_cmd_bench_triad = {"bench triad",
+                                       "[options]",
+                                       "Triad memory bandwidth (GB/s), as a JSON line.",
+                                       BENCH_OPTS,
+                                       2,
+                                       0,
+                                       NULL,
+                                       "triad memory bandwidth (GB/s)"};
+const ampc_cmd ampc_cmd_bench_all = {
+    "bench all",
+    "[options]",
+    "The standard set of `make bench`: GEMM shapes, conversions and elementwise kernels\n"
+    "against their floors (JSON lines).",
+    BENCH_OPTS,
+    2,
+    0,
+    NULL,
+    "the standard set of `make bench`"};
+
+typedef struct gemm_opts {
+  long m, n, k, threads, reps;
+  const char *a, *b, *c;
+  int ta, tb, json;
+} gemm_opts;
+
+#define GOPT(name, kind, member, arg, lo, hi, help)                                                \
+  { name, 0, kind, offsetof(gemm_opts, member), arg, lo, hi, help, NULL }
+
+static const ampc_opt GEMM_OPTS[] = {
+    GOPT("m", AMPC_OPT_LONG, m, "M", 1, 1 << 20, "rows of C (required)"),
+    GOPT("n", AMPC_OPT_LONG, n, "N", 1, 1 << 20, "columns of C (required)"),
+    GOPT("k", AMPC_OPT_LONG, k, "K", 1, 1 << 20, "the inner dimension (required)"),
+    GOPT("a", AMPC_OPT_ENUM, a, "f32|f16|bf16", 0, 0, "dtype of A (default f16)"),
+    GOPT("b", AMPC_OPT_ENUM, b, "f32|f16|bf16", 0, 0, "dtype of B (default f16)"),
+    GOPT("c", AMPC_OPT_ENUM, c, "f32|f16|bf16", 0, 0, "dtype of C (default f32)"),
+    GOPT("ta", AMPC_OPT_FLAG, ta, "", 0, 0, "A transposed"),
+    GOPT("tb", AMPC_OPT_FLAG, tb, "", 0, 0, "B transposed"),
+    GOPT("threads", AMPC_OPT_LONG, threads, "N", 1, 1024, "OpenMP threads (default 2)"),
+    GOPT("reps", AMPC_OPT_LONG, reps, "R", 1, 100000, "repetitions (default: about 1 s)"),
+    GOPT("json", AMPC_OPT_FLAG, json, "", 0, 0, "print one JSON object"),
+};
+
+const ampc_cmd ampc_cmd_bench_gemm = {
+    "bench gemm",
+    "--m M --n N --k K [options]",
+    "Times one GEMM shape, C = A·B, and prints the median GFLOP/s (with OpenBLAS sgemm's\n"
+    "when the build has it).",
+    GEMM_OPTS,
+    (int)(sizeof GEMM_OPTS / sizeof GEMM_OPTS[0]),
+    0,
+    NULL,
+    "time one GEMM shape (GFLOP/s)"};
+
+/* Parses with the table, then runs the benchmark's own command line. */
+static int gemm_main(int argc, char **argv) {
+  gemm_opts g = {0, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0, 0};
+  int rc = ampc_opts_parse(&ampc_cmd_bench_gemm, argc, argv, &g, NULL, NULL);
+  if (rc) return rc == AMPC_OPTS_HELP ? 0 : rc;
+  char *args[24], nums[5][24];
+  int n = 0;
+  args[n++] = "gemm";
+  const struct {
+    const char *flag;
+    long v;
+  } longs[5] = {
+      {"--m", g.m}, {"--n", g.n}, {"--k", g.k}, {"--threads", g.threads}, {"--reps", g.reps}};
+  for (int i = 0; i < 5; i++)
+    if (longs[i].v) {
+      snprintf(nums[i], sizeof nums[i], "%ld", longs[i].v);
+      args[n++] = (char *)longs[i].flag;
+      args[n++] = nums[i];
+    }
+  if (g.a) args[n++] = "--a", args[n++] = (char *)g.a;
+  if (g.b) args[n++] = "--b", args[n++] = (char *)g.b;
+  if (g.c) args[n++] = "--c", args[n++] = (char *)g.c;
+  if (g.ta) args[n++] = "--ta";
+  if (g.tb) args[n++] = "--tb";
+  if (g.json) args[n++] = "--json";
+  return ampb_gemm_cmd(n, args);
 }
 
 static int bench_main(int argc, char **argv) {
   if (argc < 1) {
-    fprintf(stderr, "ampc bench: which benchmark? (gemm, peak, triad, all)\n");
+    fprintf(stderr, "ampc bench: which benchmark? (gemm, peak, triad, all; see ampc help bench)\n");
     return 2;
   }
   const char *what = argv[0];
-  if (strcmp(what, "gemm") == 0) return ampb_gemm_cmd(argc, argv);
-  int threads = parse_threads(argc, argv, 2);
-  if (threads < 0) return 2;
-  if (!check_only_threads(argc, argv, what)) return 2;
-  if (strcmp(what, "peak") == 0) {
+  if (strcmp(what, "gemm") == 0) return gemm_main(argc - 1, argv + 1);
+  const ampc_cmd *cmd = strcmp(what, "peak") == 0    ? &ampc_cmd_bench_peak
+                        : strcmp(what, "triad") == 0 ? &ampc_cmd_bench_triad
+                        : strcmp(what, "all") == 0   ? &ampc_cmd_bench_all
+                                                     : NULL;
+  if (!cmd) {
+    fprintf(stderr, "ampc bench: unknown benchmark '%s' (gemm, peak, triad, all)\n", what);
+    return 2;
+  }
+  bench_opts b = {2, 0};
+  int rc = ampc_opts_parse(cmd, argc - 1, argv + 1, &b, NULL, NULL);
+  if (rc) return rc == AMPC_OPTS_HELP ? 0 : rc;
+  int threads = (int)b.threads;
+  if (cmd == &ampc_cmd_bench_peak) {
     printf("{\"bench\":\"peak_fma\",\"threads\":%d,\"gflops\":%.2f}\n", threads,
            ampb_peak_fma_gflops(threads, 5));
     return 0;
   }
-  if (strcmp(what, "triad") == 0) {
+  if (cmd == &ampc_cmd_bench_triad) {
     printf("{\"bench\":\"triad\",\"threads\":%d,\"array_bytes\":%zu,\"gbs\":%.2f}\n", threads,
            ampb_big_array_bytes(), ampb_triad_gbs(threads, ampb_big_array_bytes(), 5));
     return 0;
   }
-  if (strcmp(what, "all") == 0) {
-    int rc = ampb_gemm_suite(threads);
-    rc |= ampb_convert_suite(threads);
-    rc |= ampb_eltwise_suite(threads);
-    return rc ? 1 : 0;
-  }
-  fprintf(stderr, "ampc bench: unknown benchmark '%s' (gemm, peak, triad, all)\n", what);
-  return 2;
+  rc = ampb_gemm_suite(threads);
+  rc |= ampb_convert_suite(threads);
+  rc |= ampb_eltwise_suite(threads);
+  return rc ? 1 : 0;
 }
 
 /* OpenMP threads that spin while waiting cost up to 10x on a machine shared
@@ -131,7 +221,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *cmd = argv[1];
-  if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+  if (strcmp(cmd, "help") == 0) return help_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     usage(stdout);
     return 0;
   }
@@ -144,7 +235,17 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "eval") == 0) return ampc_eval_main(argc - 2, argv + 2);
   if (strcmp(cmd, "export") == 0) return ampc_export_main(argc - 2, argv + 2);
   if (strcmp(cmd, "plot") == 0) return ampc_plot_main(argc - 2, argv + 2);
-  fprintf(stderr, "ampc: unknown command '%s'\n", cmd);
+  const char *best = "help";
+  int bd = 99;
+  const char *names[] = {"train", "eval", "export", "plot", "bench", "version", "help"};
+  for (int i = 0; i < 7; i++) {
+    int d = ampc_opts_distance(cmd, names[i]);
+    if (d < bd) bd = d, best = names[i];
+  }
+  if (bd <= 2)
+    fprintf(stderr, "ampc: unknown command '%s'; did you mean '%s'?\n", cmd, best);
+  else
+    fprintf(stderr, "ampc: unknown command '%s'\n", cmd);
   usage(stderr);
   return 2;
 }

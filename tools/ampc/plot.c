@@ -10,6 +10,9 @@
  * command. The SVG is written to a temporary file beside the target and
  * renamed into place, so a failure never leaves a half-written figure. */
 #include "cli.h"
+#include "opts.h"
+
+#include <stddef.h>
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -195,6 +198,12 @@ static void draw_series(FILE *f, const frame *fr, const series *s, int log, cons
   for (size_t i = 0; i < s->n; i += stride)
     fprintf(f, "%s%.1f %.1f", i ? " L" : "M", px(fr, s->x[i]), py(fr, tr(log, s->y[i])));
   fputs("\"/>\n", f);
+  if (s->n > 50) return;
+  /* Few points (the validation metric: one per epoch): a dot on each, so
+   * that a single point shows too. */
+  for (size_t i = 0; i < s->n; i++)
+    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", px(fr, s->x[i]),
+            py(fr, tr(log, s->y[i])), colour);
 }
 
 static void range_of(const run *runs, int nruns, int k, int log, frame *fr) {
@@ -208,8 +217,9 @@ static void range_of(const run *runs, int nruns, int k, int log, frame *fr) {
     }
   if (!(fr->y1 > fr->y0)) { /* one value, or none */
     double c = isfinite(fr->y0) ? fr->y0 : 0;
-    fr->y0 = c - 1;
-    fr->y1 = c + 1;
+    double h = c != 0 && !log ? fabs(c) / 2 : 1; /* a constant lr of 1e-3: 5e-4 .. 1.5e-3 */
+    fr->y0 = c - h;
+    fr->y1 = c + h;
   }
 }
 
@@ -269,21 +279,29 @@ static int write_svg(FILE *f, const run *runs, int nruns) {
   return ferror(f) ? -1 : 0;
 }
 
-static void plot_usage(FILE *f) {
-  fputs("usage: ampc plot RUN.jsonl [MORE.jsonl ...] -o OUT.svg\n"
-        "\n"
-        "Draws the per-step metrics of `ampc train --metrics` as an SVG figure:\n"
-        "training loss (log scale), the validation metric when present, the loss\n"
-        "scale (log2) with skipped steps marked, the learning rate and the gradient\n"
-        "norm, against the step; several runs are overlaid with a legend.\n"
-        "Lines that do not parse as JSON objects with a \"step\" are skipped and\n"
-        "counted.\n"
-        "\n"
-        "options:\n"
-        "  -o, --output FILE   the SVG to write (written atomically)\n"
-        "  -h, --help          this text\n",
-        f);
-}
+typedef struct plot_opts {
+  const char *out;
+} plot_opts;
+
+static const ampc_opt PLOT_OPTS[] = {
+    {"output", 'o', AMPC_OPT_STR, offsetof(plot_opts, out), "OUT.svg", 0, 0,
+     "the SVG to write (written atomically)", NULL},
+};
+
+const ampc_cmd ampc_cmd_plot = {
+    "plot",
+    "RUN.jsonl [MORE.jsonl ...] -o OUT.svg",
+    "Draws the per-step metrics of `ampc train --metrics` as an SVG figure:\n"
+    "training loss (log scale), the validation accuracy when present, the loss\n"
+    "scale (log2) with skipped steps marked, the learning rate and the gradient\n"
+    "norm, against the step; several runs are overlaid with a legend.",
+    PLOT_OPTS,
+    1,
+    1 << 20,
+    "Lines that do not parse as JSON objects with a \"step\" are skipped and counted\n"
+    "(the count and the first such line number are printed); an unreadable file stops\n"
+    "the command with status 1.",
+    "draw the metrics of runs as SVG"};
 
 /* Writes the figure to a temporary file beside `out` and renames it. */
 static int save_svg(const char *out, const run *runs, int nruns) {
@@ -309,32 +327,23 @@ static int save_svg(const char *out, const run *runs, int nruns) {
 }
 
 int ampc_plot_main(int argc, char **argv) {
-  const char *out = NULL;
-  int nruns = 0;
+  plot_opts po = {NULL};
+  const char **paths = calloc((size_t)argc + 1, sizeof *paths);
   run *runs = calloc((size_t)argc + 1, sizeof *runs);
-  if (!runs) return 1;
-  for (int i = 0; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      plot_usage(stdout);
-      free(runs);
-      return 0;
-    }
-    if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "ampc plot: %s needs a file name\n", a);
-        free(runs);
-        return 2;
-      }
-      out = argv[++i];
-    } else if (a[0] == '-' && a[1] != '\0') {
-      fprintf(stderr, "ampc plot: unknown option '%s' (see ampc plot --help)\n", a);
-      free(runs);
-      return 2;
-    } else {
-      runs[nruns++].path = a;
-    }
+  int nruns = 0;
+  if (!runs || !paths) {
+    free(runs);
+    free(paths);
+    return 1;
   }
+  int prc = ampc_opts_parse(&ampc_cmd_plot, argc, argv, &po, paths, &nruns);
+  for (int i = 0; i < nruns; i++) runs[i].path = paths[i];
+  free(paths);
+  if (prc) {
+    free(runs);
+    return prc == AMPC_OPTS_HELP ? 0 : prc;
+  }
+  const char *out = po.out;
   if (nruns == 0 || !out) {
     fprintf(stderr, "ampc plot: %s (see ampc plot --help)\n",
             nruns == 0 ? "which metrics files? (RUN.jsonl ...)" : "where to? (-o OUT.svg)");

@@ -67,18 +67,17 @@ int ampc_parse_model(const char *spec, long *sizes, int max) {
   if (strncmp(spec, "mlp:", 4) != 0) return 0;
   const char *p = spec + 4;
   int n = 0;
-  while (*p) {
-    char *end;
-    errno = 0;
-    long v = strtol(p, &end, 10);
-    if (end == p || errno || v < 1 || v > 1 << 20 || n == max) return 0;
+  for (;;) { /* sizes: decimal digits only, one '-' between them */
+    if (*p < '0' || *p > '9' || n == max) return 0;
+    long v = 0;
+    while (*p >= '0' && *p <= '9') {
+      v = 10 * v + (*p++ - '0');
+      if (v > 1 << 20) return 0;
+    }
+    if (v < 1) return 0;
     sizes[n++] = v;
-    if (*end == '-')
-      p = end + 1;
-    else if (*end == '\0')
-      p = end;
-    else
-      return 0;
+    if (*p == '\0') break;
+    if (*p++ != '-') return 0;
   }
   return n >= 2 ? n : 0;
 }
@@ -154,4 +153,114 @@ double ampc_evaluate(amp_ctx *ctx, amp_module *model, const amp_dataset *ds, amp
   free(row);
   amp_loader_free(ld);
   return total ? (double)correct / (double)total : -1;
+}
+
+/* "name [d0, d1]" of every tensor of f (at most ~cap bytes), for messages. */
+static void list_tensors(const amp_safetensors *f, char *buf, size_t cap) {
+  size_t k = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < amp_safetensors_count(f) && k + 40 < cap; i++) {
+    const amp_st_tensor *t = amp_safetensors_at(f, i);
+    k += (size_t)snprintf(buf + k, cap - k, "%s%.60s [", i ? ", " : "", t->name);
+    for (int d = 0; d < t->ndim && k + 24 < cap; d++)
+      k += (size_t)snprintf(buf + k, cap - k, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    k += (size_t)snprintf(buf + k, cap - k, "]");
+  }
+}
+
+/* Non-zero when tensor t fits parameter p (same shape, a float dtype). */
+static int fits(const amp_st_tensor *t, const amp_tensor *p) {
+  if (t->dtype != AMP_F32 && t->dtype != AMP_F16 && t->dtype != AMP_BF16) return 0;
+  if (t->ndim != p->ndim) return 0;
+  for (int d = 0; d < t->ndim; d++)
+    if (t->shape[d] != p->shape[d]) return 0;
+  return 1;
+}
+
+/* "[d0, d1, ...]" of a shape. */
+static void shape_text(int ndim, const int64_t *shape, char *buf, size_t cap) {
+  size_t k = (size_t)snprintf(buf, cap, "[");
+  for (int d = 0; d < ndim && k + 24 < cap; d++)
+    k += (size_t)snprintf(buf + k, cap - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
+  snprintf(buf + k, cap - k, "]");
+}
+
+/* Checks that f holds every parameter of `model` (and nothing else but
+ * "optim.*" tensors); returns 1, or 0 with the message. */
+static int check_weights(const amp_safetensors *f, const char *path, amp_module *model, char *msg,
+                         size_t cap) {
+  char have[400], want[64], got[64];
+  int found = 0, n = amp_module_param_count(model);
+  for (int i = 0; i < n; i++) {
+    const char *name;
+    amp_module_param(model, i, &name);
+    found += amp_safetensors_find(f, name) != NULL;
+  }
+  list_tensors(f, have, sizeof have);
+  for (int i = 0; i < n; i++) {
+    const char *name;
+    const amp_tensor *p = amp_module_param(model, i, &name);
+    const amp_st_tensor *t = amp_safetensors_find(f, name);
+    shape_text(p->ndim, p->shape, want, sizeof want);
+    if (!found) {
+      snprintf(msg, cap,
+               "%s: no tensor name matches a parameter of the model, which expects %s %s, ... "
+               "(names as PyTorch's nn.Sequential gives them); the file has: %s",
+               path, name, want, have);
+      return 0;
+    }
+    if (!t) {
+      snprintf(msg, cap, "%s: missing %s %s (the file has: %s)", path, name, want, have);
+      return 0;
+    }
+    if (!fits(t, p)) {
+      shape_text(t->ndim, t->shape, got, sizeof got);
+      snprintf(msg, cap,
+               "%s: %s is %s %s, the model's parameter is %s in F32, F16 or BF16 (is --model "
+               "right?)",
+               path, name, t->dtype_name, got, want);
+      return 0;
+    }
+  }
+  for (int i = 0; i < amp_safetensors_count(f); i++) {
+    const amp_st_tensor *t = amp_safetensors_at(f, i);
+    int known = strncmp(t->name, "optim.", 6) == 0;
+    for (int j = 0; j < n && !known; j++) {
+      const char *name;
+      amp_module_param(model, j, &name);
+      known = strcmp(name, t->name) == 0;
+    }
+    if (!known) {
+      snprintf(msg, cap, "%s: tensor %.80s is not a parameter of the model (is --model right?)",
+               path, t->name);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+int ampc_load_weights(amp_ctx *ctx, const char *path, amp_module *model, char *msg, size_t cap) {
+  amp_safetensors *f = NULL;
+  if (amp_safetensors_read(ctx, path, &f) != AMP_OK) {
+    snprintf(msg, cap, "%s", amp_ctx_error(ctx));
+    return 0;
+  }
+  int ok = check_weights(f, path, model, msg, cap);
+  for (int i = 0; ok && i < amp_module_param_count(model); i++) {
+    const char *name;
+    amp_tensor *p = amp_module_param(model, i, &name);
+    const amp_st_tensor *t = amp_safetensors_find(f, name);
+    size_t numel = (size_t)p->numel;
+    void *tmp = malloc(t->bytes ? t->bytes : 1); /* aligned for any dtype */
+    if (!tmp) {
+      snprintf(msg, cap, "out of memory");
+      ok = 0;
+      break;
+    }
+    memcpy(tmp, t->data, t->bytes);
+    amp_convert(p->data, AMP_F32, tmp, t->dtype, numel);
+    free(tmp);
+  }
+  amp_safetensors_free(f);
+  return ok;
 }

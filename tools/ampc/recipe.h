@@ -61,4 +61,16 @@ amp_tensor *ampc_forward_loss(amp_ctx *ctx, const ampc_recipe *r, amp_module *mo
 double ampc_evaluate(amp_ctx *ctx, amp_module *model, const amp_dataset *ds, amp_dtype dt,
                      int64_t batch);
 
+/* Loads weights into the parameters of `model` (their FP32 values) from the
+ * safetensors file `path`: an ampc checkpoint (F32 masters; its "optim.*"
+ * tensors are ignored), an ampc export (F16/BF16), or a plain state dict
+ * such as PyTorch's safetensors.torch.save_file(model.state_dict()) (F32,
+ * F16 or BF16) under the model's names ("0.weight", "0.bias", "2.weight",
+ * ... as nn.Sequential names them) with PyTorch's layouts (Linear weight
+ * [out, in]). Every parameter must be there with its shape, and nothing
+ * else. With an optimizer, call amp_optim_sync_work() afterwards. Returns
+ * 1, or 0 with a message (naming the file and what is missing or wrong) in
+ * msg[0, cap); nothing is modified then. */
+int ampc_load_weights(amp_ctx *ctx, const char *path, amp_module *model, char *msg, size_t cap);
+
 #endif

@@ -6,6 +6,7 @@
  */
 #include "bench.h"
 #include "cli.h"
+#include "json_out.h"
 #include "train_opts.h"
 
 #include <errno.h>
@@ -34,32 +35,72 @@ typedef struct trainer {
   amp_dataset *train, *test;
   amp_loader *loader;
   FILE *metrics;
-  double *step_ms; /* wall time of each step run here */
+  cJSON *pending;  /* the last step's metrics line, written when the next
+                      step (or the epoch's evaluation) comes */
+  double *step_ms; /* wall times of the steps run here: all of them up to
+                      STEP_MS_CAP, then a uniform sample of that many */
+  int64_t nms;
+  uint64_t rs;    /* the sample's random state */
+  double t_shown; /* when the progress bar was last drawn */
   amp_lr_schedule sched;
   int64_t per_epoch, total_steps;
   int64_t step, skipped, bad_losses, ran;
   float loss_v;
   double t_train, activation_peak, acc;
   int tty;
+  char *data_abs; /* --data as an absolute path (for the checkpoint) */
 } trainer;
 
-static void progress(const train_opts *o, int tty, long epoch, int64_t step, int64_t steps,
-                     float loss, float scale, int64_t skipped, double sps) {
-  if (o->quiet) return;
-  if (tty) {
-    int width = 24, done = steps ? (int)(width * step / steps) : 0;
+/* The median step time comes from at most this many samples (reservoir
+ * sampling, Vitter's algorithm R), whatever the number of steps. */
+enum { STEP_MS_CAP = 1 << 16 };
+
+static void record_step_ms(trainer *T, double ms) {
+  if (T->nms < STEP_MS_CAP) {
+    T->step_ms[T->nms++] = ms;
+    return;
+  }
+  T->rs = T->rs * 6364136223846793005ULL + 1442695040888963407ULL; /* an LCG is enough */
+  uint64_t j = (T->rs >> 11) % (uint64_t)T->ran;
+  if (j < STEP_MS_CAP) T->step_ms[j] = ms;
+}
+
+/* "1:02:03" or "2:03" */
+static void hms(double s, char *buf, size_t cap) {
+  long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+  if (t >= 3600)
+    snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else
+    snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+}
+
+/* Progress within an epoch: on a terminal a bar redrawn in place (at most
+ * 10 times a second), otherwise a plain line (every --log-every steps). */
+static void progress(trainer *T, long epoch, int64_t step, int64_t steps, int64_t ran,
+                     double elapsed) {
+  const train_opts *o = &T->o;
+  double sps = elapsed > 0 ? (double)ran / elapsed : 0;
+  int64_t left_in_run = T->total_steps - T->step;
+  int64_t left = steps - step < left_in_run ? steps - step : left_in_run;
+  char eta[32];
+  hms(sps > 0 ? (double)left / sps : 0, eta, sizeof eta);
+  float scale = amp_scaler_get_scale(T->run.scaler);
+  if (T->tty) {
+    int width = 20, done = steps ? (int)(width * step / steps) : 0;
     char bar[32];
     for (int i = 0; i < width; i++) bar[i] = i < done ? '=' : i == done ? '>' : ' ';
     bar[width] = '\0';
     fprintf(stderr,
-            "\repoch %ld/%ld [%s] step %lld/%lld  loss %.4f  scale %g  skipped %lld  %.0f "
-            "samples/s ",
-            epoch + 1, o->epochs, bar, (long long)step, (long long)steps, (double)loss,
-            (double)scale, (long long)skipped, sps);
+            "\r\033[Kepoch %ld/%ld [%s] %lld/%lld  %.0f steps/s  ETA %s  loss %.4f  scale %g",
+            epoch + 1, o->epochs, bar, (long long)step, (long long)steps, sps, eta,
+            (double)T->loss_v, (double)scale);
+    if (T->skipped) fprintf(stderr, "  skipped %lld", (long long)T->skipped);
   } else {
-    fprintf(stderr, "epoch %ld/%ld step %lld/%lld loss %.4f scale %g skipped %lld samples/s %.0f\n",
-            epoch + 1, o->epochs, (long long)step, (long long)steps, (double)loss, (double)scale,
-            (long long)skipped, sps);
+    fprintf(stderr,
+            "epoch %ld/%ld step %lld/%lld: %.0f steps/s, ETA %s, loss %.4f, scale %g, %lld "
+            "skipped\n",
+            epoch + 1, o->epochs, (long long)step, (long long)steps, sps, eta, (double)T->loss_v,
+            (double)scale, (long long)T->skipped);
   }
 }
 
@@ -70,16 +111,22 @@ static int parse_all(int argc, char **argv, trainer *T) {
   int rc = train_opts_parse(argc, argv, o);
   if (rc) return rc;
   if ((rc = train_opts_recipe(o, &T->r))) return rc;
-  if (strcmp(o->optim, "adam") == 0)
-    T->kind = AMP_OPTIM_ADAM;
-  else if (strcmp(o->optim, "adamw") == 0)
-    T->kind = AMP_OPTIM_ADAMW;
-  else if (strcmp(o->optim, "sgd") == 0)
-    T->kind = AMP_OPTIM_SGD;
-  else
-    return ampc_usage_error("--optim: '%s' is not adam, adamw or sgd", o->optim);
+  /* --optim and --model are checked by the parser (opts.c) */
+  T->kind = strcmp(o->optim, "adamw") == 0 ? AMP_OPTIM_ADAMW
+            : strcmp(o->optim, "sgd") == 0 ? AMP_OPTIM_SGD
+                                           : AMP_OPTIM_ADAM;
   T->nsizes = ampc_parse_model(o->model, T->sizes, 33);
   if (!T->nsizes) return ampc_usage_error("--model: '%s' is not mlp:IN-HIDDEN-...-OUT", o->model);
+  /* The checkpoint records where the data is as an absolute path, so that
+   * eval works from any directory. */
+  char cwd[4096];
+  if (strcmp(o->data, "synthetic") != 0 && o->data[0] != '/' && getcwd(cwd, sizeof cwd)) {
+    size_t len = strlen(cwd) + strlen(o->data) + 2;
+    if ((T->data_abs = malloc(len))) {
+      snprintf(T->data_abs, len, "%s/%s", cwd, o->data);
+      o->data = T->data_abs;
+    }
+  }
   return 0;
 }
 
@@ -117,8 +164,18 @@ static int setup(trainer *T) {
   if (o->max_steps && o->max_steps < T->total_steps) T->total_steps = o->max_steps;
   float base = o->lr >= 0 ? (float)o->lr : amp_optim_defaults(T->kind).lr;
   if (!train_opts_schedule(o->schedule, base, T->total_steps, &T->sched)) return 2;
-  T->step_ms = malloc(sizeof(double) * (size_t)T->total_steps);
-  return T->step_ms ? 0 : 1;
+  T->step_ms = malloc(sizeof(double) *
+                      (size_t)(T->total_steps < STEP_MS_CAP ? T->total_steps : STEP_MS_CAP));
+  if (!T->step_ms) return 1;
+  if (o->init) { /* --init: the weights to start from */
+    char msg[1024];
+    if (!ampc_load_weights(T->ctx, o->init, T->run.model, msg, sizeof msg) ||
+        amp_optim_sync_work(T->run.opt) != AMP_OK) {
+      fprintf(stderr, "ampc train: --init: %s\n", msg);
+      return 1;
+    }
+  }
+  return 0;
 }
 
 /* --resume: everything a step depends on comes back: masters (and working
@@ -173,6 +230,33 @@ static int check_loss(trainer *T) {
   return 0;
 }
 
+/* Writes the pending metrics line (if any); returns 0, or -1. */
+static int flush_metrics(trainer *T) {
+  if (!T->pending) return 0;
+  int rc = ampc_json_line(T->metrics, T->pending);
+  T->pending = NULL;
+  return rc;
+}
+
+/* The metrics of one step, as a JSON line: loss (null when not finite),
+ * scale, skipped, lr, grad_norm (-1 when not finite: an overflow step).
+ * Float32 values are written with the fewest digits that read back to the
+ * same bits. The line waits until the next step so that the last step of
+ * an epoch can carry the epoch's val_accuracy. */
+static void metrics_line(trainer *T, long epoch, float scale, int skipped, float gnorm) {
+  flush_metrics(T);
+  cJSON *j = cJSON_CreateObject();
+  if (!j) return;
+  ampc_json_int(j, "step", T->step);
+  ampc_json_int(j, "epoch", epoch);
+  ampc_json_float(j, "loss", T->loss_v);
+  ampc_json_float(j, "scale", scale);
+  ampc_json_int(j, "skipped", skipped);
+  ampc_json_float(j, "lr", amp_optim_lr(T->run.opt));
+  ampc_json_float(j, "grad_norm", isfinite(gnorm) ? gnorm : -1.0f);
+  T->pending = j;
+}
+
 enum { STEP_OK, STEP_END, STEP_FATAL };
 
 /* One step of the PyTorch AMP loop (the batch already taken):
@@ -203,14 +287,10 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
   amp_optim_zero_grad(opt);
   T->skipped += !stepped;
   double dt_s = ampb_now() - t0;
-  T->step_ms[T->ran++] = 1e3 * dt_s;
+  T->ran++;
+  record_step_ms(T, 1e3 * dt_s);
   T->t_train += dt_s;
-  if (T->metrics)
-    fprintf(T->metrics,
-            "{\"step\":%lld,\"epoch\":%ld,\"loss\":%.9g,\"scale\":%g,\"skipped\":%d,"
-            "\"lr\":%.9g,\"grad_norm\":%.9g}\n",
-            (long long)T->step, epoch, (double)T->loss_v, (double)scale_used, !stepped,
-            (double)amp_optim_lr(opt), isfinite(gnorm) ? (double)gnorm : -1.0);
+  if (T->metrics) metrics_line(T, epoch, scale_used, !stepped, gnorm);
   T->step++;
   if (T->o.save && T->o.save_every && T->step % T->o.save_every == 0 && save(T) != AMP_OK)
     return STEP_END;
@@ -221,6 +301,7 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
  * when the run must stop. */
 static int train_epoch(trainer *T, long epoch, int64_t in_epoch) {
   double t_epoch = ampb_now();
+  int64_t ran = 0; /* steps run in this epoch (for the rate) */
   for (;;) {
     if (T->step >= T->total_steps) break;
     double t0 = ampb_now();
@@ -232,10 +313,14 @@ static int train_epoch(trainer *T, long epoch, int64_t in_epoch) {
     if (s == STEP_FATAL) return 1;
     if (s == STEP_END) break;
     in_epoch++;
-    if (T->tty || in_epoch % 100 == 0)
-      progress(&T->o, T->tty, epoch, in_epoch, T->per_epoch, T->loss_v,
-               amp_scaler_get_scale(T->run.scaler), T->skipped,
-               (double)(in_epoch * T->o.batch) / (ampb_now() - t_epoch));
+    ran++;
+    double now = ampb_now();
+    int show = T->tty ? now - T->t_shown >= 0.1 || in_epoch == T->per_epoch
+                      : T->o.log_every > 0 && T->step % T->o.log_every == 0;
+    if (show && !T->o.quiet) {
+      progress(T, epoch, in_epoch, T->per_epoch, ran, now - t_epoch);
+      T->t_shown = now;
+    }
   }
   return 0;
 }
@@ -254,6 +339,7 @@ static int train_all(trainer *T) {
     double peak = (double)amp_arena_peak_bytes(T->ctx, AMP_ARENA_STEP);
     if (peak > T->activation_peak) T->activation_peak = peak;
     T->acc = ampc_evaluate(T->ctx, T->run.model, T->test, T->r.dt, 1000);
+    if (T->pending) ampc_json_fmt(T->pending, "val_accuracy", "%.4f", 100 * T->acc);
     amp_arena_reset_peak(T->ctx, AMP_ARENA_STEP);
     if (!o->quiet)
       fprintf(stderr,
@@ -273,11 +359,46 @@ static int train_all(trainer *T) {
   return 0;
 }
 
+/* The --json summary: one object on one line. Numbers keep the digits the
+ * summary has always had (test_accuracy 4 decimals, final_loss 6
+ * significant digits, ...); a non-finite final loss is null. */
+static void report_json(trainer *T, double median, double sps, double rss_mb, size_t param_bytes) {
+  const train_opts *o = &T->o;
+  cJSON *j = cJSON_CreateObject();
+  if (!j) return;
+  ampc_json_str(j, "precision", o->precision);
+  ampc_json_str(j, "optim", o->optim);
+  ampc_json_str(j, "model", o->model);
+  ampc_json_int(j, "seed", (long long)o->seed);
+  ampc_json_int(j, "threads", o->threads);
+  ampc_json_int(j, "epochs", o->epochs);
+  ampc_json_int(j, "batch", o->batch);
+  ampc_json_fmt(j, "test_accuracy", "%.4f", 100 * T->acc);
+  ampc_json_fmt(j, "final_loss", "%.6g", (double)T->loss_v);
+  ampc_json_int(j, "steps", T->step);
+  ampc_json_int(j, "skipped_steps", T->skipped);
+  ampc_json_float(j, "final_scale", amp_scaler_get_scale(T->run.scaler));
+  ampc_json_fmt(j, "step_ms_median", "%.4f", median);
+  ampc_json_fmt(j, "samples_per_s", "%.1f", sps);
+  ampc_json_fmt(j, "peak_rss_mb", "%.1f", rss_mb);
+  ampc_json_fmt(j, "activation_bytes", "%.0f", T->activation_peak);
+  ampc_json_int(j, "param_bytes", (long long)param_bytes);
+  ampc_json_int(j, "master_bytes", (long long)amp_optim_numel(T->run.opt) * 4);
+  ampc_json_int(j, "work_copy_bytes",
+                (long long)param_bytes - (long long)amp_optim_numel(T->run.opt) * 4);
+  ampc_json_int(j, "optimizer_bytes", (long long)amp_optim_bytes(T->run.opt));
+  ampc_json_str(j, "data", o->data);
+  ampc_json_str(j, "checkpoint", o->save);
+  ampc_json_str(j, "metrics", o->metrics);
+  if (ampc_json_line(stdout, j) != 0) fprintf(stderr, "ampc train: --json: out of memory\n");
+}
+
 /* The summary line (or JSON object) on stdout. */
 static void report(trainer *T) {
   const train_opts *o = &T->o;
-  qsort(T->step_ms, (size_t)T->ran, sizeof(double), cmp_double);
-  double median = T->ran ? T->step_ms[T->ran / 2] : 0;
+  int64_t n = T->nms;
+  qsort(T->step_ms, (size_t)n, sizeof(double), cmp_double);
+  double median = n ? T->step_ms[n / 2] : 0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double rss_mb = (double)ru.ru_maxrss / 1024.0;
@@ -286,14 +407,7 @@ static void report(trainer *T) {
   double sps = T->t_train > 0 ? (double)(T->ran * o->batch) / T->t_train : 0.0;
   double scale = (double)amp_scaler_get_scale(T->run.scaler);
   if (o->json) {
-    printf("{\"precision\":\"%s\",\"optim\":\"%s\",\"model\":\"%s\",\"seed\":%llu,"
-           "\"threads\":%ld,\"epochs\":%ld,\"batch\":%ld,\"test_accuracy\":%.4f,"
-           "\"final_loss\":%.6g,\"steps\":%lld,\"skipped_steps\":%lld,\"final_scale\":%g,"
-           "\"step_ms_median\":%.4f,\"samples_per_s\":%.1f,\"peak_rss_mb\":%.1f,"
-           "\"activation_bytes\":%.0f,\"param_bytes\":%zu,\"optimizer_bytes\":%zu}\n",
-           o->precision, o->optim, o->model, o->seed, o->threads, o->epochs, o->batch, 100 * T->acc,
-           (double)T->loss_v, (long long)T->step, (long long)T->skipped, scale, median, sps, rss_mb,
-           T->activation_peak, param_bytes, amp_optim_bytes(T->run.opt));
+    report_json(T, median, sps, rss_mb, param_bytes);
   } else {
     printf("%s: test accuracy %.2f%%, final loss %.4f, %lld steps (%lld skipped), final scale "
            "%g, %.3f ms/step, %.0f samples/s, activations %.2f MiB, peak RSS %.0f MiB\n",
@@ -310,8 +424,9 @@ int ampc_train_main(int argc, char **argv) {
   }
   int rc = parse_all(argc, argv, T);
   if (rc) {
+    free(T->data_abs);
     free(T);
-    return rc;
+    return rc == AMPC_OPTS_HELP ? 0 : rc;
   }
   T->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)T->o.threads});
   if (!T->ctx) {
@@ -324,11 +439,13 @@ int ampc_train_main(int argc, char **argv) {
   if (!rc && T->o.resume) rc = resume(T);
   if (!rc) rc = train_all(T);
   if (!rc) report(T);
-  if (T->metrics && fclose(T->metrics) != 0 && rc == 0) {
+  int werr = T->metrics ? flush_metrics(T) : 0;
+  if (T->metrics && (fclose(T->metrics) != 0 || werr) && rc == 0) {
     fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", T->o.metrics);
     rc = 1;
   }
   free(T->step_ms);
+  free(T->data_abs);
   amp_loader_free(T->loader);
   amp_dataset_free(T->train);
   amp_dataset_free(T->test);

@@ -17,29 +17,9 @@ int ampc_usage_error(const char *fmt, const char *arg) {
   return 2;
 }
 
-int ampc_parse_num(const char *flag, const char *s, double lo, double hi, double *out) {
-  double v;
-  if (!ampc_parse_double(s, lo, hi, &v)) {
-    fprintf(stderr, "ampc train: %s: '%s' is not a number in [%g, %g]\n", flag, s, lo, hi);
-    return 0;
-  }
-  *out = v;
-  return 1;
-}
-
-int ampc_parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
-  double v;
-  if (!ampc_parse_num(flag, s, (double)lo, (double)hi, &v)) return 0;
-  if (v != floor(v)) {
-    fprintf(stderr, "ampc train: %s: '%s' is not a whole number\n", flag, s);
-    return 0;
-  }
-  *out = (long)v;
-  return 1;
-}
-
 void train_opts_default(train_opts *o) {
   memset(o, 0, sizeof *o);
+  o->cmd = "train";
   o->data = "data/mnist";
   o->model = "mlp:784-1024-10";
   o->precision = "fp16";
@@ -54,75 +34,107 @@ void train_opts_default(train_opts *o) {
   o->growth_interval = 2000;
 }
 
+/* Validators of the string options (opts.h). */
+static int check_model(const char *v, char *msg, size_t cap) {
+  long sizes[33];
+  if (ampc_parse_model(v, sizes, 33)) return 1;
+  snprintf(msg, cap, "is not mlp:IN-HIDDEN-...-OUT (2 to 33 sizes in [1, 1048576])");
+  return 0;
+}
+
+static int check_loss_scale(const char *v, char *msg, size_t cap) {
+  ampc_recipe r;
+  char m[256];
+  if (ampc_recipe_parse("fp16", v, 1, &r, m, sizeof m) == 0) return 1;
+  snprintf(msg, cap, "is not dynamic, static:N or none (N in [1e-30, 3e38])");
+  return 0;
+}
+
+static int parse_schedule(const char *s, float base, int64_t total, amp_lr_schedule *out);
+
+static int check_schedule(const char *v, char *msg, size_t cap) {
+  amp_lr_schedule sched;
+  if (parse_schedule(v, 1, 1, &sched)) return 1;
+  snprintf(msg, cap,
+           "is not constant, step:N:GAMMA or cosine:WARMUP (N in [1, 2^40], GAMMA in (0, 1], "
+           "WARMUP in [0, 2^40])");
+  return 0;
+}
+
+#define TOPT(name, kind, member, arg, lo, hi, help, check)                                         \
+  { name, 0, kind, offsetof(train_opts, member), arg, lo, hi, help, check }
+
+static const ampc_opt TRAIN_OPTS[] = {
+    TOPT("data", AMPC_OPT_STR, data, "DIR|synthetic", 0, 0,
+         "MNIST directory (IDX files), or synthetic data shaped by the model (default data/mnist)",
+         NULL),
+    TOPT("model", AMPC_OPT_STR, model, "mlp:IN-H-...-OUT", 0, 0,
+         "the MLP's layer sizes (default mlp:784-1024-10)", check_model),
+    TOPT("init", AMPC_OPT_STR, init, "FILE", 0, 0,
+         "start from these weights: an ampc checkpoint or export, or a safetensors state dict "
+         "(PyTorch names 0.weight, 0.bias, ...)",
+         NULL),
+    TOPT("precision", AMPC_OPT_ENUM, precision, "fp32|fp16|bf16", 0, 0,
+         "compute dtype of the mixed-precision recipe (default fp16)", NULL),
+    TOPT("optim", AMPC_OPT_ENUM, optim, "adam|adamw|sgd", 0, 0, "optimizer (default adam)", NULL),
+    TOPT("lr", AMPC_OPT_DOUBLE, lr, "X", 0, 1e3, "learning rate (default: the optimizer's)", NULL),
+    TOPT("batch", AMPC_OPT_LONG, batch, "N", 1, 1 << 20, "batch size (default 128)", NULL),
+    TOPT("epochs", AMPC_OPT_LONG, epochs, "N", 1, 100000, "epochs (default 5)", NULL),
+    TOPT("max-steps", AMPC_OPT_LONG, max_steps, "N", 1, 1099511627776.0,
+         "stop after N steps in all", NULL),
+    TOPT("seed", AMPC_OPT_ULL, seed, "N", 0, 9007199254740992.0,
+         "seed of the initialisation and the shuffle (default 0)", NULL),
+    TOPT("threads", AMPC_OPT_LONG, threads, "N", 1, 1024, "OpenMP threads (default 2)", NULL),
+    TOPT("loss-scale", AMPC_OPT_STR, loss_scale, "dynamic|static:N|none", 0, 0,
+         "loss scaling (default: dynamic for fp16, none otherwise)", check_loss_scale),
+    TOPT("growth-interval", AMPC_OPT_LONG, growth_interval, "N", 1, 1099511627776.0,
+         "steps without overflow before the dynamic scale doubles (default 2000)", NULL),
+    TOPT("master-weights", AMPC_OPT_ONOFF, master_weights, "", 0, 0,
+         "keep FP32 master weights (default on; off updates the 16-bit weights directly)", NULL),
+    TOPT("schedule", AMPC_OPT_STR, schedule, "constant|step:N:GAMMA|cosine:WARMUP", 0, 0,
+         "learning-rate schedule (default constant)", check_schedule),
+    TOPT("clip", AMPC_OPT_DOUBLE, clip, "NORM", 0, 1e30,
+         "clip the gradient norm (unscaled) to NORM; 0: no clipping", NULL),
+    TOPT("loss-mul", AMPC_OPT_DOUBLE, loss_mul, "X", 1e-30, 1e30,
+         "multiply the loss by X (to provoke overflow or underflow in tests)", NULL),
+    TOPT("synthetic-n", AMPC_OPT_LONG, synthetic_n, "N", 2, 1 << 24,
+         "training samples of --data synthetic (default 12000; test: N/6)", NULL),
+    TOPT("metrics", AMPC_OPT_STR, metrics, "FILE.jsonl", 0, 0,
+         "write one JSON object per step (step, epoch, loss, scale, skipped, lr, grad_norm) and "
+         "one per epoch (val_accuracy)",
+         NULL),
+    TOPT("save", AMPC_OPT_STR, save, "FILE", 0, 0, "write a checkpoint at the end", NULL),
+    TOPT("save-every", AMPC_OPT_LONG, save_every, "N", 1, 1099511627776.0,
+         "also write --save every N steps", NULL),
+    TOPT("resume", AMPC_OPT_STR, resume, "FILE", 0, 0,
+         "continue the run of a checkpoint (its configuration is restored)", NULL),
+    TOPT("log-every", AMPC_OPT_LONG, log_every, "N", 1, 1099511627776.0,
+         "when stderr is not a terminal: a progress line every N steps (default: one per "
+         "epoch)",
+         NULL),
+    TOPT("json", AMPC_OPT_FLAG, json, "", 0, 0, "print the summary as one JSON object", NULL),
+    TOPT("quiet", AMPC_OPT_FLAG, quiet, "", 0, 0, "no progress on stderr", NULL),
+};
+
+const ampc_cmd ampc_cmd_train = {
+    "train",
+    "[options]",
+    "Trains a model with a mixed-precision recipe, step for step as a PyTorch AMP loop\n"
+    "(autocast, GradScaler, optimizer). Default: the reference MLP on data/mnist in fp16\n"
+    "mixed precision with Adam, 5 epochs. Prints a summary line (or JSON with --json)\n"
+    "on stdout and progress on stderr (a bar redrawn in place on a terminal).",
+    TRAIN_OPTS,
+    (int)(sizeof TRAIN_OPTS / sizeof TRAIN_OPTS[0]),
+    0,
+    "Every value is checked: whole numbers are decimal digits within the range shown.\n"
+    "Exit status: 0 done, 1 failed, 2 bad usage.",
+    "train a model with a mixed-precision recipe"};
+
 /* Applies command-line options over *o; returns 0, or the exit status. */
 static int apply_opts(int argc, char **argv, train_opts *o) {
-  for (int i = 0; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "--json") == 0) {
-      o->json = 1;
-      continue;
-    }
-    if (strcmp(a, "--quiet") == 0) {
-      o->quiet = 1;
-      continue;
-    }
-    if (strncmp(a, "--", 2) != 0) return ampc_usage_error("unexpected argument '%s'", a);
-    if (i + 1 >= argc) return ampc_usage_error("%s needs a value", a);
-    const char *v = argv[++i];
-    double d;
-    if (strcmp(a, "--data") == 0)
-      o->data = v;
-    else if (strcmp(a, "--model") == 0)
-      o->model = v;
-    else if (strcmp(a, "--precision") == 0)
-      o->precision = v;
-    else if (strcmp(a, "--optim") == 0)
-      o->optim = v;
-    else if (strcmp(a, "--loss-scale") == 0)
-      o->loss_scale = v;
-    else if (strcmp(a, "--metrics") == 0)
-      o->metrics = v;
-    else if (strcmp(a, "--schedule") == 0)
-      o->schedule = v;
-    else if (strcmp(a, "--save") == 0)
-      o->save = v;
-    else if (strcmp(a, "--resume") == 0)
-      o->resume = v;
-    else if (strcmp(a, "--lr") == 0) {
-      if (!ampc_parse_num(a, v, 0, 1e3, &o->lr)) return 2;
-    } else if (strcmp(a, "--clip") == 0) {
-      if (!ampc_parse_num(a, v, 0, 1e30, &o->clip)) return 2;
-    } else if (strcmp(a, "--loss-mul") == 0) {
-      if (!ampc_parse_num(a, v, 1e-30, 1e30, &o->loss_mul)) return 2;
-    } else if (strcmp(a, "--batch") == 0) {
-      if (!ampc_parse_long(a, v, 1, 1 << 20, &o->batch)) return 2;
-    } else if (strcmp(a, "--epochs") == 0) {
-      if (!ampc_parse_long(a, v, 1, 100000, &o->epochs)) return 2;
-    } else if (strcmp(a, "--threads") == 0) {
-      if (!ampc_parse_long(a, v, 1, 1024, &o->threads)) return 2;
-    } else if (strcmp(a, "--max-steps") == 0) {
-      if (!ampc_parse_long(a, v, 1, 1L << 40, &o->max_steps)) return 2;
-    } else if (strcmp(a, "--synthetic-n") == 0) {
-      if (!ampc_parse_long(a, v, 2, 1L << 24, &o->synthetic_n)) return 2;
-    } else if (strcmp(a, "--save-every") == 0) {
-      if (!ampc_parse_long(a, v, 1, 1L << 40, &o->save_every)) return 2;
-    } else if (strcmp(a, "--growth-interval") == 0) {
-      if (!ampc_parse_long(a, v, 1, 1L << 40, &o->growth_interval)) return 2;
-    } else if (strcmp(a, "--seed") == 0) {
-      if (!ampc_parse_num(a, v, 0, 9.007199254740992e15, &d) || d != floor(d)) return 2;
-      o->seed = (unsigned long long)d;
-    } else if (strcmp(a, "--master-weights") == 0) {
-      if (strcmp(v, "on") == 0)
-        o->master_weights = 1;
-      else if (strcmp(v, "off") == 0)
-        o->master_weights = 0;
-      else
-        return ampc_usage_error("--master-weights: '%s' is not on or off", v);
-    } else {
-      return ampc_usage_error("unknown option '%s'", a);
-    }
-  }
-  return 0;
+  ampc_cmd cmd = ampc_cmd_train; /* messages name the command that runs */
+  cmd.name = o->cmd;
+  return ampc_opts_parse(&cmd, argc, argv, o, NULL, NULL);
 }
 
 static void meta_add(run_meta *m, const char *key, const char *fmt, ...) {
@@ -162,8 +174,9 @@ void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t
 int train_opts_recipe(const train_opts *o, ampc_recipe *r) {
   char msg[512];
   int rc = ampc_recipe_parse(o->precision, o->loss_scale, o->master_weights, r, msg, sizeof msg);
-  if (rc == 1) fprintf(stderr, "ampc train: %s\n", msg);
-  if (rc == 2) ampc_usage_error("%s", msg);
+  if (rc == 1) fprintf(stderr, "ampc %s: %s\n", o->cmd, msg);
+  if (rc == 2)
+    fprintf(stderr, "ampc %s: %s\n(run `ampc help %s` for the options)\n", o->cmd, msg, o->cmd);
   return rc ? 2 : 0;
 }
 
@@ -172,20 +185,26 @@ static int parse_schedule(const char *s, float base, int64_t total, amp_lr_sched
   memset(out, 0, sizeof *out);
   out->base = base;
   out->total = total;
+  const double big = 1099511627776.0; /* 2^40 */
+  long long a;
+  double g;
   if (strcmp(s, "constant") == 0) {
     out->kind = AMP_LR_CONSTANT;
     return 1;
   }
-  long a;
-  double g;
-  char extra;
-  if (sscanf(s, "step:%ld:%lf%c", &a, &g, &extra) == 2 && a >= 1 && g > 0 && g <= 1) {
+  if (strncmp(s, "step:", 5) == 0) {
+    const char *colon = strchr(s + 5, ':');
+    char num[32];
+    if (!colon || (size_t)(colon - s - 5) >= sizeof num) return 0;
+    snprintf(num, sizeof num, "%.*s", (int)(colon - s - 5), s + 5);
+    if (!ampc_opts_whole(num, 1, big, &a) || !ampc_opts_real(colon + 1, 0, 1, &g) || g <= 0)
+      return 0;
     out->kind = AMP_LR_STEP;
     out->step_size = a;
     out->gamma = (float)g;
     return 1;
   }
-  if (sscanf(s, "cosine:%ld%c", &a, &extra) == 1 && a >= 0) {
+  if (strncmp(s, "cosine:", 7) == 0 && ampc_opts_whole(s + 7, 0, big, &a)) {
     out->kind = AMP_LR_COSINE;
     out->warmup = a;
     return 1;

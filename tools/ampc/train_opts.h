@@ -4,11 +4,13 @@
 #define AMPC_TRAIN_OPTS_H
 
 #include "ampc.h"
+#include "opts.h"
 #include "recipe.h"
 
 #include <stdint.h>
 
 typedef struct train_opts {
+  const char *cmd;   /* the command whose messages these are ("train", "eval") */
   const char *data;  /* a directory, or "synthetic" */
   const char *model; /* mlp:784-1024-10 */
   const char *precision;
@@ -18,10 +20,12 @@ typedef struct train_opts {
   const char *schedule; /* constant | step:N:G | cosine:W */
   const char *save;     /* checkpoint to write (at the end, and every save_every steps) */
   const char *resume;   /* checkpoint to continue from */
+  const char *init;     /* weights to start from (--init) */
   double lr;            /* < 0: the optimizer's default */
   double clip;          /* <= 0: none */
   double loss_mul;      /* multiplies the loss (tests of underflow) */
   long batch, epochs, threads, max_steps, synthetic_n, growth_interval, save_every;
+  long log_every; /* 0: a progress line per epoch when stderr is not a terminal */
   unsigned long long seed;
   int master_weights;
   int json;
@@ -34,16 +38,12 @@ typedef struct train_opts {
  * returns 2 (bad usage). */
 int ampc_usage_error(const char *fmt, const char *arg);
 
-/* Parses `s` as a number in [lo, hi] (or a whole one) for `flag`; prints a
- * message and returns 0 when it is not. */
-int ampc_parse_num(const char *flag, const char *s, double lo, double hi, double *out);
-int ampc_parse_long(const char *flag, const char *s, long lo, long hi, long *out);
-
 /* The defaults of every option. */
 void train_opts_default(train_opts *o);
 
 /* Options for `ampc train`: defaults, then (with --resume) the checkpoint's
- * configuration, then the command line. Returns 0, or the exit status. */
+ * configuration, then the command line. Returns 0, AMPC_OPTS_HELP (usage
+ * printed: exit 0), or the exit status. */
 int train_opts_parse(int argc, char **argv, train_opts *o);
 
 /* Replays a checkpoint's "config.*" metadata as options over *o. Returns 0,
@@ -85,11 +85,15 @@ typedef struct loaded {
   train_opts o; /* the checkpoint's configuration over the defaults */
   long sizes[33];
   int nsizes;
+  int has_config; /* the file says its model (config.model: an ampc checkpoint) */
 } loaded;
 
-/* Reads the checkpoint `path`, rebuilds the model its configuration
- * describes in L (L->ctx and L->o set by the caller) and loads its weights.
- * Messages start with "ampc <cmd>: ". Returns 0, or the exit status. */
-int ampc_load_checkpoint_model(const char *cmd, const char *path, loaded *L);
+/* Reads the weights file `path` (see ampc_load_weights()): an ampc
+ * checkpoint's configuration goes over L->o; the model is `model` when not
+ * NULL, else the file's config.model (a message naming what is missing when
+ * it has none); builds it in L (L->ctx and L->o set by the caller) and loads
+ * the weights. Messages start with "ampc <cmd>: ". Returns 0, or the exit
+ * status. */
+int ampc_load_model(const char *cmd, const char *path, const char *model, loaded *L);
 
 #endif
