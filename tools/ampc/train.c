@@ -6,6 +6,7 @@
  */
 #include "bench.h"
 #include "cli.h"
+#include "dist.h"
 #include "train_opts.h"
 
 #include <errno.h>
@@ -41,6 +42,7 @@ typedef struct trainer {
   float loss_v;
   double t_train, activation_peak, acc;
   int tty;
+  dist D; /* --accum, MPI ranks (dist.h) */
 } trainer;
 
 static void progress(const train_opts *o, int tty, long epoch, int64_t step, int64_t steps,
@@ -102,13 +104,13 @@ static int setup(trainer *T) {
   }
   int ok = ampc_run_create(T->ctx, &T->r, T->sizes, T->nsizes, o->seed, T->kind, o->lr,
                            o->growth_interval, &T->run);
-  amp_loader_params lp = {o->batch, 1, o->seed, 0, T->r.dt, 1};
+  amp_loader_params lp = {T->D.global, 1, o->seed, 0, T->r.dt, 1}; /* B·K·ranks */
   T->loader = amp_loader_create(T->ctx, T->train, &lp);
   if (!ok || !T->loader) {
     fprintf(stderr, "ampc train: %s\n", amp_ctx_error(T->ctx));
     return 1;
   }
-  if (o->metrics && !(T->metrics = fopen(o->metrics, "w"))) {
+  if (o->metrics && T->D.rank == 0 && !(T->metrics = fopen(o->metrics, "w"))) {
     fprintf(stderr, "ampc train: --metrics: cannot write '%s': %s\n", o->metrics, strerror(errno));
     return 1;
   }
@@ -149,9 +151,16 @@ static int resume(trainer *T) {
 /* Writes --save with the run's counters; returns the status. */
 static amp_status save(trainer *T) {
   run_meta meta;
+  if (T->D.rank != 0) return AMP_OK; /* rank 0 writes; the ranks' states are equal */
   train_opts_meta(&T->o, T->step, T->skipped, T->bad_losses, &meta);
+  char global[32];
+  snprintf(global, sizeof global, "%ld", T->D.global);
+  const char *kv[50];
+  memcpy(kv, meta.kv, sizeof(char *) * 2 * (size_t)meta.n);
+  kv[2 * meta.n] = "train.global_batch";
+  kv[2 * meta.n + 1] = global;
   return amp_checkpoint_save(T->ctx, T->o.save, T->run.model, T->run.opt, T->run.scaler, T->loader,
-                             meta.kv, meta.n);
+                             kv, meta.n + 1);
 }
 
 /* Counts a non-finite loss; returns 0 when the run must stop (message
@@ -185,12 +194,18 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
   amp_optim *opt = T->run.opt;
   amp_scaler *scaler = T->run.scaler;
   amp_optim_set_lr(opt, amp_lr_at(&T->sched, T->step));
-  amp_tensor *loss = ampc_forward_loss(ctx, &T->r, T->run.model, x, y, T->o.loss_mul);
-  if (!loss) return STEP_END;
-  T->loss_v = *(float *)loss->data; /* cross-entropy is F32 under autocast */
-  if (loss->dtype != AMP_F32) amp_convert(&T->loss_v, AMP_F32, loss->data, loss->dtype, 1);
-  if (!check_loss(T)) return STEP_FATAL;
-  if (amp_backward(ctx, amp_scaler_scale(scaler, loss)) != AMP_OK) return STEP_END;
+  if (T->D.global != T->o.batch) { /* micro-batches and/or ranks (dist.h) */
+    int rc = dist_step_grads(&T->D, ctx, &T->r, &T->run, x, y, T->o.loss_mul, T->step, &T->loss_v);
+    if (rc) return rc == 1 ? STEP_END : STEP_FATAL;
+    if (!check_loss(T)) return STEP_FATAL;
+  } else {
+    amp_tensor *loss = ampc_forward_loss(ctx, &T->r, T->run.model, x, y, T->o.loss_mul);
+    if (!loss) return STEP_END;
+    T->loss_v = *(float *)loss->data; /* cross-entropy is F32 under autocast */
+    if (loss->dtype != AMP_F32) amp_convert(&T->loss_v, AMP_F32, loss->data, loss->dtype, 1);
+    if (!check_loss(T)) return STEP_FATAL;
+    if (amp_backward(ctx, amp_scaler_scale(scaler, loss)) != AMP_OK) return STEP_END;
+  }
   float gnorm = NAN;
   if (T->o.clip > 0 || T->metrics) {
     if (amp_scaler_unscale(scaler, opt) != AMP_OK) return STEP_END;
@@ -235,7 +250,7 @@ static int train_epoch(trainer *T, long epoch, int64_t in_epoch) {
     if (T->tty || in_epoch % 100 == 0)
       progress(&T->o, T->tty, epoch, in_epoch, T->per_epoch, T->loss_v,
                amp_scaler_get_scale(T->run.scaler), T->skipped,
-               (double)(in_epoch * T->o.batch) / (ampb_now() - t_epoch));
+               (double)(in_epoch * T->D.global) / (ampb_now() - t_epoch));
   }
   return 0;
 }
@@ -249,7 +264,7 @@ static int train_all(trainer *T) {
   amp_arena_reset_peak(T->ctx, AMP_ARENA_STEP);
   amp_loader_state start = amp_loader_get_state(T->loader);
   for (long epoch = (long)start.epoch; epoch < o->epochs && T->step < T->total_steps; epoch++) {
-    if (train_epoch(T, epoch, epoch == start.epoch ? start.next / o->batch : 0)) return 1;
+    if (train_epoch(T, epoch, epoch == start.epoch ? start.next / T->D.global : 0)) return 1;
     if (amp_ctx_status(T->ctx) != AMP_OK) break;
     double peak = (double)amp_arena_peak_bytes(T->ctx, AMP_ARENA_STEP);
     if (peak > T->activation_peak) T->activation_peak = peak;
@@ -283,17 +298,19 @@ static void report(trainer *T) {
   double rss_mb = (double)ru.ru_maxrss / 1024.0;
   size_t param_bytes = (size_t)amp_optim_numel(T->run.opt) *
                        (4 + (T->r.dt == AMP_F32 ? 0 : amp_dtype_size(T->r.dt)));
-  double sps = T->t_train > 0 ? (double)(T->ran * o->batch) / T->t_train : 0.0;
+  double sps = T->t_train > 0 ? (double)(T->ran * T->D.global) / T->t_train : 0.0;
   double scale = (double)amp_scaler_get_scale(T->run.scaler);
   if (o->json) {
     printf("{\"precision\":\"%s\",\"optim\":\"%s\",\"model\":\"%s\",\"seed\":%llu,"
            "\"threads\":%ld,\"epochs\":%ld,\"batch\":%ld,\"test_accuracy\":%.4f,"
            "\"final_loss\":%.6g,\"steps\":%lld,\"skipped_steps\":%lld,\"final_scale\":%g,"
            "\"step_ms_median\":%.4f,\"samples_per_s\":%.1f,\"peak_rss_mb\":%.1f,"
-           "\"activation_bytes\":%.0f,\"param_bytes\":%zu,\"optimizer_bytes\":%zu}\n",
+           "\"activation_bytes\":%.0f,\"param_bytes\":%zu,\"optimizer_bytes\":%zu",
            o->precision, o->optim, o->model, o->seed, o->threads, o->epochs, o->batch, 100 * T->acc,
            (double)T->loss_v, (long long)T->step, (long long)T->skipped, scale, median, sps, rss_mb,
            T->activation_peak, param_bytes, amp_optim_bytes(T->run.opt));
+    dist_json(&T->D, stdout, T->t_train);
+    printf("}\n");
   } else {
     printf("%s: test accuracy %.2f%%, final loss %.4f, %lld steps (%lld skipped), final scale "
            "%g, %.3f ms/step, %.0f samples/s, activations %.2f MiB, peak RSS %.0f MiB\n",
@@ -308,11 +325,17 @@ int ampc_train_main(int argc, char **argv) {
     fprintf(stderr, "ampc train: out of memory\n");
     return 1;
   }
-  int rc = parse_all(argc, argv, T);
+  int rc = dist_opts_extract(&argc, argv, &T->D.o);
+  if (!rc) rc = dist_init(&T->D);
+  if (!rc) rc = parse_all(argc, argv, T);
+  if (!rc) rc = dist_resolve_batch(&T->D, &T->o.batch, T->o.resume, &T->D.global);
+  if (!rc && !dist_same_config(&T->D, dist_config_hash(&T->D, &T->o))) rc = 2;
   if (rc) {
+    dist_finish(&T->D);
     free(T);
     return rc;
   }
+  if (T->D.rank != 0) T->o.quiet = 1; /* rank 0 speaks for all */
   T->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)T->o.threads});
   if (!T->ctx) {
     fprintf(stderr, "ampc train: out of memory\n");
@@ -323,7 +346,8 @@ int ampc_train_main(int argc, char **argv) {
   rc = setup(T);
   if (!rc && T->o.resume) rc = resume(T);
   if (!rc) rc = train_all(T);
-  if (!rc) report(T);
+  if (!rc && !dist_same_result(&T->D, T->run.opt, amp_scaler_get_scale(T->run.scaler))) rc = 1;
+  if (!rc && T->D.rank == 0) report(T);
   if (T->metrics && fclose(T->metrics) != 0 && rc == 0) {
     fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", T->o.metrics);
     rc = 1;
@@ -333,6 +357,7 @@ int ampc_train_main(int argc, char **argv) {
   amp_dataset_free(T->train);
   amp_dataset_free(T->test);
   amp_ctx_free(T->ctx);
+  dist_finish(&T->D);
   free(T);
   return rc;
 }
