@@ -121,10 +121,10 @@ uint64_t dist_config_hash(const dist *d, const train_opts *o) {
   train_opts_meta(o, 0, 0, 0, &m);
   uint64_t h = 0;
   for (int i = 0; i < 2 * m.n; i++) h = dist_hash(h, m.kv[i]);
-  snprintf(buf, sizeof buf, "%s|%s|%s|%ld|%ld|%ld|%ld|%lld:%ld|%lld:%ld|%g",
-           o->save ? o->save : "", o->resume ? o->resume : "", o->metrics ? o->metrics : "",
-           o->save_every, o->max_steps, d->o.accum, d->global, d->o.dbg_step, d->o.dbg_micro,
-           d->o.exit_step, d->o.exit_rank, d->o.timeout_s);
+  snprintf(buf, sizeof buf, "%s|%s|%s|%ld|%ld|%ld|%ld|%lld:%ld|%lld:%ld|%g", o->save ? o->save : "",
+           o->resume ? o->resume : "", o->metrics ? o->metrics : "", o->save_every, o->max_steps,
+           d->o.accum, d->global, d->o.dbg_step, d->o.dbg_micro, d->o.exit_step, d->o.exit_rank,
+           d->o.timeout_s);
   return dist_hash(h, buf);
 }
 
@@ -211,8 +211,8 @@ static int local_grads(dist *d, amp_ctx *ctx, const ampc_recipe *r, const ampc_r
   return 1;
 }
 
-int dist_step_grads(dist *d, amp_ctx *ctx, const ampc_recipe *r, const ampc_run *run,
-                    amp_tensor *x, amp_tensor *y, double loss_mul, int64_t step, float *loss) {
+int dist_step_grads(dist *d, amp_ctx *ctx, const ampc_recipe *r, const ampc_run *run, amp_tensor *x,
+                    amp_tensor *y, double loss_mul, int64_t step, float *loss) {
   if (step == d->o.exit_step && d->rank == d->o.exit_rank) {
     fprintf(stderr, "ampc train: rank %d: --debug-exit: exiting at step %lld\n", d->rank,
             (long long)step);

@@ -36,14 +36,14 @@
 /* The options this file owns, taken out of argv before the others are
  * parsed. */
 typedef struct dist_opts {
-  long accum;           /* --accum K: micro-batches per rank and step (1) */
-  long global_batch;    /* --global-batch G (0: B·K·N) */
-  int batch_given;      /* --batch was on the command line */
-  double timeout_s;     /* --mpi-timeout: bound of every wait on other ranks */
-  long long dbg_step;   /* --debug-nonfinite-grad STEP:MICRO (-1: off) */
-  long dbg_micro;       /* the global micro-batch (the rank, with --accum 1) */
-  long long exit_step;  /* --debug-exit STEP:RANK: that rank exits (code 3) */
-  long exit_rank;       /*   at the start of that step (-1: off) */
+  long accum;          /* --accum K: micro-batches per rank and step (1) */
+  long global_batch;   /* --global-batch G (0: B·K·N) */
+  int batch_given;     /* --batch was on the command line */
+  double timeout_s;    /* --mpi-timeout: bound of every wait on other ranks */
+  long long dbg_step;  /* --debug-nonfinite-grad STEP:MICRO (-1: off) */
+  long dbg_micro;      /* the global micro-batch (the rank, with --accum 1) */
+  long long exit_step; /* --debug-exit STEP:RANK: that rank exits (code 3) */
+  long exit_rank;      /*   at the start of that step (-1: off) */
 } dist_opts;
 
 /* The process group and the step's buffers. */
@@ -100,8 +100,8 @@ uint64_t dist_config_hash(const dist *d, const struct train_opts *o);
  * exchange. On return every rank's gradient buffer holds the step's
  * gradient and *loss the step's loss. Returns 0; 1 on a local error
  * (recorded on ctx); 2 when another rank failed (message printed). */
-int dist_step_grads(dist *d, amp_ctx *ctx, const ampc_recipe *r, const ampc_run *run,
-                    amp_tensor *x, amp_tensor *y, double loss_mul, int64_t step, float *loss);
+int dist_step_grads(dist *d, amp_ctx *ctx, const ampc_recipe *r, const ampc_run *run, amp_tensor *x,
+                    amp_tensor *y, double loss_mul, int64_t step, float *loss);
 
 /* Checks that every rank ends with the same weights and scale (a hash);
  * returns 1, or 0 (message printed). */

@@ -116,8 +116,8 @@ static int post(dist *d, float *g, int64_t n, int send_k, float *into, int64_t s
     int rlen = into ? slice_len(n, N, r) : slice_len(n, N, q);
     int rc = MPI_Irecv(dst, rlen, MPI_FLOAT, q, tag, MPI_COMM_WORLD, &rq[k++]);
     if (rc == MPI_SUCCESS)
-      rc = MPI_Isend(g + slice_lo(n, N, sk), slice_len(n, N, sk), MPI_FLOAT, q, tag,
-                     MPI_COMM_WORLD, &rq[k++]);
+      rc = MPI_Isend(g + slice_lo(n, N, sk), slice_len(n, N, sk), MPI_FLOAT, q, tag, MPI_COMM_WORLD,
+                     &rq[k++]);
     if (rc != MPI_SUCCESS) fail_mpi(d, rc, "the gradients");
     d->bytes_sent += 4.0 * slice_len(n, N, sk);
   }

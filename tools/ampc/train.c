@@ -205,6 +205,8 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
     if (loss->dtype != AMP_F32) amp_convert(&T->loss_v, AMP_F32, loss->data, loss->dtype, 1);
     if (!check_loss(T)) return STEP_FATAL;
     if (amp_backward(ctx, amp_scaler_scale(scaler, loss)) != AMP_OK) return STEP_END;
+    if (T->step == T->D.o.dbg_step && T->D.o.dbg_micro == 0) /* --debug-nonfinite-grad */
+      amp_optim_grad_buffer(opt)[0] = INFINITY;
   }
   float gnorm = NAN;
   if (T->o.clip > 0 || T->metrics) {
