@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #ifdef AMPC_HAVE_MPI
@@ -40,9 +41,11 @@ static void fail_mpi(const dist *d, int rc, const char *what) {
   exit(1); /* not reached */
 }
 
-/* Waits for the n requests, polling, for at most the timeout; spins a
- * little, then sleeps 20 µs between polls so that oversubscribed ranks
- * leave the cores to the ones still computing. */
+/* Waits for the n requests, polling, for at most the timeout. Polls yield
+ * the core (sched_yield) so that oversubscribed ranks leave it to the ones
+ * still computing, and sleep after the first ~0.1 s. Sleeping from the
+ * start cost 3.8 ns per byte on 2 ranks (one 32 KiB fragment of Open MPI's
+ * shared-memory transport moves per poll). */
 static void wait_bounded(dist *d, int n, MPI_Request *rq, const char *what) {
   double t0 = now_s();
   for (long spins = 0;; spins++) {
@@ -58,7 +61,10 @@ static void wait_bounded(dist *d, int n, MPI_Request *rq, const char *what) {
       MPI_Abort(MPI_COMM_WORLD, 1);
       exit(1); /* not reached */
     }
-    if (spins > 200) nanosleep(&(struct timespec){0, 20000}, NULL);
+    if (spins > 100000) /* past ~0.1 s: sleep between polls */
+      nanosleep(&(struct timespec){0, 50000}, NULL);
+    else /* Open MPI moves large messages in fragments, one per poll */
+      sched_yield();
   }
   d->wait_s += now_s() - t0;
 }
