@@ -52,3 +52,37 @@ line "4 ranks x 1 thread (oversubscribed)" "$r4" 4
 awk -v a="$(field "$r2" samples_per_s)" -v b="$(field "$p2" samples_per_s)" \
   -v c="$(field "$r2" comm_s_per_step)" -v by="$(field "$r2" comm_bytes_per_step)" \
   'BEGIN { printf "{\"bench\":\"mpi_summary\",\"ranks2_over_threads2\":%.3f,\"exchange_ns_per_byte\":%.3f}\n", a / b, 1e9 * c / by }'
+
+# --grad-comm f16|bf16 against the F32 exchange: the relative L2 error of
+# the first SGD update (= the exchanged gradient's error: the update is
+# -lr·g) over 4 steps' worth of first updates, and the end of a short run.
+t=$(mktemp -d /tmp/ampc-gc.XXXXXX)
+trap 'rm -rf "$t"' EXIT
+g=(train --model mlp:784-1024-10 --precision fp16 --optim sgd --lr 0.1 --threads 1 --quiet)
+if [ -f "$data/train-images-idx3-ubyte" ]; then g+=(--data "$data"); else g+=(--data synthetic); fi
+mr 2 "${g[@]}" --batch 64 --max-steps 1 --lr 0 --save "$t/w0.st" >/dev/null
+for c in f32 f16 bf16; do
+  mr 2 "${g[@]}" --batch 64 --max-steps 1 --grad-comm "$c" --save "$t/w1$c.st" >/dev/null
+  run=$(mr 2 "${g[@]}" --batch 64 --max-steps "$steps" --grad-comm "$c" --json)
+  echo "$c $(field "$run" final_loss) $(field "$run" test_accuracy) $(field "$run" comm_ratio)" >>"$t/runs"
+done
+python3 - "$t" <<'PY'
+import array, json, math, struct, sys
+t = sys.argv[1]
+def masters(p):  # the FP32 masters in name order (no numpy needed)
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+    out = array.array('f')
+    for k in sorted(k for k in h if k != '__metadata__' and not k.startswith('optim.')):
+        s, e = h[k]['data_offsets']; out.frombytes(b[8 + n + s:8 + n + e])
+    return out
+w0 = masters(f'{t}/w0.st'); w32 = masters(f'{t}/w1f32.st')
+d32 = [a - b for a, b in zip(w32, w0)]
+runs = {l.split()[0]: l.split()[1:] for l in open(f'{t}/runs')}
+for c in ('f16', 'bf16'):
+    d = [a - b for a, b in zip(masters(f'{t}/w1{c}.st'), w0)]
+    err = math.sqrt(sum((x - y) ** 2 for x, y in zip(d, d32)) / sum(y * y for y in d32))
+    print(json.dumps({"bench": "grad_comm", "grad_comm": c, "first_update_rel_l2_error": round(err, 8),
+                      "final_loss": float(runs[c][0]), "final_loss_f32": float(runs['f32'][0]),
+                      "test_accuracy": float(runs[c][1]), "test_accuracy_f32": float(runs['f32'][1]),
+                      "comm_ratio": float(runs[c][2])}))
+PY

@@ -110,6 +110,17 @@ if awk -v r="$ratio" 'BEGIN { exit !(r > 0.99 && r <= 1.1) }'; then ok; else
 fi
 echo "3 ranks: comm_ratio $ratio, mpi_wait_fraction $(field "$out" mpi_wait_fraction)"
 
+# --grad-comm f16|bf16: half the bytes, every rank ends with the same
+# weights (checked by ampc itself), the loss near the F32 exchange's.
+for c in f16 bf16; do
+  out=$(mr 2 "${syn[@]}" --batch 16 --max-steps 30 --grad-comm "$c" --json)
+  base=$(mr 2 "${syn[@]}" --batch 16 --max-steps 30 --json)
+  if [ "$(field "$out" comm_ratio)" = 0.5000 ] && awk -v a="$(field "$out" final_loss)" \
+    -v b="$(field "$base" final_loss)" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 0.01 * b) }'; then ok; else
+    bad "--grad-comm $c: '$out' against '$base'"
+  fi
+done
+
 # Bad input: a clear message and a non-zero exit on every rank, no checkpoint.
 err=$(mr 2 "${syn[@]}" --global-batch 33 --save "$t/no1.st" 2>&1 >/dev/null)
 rc=$?

@@ -21,14 +21,14 @@ static int parse_pair(const char *flag, const char *v, long long *step, long *n)
 }
 
 int dist_opts_extract(int *argc, char **argv, dist_opts *o) {
-  *o = (dist_opts){1, 0, 0, 120.0, -1, -1, -1, -1};
+  *o = (dist_opts){1, 0, 0, 120.0, -1, -1, -1, -1, AMP_F32};
   int w = 0;
   for (int i = 0; i < *argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--batch") == 0) o->batch_given = 1;
     int mine = strcmp(a, "--accum") == 0 || strcmp(a, "--global-batch") == 0 ||
                strcmp(a, "--mpi-timeout") == 0 || strcmp(a, "--debug-nonfinite-grad") == 0 ||
-               strcmp(a, "--debug-exit") == 0;
+               strcmp(a, "--debug-exit") == 0 || strcmp(a, "--grad-comm") == 0;
     if (!mine) {
       argv[w++] = argv[i];
       continue;
@@ -43,6 +43,15 @@ int dist_opts_extract(int *argc, char **argv, dist_opts *o) {
       if (!ampc_parse_num(a, v, 0.1, 1e7, &o->timeout_s)) return 2;
     } else if (strcmp(a, "--debug-nonfinite-grad") == 0) {
       if (!parse_pair(a, v, &o->dbg_step, &o->dbg_micro)) return 2;
+    } else if (strcmp(a, "--grad-comm") == 0) {
+      if (strcmp(v, "f32") == 0)
+        o->grad_comm = AMP_F32;
+      else if (strcmp(v, "f16") == 0)
+        o->grad_comm = AMP_F16;
+      else if (strcmp(v, "bf16") == 0)
+        o->grad_comm = AMP_BF16;
+      else
+        return ampc_usage_error("--grad-comm: '%s' is not f32, f16 or bf16", v);
     } else if (!parse_pair(a, v, &o->exit_step, &o->exit_rank)) {
       return 2;
     }
@@ -64,6 +73,9 @@ void dist_finish(dist *d) {
   free(d->rbuf);
   free(d->xs);
   free(d->ys);
+  free(d->g16);
+  free(d->r16);
+  d->g16 = d->r16 = NULL;
   d->acc = d->rbuf = NULL;
   d->xs = NULL;
   d->ys = NULL;
@@ -121,10 +133,10 @@ uint64_t dist_config_hash(const dist *d, const train_opts *o) {
   train_opts_meta(o, 0, 0, 0, &m);
   uint64_t h = 0;
   for (int i = 0; i < 2 * m.n; i++) h = dist_hash(h, m.kv[i]);
-  snprintf(buf, sizeof buf, "%s|%s|%s|%ld|%ld|%ld|%ld|%lld:%ld|%lld:%ld|%g", o->save ? o->save : "",
-           o->resume ? o->resume : "", o->metrics ? o->metrics : "", o->save_every, o->max_steps,
-           d->o.accum, d->global, d->o.dbg_step, d->o.dbg_micro, d->o.exit_step, d->o.exit_rank,
-           d->o.timeout_s);
+  snprintf(buf, sizeof buf, "%s|%s|%s|%ld|%ld|%ld|%ld|%lld:%ld|%lld:%ld|%g|%d",
+           o->save ? o->save : "", o->resume ? o->resume : "", o->metrics ? o->metrics : "",
+           o->save_every, o->max_steps, d->o.accum, d->global, d->o.dbg_step, d->o.dbg_micro,
+           d->o.exit_step, d->o.exit_rank, d->o.timeout_s, (int)d->o.grad_comm);
   return dist_hash(h, buf);
 }
 
@@ -267,11 +279,12 @@ void dist_json(const dist *d, FILE *f, double train_s) {
   double per = d->reductions ? d->bytes_sent / (double)d->reductions : 0;
   double opt = 2.0 * (N - 1) / N * 4.0 * (double)d->numel;
   fprintf(f,
-          ",\"ranks\":%d,\"accum\":%ld,\"global_batch\":%ld,\"grad_bytes\":%.0f,"
+          ",\"ranks\":%d,\"accum\":%ld,\"global_batch\":%ld,\"grad_comm\":\"%s\","
+          "\"grad_bytes\":%.0f,"
           "\"comm_bytes_per_step\":%.0f,\"comm_optimal_bytes_per_step\":%.0f,"
           "\"comm_ratio\":%.4f,\"comm_s_per_step\":%.6f,\"mpi_wait_s\":%.4f,"
           "\"mpi_wait_fraction\":%.4f,\"comm_fraction\":%.4f",
-          N, d->o.accum, d->global, 4.0 * (double)d->numel, per, opt, opt > 0 ? per / opt : 0,
-          d->reductions ? d->comm_s / (double)d->reductions : 0, d->wait_s,
-          train_s > 0 ? d->wait_s / train_s : 0, train_s > 0 ? d->comm_s / train_s : 0);
+          N, d->o.accum, d->global, amp_dtype_name(d->o.grad_comm), 4.0 * (double)d->numel, per,
+          opt, opt > 0 ? per / opt : 0, d->reductions ? d->comm_s / (double)d->reductions : 0,
+          d->wait_s, train_s > 0 ? d->wait_s / train_s : 0, train_s > 0 ? d->comm_s / train_s : 0);
 }

@@ -44,6 +44,7 @@ typedef struct dist_opts {
   long dbg_micro;      /* the global micro-batch (the rank, with --accum 1) */
   long long exit_step; /* --debug-exit STEP:RANK: that rank exits (code 3) */
   long exit_rank;      /*   at the start of that step (-1: off) */
+  amp_dtype grad_comm; /* --grad-comm f32|f16|bf16: the exchange's dtype */
 } dist_opts;
 
 /* The process group and the step's buffers. */
@@ -54,6 +55,8 @@ typedef struct dist {
   long global;    /* the global batch G */
   float *acc;     /* K > 1: the running sum of this rank's micro-batches */
   float *rbuf;    /* the slices received in the reduce-scatter */
+  void *g16;      /* --grad-comm f16/bf16: the narrowed gradient */
+  void *r16;      /*   and the narrowed slices received */
   void *xs;       /* the global batch, staged out of the step arena */
   int32_t *ys;
   size_t xcap, ycap;
@@ -123,7 +126,16 @@ void dist_comm_finish(dist *d);
  * timeout or an MPI error). */
 int dist_allgather(dist *d, const void *send, void *recv, int bytes, const char *what);
 
-/* The rank-ordered sum of every rank's g[0, n) into g, on every rank. */
+/* The rank-ordered sum of every rank's g[0, n) into g, on every rank. With
+ * --grad-comm f16|bf16 the values travel in 16 bits: every rank's gradient
+ * is multiplied by a power of two 2^e agreed across ranks (the largest
+ * with N · max|g| · 2^e <= 2^15, so neither the values nor their sum
+ * overflow F16, and small ones keep clear of its subnormals), rounded to
+ * 16 bits (nearest even), sent, widened and summed in F32 in rank order;
+ * the sum is rounded to 16 bits once for the all-gather, every rank (the
+ * owner too) widens the same 16-bit values and multiplies by 2^-e. A
+ * non-finite gradient on any rank sends the step in F32 (it is skipped
+ * anyway). */
 int dist_reduce_grads(dist *d, float *g, int64_t n);
 
 #endif
