@@ -141,6 +141,14 @@ if [ $rc -ne 0 ] && [ $took -lt 120 ] && printf '%s' "$err" | grep -q "rank 1: -
   [ ! -e "$t/no3.st" ]; then ok; else
   bad "a rank that dies: rc=$rc after ${took}s '$err'"
 fi
+start=$(date +%s)
+err=$(mr 3 "${syn[@]}" --epochs 50 --debug-hang 5:2 --mpi-timeout 5 --save "$t/no4.st" 2>&1 >/dev/null)
+rc=$?
+took=$(($(date +%s) - start))
+if [ $rc -ne 0 ] && [ $took -lt 60 ] && printf '%s' "$err" | grep -q "no answer from the other ranks for 5 s" &&
+  [ ! -e "$t/no4.st" ]; then ok; else
+  bad "a rank that hangs: rc=$rc after ${took}s '$err'"
+fi
 err=$(mr 2 --resume "$t/ck.st" --model mlp:32-32-5 --quiet 2>&1 >/dev/null)
 rc=$?
 if [ $rc -ne 0 ] && printf '%s' "$err" | grep -q "conflicts with --resume"; then ok; else

@@ -21,14 +21,15 @@ static int parse_pair(const char *flag, const char *v, long long *step, long *n)
 }
 
 int dist_opts_extract(int *argc, char **argv, dist_opts *o) {
-  *o = (dist_opts){1, 0, 0, 120.0, -1, -1, -1, -1, AMP_F32};
+  *o = (dist_opts){1, 0, 0, 120.0, -1, -1, -1, -1, -1, -1, AMP_F32};
   int w = 0;
   for (int i = 0; i < *argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--batch") == 0) o->batch_given = 1;
     int mine = strcmp(a, "--accum") == 0 || strcmp(a, "--global-batch") == 0 ||
                strcmp(a, "--mpi-timeout") == 0 || strcmp(a, "--debug-nonfinite-grad") == 0 ||
-               strcmp(a, "--debug-exit") == 0 || strcmp(a, "--grad-comm") == 0;
+               strcmp(a, "--debug-exit") == 0 || strcmp(a, "--grad-comm") == 0 ||
+               strcmp(a, "--debug-hang") == 0;
     if (!mine) {
       argv[w++] = argv[i];
       continue;
@@ -52,6 +53,8 @@ int dist_opts_extract(int *argc, char **argv, dist_opts *o) {
         o->grad_comm = AMP_BF16;
       else
         return ampc_usage_error("--grad-comm: '%s' is not f32, f16 or bf16", v);
+    } else if (strcmp(a, "--debug-hang") == 0) {
+      if (!parse_pair(a, v, &o->hang_step, &o->hang_rank)) return 2;
     } else if (!parse_pair(a, v, &o->exit_step, &o->exit_rank)) {
       return 2;
     }
@@ -133,10 +136,11 @@ uint64_t dist_config_hash(const dist *d, const train_opts *o) {
   train_opts_meta(o, 0, 0, 0, &m);
   uint64_t h = 0;
   for (int i = 0; i < 2 * m.n; i++) h = dist_hash(h, m.kv[i]);
-  snprintf(buf, sizeof buf, "%s|%s|%s|%ld|%ld|%ld|%ld|%lld:%ld|%lld:%ld|%g|%d",
+  snprintf(buf, sizeof buf, "%s|%s|%s|%ld|%ld|%ld|%ld|%lld:%ld|%lld:%ld|%lld:%ld|%g|%d",
            o->save ? o->save : "", o->resume ? o->resume : "", o->metrics ? o->metrics : "",
            o->save_every, o->max_steps, d->o.accum, d->global, d->o.dbg_step, d->o.dbg_micro,
-           d->o.exit_step, d->o.exit_rank, d->o.timeout_s, (int)d->o.grad_comm);
+           d->o.exit_step, d->o.exit_rank, d->o.hang_step, d->o.hang_rank, d->o.timeout_s,
+           (int)d->o.grad_comm);
   return dist_hash(h, buf);
 }
 
@@ -229,6 +233,11 @@ int dist_step_grads(dist *d, amp_ctx *ctx, const ampc_recipe *r, const ampc_run 
     fprintf(stderr, "ampc train: rank %d: --debug-exit: exiting at step %lld\n", d->rank,
             (long long)step);
     _exit(3);
+  }
+  if (step == d->o.hang_step && d->rank == d->o.hang_rank) {
+    fprintf(stderr, "ampc train: rank %d: --debug-hang: stops answering at step %lld\n", d->rank,
+            (long long)step);
+    for (;;) sleep(1000);
   }
   float part = NAN;
   int ok = local_grads(d, ctx, r, run, x, y, loss_mul, step, &part);

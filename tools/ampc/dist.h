@@ -44,6 +44,8 @@ typedef struct dist_opts {
   long dbg_micro;      /* the global micro-batch (the rank, with --accum 1) */
   long long exit_step; /* --debug-exit STEP:RANK: that rank exits (code 3) */
   long exit_rank;      /*   at the start of that step (-1: off) */
+  long long hang_step; /* --debug-hang STEP:RANK: that rank stops answering */
+  long hang_rank;      /*   (sleeps) at the start of that step (-1: off) */
   amp_dtype grad_comm; /* --grad-comm f32|f16|bf16: the exchange's dtype */
 } dist_opts;
 

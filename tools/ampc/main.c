@@ -23,7 +23,7 @@ static void usage(FILE *f) {
              "        [--save FILE [--save-every N]] [--resume FILE]\n"
              "        [--accum K] [--global-batch G] [--mpi-timeout SECONDS]\n"
              "        [--grad-comm f32|f16|bf16]\n"
-             "        [--debug-nonfinite-grad STEP:MICRO] [--debug-exit STEP:RANK]\n"
+             "        [--debug-nonfinite-grad STEP:MICRO] [--debug-exit|--debug-hang STEP:RANK]\n"
              "                     train a model (default: the reference MLP on data/mnist\n"
              "                     in fp16 mixed precision with Adam, 5 epochs)\n"
              "                     --accum K: K micro-batches of --batch B per optimizer step\n"
