@@ -341,6 +341,7 @@ int ampc_train_main(int argc, char **argv) {
   T->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)T->o.threads});
   if (!T->ctx) {
     fprintf(stderr, "ampc train: out of memory\n");
+    dist_finish(&T->D);
     free(T);
     return 1;
   }
