@@ -1039,6 +1039,18 @@ float amp_lr_at(const amp_lr_schedule *s, int64_t step);
 /* A disabled scaler (AMP_SCALER_NONE) makes scale, unscale, update and      */
 /* set_state no-ops and step a plain amp_optim_step(), so one loop serves    */
 /* FP32 training too.                                                        */
+/*                                                                           */
+/* Gradient accumulation over K micro-batches (PyTorch's recipe): per        */
+/* micro-batch, loss_k = amp_mul_scalar(loss, 1.0f / K), then                */
+/* amp_backward(ctx, amp_scaler_scale(sc, loss_k)) without zeroing: the      */
+/* leaves' FP32 gradients accumulate (see amp_backward()), and the one       */
+/* unscale/step/update that follows checks all K micro-batches for inf/NaN   */
+/* at once (a non-finite gradient in any of them stays non-finite in the     */
+/* sum). The library adds each backward into the existing gradient inside   */
+/* its GEMMs, so the rounding of the sum depends on the accumulation;        */
+/* `ampc train --accum K` instead computes each micro-batch's gradient from  */
+/* zero and adds the K results in order ((g0 + g1) + g2 ...), the order an   */
+/* MPI run over K ranks reproduces bit for bit (tools/ampc/dist.h).          */
 /* ------------------------------------------------------------------------ */
 /** @defgroup loss_scaling Loss scaling (PyTorch GradScaler semantics)
  *  @{ */

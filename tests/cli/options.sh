@@ -39,7 +39,11 @@ compare() { # NAME TABLE HELP
     bad "$1: table flags [$(echo $2)] vs help [$(echo $3)]"
   fi
 }
-compare train "$(table_flags "$src/train_opts.c" TOPT)" "$(help_flags train)"
+# train also takes the accumulation/MPI flags of dist.c (DIST_FLAGS).
+compare train "$({
+  table_flags "$src/train_opts.c" TOPT
+  sed -n '/DIST_FLAGS\[\] = {/,/};/p' "$src/dist.c" | grep -oE '"--[a-z0-9-]+"' | sed -E 's/"--//; s/"$//'
+} | sort -u)" "$(help_flags train)"
 compare eval "$(table_flags "$src/eval.c" EOPT)" "$(help_flags eval)"
 compare export "$(table_flags "$src/export.c" XOPT)" "$(help_flags export)"
 compare "bench gemm" "$(table_flags "$src/main.c" GOPT)" "$(help_flags bench gemm)"

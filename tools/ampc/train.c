@@ -6,6 +6,7 @@
  */
 #include "bench.h"
 #include "cli.h"
+#include "dist.h"
 #include "json_out.h"
 #include "train_opts.h"
 
@@ -49,6 +50,7 @@ typedef struct trainer {
   double t_train, activation_peak, acc;
   int tty;
   char *data_abs; /* --data as an absolute path (for the checkpoint) */
+  dist D;         /* --accum, MPI ranks (dist.h) */
 } trainer;
 
 /* The median step time comes from at most this many samples (reservoir
@@ -149,13 +151,13 @@ static int setup(trainer *T) {
   }
   int ok = ampc_run_create(T->ctx, &T->r, T->sizes, T->nsizes, o->seed, T->kind, o->lr,
                            o->growth_interval, &T->run);
-  amp_loader_params lp = {o->batch, 1, o->seed, 0, T->r.dt, 1};
+  amp_loader_params lp = {T->D.global, 1, o->seed, 0, T->r.dt, 1}; /* B·K·ranks */
   T->loader = amp_loader_create(T->ctx, T->train, &lp);
   if (!ok || !T->loader) {
     fprintf(stderr, "ampc train: %s\n", amp_ctx_error(T->ctx));
     return 1;
   }
-  if (o->metrics && !(T->metrics = fopen(o->metrics, "w"))) {
+  if (o->metrics && T->D.rank == 0 && !(T->metrics = fopen(o->metrics, "w"))) {
     fprintf(stderr, "ampc train: --metrics: cannot write '%s': %s\n", o->metrics, strerror(errno));
     return 1;
   }
@@ -206,9 +208,16 @@ static int resume(trainer *T) {
 /* Writes --save with the run's counters; returns the status. */
 static amp_status save(trainer *T) {
   run_meta meta;
+  if (T->D.rank != 0) return AMP_OK; /* rank 0 writes; the ranks' states are equal */
   train_opts_meta(&T->o, T->step, T->skipped, T->bad_losses, &meta);
+  char global[32];
+  snprintf(global, sizeof global, "%ld", T->D.global);
+  const char *kv[50];
+  memcpy(kv, meta.kv, sizeof(char *) * 2 * (size_t)meta.n);
+  kv[2 * meta.n] = "train.global_batch";
+  kv[2 * meta.n + 1] = global;
   return amp_checkpoint_save(T->ctx, T->o.save, T->run.model, T->run.opt, T->run.scaler, T->loader,
-                             meta.kv, meta.n);
+                             kv, meta.n + 1);
 }
 
 /* Counts a non-finite loss; returns 0 when the run must stop (message
@@ -269,12 +278,20 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
   amp_optim *opt = T->run.opt;
   amp_scaler *scaler = T->run.scaler;
   amp_optim_set_lr(opt, amp_lr_at(&T->sched, T->step));
-  amp_tensor *loss = ampc_forward_loss(ctx, &T->r, T->run.model, x, y, T->o.loss_mul);
-  if (!loss) return STEP_END;
-  T->loss_v = *(float *)loss->data; /* cross-entropy is F32 under autocast */
-  if (loss->dtype != AMP_F32) amp_convert(&T->loss_v, AMP_F32, loss->data, loss->dtype, 1);
-  if (!check_loss(T)) return STEP_FATAL;
-  if (amp_backward(ctx, amp_scaler_scale(scaler, loss)) != AMP_OK) return STEP_END;
+  if (T->D.global != T->o.batch) { /* micro-batches and/or ranks (dist.h) */
+    int rc = dist_step_grads(&T->D, ctx, &T->r, &T->run, x, y, T->o.loss_mul, T->step, &T->loss_v);
+    if (rc) return rc == 1 ? STEP_END : STEP_FATAL;
+    if (!check_loss(T)) return STEP_FATAL;
+  } else {
+    amp_tensor *loss = ampc_forward_loss(ctx, &T->r, T->run.model, x, y, T->o.loss_mul);
+    if (!loss) return STEP_END;
+    T->loss_v = *(float *)loss->data; /* cross-entropy is F32 under autocast */
+    if (loss->dtype != AMP_F32) amp_convert(&T->loss_v, AMP_F32, loss->data, loss->dtype, 1);
+    if (!check_loss(T)) return STEP_FATAL;
+    if (amp_backward(ctx, amp_scaler_scale(scaler, loss)) != AMP_OK) return STEP_END;
+    if (T->step == T->D.o.dbg_step && T->D.o.dbg_micro == 0) /* --debug-nonfinite-grad */
+      amp_optim_grad_buffer(opt)[0] = INFINITY;
+  }
   float gnorm = NAN;
   if (T->o.clip > 0 || T->metrics) {
     if (amp_scaler_unscale(scaler, opt) != AMP_OK) return STEP_END;
@@ -334,7 +351,7 @@ static int train_all(trainer *T) {
   amp_arena_reset_peak(T->ctx, AMP_ARENA_STEP);
   amp_loader_state start = amp_loader_get_state(T->loader);
   for (long epoch = (long)start.epoch; epoch < o->epochs && T->step < T->total_steps; epoch++) {
-    if (train_epoch(T, epoch, epoch == start.epoch ? start.next / o->batch : 0)) return 1;
+    if (train_epoch(T, epoch, epoch == start.epoch ? start.next / T->D.global : 0)) return 1;
     if (amp_ctx_status(T->ctx) != AMP_OK) break;
     double peak = (double)amp_arena_peak_bytes(T->ctx, AMP_ARENA_STEP);
     if (peak > T->activation_peak) T->activation_peak = peak;
@@ -390,6 +407,7 @@ static void report_json(trainer *T, double median, double sps, double rss_mb, si
   ampc_json_str(j, "data", o->data);
   ampc_json_str(j, "checkpoint", o->save);
   ampc_json_str(j, "metrics", o->metrics);
+  dist_json(&T->D, j, T->t_train);
   if (ampc_json_line(stdout, j) != 0) fprintf(stderr, "ampc train: --json: out of memory\n");
 }
 
@@ -404,7 +422,7 @@ static void report(trainer *T) {
   double rss_mb = (double)ru.ru_maxrss / 1024.0;
   size_t param_bytes = (size_t)amp_optim_numel(T->run.opt) *
                        (4 + (T->r.dt == AMP_F32 ? 0 : amp_dtype_size(T->r.dt)));
-  double sps = T->t_train > 0 ? (double)(T->ran * o->batch) / T->t_train : 0.0;
+  double sps = T->t_train > 0 ? (double)(T->ran * T->D.global) / T->t_train : 0.0;
   double scale = (double)amp_scaler_get_scale(T->run.scaler);
   if (o->json) {
     report_json(T, median, sps, rss_mb, param_bytes);
@@ -422,15 +440,22 @@ int ampc_train_main(int argc, char **argv) {
     fprintf(stderr, "ampc train: out of memory\n");
     return 1;
   }
-  int rc = parse_all(argc, argv, T);
+  int rc = dist_opts_extract(&argc, argv, &T->D.o);
+  if (!rc) rc = dist_init(&T->D);
+  if (!rc) rc = parse_all(argc, argv, T);
+  if (!rc) rc = dist_resolve_batch(&T->D, &T->o.batch, T->o.resume, &T->D.global);
+  if (!rc && !dist_same_config(&T->D, dist_config_hash(&T->D, &T->o))) rc = 2;
   if (rc) {
     free(T->data_abs);
+    dist_finish(&T->D);
     free(T);
     return rc == AMPC_OPTS_HELP ? 0 : rc;
   }
+  if (T->D.rank != 0) T->o.quiet = 1; /* rank 0 speaks for all */
   T->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)T->o.threads});
   if (!T->ctx) {
     fprintf(stderr, "ampc train: out of memory\n");
+    dist_finish(&T->D);
     free(T);
     return 1;
   }
@@ -438,7 +463,8 @@ int ampc_train_main(int argc, char **argv) {
   rc = setup(T);
   if (!rc && T->o.resume) rc = resume(T);
   if (!rc) rc = train_all(T);
-  if (!rc) report(T);
+  if (!rc && !dist_same_result(&T->D, T->run.opt, amp_scaler_get_scale(T->run.scaler))) rc = 1;
+  if (!rc && T->D.rank == 0) report(T);
   int werr = T->metrics ? flush_metrics(T) : 0;
   if (T->metrics && (fclose(T->metrics) != 0 || werr) && rc == 0) {
     fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", T->o.metrics);
@@ -450,6 +476,7 @@ int ampc_train_main(int argc, char **argv) {
   amp_dataset_free(T->train);
   amp_dataset_free(T->test);
   amp_ctx_free(T->ctx);
+  dist_finish(&T->D);
   free(T);
   return rc;
 }

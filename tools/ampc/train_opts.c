@@ -126,6 +126,22 @@ const ampc_cmd ampc_cmd_train = {
     TRAIN_OPTS,
     (int)(sizeof TRAIN_OPTS / sizeof TRAIN_OPTS[0]),
     0,
+    "Gradient accumulation and data parallel training (also as --flag=VALUE):\n"
+    "  --accum K                K micro-batches of --batch B per optimizer step (global\n"
+    "                           batch K*B; 1..65536): each loss times 1/K, the FP32\n"
+    "                           gradients summed in order, one inf check per step\n"
+    "  --global-batch G         with mpirun: B = G/(K*N) (1..16777216)\n"
+    "  --grad-comm f32|f16|bf16 with mpirun: exchange gradients in 16 bits (scaled by a\n"
+    "                           power of two, summed in F32; default f32)\n"
+    "  --mpi-timeout SECONDS    with mpirun: how long a rank waits for the others before\n"
+    "                           it stops the job (0.1..1e7; default 120)\n"
+    "  --debug-nonfinite-grad STEP:MICRO  make micro-batch (rank) MICRO of step STEP\n"
+    "                           overflow, for tests of the skip agreement\n"
+    "  --debug-exit STEP:RANK   make rank RANK exit at step STEP, and\n"
+    "  --debug-hang STEP:RANK   make it hang there: tests of the bounded waits\n"
+    "`mpirun -np N ampc train` trains over N ranks, rank r taking micro-batch r; the\n"
+    "gradients are summed in rank order, so the bits equal `ampc train --accum N`.\n"
+    "\n"
     "Every value is checked: whole numbers are decimal digits within the range shown.\n"
     "Exit status: 0 done, 1 failed, 2 bad usage.",
     "train a model with a mixed-precision recipe"};
