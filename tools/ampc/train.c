@@ -199,7 +199,7 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
   float scale_used = amp_scaler_get_scale(scaler);
   int stepped = amp_scaler_step(scaler, opt);
   if (stepped < 0) return STEP_END;
-  amp_scaler_update(scaler);
+  if (amp_scaler_update(scaler) != AMP_OK) return STEP_END; /* e.g. the scale at its floor */
   amp_optim_zero_grad(opt);
   T->skipped += !stepped;
   double dt_s = ampb_now() - t0;
