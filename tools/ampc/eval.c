@@ -1,6 +1,7 @@
 /* `ampc eval`: test accuracy of a checkpoint's model; and the loading of a
  * checkpoint's model that eval and export share. */
 #include "cli.h"
+#include "guard.h"
 #include "train_opts.h"
 
 #include <stdio.h>
@@ -14,13 +15,16 @@ int ampc_load_checkpoint_model(const char *cmd, const char *path, loaded *L) {
     return 1;
   }
   int rc = train_opts_from_checkpoint(f, &L->o);
+  L->nsizes = rc ? 0 : ampc_parse_model(L->o.model, L->sizes, 33);
+  if (!rc && !L->nsizes) {
+    fprintf(stderr, "ampc %s: %s: unknown model '%s'\n", cmd, path, L->o.model);
+    rc = 1;
+  }
+  /* The file's tensors against the model its metadata names, before that
+     model is built. */
+  if (!rc) rc = ampc_guard_checkpoint_model(cmd, path, f, L->o.model, L->sizes, L->nsizes);
   amp_safetensors_free(f);
   if (rc) return rc;
-  L->nsizes = ampc_parse_model(L->o.model, L->sizes, 33);
-  if (!L->nsizes) {
-    fprintf(stderr, "ampc %s: %s: unknown model '%s'\n", cmd, path, L->o.model);
-    return 1;
-  }
   L->model = ampc_build_mlp(L->ctx, L->sizes, L->nsizes, 0);
   if (!L->model || amp_checkpoint_load(L->ctx, path, L->model, NULL, NULL, NULL) != AMP_OK) {
     fprintf(stderr, "ampc %s: %s\n", cmd, amp_ctx_error(L->ctx));

@@ -6,6 +6,7 @@
  */
 #include "bench.h"
 #include "cli.h"
+#include "guard.h"
 #include "train_opts.h"
 
 #include <errno.h>
@@ -80,13 +81,42 @@ static int parse_all(int argc, char **argv, trainer *T) {
     return ampc_usage_error("--optim: '%s' is not adam, adamw or sgd", o->optim);
   T->nsizes = ampc_parse_model(o->model, T->sizes, 33);
   if (!T->nsizes) return ampc_usage_error("--model: '%s' is not mlp:IN-HIDDEN-...-OUT", o->model);
+  if (o->save && (rc = ampc_guard_output("train", "--save", o->save))) return rc;
   return 0;
+}
+
+/* Before anything is allocated: the run's memory against the limit, and
+ * with --resume, the checkpoint's tensors against the model its
+ * configuration names. Returns 0, or the exit status (message printed). */
+static int preflight(trainer *T) {
+  const train_opts *o = &T->o;
+  int synthetic = strcmp(o->data, "synthetic") == 0;
+  double n = synthetic ? (double)(o->synthetic_n ? o->synthetic_n : 12000) : 60000.0;
+  double data = synthetic ? n * 7.0 / 6.0 * 4.0 * (double)T->sizes[0] : 70000.0 * 785.0;
+  double steps = ceil(n / (double)o->batch) * (double)o->epochs;
+  if (o->max_steps && (double)o->max_steps < steps) steps = (double)o->max_steps;
+  int moments = T->kind == AMP_OPTIM_SGD ? 1 : 2; /* SGD: momentum at most */
+  int work = T->r.dt == AMP_F32 ? 0 : (int)amp_dtype_size(T->r.dt);
+  ampc_mem_plan m = ampc_mem_estimate(T->sizes, T->nsizes, o->batch, moments, work, data, steps);
+  if (o->resume) {
+    amp_safetensors *f = NULL;
+    if (amp_safetensors_read(T->ctx, o->resume, &f) != AMP_OK) {
+      fprintf(stderr, "ampc train: --resume: %s\n", amp_ctx_error(T->ctx));
+      return 1;
+    }
+    int rc = ampc_guard_checkpoint_model("train", o->resume, f, o->model, T->sizes, T->nsizes);
+    amp_safetensors_free(f);
+    if (rc) return rc;
+  }
+  return ampc_guard_memory("train", o->model, &m);
 }
 
 /* The data, model, optimizer, scaler, loader, metrics file, schedule and
  * step timer (T->ctx exists); returns 0, or the exit status. */
 static int setup(trainer *T) {
   const train_opts *o = &T->o;
+  int rc = preflight(T);
+  if (rc) return rc;
   if (!train_load_data(T->ctx, o, T->sizes, T->nsizes, &T->train, &T->test)) {
     fprintf(stderr, "ampc train: %s\n", amp_ctx_error(T->ctx));
     return 1;
@@ -199,18 +229,20 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
   float scale_used = amp_scaler_get_scale(scaler);
   int stepped = amp_scaler_step(scaler, opt);
   if (stepped < 0) return STEP_END;
-  if (amp_scaler_update(scaler) != AMP_OK) return STEP_END; /* e.g. the scale at its floor */
+  if (amp_scaler_update(scaler) != AMP_OK) return STEP_END;
   amp_optim_zero_grad(opt);
   T->skipped += !stepped;
   double dt_s = ampb_now() - t0;
   T->step_ms[T->ran++] = 1e3 * dt_s;
   T->t_train += dt_s;
+  char lossj[32];
   if (T->metrics)
     fprintf(T->metrics,
-            "{\"step\":%lld,\"epoch\":%ld,\"loss\":%.9g,\"scale\":%g,\"skipped\":%d,"
+            "{\"step\":%lld,\"epoch\":%ld,\"loss\":%s,\"scale\":%g,\"skipped\":%d,"
             "\"lr\":%.9g,\"grad_norm\":%.9g}\n",
-            (long long)T->step, epoch, (double)T->loss_v, (double)scale_used, !stepped,
-            (double)amp_optim_lr(opt), isfinite(gnorm) ? (double)gnorm : -1.0);
+            (long long)T->step, epoch, ampc_json_num(lossj, sizeof lossj, "%.9g", T->loss_v),
+            (double)scale_used, !stepped, (double)amp_optim_lr(opt),
+            isfinite(gnorm) ? (double)gnorm : -1.0);
   T->step++;
   if (T->o.save && T->o.save_every && T->step % T->o.save_every == 0 && save(T) != AMP_OK)
     return STEP_END;
@@ -236,6 +268,33 @@ static int train_epoch(trainer *T, long epoch, int64_t in_epoch) {
       progress(&T->o, T->tty, epoch, in_epoch, T->per_epoch, T->loss_v,
                amp_scaler_get_scale(T->run.scaler), T->skipped,
                (double)(in_epoch * T->o.batch) / (ampb_now() - t_epoch));
+  }
+  return 0;
+}
+
+/* The end of a run: a state that is no longer finite is not saved (the
+ * last good checkpoint stays) and fails the run; a run whose last losses
+ * were not finite saves its (finite) state but fails too. Returns 0, or the
+ * exit status (message printed). */
+static int finish(trainer *T) {
+  const train_opts *o = &T->o;
+  const char *nl = T->tty && !o->quiet ? "\n" : "";
+  if (amp_checkpoint_check_finite(T->ctx, T->run.model, T->run.opt, T->run.scaler) != AMP_OK) {
+    fprintf(stderr, "%sampc train: stopping at step %lld: the %s%s%s%s\n", nl, (long long)T->step,
+            amp_ctx_error(T->ctx), o->save ? "; " : "", o->save ? o->save : "",
+            o->save ? " is left as it was" : "");
+    return 1;
+  }
+  if (o->save && save(T) != AMP_OK) {
+    fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(T->ctx));
+    return 1;
+  }
+  if (T->bad_losses > 0) {
+    fprintf(stderr,
+            "%sampc train: the run ended with a non-finite loss for its last %lld step(s) "
+            "(step %lld): the loss diverges\n",
+            nl, (long long)T->bad_losses, (long long)T->step);
+    return 1;
   }
   return 0;
 }
@@ -266,11 +325,7 @@ static int train_all(trainer *T) {
     return 1;
   }
   if (T->acc < 0) T->acc = ampc_evaluate(T->ctx, T->run.model, T->test, T->r.dt, 1000);
-  if (o->save && save(T) != AMP_OK) {
-    fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(T->ctx));
-    return 1;
-  }
-  return 0;
+  return finish(T);
 }
 
 /* The summary line (or JSON object) on stdout. */
@@ -286,14 +341,16 @@ static void report(trainer *T) {
   double sps = T->t_train > 0 ? (double)(T->ran * o->batch) / T->t_train : 0.0;
   double scale = (double)amp_scaler_get_scale(T->run.scaler);
   if (o->json) {
+    char lossj[32];
     printf("{\"precision\":\"%s\",\"optim\":\"%s\",\"model\":\"%s\",\"seed\":%llu,"
            "\"threads\":%ld,\"epochs\":%ld,\"batch\":%ld,\"test_accuracy\":%.4f,"
-           "\"final_loss\":%.6g,\"steps\":%lld,\"skipped_steps\":%lld,\"final_scale\":%g,"
+           "\"final_loss\":%s,\"steps\":%lld,\"skipped_steps\":%lld,\"final_scale\":%g,"
            "\"step_ms_median\":%.4f,\"samples_per_s\":%.1f,\"peak_rss_mb\":%.1f,"
            "\"activation_bytes\":%.0f,\"param_bytes\":%zu,\"optimizer_bytes\":%zu}\n",
            o->precision, o->optim, o->model, o->seed, o->threads, o->epochs, o->batch, 100 * T->acc,
-           (double)T->loss_v, (long long)T->step, (long long)T->skipped, scale, median, sps, rss_mb,
-           T->activation_peak, param_bytes, amp_optim_bytes(T->run.opt));
+           ampc_json_num(lossj, sizeof lossj, "%.6g", T->loss_v), (long long)T->step,
+           (long long)T->skipped, scale, median, sps, rss_mb, T->activation_peak, param_bytes,
+           amp_optim_bytes(T->run.opt));
   } else {
     printf("%s: test accuracy %.2f%%, final loss %.4f, %lld steps (%lld skipped), final scale "
            "%g, %.3f ms/step, %.0f samples/s, activations %.2f MiB, peak RSS %.0f MiB\n",
