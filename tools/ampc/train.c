@@ -168,8 +168,8 @@ static int resume(trainer *T) {
   amp_safetensors_free(f);
   if (!ok) {
     fprintf(stderr,
-            "ampc train: --resume: %s has no train.step/train.skipped counters (not "
-            "written by ampc train)\n",
+            "ampc train: --resume: %s has no valid train.step/train.skipped/train.bad_losses "
+            "counters (integers in [0, 2^53], written by ampc train)\n",
             T->o.resume);
     return 1;
   }
