@@ -32,7 +32,8 @@ ampc_mem_plan ampc_mem_estimate(const long *sizes, int n, long batch, int optim_
                                 int work_bytes, double data_bytes, double steps);
 
 /* Refuses (message "ampc CMD: ...", returns 1) a plan above the memory limit
- * (physical memory, or RLIMIT_AS / RLIMIT_DATA when lower); 0 otherwise. */
+ * (the available memory, or RLIMIT_AS / RLIMIT_DATA when lower); 0
+ * otherwise. */
 int ampc_guard_memory(const char *cmd, const char *model, const ampc_mem_plan *m);
 
 /* Before building the model of a checkpoint: the file's F32 tensors other

@@ -97,7 +97,8 @@ static int preflight(trainer *T) {
   if (o->max_steps && (double)o->max_steps < steps) steps = (double)o->max_steps;
   int moments = T->kind == AMP_OPTIM_SGD ? 1 : 2; /* SGD: momentum at most */
   int work = T->r.dt == AMP_F32 ? 0 : (int)amp_dtype_size(T->r.dt);
-  ampc_mem_plan m = ampc_mem_estimate(T->sizes, T->nsizes, o->batch, moments, work, data, steps);
+  long batch = (double)o->batch < n ? o->batch : (long)n; /* a batch holds at most n samples */
+  ampc_mem_plan m = ampc_mem_estimate(T->sizes, T->nsizes, batch, moments, work, data, steps);
   if (o->resume) {
     amp_safetensors *f = NULL;
     if (amp_safetensors_read(T->ctx, o->resume, &f) != AMP_OK) {
