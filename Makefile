@@ -52,14 +52,16 @@ test-nosimd: deps-build
 	cmake --build $(BUILD_NOSIMD) -j $(JOBS)
 	cd $(BUILD_NOSIMD) && ctest --output-on-failure -j $(JOBS) -LE long
 
-# libFuzzer (clang, with ASan + UBSan): the safetensors reader and the IDX
-# parser, FUZZ_SECONDS each, from the seeds in tests/fuzz/corpus. Built
-# without the SIMD kernels, which the harnesses do not reach.
+# libFuzzer (clang, with ASan + UBSan): the safetensors reader, the IDX
+# parser and the resume path of a checkpoint (configuration allow-list and
+# amp_checkpoint_load), FUZZ_SECONDS each, from the seeds in
+# tests/fuzz/corpus. Built without the SIMD kernels, which the harnesses do
+# not reach.
 fuzz:
 	@bash scripts/install-deps --fuzz
 	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DAMPC_FUZZ=ON -DAMPC_SIMD=OFF $(CMAKE_GEN) $(CMAKE_QUIET) $(CMAKE_FLAGS)
-	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_safetensors fuzz_idx
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_safetensors fuzz_idx fuzz_checkpoint
 	bash scripts/fuzz $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
 # valgrind memcheck on the end-to-end training test (synthetic data; the

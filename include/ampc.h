@@ -1062,6 +1062,12 @@ typedef enum amp_scaler_mode {
   AMP_SCALER_NONE = 2     /**< disabled: scale 1, no checks (FP32 training) */
 } amp_scaler_mode;
 
+/** The default least scale of a dynamic scaler whose min_scale is 0 (as
+ *  DeepSpeed's min_loss_scale): 2^-24. A backoff below it clamps to it; an
+ *  overflow with the scale already there makes amp_scaler_update() fail.
+ *  A static scaler's least scale is FLT_MIN (so 1/S is finite). */
+#define AMP_SCALER_FLOOR 0x1p-24f
+
 /** Scaler settings; get the defaults from amp_scaler_defaults(). */
 typedef struct amp_scaler_params {
   amp_scaler_mode mode;    /**< dynamic, static or none */
@@ -1070,7 +1076,9 @@ typedef struct amp_scaler_params {
                                 is fp32(S · growth_factor) formed in double */
   double backoff_factor;   /**< 0.5; fp32(S · backoff_factor) in double */
   int64_t growth_interval; /**< 2000 */
-  float min_scale;         /**< floor of the scale (default 0: none) */
+  float min_scale;         /**< floor of the scale: the backoff clamps to
+                                it (default 0: AMP_SCALER_FLOOR, which stops
+                                the run instead); 0 or >= FLT_MIN */
   float max_scale;         /**< ceiling (default 0: none; growth stops at
                                 the largest finite float anyway) */
   int hysteresis;          /**< DeepSpeed's hysteresis: the scale backs off
@@ -1097,8 +1105,10 @@ typedef struct amp_scaler amp_scaler;
 /** Creates a scaler (persistent arena). NULL (error recorded) for bad
  *  settings: init_scale not finite and > 0, growth_factor <= 1,
  *  backoff_factor not in (0,1), growth_interval < 1, hysteresis < 1,
- *  min_scale or max_scale negative, min_scale > max_scale (max_scale > 0),
- *  init_scale outside [min_scale, max_scale]. */
+ *  min_scale or max_scale negative, min_scale in (0, FLT_MIN),
+ *  min_scale > max_scale (max_scale > 0), init_scale outside [min_scale,
+ *  max_scale] or (min_scale 0) below AMP_SCALER_FLOOR (dynamic) or FLT_MIN
+ *  (static). */
 amp_scaler *amp_scaler_create(amp_ctx *ctx, const amp_scaler_params *p);
 
 /** loss · S as a new tensor on the tape (the loss itself when disabled). */
@@ -1136,14 +1146,18 @@ int amp_scaler_step(amp_scaler *sc, amp_optim *o);
  *  unscale or clip whose step never came cannot reach the next step.
  *  Returns AMP_ERR_STATE (recorded, nothing changed) when no inf/NaN check
  *  (amp_scaler_unscale() or amp_scaler_step()) was recorded since the last
- *  update, as PyTorch's update asserts. Disabled scaler: only forgets. */
+ *  update, as PyTorch's update asserts. With min_scale 0, an overflow when
+ *  the scale is already at AMP_SCALER_FLOOR ends the step as above, keeps
+ *  the scale and returns AMP_ERR_STATE (recorded): the run cannot go on.
+ *  Disabled scaler: only forgets. */
 amp_status amp_scaler_update(amp_scaler *sc);
 
 /** PyTorch's update(new_scale): ends the step as amp_scaler_update() does
  *  (skipped count, per-optimizer state, pending factors) but sets the scale
  *  to `new_scale` instead of growing or backing off, leaving the growth
  *  tracker and the hysteresis allowance alone. Needs no recorded check.
- *  new_scale must be finite, > 0 and inside [min_scale, max_scale], else
+ *  new_scale must be finite, > 0, not below the least scale (see
+ *  AMP_SCALER_FLOOR) and inside [min_scale, max_scale], else
  *  AMP_ERR_INVALID_ARG (recorded, nothing changed). Disabled: no-op. */
 amp_status amp_scaler_update_to(amp_scaler *sc, float new_scale);
 
@@ -1234,7 +1248,9 @@ typedef struct amp_safetensors amp_safetensors;
 /** Writes `n` tensors and `nmeta` metadata pairs (meta[2i] is a key,
  *  meta[2i+1] its value; strings, as the format requires) to `path`,
  *  atomically (see the section comment; the temporary file is
- *  "<path>.tmp.<pid>.<k>"). Tensors may be F32, F16, BF16, E4M3, E5M2
+ *  "<path>.tmp.<pid>.<k>"; after a successful write, such files of the same
+ *  path whose process no longer exists, left by a kill during an earlier
+ *  save, are removed). Tensors may be F32, F16, BF16, E4M3, E5M2
  *  (written as F8_E4M3 / F8_E5M2), I32 or U8, with ndim 0..4 and sizes >= 0;
  *  `bytes` must equal numel × element size and `data` must be non-NULL when
  *  bytes > 0. Names must be unique, non-NULL, valid UTF-8 and not
@@ -1319,10 +1335,23 @@ void amp_safetensors_free(amp_safetensors *f);
  *     error).
  *  Floats are written with "%.9g" and read with strtof, which gives back
  *  the same bits; integers in decimal. Any of opt, scaler and loader may be
- *  NULL (not saved). Errors as for amp_safetensors_write(). */
+ *  NULL (not saved). Errors as for amp_safetensors_write(), and
+ *  AMP_ERR_STATE (nothing written) when a master, a moment or the scale is
+ *  not finite (see amp_checkpoint_check_finite()). */
 amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model, amp_optim *opt,
                                const amp_scaler *scaler, const amp_loader *loader,
                                const char *const *extra_meta, int nextra);
+
+/** Checks that the training state a checkpoint would hold is finite: every
+ *  FP32 master of `model`, the moments of `opt` (may be NULL) and the scale
+ *  of `scaler` (may be NULL; finite and > 0). One pass over the masters and
+ *  moments, reading the exponent bits only. Returns AMP_OK, or AMP_ERR_STATE
+ *  recorded on ctx with a message naming the first non-finite tensor and
+ *  the index of its first bad value. amp_checkpoint_save() runs the same
+ *  check first and writes nothing when it fails (non-finite state is never
+ *  saved over a good checkpoint); AMP_ERR_INVALID_ARG for a NULL model. */
+amp_status amp_checkpoint_check_finite(amp_ctx *ctx, amp_module *model, amp_optim *opt,
+                                       const amp_scaler *scaler);
 
 /** Loads a checkpoint written by amp_checkpoint_save() into an existing
  *  `model` and, when non-NULL, `opt`, `scaler` and `loader`. Everything is
@@ -1339,8 +1368,9 @@ amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model
  *  the 16-bit working copies (amp_optim_sync_work()); the scaler state; the
  *  loader position. Errors: AMP_ERR_IO / AMP_ERR_FORMAT as for
  *  amp_safetensors_read(), AMP_ERR_SHAPE for a missing, extra or
- *  mismatched tensor, AMP_ERR_FORMAT for missing or bad metadata,
- *  AMP_ERR_STATE for a loader seed that differs; each recorded on ctx with a
+ *  mismatched tensor, AMP_ERR_FORMAT for missing or bad metadata or a
+ *  tensor holding a non-finite value (named with the index of its first
+ *  one), AMP_ERR_STATE for a loader seed that differs; each recorded on ctx with a
  *  message naming the file and the tensor or key. */
 amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model, amp_optim *opt,
                                amp_scaler *scaler, amp_loader *loader);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmpdir[256];
@@ -978,6 +979,96 @@ static int write_sample(const char *dir) {
   return 0;
 }
 
+/* Issue 11: non-finite state is never saved (the old file stays), a file
+ * holding a non-finite value is refused on load with the tensor's name, and
+ * a save removes the temporary files a killed process left for the same
+ * target (only those: a live process's and another target's stay). */
+static void test_nonfinite_and_stale(void) {
+  amp_ctx *ctx = amp_ctx_create(NULL);
+  amp_rng g;
+  amp_rng_seed(&g, 5);
+  amp_module *m = amp_nn_linear(ctx, &g, 4, 3, 1);
+  amp_optim_params op = amp_optim_defaults(AMP_OPTIM_ADAM);
+  amp_optim *opt = amp_optim_create(ctx, m, &op);
+  char ck[300], stale[400], live[400], other[400], odd[400];
+  path_in(ck, sizeof ck, "nf.safetensors");
+  CHECK(amp_checkpoint_save(ctx, ck, m, opt, NULL, NULL, NULL, 0) == AMP_OK, "good save");
+  size_t len0, len1;
+  unsigned char *before = slurp(ck, &len0);
+  amp_tensor *w = amp_module_param(m, 1, NULL);
+  float keep = ((float *)w->data)[2];
+  ((float *)w->data)[2] = NAN;
+  CHECK(amp_checkpoint_check_finite(ctx, m, opt, NULL) == AMP_ERR_STATE &&
+            strstr(amp_ctx_error(ctx), "index 2"),
+        "check_finite names the value: %s", amp_ctx_error(ctx));
+  amp_ctx_clear_error(ctx);
+  CHECK(amp_checkpoint_save(ctx, ck, m, opt, NULL, NULL, NULL, 0) == AMP_ERR_STATE &&
+            strstr(amp_ctx_error(ctx), "not saved"),
+        "a NaN master is not saved: %s", amp_ctx_error(ctx));
+  amp_ctx_clear_error(ctx);
+  ((float *)w->data)[2] = keep;
+  float *mom[2];
+  int64_t *step;
+  amp_optim_state(opt, &step, &mom[0], &mom[1]);
+  mom[1][0] = INFINITY; /* Adam's v saturated */
+  CHECK(amp_checkpoint_save(ctx, ck, m, opt, NULL, NULL, NULL, 0) == AMP_ERR_STATE &&
+            strstr(amp_ctx_error(ctx), "optim.exp_avg_sq."),
+        "an inf moment is not saved: %s", amp_ctx_error(ctx));
+  amp_ctx_clear_error(ctx);
+  unsigned char *after = slurp(ck, &len1);
+  CHECK(before && after && len0 == len1 && memcmp(before, after, len0) == 0,
+        "the good checkpoint stays");
+  /* A non-finite value in the file: refused, named, nothing changed. */
+  mom[1][0] = 0;
+  ((float *)w->data)[2] = INFINITY;
+  {
+    /* Write the non-finite file by hand: the checkpoint writer refuses. */
+    amp_st_tensor ts[2];
+    memset(ts, 0, sizeof ts);
+    amp_tensor *b = amp_module_param(m, 0, NULL);
+    const char *n0 = NULL, *n1 = NULL;
+    amp_module_param(m, 0, &n0);
+    amp_module_param(m, 1, &n1);
+    amp_tensor *ps[2] = {b, w};
+    const char *names[2] = {n0, n1};
+    for (int i = 0; i < 2; i++) {
+      ts[i].name = names[i];
+      ts[i].dtype = AMP_F32;
+      ts[i].ndim = ps[i]->ndim;
+      for (int d = 0; d < AMP_MAX_DIMS; d++) ts[i].shape[d] = d < ps[i]->ndim ? ps[i]->shape[d] : 1;
+      ts[i].data = ps[i]->data;
+      ts[i].bytes = (size_t)ps[i]->numel * 4;
+    }
+    const char *meta[] = {"ampc.format", "ampc-checkpoint-1"};
+    CHECK(amp_safetensors_write(ctx, ck, ts, 2, meta, 1) == AMP_OK, "hand-written file");
+  }
+  ((float *)w->data)[2] = keep;
+  CHECK(amp_checkpoint_load(ctx, ck, m, NULL, NULL, NULL) == AMP_ERR_FORMAT &&
+            strstr(amp_ctx_error(ctx), "non-finite value at index 2"),
+        "a non-finite weight is refused on load: %s", amp_ctx_error(ctx));
+  amp_ctx_clear_error(ctx);
+  CHECK(((float *)w->data)[2] == keep, "nothing loaded");
+  /* Stale temporary files. */
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  waitpid(dead, NULL, 0);
+  snprintf(stale, sizeof stale, "%s.tmp.%ld.3", ck, (long)dead);
+  snprintf(live, sizeof live, "%s.tmp.%ld.0", ck, (long)getppid());
+  snprintf(other, sizeof other, "%s.x.tmp.%ld.0", ck, (long)dead);
+  snprintf(odd, sizeof odd, "%s.tmp.%ld.3.old", ck, (long)dead);
+  const char *made[] = {stale, live, other, odd};
+  for (int i = 0; i < 4; i++) fclose(fopen(made[i], "w"));
+  CHECK(amp_checkpoint_save(ctx, ck, m, opt, NULL, NULL, NULL, 0) == AMP_OK, "save");
+  CHECK(access(stale, F_OK) != 0, "the dead process's temporary file is removed");
+  CHECK(access(live, F_OK) == 0 && access(other, F_OK) == 0 && access(odd, F_OK) == 0,
+        "a live process's, another target's and an odd name stay");
+  for (int i = 0; i < 4; i++) unlink(made[i]);
+  unlink(ck);
+  free(before);
+  free(after);
+  amp_ctx_free(ctx);
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--write") == 0) return write_sample(argv[2]);
   const char *base = getenv("TMPDIR");
@@ -992,6 +1083,7 @@ int main(int argc, char **argv) {
   test_float_text();
   test_checkpoint();
   test_atomic();
+  test_nonfinite_and_stale();
   test_export();
   CHECK(dir_entries(tmpdir) == 0, "the tests leave no files (%d)", dir_entries(tmpdir));
   rmdir(tmpdir);

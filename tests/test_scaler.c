@@ -826,6 +826,45 @@ static void test_pytorch_api(void) {
 }
 #endif
 
+/* The default floor (issue 11): a scale never goes below AMP_SCALER_FLOOR
+ * (no underflow to 0, 1/S finite); an overflow at the floor fails the
+ * update with a message and keeps the scale; a state below the floor, or a
+ * subnormal min_scale, is refused. */
+static void test_floor(void) {
+  rig r = make_rig();
+  amp_scaler *sc = make_scaler(&r, 0x1p-22f, 2000);
+  CHECK(sc != NULL, "a scale above the floor");
+  iterate(&r, sc, 1, 1);
+  CHECK(amp_scaler_get_scale(sc) == 0x1p-23f, "backoff: %g", amp_scaler_get_scale(sc));
+  iterate(&r, sc, 1, 2);
+  CHECK(amp_scaler_get_scale(sc) == AMP_SCALER_FLOOR, "at the floor: %g", amp_scaler_get_scale(sc));
+  set_grads(&r, 3, 0, NAN);
+  CHECK(amp_scaler_step(sc, r.opt) == 0, "the overflowing step is skipped");
+  CHECK(amp_scaler_update(sc) == AMP_ERR_STATE && strstr(amp_ctx_error(r.ctx), "floor"),
+        "an overflow at the floor fails the update: %s", amp_ctx_error(r.ctx));
+  amp_ctx_clear_error(r.ctx);
+  amp_scaler_state st = amp_scaler_get_state(sc);
+  CHECK(st.scale == AMP_SCALER_FLOOR && st.skipped == 3, "scale kept (%g), step counted (%lld)",
+        (double)st.scale, (long long)st.skipped);
+  CHECK(iterate(&r, sc, 0, 4) == 1 && amp_ctx_status(r.ctx) == AMP_OK, "a clean step still runs");
+  /* A state below the floor (a crafted checkpoint's 1e-45) is refused. */
+  st.scale = 1e-45f;
+  st.growth_tracker = 0;
+  CHECK(amp_scaler_set_state(sc, &st) == AMP_ERR_INVALID_ARG, "scale 1e-45 refused");
+  amp_ctx_clear_error(r.ctx);
+  CHECK(make_scaler(&r, 0x1p-25f, 2000) == NULL, "init below the floor refused");
+  amp_ctx_clear_error(r.ctx);
+  amp_scaler_params p = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+  p.min_scale = 1e-40f; /* subnormal: 1/min_scale is inf */
+  CHECK(amp_scaler_create(r.ctx, &p) == NULL, "subnormal min_scale refused");
+  amp_ctx_clear_error(r.ctx);
+  p.mode = AMP_SCALER_STATIC;
+  p.min_scale = 0;
+  p.init_scale = 1e-30f; /* a static scale may be below the dynamic floor */
+  CHECK(amp_scaler_create(r.ctx, &p) != NULL, "static 1e-30 accepted");
+  amp_ctx_free(r.ctx);
+}
+
 int main(void) {
   test_defaults();
   test_growth();
@@ -845,6 +884,7 @@ int main(void) {
   test_many_optimizers();
   test_state_disabled();
   test_double_factors();
+  test_floor();
 #ifndef TEST_SCALER_OLD_API
   test_pytorch_api();
 #endif

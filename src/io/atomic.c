@@ -2,8 +2,10 @@
  * it, rename it over the target, sync the directory. */
 #include "io_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,39 @@ static int write_all(int fd, const void *buf, size_t len) {
     len -= (size_t)w;
   }
   return 0;
+}
+
+/* The pid of a temporary file name "<base>.tmp.<pid>.<k>" of the target
+ * whose last component is `base`, or 0 when `name` is not one. */
+static long tmp_owner(const char *name, const char *base) {
+  size_t bl = strlen(base);
+  if (strncmp(name, base, bl) != 0 || strncmp(name + bl, ".tmp.", 5) != 0) return 0;
+  const char *p = name + bl + 5;
+  long pid = 0;
+  int digits = 0;
+  for (; *p >= '0' && *p <= '9' && digits < 10; p++, digits++) pid = pid * 10 + (*p - '0');
+  if (!digits || *p++ != '.') return 0;
+  if (*p < '0' || *p > '9') return 0;
+  for (digits = 0; *p >= '0' && *p <= '9' && digits < 4; p++) digits++;
+  return *p == '\0' ? pid : 0;
+}
+
+/* Removes the temporary files of earlier saves of the same target that a
+ * killed process left: only names of the scheme above whose process no
+ * longer exists. Best effort: a failure changes nothing else. */
+static void remove_stale_tmp(const char *dir, const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    long pid = tmp_owner(e->d_name, base);
+    if (pid <= 0 || pid == (long)getpid()) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to know */
+    unlinkat(dirfd(d), e->d_name, 0);
+  }
+  closedir(d);
 }
 
 amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *parts, int n) {
@@ -88,6 +123,7 @@ amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *
     free(dir);
     return st;
   }
+  remove_stale_tmp(dir, path);
   /* Make the rename durable. Some file systems cannot sync a directory
    * (EINVAL): the data itself is synced, so that is not an error. */
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

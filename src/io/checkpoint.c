@@ -249,6 +249,57 @@ static amp_status ck_plan(amp_ctx *ctx, const char *path, amp_module *model, flo
   return AMP_OK;
 }
 
+/* The index of the first non-finite F32 value of `n` at `p` (which need
+ * not be aligned: a file's tensor is read bytewise), or -1. One pass that
+ * tests the exponent bits only. */
+static int64_t first_nonfinite(const void *p, int64_t n) {
+  const unsigned char *b = p;
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, b + 4 * i, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return i;
+  }
+  return -1;
+}
+
+/* Checks the plan's tensors and the scaler's scale for non-finite values;
+ * `what` starts the message ("checkpoint: PATH: not saved"). */
+static amp_status plan_finite(amp_ctx *ctx, const char *what, const ck_entry *plan, int nt,
+                              const amp_scaler *scaler) {
+  for (int i = 0; i < nt; i++) {
+    int64_t bad = first_nonfinite(plan[i].data, plan[i].p->numel);
+    if (bad >= 0)
+      return amp__error(ctx, AMP_ERR_STATE,
+                        "%s: tensor '%.80s' holds a non-finite value (%g at index %lld): the run "
+                        "diverged",
+                        what, plan[i].name, (double)plan[i].data[bad], (long long)bad);
+  }
+  if (scaler) {
+    float s = amp_scaler_get_scale(scaler);
+    if (!(s > 0) || !isfinite(s))
+      return amp__error(ctx, AMP_ERR_STATE, "%s: the loss scale is %g (not finite and > 0)", what,
+                        (double)s);
+  }
+  return AMP_OK;
+}
+
+amp_status amp_checkpoint_check_finite(amp_ctx *ctx, amp_module *model, amp_optim *opt,
+                                       const amp_scaler *scaler) {
+  if (!model)
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_checkpoint_check_finite: NULL model");
+  float *mom[2] = {NULL, NULL};
+  if (opt) {
+    int64_t *step = NULL;
+    amp_optim_state(opt, &step, &mom[0], &mom[1]);
+  }
+  ck_entry *plan = NULL;
+  int nt = 0;
+  amp_status st = ck_plan(ctx, "state", model, mom, &plan, &nt);
+  if (st == AMP_OK) st = plan_finite(ctx, "training state", plan, nt, scaler);
+  ck_plan_free(plan, nt);
+  return st;
+}
+
 amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model, amp_optim *opt,
                                const amp_scaler *scaler, const amp_loader *loader,
                                const char *const *extra_meta, int nextra) {
@@ -270,6 +321,14 @@ amp_status amp_checkpoint_save(amp_ctx *ctx, const char *path, amp_module *model
   int nt = 0;
   amp_status st = ck_plan(ctx, path, model, mom, &plan, &nt);
   if (st != AMP_OK) return st;
+  /* Non-finite state is never written (over what may be the last good
+     checkpoint). */
+  char what[160];
+  snprintf(what, sizeof what, "checkpoint: %.120s: not saved", path);
+  if ((st = plan_finite(ctx, what, plan, nt, scaler)) != AMP_OK) {
+    ck_plan_free(plan, nt);
+    return st;
+  }
   amp_st_tensor *t = calloc((size_t)nt + 1, sizeof *t);
   const char **kv = calloc(2 * ((size_t)CK_NFIELDS + 2 + (size_t)nextra) + 2, sizeof *kv);
   meta_out *mo = calloc(1, sizeof *mo);
@@ -470,6 +529,11 @@ static amp_status match_tensors(const load_ctx *lc, const ck_entry *plan, int nt
   for (int i = 0; i < nt && st == AMP_OK; i++) {
     st = expect_tensor(lc, plan[i].name, plan[i].p, &src[i]);
     sorted[i] = plan[i].name;
+    int64_t bad = st == AMP_OK ? first_nonfinite(src[i]->data, plan[i].p->numel) : -1;
+    if (bad >= 0)
+      st = amp__error(lc->ctx, AMP_ERR_FORMAT,
+                      "checkpoint: %s: tensor '%.80s' holds a non-finite value at index %lld",
+                      lc->path, plan[i].name, (long long)bad);
   }
   if (st != AMP_OK) {
     free(sorted);

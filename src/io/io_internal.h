@@ -23,7 +23,10 @@ typedef struct amp__iopart {
  * file "<path>.tmp.<pid>.<k>" in the same directory is written, fsynced and
  * renamed over `path`, then the directory is fsynced. On failure the
  * temporary file is removed, `path` is left as it was, and AMP_ERR_IO is
- * returned with a message naming the path (recorded on ctx). */
+ * returned with a message naming the path (recorded on ctx). After a
+ * successful rename, temporary files of the same target that an earlier,
+ * killed process left ("<path>.tmp.<pid>.<k>" whose pid no longer exists)
+ * are removed. */
 amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *parts, int n);
 
 /* A safetensors dtype: its name in the header, the ampc type

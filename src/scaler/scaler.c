@@ -43,6 +43,14 @@ amp_scaler_params amp_scaler_defaults(amp_scaler_mode mode) {
   return p;
 }
 
+/* The least scale a scaler may hold: min_scale when set, otherwise the
+ * default floor (AMP_SCALER_FLOOR, dynamic mode) or the least normal float
+ * (static mode), so that 1/S is always finite and S never underflows. */
+static float scale_floor(const amp_scaler_params *p) {
+  if (p->min_scale > 0) return p->min_scale;
+  return p->mode == AMP_SCALER_DYNAMIC ? AMP_SCALER_FLOOR : FLT_MIN;
+}
+
 static const char *params_problem(const amp_scaler_params *p) {
   if ((unsigned)p->mode > AMP_SCALER_NONE) return "unknown mode";
   if (!(p->init_scale > 0) || !isfinite(p->init_scale)) return "init_scale must be finite and > 0";
@@ -51,6 +59,10 @@ static const char *params_problem(const amp_scaler_params *p) {
   if (p->growth_interval < 1) return "growth_interval must be >= 1";
   if (p->hysteresis < 1) return "hysteresis must be >= 1";
   if (!(p->min_scale >= 0) || !(p->max_scale >= 0)) return "min_scale/max_scale must be >= 0";
+  if (p->min_scale > 0 && !(p->min_scale >= FLT_MIN))
+    return "min_scale must be 0 (the default floor) or a normal float (>= FLT_MIN)";
+  if (p->mode != AMP_SCALER_NONE && p->init_scale < scale_floor(p))
+    return "init_scale below the least scale (min_scale, or the default floor AMP_SCALER_FLOOR)";
   if (p->max_scale > 0 && p->min_scale > p->max_scale) return "min_scale > max_scale";
   /* A scale outside the clamps would make a backoff raise it (to min_scale)
      or a growth lower it (to max_scale). */
@@ -203,7 +215,9 @@ static void end_step(amp_scaler *sc) {
 
 /* PyTorch's _amp_update_scale_: the factors are doubles, the product is
  * formed in double and rounded once to the FP32 scale. */
-static void dynamic_update(amp_scaler_state *st, int found_inf) {
+/* Returns 0, or -1 when the scale is already at the default floor and must
+ * back off again (the run cannot go on; the scale stays). */
+static int dynamic_update(amp_scaler_state *st, int found_inf) {
   const amp_scaler_params *p = &st->params;
   if (found_inf) {
     /* DeepSpeed's hysteresis: the first hysteresis-1 overflows only use up
@@ -212,8 +226,14 @@ static void dynamic_update(amp_scaler_state *st, int found_inf) {
     if (st->hysteresis_left > 1) {
       st->hysteresis_left--;
     } else {
+      const float floor_s = scale_floor(p);
       float s = (float)((double)st->scale * p->backoff_factor);
-      if (p->min_scale > 0 && s < p->min_scale) s = p->min_scale;
+      if (s < floor_s) {
+        /* An explicit min_scale clamps (PyTorch-style user choice); the
+           default floor is DeepSpeed's min_loss_scale: no way below it. */
+        if (p->min_scale <= 0 && st->scale <= floor_s) return -1;
+        s = floor_s;
+      }
       st->scale = s;
     }
   } else if (++st->growth_tracker == p->growth_interval) {
@@ -223,6 +243,7 @@ static void dynamic_update(amp_scaler_state *st, int found_inf) {
     st->growth_tracker = 0;
     st->hysteresis_left = p->hysteresis;
   }
+  return 0;
 }
 
 amp_status amp_scaler_update(amp_scaler *sc) {
@@ -232,15 +253,22 @@ amp_status amp_scaler_update(amp_scaler *sc) {
     return amp__error(sc->ctx, AMP_ERR_STATE,
                       "amp_scaler_update: no inf/NaN check was recorded since the last update "
                       "(call amp_scaler_unscale or amp_scaler_step for an optimizer first)");
-  if (sc->found_inf) st->skipped++;
-  if (st->params.mode == AMP_SCALER_DYNAMIC) dynamic_update(st, sc->found_inf);
+  if (sc->found_inf && st->skipped < INT64_MAX) st->skipped++;
+  int stuck = st->params.mode == AMP_SCALER_DYNAMIC && dynamic_update(st, sc->found_inf) != 0;
   end_step(sc);
+  if (stuck)
+    return amp__error(sc->ctx, AMP_ERR_STATE,
+                      "amp_scaler_update: the loss scale is at its floor (%g) and the gradients "
+                      "still overflow: the run cannot go on (the loss or the model diverges)",
+                      (double)st->scale);
   return AMP_OK;
 }
 
 /* Why `scale` cannot be the scale of `p`, or NULL. */
 static const char *scale_problem(const amp_scaler_params *p, float scale) {
   if (!(scale > 0) || !isfinite(scale)) return "scale must be finite and > 0";
+  if (p->mode != AMP_SCALER_NONE && scale < scale_floor(p))
+    return "scale below the least scale (min_scale, or the default floor AMP_SCALER_FLOOR)";
   if (scale < p->min_scale || (p->max_scale > 0 && scale > p->max_scale))
     return "scale outside [min_scale, max_scale]";
   return NULL;
@@ -251,7 +279,7 @@ amp_status amp_scaler_update_to(amp_scaler *sc, float new_scale) {
   if (sc->st.params.mode == AMP_SCALER_NONE) return AMP_OK;
   const char *bad = scale_problem(&sc->st.params, new_scale);
   if (bad) return amp__error(sc->ctx, AMP_ERR_INVALID_ARG, "amp_scaler_update_to: %s", bad);
-  if (sc->found_inf) sc->st.skipped++;
+  if (sc->found_inf && sc->st.skipped < INT64_MAX) sc->st.skipped++;
   sc->st.scale = new_scale;
   end_step(sc);
   return AMP_OK;

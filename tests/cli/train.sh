@@ -38,8 +38,12 @@ head -1 "$tmp/a.jsonl" | grep -q '"loss":.*"scale":.*"skipped":.*"lr":.*"grad_no
   bad "metrics line: $(head -1 "$tmp/a.jsonl")"
 
 # A loss that stays non-finite stops the run with a message (instead of the
-# scaler backing off forever).
+# scaler backing off forever). In FP16 the dynamic scaler reaches its floor
+# first (gradients overflow at every scale): that stops the run too.
 expect_fail 1 "loss itself has been NaN for 5 consecutive steps" train --data synthetic \
+  --model mlp:32-48-5 --synthetic-n 3000 --optim sgd --lr 1000 --loss-mul 1e30 --precision fp32 \
+  --quiet
+expect_fail 1 "loss scale is at its floor .* cannot go on" train --data synthetic \
   --model mlp:32-48-5 --synthetic-n 3000 --optim sgd --lr 1000 --loss-mul 1e30 --precision fp16 \
   --quiet
 

@@ -1,6 +1,7 @@
 /* `ampc eval`: test accuracy of a model's weights; and the loading of a
  * weights file's model that eval and export share. */
 #include "cli.h"
+#include "guard.h"
 #include "json_out.h"
 #include "train_opts.h"
 
@@ -41,13 +42,16 @@ int ampc_load_model(const char *cmd, const char *path, const char *model, loaded
             cmd, path, list);
     rc = 1;
   }
+  L->nsizes = rc ? 0 : ampc_parse_model(L->o.model, L->sizes, 33);
+  if (!rc && !L->nsizes) {
+    fprintf(stderr, "ampc %s: %s: unknown model '%s'\n", cmd, path, L->o.model);
+    rc = 1;
+  }
+  /* The file's tensors against the model its metadata (or --model) names,
+     before that model is built. */
+  if (!rc) rc = ampc_guard_checkpoint_model(cmd, path, f, L->o.model, L->sizes, L->nsizes);
   amp_safetensors_free(f);
   if (rc) return rc;
-  L->nsizes = ampc_parse_model(L->o.model, L->sizes, 33);
-  if (!L->nsizes) {
-    fprintf(stderr, "ampc %s: %s: unknown model '%s'\n", cmd, path, L->o.model);
-    return 1;
-  }
   char msg[1024];
   L->model = ampc_build_mlp(L->ctx, L->sizes, L->nsizes, 0);
   if (!L->model) {

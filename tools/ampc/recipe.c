@@ -3,6 +3,7 @@
 #include "recipe.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +261,13 @@ int ampc_load_weights(amp_ctx *ctx, const char *path, amp_module *model, char *m
     memcpy(tmp, t->data, t->bytes);
     amp_convert(p->data, AMP_F32, tmp, t->dtype, numel);
     free(tmp);
+    /* Non-finite weights are refused, by name (untrusted input). */
+    const float *w = p->data;
+    for (size_t k = 0; ok && k < numel; k++)
+      if (!isfinite(w[k])) {
+        snprintf(msg, cap, "%s: '%s' holds a non-finite value at index %zu", path, name, k);
+        ok = 0;
+      }
   }
   amp_safetensors_free(f);
   return ok;

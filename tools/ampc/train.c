@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "dist.h"
 #include "json_out.h"
+#include "guard.h"
 #include "train_opts.h"
 
 #include <errno.h>
@@ -129,13 +130,43 @@ static int parse_all(int argc, char **argv, trainer *T) {
       o->data = T->data_abs;
     }
   }
+  if (o->save && (rc = ampc_guard_output("train", "--save", o->save))) return rc;
   return 0;
+}
+
+/* Before anything is allocated: the run's memory against the limit, and
+ * with --resume, the checkpoint's tensors against the model its
+ * configuration names. Returns 0, or the exit status (message printed). */
+static int preflight(trainer *T) {
+  const train_opts *o = &T->o;
+  int synthetic = strcmp(o->data, "synthetic") == 0;
+  double n = synthetic ? (double)(o->synthetic_n ? o->synthetic_n : 12000) : 60000.0;
+  double data = synthetic ? n * 7.0 / 6.0 * 4.0 * (double)T->sizes[0] : 70000.0 * 785.0;
+  double steps = ceil(n / (double)o->batch) * (double)o->epochs;
+  if (o->max_steps && (double)o->max_steps < steps) steps = (double)o->max_steps;
+  int moments = T->kind == AMP_OPTIM_SGD ? 1 : 2; /* SGD: momentum at most */
+  int work = T->r.dt == AMP_F32 ? 0 : (int)amp_dtype_size(T->r.dt);
+  long batch = (double)o->batch < n ? o->batch : (long)n; /* a batch holds at most n samples */
+  ampc_mem_plan m = ampc_mem_estimate(T->sizes, T->nsizes, batch, moments, work, data, steps);
+  if (o->resume) {
+    amp_safetensors *f = NULL;
+    if (amp_safetensors_read(T->ctx, o->resume, &f) != AMP_OK) {
+      fprintf(stderr, "ampc train: --resume: %s\n", amp_ctx_error(T->ctx));
+      return 1;
+    }
+    int rc = ampc_guard_checkpoint_model("train", o->resume, f, o->model, T->sizes, T->nsizes);
+    amp_safetensors_free(f);
+    if (rc) return rc;
+  }
+  return ampc_guard_memory("train", o->model, &m);
 }
 
 /* The data, model, optimizer, scaler, loader, metrics file, schedule and
  * step timer (T->ctx exists); returns 0, or the exit status. */
 static int setup(trainer *T) {
   const train_opts *o = &T->o;
+  int rc = preflight(T);
+  if (rc) return rc;
   if (!train_load_data(T->ctx, o, T->sizes, T->nsizes, &T->train, &T->test)) {
     fprintf(stderr, "ampc train: %s\n", amp_ctx_error(T->ctx));
     return 1;
@@ -197,8 +228,8 @@ static int resume(trainer *T) {
   amp_safetensors_free(f);
   if (!ok) {
     fprintf(stderr,
-            "ampc train: --resume: %s has no train.step/train.skipped counters (not "
-            "written by ampc train)\n",
+            "ampc train: --resume: %s has no valid train.step/train.skipped/train.bad_losses "
+            "counters (integers in [0, 2^53], written by ampc train)\n",
             T->o.resume);
     return 1;
   }
@@ -300,7 +331,7 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
   float scale_used = amp_scaler_get_scale(scaler);
   int stepped = amp_scaler_step(scaler, opt);
   if (stepped < 0) return STEP_END;
-  amp_scaler_update(scaler);
+  if (amp_scaler_update(scaler) != AMP_OK) return STEP_END;
   amp_optim_zero_grad(opt);
   T->skipped += !stepped;
   double dt_s = ampb_now() - t0;
@@ -342,6 +373,33 @@ static int train_epoch(trainer *T, long epoch, int64_t in_epoch) {
   return 0;
 }
 
+/* The end of a run: a state that is no longer finite is not saved (the
+ * last good checkpoint stays) and fails the run; a run whose last losses
+ * were not finite saves its (finite) state but fails too. Returns 0, or the
+ * exit status (message printed). */
+static int finish(trainer *T) {
+  const train_opts *o = &T->o;
+  const char *nl = T->tty && !o->quiet ? "\n" : "";
+  if (amp_checkpoint_check_finite(T->ctx, T->run.model, T->run.opt, T->run.scaler) != AMP_OK) {
+    fprintf(stderr, "%sampc train: stopping at step %lld: the %s%s%s%s\n", nl, (long long)T->step,
+            amp_ctx_error(T->ctx), o->save ? "; " : "", o->save ? o->save : "",
+            o->save ? " is left as it was" : "");
+    return 1;
+  }
+  if (o->save && save(T) != AMP_OK) {
+    fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(T->ctx));
+    return 1;
+  }
+  if (T->bad_losses > 0) {
+    fprintf(stderr,
+            "%sampc train: the run ended with a non-finite loss for its last %lld step(s) "
+            "(step %lld): the loss diverges\n",
+            nl, (long long)T->bad_losses, (long long)T->step);
+    return 1;
+  }
+  return 0;
+}
+
 /* The epochs, each followed by a test evaluation; returns 0, or the exit
  * status. */
 static int train_all(trainer *T) {
@@ -369,11 +427,7 @@ static int train_all(trainer *T) {
     return 1;
   }
   if (T->acc < 0) T->acc = ampc_evaluate(T->ctx, T->run.model, T->test, T->r.dt, 1000);
-  if (o->save && save(T) != AMP_OK) {
-    fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(T->ctx));
-    return 1;
-  }
-  return 0;
+  return finish(T);
 }
 
 /* The --json summary: one object on one line. Numbers keep the digits the

@@ -384,7 +384,7 @@ int train_meta_count(const amp_safetensors *f, const char *key, int64_t *out) {
   if (!v) return 0;
   errno = 0;
   long long x = strtoll(v, &end, 10);
-  if (end == v || *end || errno || x < 0) return 0;
+  if (end == v || *end || errno || x < 0 || x > (1LL << 53)) return 0; /* no overflow later */
   *out = x;
   return 1;
 }

@@ -69,7 +69,8 @@ typedef struct run_meta {
 
 void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t bad, run_meta *m);
 
-/* Reads an integer "train.*" counter (>= 0) from checkpoint metadata;
+/* Reads an integer "train.*" counter in [0, 2^53] (so that a run's
+ * increments cannot overflow) from checkpoint metadata;
  * returns 1, or 0 when it is missing or not one. */
 int train_meta_count(const amp_safetensors *f, const char *key, int64_t *out);
 
