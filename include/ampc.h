@@ -939,7 +939,7 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
 void amp_optim_zero_grad(amp_optim *o);
 
 /** One update of every parameter from its FP32 gradient (multiplied by the
- *  pending gradient factor, see amp_optim_clip_grad_norm()), then the
+ *  pending gradient factor, see amp_optim_grad_factor()), then the
  *  working copies are rewritten in the same pass. Increments the step count
  *  used for Adam's bias correction. Deterministic, and the same bits for any
  *  thread count. Direct use ignores loss scaling: with a scaler, call
@@ -947,14 +947,17 @@ void amp_optim_zero_grad(amp_optim *o);
 amp_status amp_optim_step(amp_optim *o);
 
 /** Computes the global L2 norm of all gradients (in a fixed order, in
- *  double) into *norm (may be NULL) and, when it exceeds max_norm > 0, sets
- *  a factor max_norm/(norm + 1e-6) that the next step multiplies every
- *  gradient by (as torch.nn.utils.clip_grad_norm_, without a separate pass).
- *  A non-finite norm leaves the factor at 1. max_norm <= 0 only measures. */
+ *  double) into *norm (may be NULL) and, when it exceeds max_norm > 0,
+ *  multiplies every gradient in place by max_norm/(norm + 1e-6), as
+ *  torch.nn.utils.clip_grad_norm_ does: afterwards every reader sees the
+ *  clipped values. A non-finite norm changes nothing. max_norm <= 0 only
+ *  measures. */
 amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm);
 
 /** The pending gradient factor: the next step uses the gradient buffer's
- *  values times this (1 unless amp_optim_clip_grad_norm() set it; a step,
+ *  values times this. It is 1 between calls: clipping and unscaling write
+ *  their factors into the gradients themselves, and only the scaler's
+ *  one-pass step folds 1/S in for the duration of that step (a step,
  *  amp_optim_zero_grad() and amp_scaler_update() reset it to 1). */
 float amp_optim_grad_factor(const amp_optim *o);
 

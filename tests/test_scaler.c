@@ -579,13 +579,20 @@ static void test_stale_unscale(void) {
     amp_ctx_free(a.ctx);
     amp_ctx_free(b.ctx);
   }
-  /* zero_grad alone drops a clip factor too. */
+  /* The clip writes its coefficient into the gradients (as PyTorch's
+     clip_grad_norm_), leaving no factor pending. */
   rig r = make_rig();
   set_grads(&r, 3, -1, 0);
-  amp_optim_clip_grad_norm(r.opt, 1e-3f, NULL);
-  CHECK(amp_optim_grad_factor(r.opt) < 1.0f, "the clip set a factor");
-  amp_optim_zero_grad(r.opt);
-  CHECK(amp_optim_grad_factor(r.opt) == 1.0f, "zero_grad drops the factor");
+  float *g0 = malloc((size_t)r.n * sizeof(float));
+  memcpy(g0, amp_optim_grad_buffer(r.opt), (size_t)r.n * sizeof(float));
+  float norm = 0;
+  amp_optim_clip_grad_norm(r.opt, 1e-3f, &norm);
+  const float c = 1e-3f / (norm + 1e-6f);
+  int exact = 1;
+  for (int64_t i = 0; i < r.n; i++) exact &= amp_optim_grad_buffer(r.opt)[i] == g0[i] * c;
+  CHECK(exact && amp_optim_grad_factor(r.opt) == 1.0f,
+        "the clip leaves g * c in the buffer and no pending factor");
+  free(g0);
   amp_ctx_free(r.ctx);
 }
 
@@ -656,6 +663,36 @@ static void test_fused_step_unscales(void) {
     free(g0);
     amp_ctx_free(r.ctx);
   }
+}
+
+/* A disabled scaler (AMP_SCALER_NONE) keeps no state, as PyTorch's
+ * GradScaler(enabled=False): unscale and update do nothing, step is the
+ * optimizer's step, in any order and any number of times. */
+static void test_disabled_no_state(void) {
+  rig r = make_rig();
+  amp_scaler_params p = amp_scaler_defaults(AMP_SCALER_NONE);
+  amp_scaler *sc = amp_scaler_create(r.ctx, &p);
+  set_grads(&r, 4, -1, 0);
+  float *g0 = malloc((size_t)r.n * sizeof(float));
+  memcpy(g0, amp_optim_grad_buffer(r.opt), (size_t)r.n * sizeof(float));
+  CHECK(amp_scaler_unscale(sc, r.opt) == AMP_OK && amp_scaler_unscale(sc, r.opt) == AMP_OK,
+        "disabled: unscale twice is fine");
+  CHECK(memcmp(g0, amp_optim_grad_buffer(r.opt), (size_t)r.n * sizeof(float)) == 0,
+        "disabled: unscale changes nothing");
+  int ok = 1;
+  for (int it = 0; it < 3; it++) {
+    ok &= amp_scaler_step(sc, r.opt) == 1;
+    ok &= amp_scaler_step(sc, r.opt) == 1; /* a second step before update */
+    ok &= amp_scaler_update_to(sc, 8.0f) == AMP_OK;
+  }
+  CHECK(ok, "disabled: step, step, update_to in a loop: every call succeeds (%s)",
+        amp_ctx_error(r.ctx));
+  CHECK(amp_optim_steps(r.opt) == 6, "disabled: every step is the optimizer's (%lld)",
+        (long long)amp_optim_steps(r.opt));
+  CHECK(amp_scaler_update(sc) == AMP_OK && amp_scaler_get_scale(sc) == 1.0f,
+        "disabled: update is a no-op");
+  free(g0);
+  amp_ctx_free(r.ctx);
 }
 
 /* Case 3: update without an inf/NaN check since the last update is an
@@ -880,6 +917,7 @@ int main(void) {
   test_stale_unscale();
   test_unscaled_grads();
   test_fused_step_unscales();
+  test_disabled_no_state();
   test_update_needs_check();
   test_many_optimizers();
   test_state_disabled();

@@ -240,7 +240,12 @@ amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm) {
   }
   float nrm = (float)sqrt(total) * o->grad_factor;
   if (norm) *norm = nrm;
-  if (max_norm > 0 && isfinite(nrm) && nrm > max_norm) o->grad_factor *= max_norm / (nrm + 1e-6f);
+  /* As torch.nn.utils.clip_grad_norm_: the gradients themselves are
+     multiplied by the clip coefficient, so every reader sees the clipped
+     values. (The step's g times its factor 1 then gives the same bits as g
+     times a pending factor c would.) */
+  if (max_norm > 0 && isfinite(nrm) && nrm > max_norm)
+    return amp_vec_scale(o->ctx, AMP_F32, (size_t)o->n, max_norm / (nrm + 1e-6f), o->grad, o->grad);
   return AMP_OK;
 }
 

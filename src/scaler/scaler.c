@@ -148,6 +148,7 @@ static void checked(amp_scaler *sc, int i, int found, int stage) {
 
 amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o) {
   if (!sc || !o) return AMP_ERR_INVALID_ARG;
+  if (sc->st.params.mode == AMP_SCALER_NONE) return AMP_OK; /* disabled: no state at all */
   const int stage = stage_of(sc, o);
   if (stage == UNSCALED)
     return amp__error(sc->ctx, AMP_ERR_STATE,
@@ -156,25 +157,25 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o) {
   if (stage == STEPPED)
     return amp__error(sc->ctx, AMP_ERR_STATE,
                       "amp_scaler_unscale: called after amp_scaler_step for this optimizer");
+  /* The gradients themselves become g · fp32(1/S), as PyTorch's unscale_
+     writes them: what clipping and every reader then see. With S = 1 the
+     pass only checks. The check counts (for update) only once it ran. */
+  int found = 0;
+  float *g;
+  int64_t n;
+  amp__optim_grads(o, &g, &n);
+  amp_status s = amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)n, g, inv_scale(sc), &found);
+  if (s != AMP_OK) return s;
   const int i = record(sc, o);
   if (i < 0) return AMP_ERR_NOMEM;
-  int found = 0;
-  if (sc->st.params.mode != AMP_SCALER_NONE) {
-    /* The gradients themselves become g · fp32(1/S), as PyTorch's unscale_
-       writes them: what clipping and every reader then see. With S = 1 the
-       pass only checks. */
-    float *g;
-    int64_t n;
-    amp__optim_grads(o, &g, &n);
-    amp_status s = amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)n, g, inv_scale(sc), &found);
-    if (s != AMP_OK) return s;
-  }
   checked(sc, i, found, UNSCALED);
   return AMP_OK;
 }
 
 int amp_scaler_step(amp_scaler *sc, amp_optim *o) {
   if (!sc || !o) return -1;
+  /* Disabled: PyTorch's step is optimizer.step(), with no bookkeeping. */
+  if (sc->st.params.mode == AMP_SCALER_NONE) return amp_optim_step(o) == AMP_OK ? 1 : -1;
   const int stage = stage_of(sc, o);
   if (stage == STEPPED) {
     amp__error(sc->ctx, AMP_ERR_STATE,
@@ -276,7 +277,10 @@ static const char *scale_problem(const amp_scaler_params *p, float scale) {
 
 amp_status amp_scaler_update_to(amp_scaler *sc, float new_scale) {
   if (!sc) return AMP_ERR_INVALID_ARG;
-  if (sc->st.params.mode == AMP_SCALER_NONE) return AMP_OK;
+  if (sc->st.params.mode == AMP_SCALER_NONE) {
+    end_step(sc);
+    return AMP_OK;
+  }
   const char *bad = scale_problem(&sc->st.params, new_scale);
   if (bad) return amp__error(sc->ctx, AMP_ERR_INVALID_ARG, "amp_scaler_update_to: %s", bad);
   if (sc->found_inf && sc->st.skipped < INT64_MAX) sc->st.skipped++;
