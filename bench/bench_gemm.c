@@ -99,7 +99,7 @@ enum { ROUNDS = 5 };
 static int measure(const gemm_shape *s, double *ours, double *blas) {
   gemm_bufs b = {0};
   size_t ac = (size_t)(s->m * s->k), bc = (size_t)(s->k * s->n), cc = (size_t)(s->m * s->n);
-  amp_ctx_params p = {s->threads, 0};
+  amp_ctx_params p = {.threads = s->threads};
   b.ctx = amp_ctx_create(&p);
   b.a = fill(s->at, ac, &b.af);
   b.b = fill(s->bt, bc, &b.bf);
