@@ -49,6 +49,12 @@ int amp__kernels_usable(const amp__kernels *k) {
 }
 
 const amp__kernels *amp__kernels_native(void) {
+  /* AMPC_KERNELS=avx2 (a table's name) picks that table where it is usable,
+     to compare back ends on one machine. */
+  const char *want = getenv("AMPC_KERNELS");
+  for (size_t i = 0; want && i < sizeof preference / sizeof preference[0]; i++)
+    if (strcmp(preference[i]->name, want) == 0 && amp__kernels_usable(preference[i]))
+      return preference[i];
   for (size_t i = 0; i < sizeof preference / sizeof preference[0]; i++)
     if (amp__kernels_usable(preference[i])) return preference[i];
   return &amp__kernels_scalar;

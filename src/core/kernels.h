@@ -112,7 +112,8 @@ void amp__gemm_blocking_for(const amp__kernels *k, amp__gemm_blocking *b);
 int amp__bf16_dot_enabled(int request);
 
 /* The best table this build has for this CPU (the scalar one when the
- * environment variable AMPC_SIMD=0 was set at the first feature query). */
+ * environment variable AMPC_SIMD=0 was set at the first feature query; the
+ * table named by AMPC_KERNELS, e.g. "avx2", when it is usable here). */
 const amp__kernels *amp__kernels_native(void);
 
 /* The context's table; the native one for a NULL ctx. */

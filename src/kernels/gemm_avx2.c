@@ -139,11 +139,10 @@ static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
  * past n are zero. F16 data stays F16 (the micro-kernel widens it while it
  * loads, at no cost in FMA throughput: half the bytes to write and to
  * stream); F32 and BF16 are packed as F32. */
-static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args *g, int64_t t,
-                                                            void *dst, const int bdt) {
+static inline __attribute__((always_inline)) void
+pack_b_dt(const amp__gemm_args *g, int64_t t, void *dst, const int bdt, const int half) {
   const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, K = g->k;
   const size_t ldb = (size_t)g->ldb;
-  const int half = bdt == AMP_F16;
   float *df = dst;
   uint16_t *dh = dst;
   int64_t p = 0;
@@ -189,11 +188,16 @@ static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args
 }
 
 /* pack_b with the dtype a compile-time constant. */
-static void pack_b(const amp__gemm_args *g, int64_t t, void *dst) {
+static void pack_b(const amp__gemm_args *g, int64_t t, void *dst, int widen) {
   switch (g->b_type) {
-  case AMP_F16: pack_b_dt(g, t, dst, AMP_F16); break;
-  case AMP_BF16: pack_b_dt(g, t, dst, AMP_BF16); break;
-  default: pack_b_dt(g, t, dst, AMP_F32); break;
+  case AMP_F16:
+    if (widen)
+      pack_b_dt(g, t, dst, AMP_F16, 0);
+    else
+      pack_b_dt(g, t, dst, AMP_F16, 1);
+    break;
+  case AMP_BF16: pack_b_dt(g, t, dst, AMP_BF16, 0); break;
+  default: pack_b_dt(g, t, dst, AMP_F32, 0); break;
   }
 }
 
@@ -278,9 +282,9 @@ KERNEL(2, 1, kernel_2x16h)
 #undef KERNEL
 
 static const amp__gemm_ukernels avx2_f32 = {
-    0, 0, {{kernel_6x16, kernel_4x16, kernel_2x16}, {NULL, NULL, NULL}}};
+    0, 0, 0, {{kernel_6x16, kernel_4x16, kernel_2x16}, {NULL, NULL, NULL}}};
 static const amp__gemm_ukernels avx2_f16 = {
-    0, 0, {{kernel_6x16h, kernel_4x16h, kernel_2x16h}, {NULL, NULL, NULL}}};
+    0, 0, 0, {{kernel_6x16h, kernel_4x16h, kernel_2x16h}, {NULL, NULL, NULL}}};
 
 /* BF16 pair packing (vdpbf16ps operands): the 16-bit values as stored. */
 static inline uint16_t bf16_at(const amp__gemm_args *g, const void *base, int64_t r, int64_t c,
@@ -446,13 +450,15 @@ typedef struct gemm_plan {
 
 /* Bytes of one packed B value: F16 stays 16-bit, the rest is F32 (BF16
  * pairs: one 32-bit word per two values, at most as much). */
-static size_t b_packed_size(const amp__gemm_args *g) { return g->b_type == AMP_F16 ? 2 : 4; }
+static size_t b_packed_size(const amp__gemm_args *g, const amp__gemm_ukernels *uk) {
+  return g->b_type == AMP_F16 && !uk->widen_b ? 2 : 4;
+}
 
 static void pack_b_any(const amp__gemm_args *g, const gemm_plan *pl, int64_t t, void *dst) {
   if (pl->uk->pairs)
     pack_b_pairs(g, t, dst);
   else
-    pack_b(g, t, dst);
+    pack_b(g, t, dst, pl->uk->widen_b);
 }
 
 static const char *b_sliver(const amp__gemm_args *g, const gemm_plan *pl, gemm_thread *th,
@@ -482,7 +488,8 @@ static void run_task(const amp__gemm_args *g, const gemm_plan *pl, gemm_thread *
   const int64_t K = g->k, kb = pl->kb, kcl = pl->kcl;
   const int pack = th->a_block != bi, pairs = pl->uk->pairs, step = pl->uk->wide ? 2 : 1;
   /* Offsets of K position p0 in a packed A sliver (floats) and B (bytes). */
-  const size_t a_per_k = pairs ? MR / 2 : MR, b_per_k = pairs ? NR * 2 : NR * b_packed_size(g);
+  const size_t a_per_k = pairs ? MR / 2 : MR,
+               b_per_k = pairs ? NR * 2 : NR * b_packed_size(g, pl->uk);
   th->a_block = bi;
   for (int64_t t = t0; t < t1; t += step) {
     const int two = step == 2 && t + 1 < t1;
@@ -548,7 +555,7 @@ amp_status amp__gemm_avx_driver(amp_ctx *ctx, const amp__gemm_args *g,
   const int threads = (double)g->m * (double)g->n * (double)K < SERIAL_FMAS ? 1 : g->threads;
   int64_t mb, nb;
   task_grid(g, threads, unit, &mb, &nb);
-  gemm_plan pl = {uk, NULL, NULL, (size_t)K * NR * b_packed_size(g), 1, K};
+  gemm_plan pl = {uk, NULL, NULL, (size_t)K * NR * b_packed_size(g, uk), 1, K};
   int64_t kc = g->blk.kc > 0 ? g->blk.kc : K;
   if (uk->pairs) kc += kc & 1;
   pl.kb = ceil_div(K, kc), pl.kcl = ceil_div(K, pl.kb);

@@ -5,7 +5,7 @@
  *   F32 FMA: a 6 × 32 tile (12 ZMM accumulators over two packed B slivers,
  *   6 × 16 for a last odd sliver). Every element is still one FMA chain over
  *   k in order from 0, so the bits are the scalar reference's whatever the
- *   thread count or blocking. B in F16 is widened as it is loaded.
+ *   thread count or blocking. B in F16 is widened to F32 as it is packed.
  *
  *   BF16 dot (A and B both BF16, AVX512-BF16, g->bf16_dot): vdpbf16ps over
  *   packed pairs (k, k + 1). Error model: the product of two BF16 values
@@ -103,9 +103,13 @@ kernel_rows(const int rows, const int wide, const int mode, int64_t kc, const fl
   KERNEL(4, 0, mode, k4##sfx)                                                                      \
   KERNEL(2, 0, mode, k2##sfx)                                                                      \
   static const amp__gemm_ukernels uk##sfx = {                                                      \
-      1, mode == DOT, {{k6##sfx, k4##sfx, k2##sfx}, {k6w##sfx, k4w##sfx, k2w##sfx}}};
+      1, mode == DOT, 0, {{k6##sfx, k4##sfx, k2##sfx}, {k6w##sfx, k4w##sfx, k2w##sfx}}};
 KERNELS(F32, _f32)
-KERNELS(F16, _f16)
+/* F16 B is widened to F32 as it is packed, for the F32 kernels: on Zen 4
+ * converting in the micro-kernel (vcvtph2ps on the FMA pipes) ran 8-16%
+ * slower at the reference shapes. */
+static const amp__gemm_ukernels uk_f32_widen = {
+    1, 0, 1, {{k6_f32, k4_f32, k2_f32}, {k6w_f32, k4w_f32, k2w_f32}}};
 
 /* The dot kernels need AVX512-BF16 on top of AVX-512F (the file is built
  * with both; only these use BF16 instructions), and are called only when
@@ -118,5 +122,5 @@ amp_status amp__gemm_avx512(amp_ctx *ctx, const amp__gemm_args *g) {
   if (g->bf16_dot && g->a_type == AMP_BF16 && g->b_type == AMP_BF16 &&
       (amp_cpu_features() & AMP_CPU_AVX512BF16))
     return amp__gemm_avx_driver(ctx, g, &uk_dot);
-  return amp__gemm_avx_driver(ctx, g, g->b_type == AMP_F16 ? &uk_f16 : &uk_f32);
+  return amp__gemm_avx_driver(ctx, g, g->b_type == AMP_F16 ? &uk_f32_widen : &uk_f32);
 }

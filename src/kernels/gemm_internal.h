@@ -66,6 +66,7 @@ typedef void (*amp__gemm_ukernel)(int64_t kc, const float *pa, const void *pb0, 
 typedef struct amp__gemm_ukernels {
   int wide;                  /* 1: k[1] takes two B slivers */
   int pairs;                 /* 1: BF16 pair packing (vdpbf16ps kernels) */
+  int widen_b;               /* 1: F16 B is widened to F32 as it is packed */
   amp__gemm_ukernel k[2][3]; /* [one or two B slivers][rows 6, 4, 2] */
 } amp__gemm_ukernels;
 amp_status amp__gemm_avx_driver(amp_ctx *ctx, const amp__gemm_args *g,
