@@ -23,7 +23,7 @@
  * come from the context's blocking (amp__gemm_blocking, derived from the
  * caches). Below SERIAL_FMAS multiply-adds one thread does the whole call
  * (waking the others costs more than it saves). */
-enum { MR = AMP__GEMM_MR, NR = AMP__GEMM_NR, SERIAL_FMAS = 1 << 18 };
+enum { MR = AMP__GEMM_MR, NR = AMP__GEMM_NR, SERIAL_FMAS = 1 << 20 };
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
