@@ -142,18 +142,25 @@ double ampb_peak_fma_gflops(int threads, int reps) {
 }
 
 void ampb_print_machine(const char *bench, int threads) {
-  char model[128] = "unknown";
+  /* /proc/cpuinfo's first processor: the model name (VMs may shorten it)
+   * with family/model/stepping, which identify the core generation. */
+  char model[128] = "unknown", fms[3][16] = {"?", "?", "?"};
+  const char *keys[3] = {"cpu family\t", "model\t\t", "stepping\t"};
   FILE *f = fopen("/proc/cpuinfo", "r");
   char line[512];
   while (f && fgets(line, sizeof line, f)) {
+    const char *v = strchr(line, ':');
+    if (!v || line[0] == '\n') break;
+    v += v[1] == ' ' ? 2 : 1;
     if (strncmp(line, "model name", 10) == 0) {
-      const char *v = strchr(line, ':');
-      if (v) {
-        snprintf(model, sizeof model, "%s", v + 2);
-        model[strcspn(model, "\n\"\\")] = '\0';
-      }
-      break;
+      snprintf(model, sizeof model, "%s", v);
+      model[strcspn(model, "\n\"\\")] = '\0';
     }
+    for (int i = 0; i < 3; i++)
+      if (strncmp(line, keys[i], strlen(keys[i])) == 0) {
+        snprintf(fms[i], sizeof fms[i], "%s", v);
+        fms[i][strcspn(fms[i], "\n\"\\")] = '\0';
+      }
   }
   if (f) fclose(f);
   const unsigned feat = amp_cpu_features();
@@ -162,11 +169,13 @@ void ampb_print_machine(const char *bench, int threads) {
   char desc[640] = "";
   if (ctx) amp_ctx_describe(ctx, desc, sizeof desc);
   amp_ctx_free(ctx);
-  printf("{\"bench\":\"machine\",\"for\":\"%s\",\"cpu\":\"%s\",\"avx2_fma\":%s,"
-         "\"avx512f\":%s,\"avx512bf16\":%s,\"threads\":%d,%s}\n",
-         bench, model, (feat & AMP_CPU_AVX2) && (feat & AMP_CPU_FMA) ? "true" : "false",
-         feat & AMP_CPU_AVX512F ? "true" : "false", feat & AMP_CPU_AVX512BF16 ? "true" : "false",
-         threads, desc);
+  printf(
+      "{\"bench\":\"machine\",\"for\":\"%s\",\"cpu\":\"%s\",\"family\":\"%s\",\"model\":\"%s\","
+      "\"stepping\":\"%s\",\"avx2_fma\":%s,\"avx512f\":%s,\"avx512bf16\":%s,\"threads\":%d,%s}\n",
+      bench, model, fms[0], fms[1], fms[2],
+      (feat & AMP_CPU_AVX2) && (feat & AMP_CPU_FMA) ? "true" : "false",
+      feat & AMP_CPU_AVX512F ? "true" : "false", feat & AMP_CPU_AVX512BF16 ? "true" : "false",
+      threads, desc);
 }
 
 double ampb_triad_gbs(int threads, size_t bytes_per_array, int reps) {
