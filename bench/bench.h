@@ -21,6 +21,16 @@ double ampb_max(const double *v, int n);
  * process would understate it (and flatter every fraction of it). */
 double ampb_peak_fma_gflops(int threads, int reps);
 
+/* The peak of one ISA: AVX2 FMA (avx512 = 0) or AVX-512F FMA (1, 12 ZMM
+ * chains); 0 where the CPU or the build lacks it. ampb_peak_fma_gflops is
+ * the larger of the two: the peak of the best kernel this CPU can run. */
+double ampb_peak_fma_gflops_isa(int threads, int reps, int avx512);
+
+/* Prints one JSON line describing the machine for benchmark `bench`: the
+ * CPU model, its SIMD features, caches, and the kernel table, GEMM
+ * micro-tile and blocking a context with `threads` threads uses. */
+void ampb_print_machine(const char *bench, int threads);
+
 /* STREAM-style triad a = b + s·c bandwidth in GB/s (bytes counted: 12 per
  * element) over arrays of `bytes_per_array` bytes each, the best of `reps`
  * (as STREAM reports): the bandwidth the machine can deliver. */

@@ -16,29 +16,46 @@ if [ -f "$data/train-images-idx3-ubyte" ]; then args+=(--data "$data"); else
 fi
 field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" | tr -d '"'; }
 
-# fp32 and fp16 alternate, five runs each. A shared host's load drifts over
-# seconds, so the ratio is taken within each adjacent pair and the median
-# of the five pair ratios is reported (with the median step times).
-runs32=() runs16=() pairs=()
+# fp32, fp16 and bf16 alternate, five runs each. A shared host's load drifts
+# over seconds, so each ratio is taken within one adjacent fp32/fp16/bf16
+# triple and the median of the five ratios is reported (with the median step
+# times). bf16 runs with the context's default BF16 GEMM (the AVX512-BF16
+# dot-product kernel where the CPU has it; AMPC_BF16_DOT=0 for the exact
+# FMA path); the machine line says which.
+runs32=() runs16=() runsbf=() pairs=() pairsbf=()
 for _ in 1 2 3 4 5; do
   f32=$("$ampc" "${args[@]}" --precision fp32)
   f16=$("$ampc" "${args[@]}" --precision fp16)
-  a=$(field "$f32" step_ms_median) b=$(field "$f16" step_ms_median)
-  runs32+=("$a") runs16+=("$b")
+  fbf=$("$ampc" "${args[@]}" --precision bf16)
+  a=$(field "$f32" step_ms_median) b=$(field "$f16" step_ms_median) c=$(field "$fbf" step_ms_median)
+  runs32+=("$a") runs16+=("$b") runsbf+=("$c")
   pairs+=("$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.4f", b / a }')")
+  pairsbf+=("$(awk -v a="$a" -v c="$c" 'BEGIN { printf "%.4f", c / a }')")
 done
 median5() { printf '%s\n' "$@" | sort -g | sed -n 3p; }
 torch=$(/usr/bin/python3 "$root/bench/torch_mlp.py" --threads "$threads" --steps "$steps" --data "$data" 2>/dev/null ||
   echo '{"error":"python3 failed"}')
 t32=$(median5 "${runs32[@]}")
 t16=$(median5 "${runs16[@]}")
+tbf=$(median5 "${runsbf[@]}")
 r16=$(median5 "${pairs[@]}")
+rbf=$(median5 "${pairsbf[@]}")
+# The step's GEMM work (784-1024-10, batch 128: forward, both weight
+# gradients and the hidden layer's input gradient; the input needs none)
+# over the fp32 step time, against the FMA peak measured in this run.
+peak=$(field "$("$ampc" bench peak --threads "$threads")" gflops)
+dot=$(AMPC_BF16_DOT="${AMPC_BF16_DOT:-}" "$ampc" bench gemm --m 8 --n 8 --k 8 --a bf16 --b bf16 --c f32 --threads 1 --reps 1 --json | sed -n 's/.*"bf16_gemm":"\([^"]*\)".*/\1/p')
 a32=$(field "$f32" activation_bytes)
 a16=$(field "$f16" activation_bytes)
 tt=$(field "$torch" step_ms_median)
-echo "{\"bench\":\"train_step\",\"threads\":$threads,\"steps\":$steps,\"ampc_fp32_ms\":$t32,\"ampc_fp16_ms\":$t16,\"torch_fp32_ms\":${tt:-null},\"ampc_fp32_runs\":\"${runs32[*]}\",\"ampc_fp16_runs\":\"${runs16[*]}\",\"fp16_over_fp32_pairs\":\"${pairs[*]}\"}"
-awk -v t32="$t32" -v t16="$t16" -v r16="$r16" -v tt="${tt:-0}" -v a32="$a32" -v a16="$a16" 'BEGIN {
+echo "{\"bench\":\"train_step\",\"threads\":$threads,\"steps\":$steps,\"ampc_fp32_ms\":$t32,\"ampc_fp16_ms\":$t16,\"ampc_bf16_ms\":$tbf,\"bf16_gemm\":\"$dot\",\"torch_fp32_ms\":${tt:-null},\"ampc_fp32_runs\":\"${runs32[*]}\",\"ampc_fp16_runs\":\"${runs16[*]}\",\"ampc_bf16_runs\":\"${runsbf[*]}\",\"fp16_over_fp32_pairs\":\"${pairs[*]}\",\"bf16_over_fp32_pairs\":\"${pairsbf[*]}\"}"
+awk -v t32="$t32" -v t16="$t16" -v r16="$r16" -v rbf="$rbf" -v dot="$dot" -v peak="${peak:-0}" -v tt="${tt:-0}" -v a32="$a32" -v a16="$a16" 'BEGIN {
   printf "{\"bench\":\"train_ratios\",\"fp16_over_fp32\":%.3f,\"floor_fp16_over_fp32\":1.0,\"pass_fp16_le_fp32\":%s,", r16, (r16 <= 1 ? "true" : "false");
+  printf "\"bf16_over_fp32\":%.3f,", rbf;
+  if (dot ~ /dot/) printf "\"floor_bf16_over_fp32\":0.65,\"pass_bf16\":%s,", (rbf <= 0.65 ? "true" : "false");
+  else printf "\"bf16_floor\":\"not run: no AVX512-BF16 dot kernel here (%s)\",", dot;
+  gf = 2 * 128 * (1024 * 784 * 2 + 10 * 1024 * 3) * 1e-9;
+  if (peak > 0) printf "\"fp32_step_gemm_gflop\":%.4f,\"fp32_step_gflops\":%.2f,\"peak_gflops\":%.2f,\"fp32_step_peak_frac\":%.3f,\"floor_peak_frac\":0.80,\"pass_peak_frac\":%s,", gf, gf / (t32 * 1e-3), peak, gf / (t32 * 1e-3) / peak, (gf / (t32 * 1e-3) >= 0.8 * peak ? "true" : "false");
   if (tt > 0) printf "\"fp32_over_torch\":%.3f,\"fp16_over_torch\":%.3f,\"floor_over_torch\":0.4,\"pass_torch\":%s,", t32 / tt, t16 / tt, (t32 <= 0.4 * tt && t16 <= 0.4 * tt ? "true" : "false");
   else printf "\"torch\":\"unavailable (install python3-torch)\",";
   printf "\"activation_fp16_over_fp32\":%.3f,\"floor_activation\":0.55,\"pass_activation\":%s}\n", a16 / a32, (a16 <= 0.55 * a32 ? "true" : "false");

@@ -196,14 +196,18 @@ amp_status amp_convert_ex(void *dst, amp_dtype dst_type, const void *src, amp_dt
 
 /** Bits returned by amp_cpu_features(). */
 enum {
-  AMP_CPU_AVX2 = 1u << 0, /**< AVX2 */
-  AMP_CPU_FMA = 1u << 1,  /**< FMA3 */
-  AMP_CPU_F16C = 1u << 2  /**< F16C half-precision conversions */
+  AMP_CPU_AVX2 = 1u << 0,      /**< AVX2 */
+  AMP_CPU_FMA = 1u << 1,       /**< FMA3 */
+  AMP_CPU_F16C = 1u << 2,      /**< F16C half-precision conversions */
+  AMP_CPU_AVX512F = 1u << 3,   /**< AVX-512 Foundation (and OS support for ZMM state) */
+  AMP_CPU_AVX512BF16 = 1u << 4 /**< AVX512-BF16 (vdpbf16ps, vcvtne2ps2bf16) */
 };
 
 /** The SIMD features of this CPU that this build of ampc can use (0 in a
- *  build made with -DAMPC_SIMD=OFF or on a CPU without them). Fast paths need
- *  all three bits; otherwise the scalar reference runs. Setting the
+ *  build made with -DAMPC_SIMD=OFF or on a CPU without them). The AVX2 fast
+ *  paths need the first three bits, the AVX-512 GEMM also AMP_CPU_AVX512F,
+ *  the BF16 dot-product GEMM also AMP_CPU_AVX512BF16; otherwise the next best
+ *  path (in the end the scalar reference) runs. Setting the
  *  environment variable AMPC_SIMD=0 before the first call forces 0. */
 unsigned amp_cpu_features(void);
 
@@ -225,6 +229,13 @@ typedef struct amp_ctx amp_ctx;
 typedef struct amp_ctx_params {
   int threads; /**< worker threads for kernels; 0 = OpenMP's default */
   int no_simd; /**< non-zero: use the scalar reference kernels only */
+  /** BF16 × BF16 GEMMs with the AVX512-BF16 dot-product kernel (vdpbf16ps):
+   *  0 = the default (on where the CPU has AVX512-BF16, unless the
+   *  environment variable AMPC_BF16_DOT=0 is set), > 0 = on where the CPU
+   *  has it, < 0 = off. This is the only path whose bits differ from the
+   *  scalar reference (products summed in pairs, subnormals flushed: see
+   *  amp_gemm); off, BF16 GEMMs give the reference's bits. */
+  int bf16_dot;
 } amp_ctx_params;
 
 /** Creates a context. `params` may be NULL for the defaults. Returns NULL
@@ -247,6 +258,13 @@ void amp_ctx_clear_error(amp_ctx *ctx);
 
 /** The number of threads kernels use with this context (at least 1). */
 int amp_ctx_threads(const amp_ctx *ctx);
+
+/** Writes a description of the kernels the context uses as JSON members
+ *  (no braces) into buf (NUL-terminated, truncated to size): the kernel
+ *  table, the GEMM micro-tile, the cache sizes the CPU reports, the GEMM
+ *  blocking derived from them and whether the BF16 dot-product GEMM is on.
+ *  Returns the length it needed (like snprintf). For benchmarks and logs. */
+int amp_ctx_describe(const amp_ctx *ctx, char *buf, size_t size);
 
 /** Sets the number of threads kernels use (n <= 0: OpenMP's default). */
 void amp_ctx_set_threads(amp_ctx *ctx, int n);
@@ -372,7 +390,23 @@ typedef struct amp_epilogue {
  *  beta == 0 does not read C (NaN in C is ignored). k == 0 gives beta·C.
  *
  *  Work is split across threads over blocks of M and N, never K, so the
- *  result is bit-identical for any thread count. Returns AMP_ERR_INVALID_ARG
+ *  result is bit-identical for any thread count and any cache blocking
+ *  (AMPC_GEMM_BLOCKING=MC,KC,NC in the environment overrides the blocking
+ *  derived from the CPU's caches, for experiments).
+ *
+ *  One exception to "one FMA chain per element, the scalar reference's
+ *  bits": with A and B both BF16 on a CPU with AVX512-BF16 (and
+ *  amp_ctx_params.bf16_dot not off, AMPC_BF16_DOT not 0), products are
+ *  summed in pairs by vdpbf16ps: each output is a chain over k in pairs,
+ *  each pair's exact products added with round-to-nearest, subnormal inputs,
+ *  products and sums flushed to zero. The products of BF16 values are exact
+ *  in F32, so the sum over k has at most k roundings: its error is within
+ *  gamma_k·sum|a·b| + 2^-126·(k + sum(|a| + |b|)) of the exact sum
+ *  (gamma_k = k·u/(1-k·u), u = 2^-24; the last term covers the flushed
+ *  subnormals), like any F32 summation. It is still independent of the
+ *  thread count and blocking, but its bits differ from the FMA chain's.
+ *
+ *  Returns AMP_ERR_INVALID_ARG
  *  for m or n < 1, k < 0, NULL buffers or bad leading dimensions, and
  *  AMP_ERR_UNSUPPORTED for other dtypes. */
 amp_status amp_gemm(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t n, int64_t k,

@@ -45,6 +45,11 @@ typedef struct gemm_case {
   amp_dtype bias_t;
 } gemm_case;
 
+/* 1 while the fast ctx under test may use the BF16 dot-product kernel:
+ * BF16 × BF16 cases are then checked against FP64 with its error bound
+ * instead of bit for bit against the scalar reference. */
+static int dot_mode;
+
 /* Runs one case with the fast path (default ctx), the scalar reference
  * (a ctx with the scalar kernel table) and FP64, and checks them. */
 static void run_case(const gemm_case *t, amp_ctx *fast, amp_ctx *ref) {
@@ -71,7 +76,9 @@ static void run_case(const gemm_case *t, amp_ctx *fast, amp_ctx *ref) {
            (long long)t->m, (long long)t->n, (long long)t->k, t->ta, t->tb, amp_dtype_name(t->at),
            amp_dtype_name(t->bt), amp_dtype_name(t->ct), t->alpha, t->beta, t->bias, t->relu);
   CHECK(s1 == AMP_OK && s2 == AMP_OK, "%s: status %d %d", desc, s1, s2);
-  CHECK(memcmp(c1, c2, c_count * csz) == 0, "%s: fast path differs from the reference", desc);
+  const int dot = dot_mode && t->at == AMP_BF16 && t->bt == AMP_BF16;
+  CHECK(dot || memcmp(c1, c2, c_count * csz) == 0, "%s: fast path differs from the reference",
+        desc);
   int bad = 0;
   for (int64_t i = 0; i < t->m && bad < 3; i++) {
     for (int64_t j = 0; j < t->ldc && bad < 3; j++) {
@@ -81,14 +88,19 @@ static void run_case(const gemm_case *t, amp_ctx *fast, amp_ctx *ref) {
         if (memcmp((char *)c1 + ci * csz, (char *)c0 + ci * csz, csz) != 0) bad++;
         continue;
       }
-      double sum = 0, mag = 0;
+      double sum = 0, mag = 0, mag1 = 0;
       for (int64_t p = 0; p < t->k; p++) {
         double av = amp__load_f32(a, t->at, (size_t)(t->ta ? p * t->lda + i : i * t->lda + p));
         double bv = amp__load_f32(b, t->bt, (size_t)(t->tb ? j * t->ldb + p : p * t->ldb + j));
         sum += av * bv;
         mag += fabs(av * bv);
+        mag1 += fabs(av) + fabs(bv);
       }
+      /* gamma_k·sum|a·b| (k <= 257, so k·u/(1 - k·u) < 1.01·k·u): the bound
+       * of both the FMA chain and the dot kernel's pairwise sums, which
+       * also flush subnormals (2^-126 per rounding and per input). */
       double want = t->alpha * sum, tol = fabs(t->alpha) * mag * (double)t->k * 0x1p-24 * 1.01;
+      if (dot) tol += fabs(t->alpha) * 0x1p-126 * ((double)t->k + mag1);
       if (t->beta != 0.0f) {
         double cv = amp__load_f32(c0, t->ct, ci);
         want += t->beta * cv;
@@ -197,31 +209,56 @@ static void test_k0(amp_ctx *ctx) {
         "k=0 beta=0 bias relu: %g %g %g %g", c[0], c[1], c[2], c[3]);
 }
 
+/* Blockings (MC, KC, NC) that split the same problem very differently: tiny
+ * K blocks (odd and even), one K block, many and few tasks. */
+static const amp__gemm_blocking blockings[4] = {{6, 16, 32, 1 << 20, 1},
+                                                {60, 101, 64, 1 << 20, 1},
+                                                {240, 4096, 8192, 1 << 30, 1},
+                                                {12, 7, 16, 1 << 14, 1}};
+
 /* The same large problem (several blocks of rows, so tasks share packed B
- * slivers) with 1 and 2 threads gives the same bits, and they are the
- * scalar reference's: F16 B packed as F16 (plain and transposed) and F32 B. */
-static void test_threads(void) {
-  amp_ctx_params p1 = {1, 0}, p2 = {2, 0};
+ * slivers) with 1 and 2 threads and with every blocking above gives the
+ * same bits, and they are the scalar reference's (the dot kernel's own, when
+ * `dot`: F16 B packed as F16 (plain and transposed), F32 B, BF16 × BF16. */
+static void test_threads(const amp__kernels *table, int dot) {
+  amp_ctx_params p1 = {.threads = 1, .bf16_dot = dot ? 1 : -1};
+  amp_ctx_params p2 = {.threads = 2, .bf16_dot = dot ? 1 : -1};
   amp_ctx *c1 = amp_ctx_create(&p1), *c2 = amp_ctx_create(&p2), *cr = amp_ctx_create(&p1);
+  CHECK(amp__ctx_set_kernels(c1, table) && amp__ctx_set_kernels(c2, table), "table %s",
+        table->name);
   CHECK(amp__ctx_set_kernels(cr, &amp__kernels_scalar), "the scalar kernel table");
   enum { M = 300, N = 517, K = 263 };
-  for (int v = 0; v < 3; v++) {
-    amp_dtype at = v == 1 ? AMP_BF16 : v == 2 ? AMP_F32 : AMP_F16;
-    amp_dtype bt = v == 2 ? AMP_F32 : AMP_F16, ct = v == 1 ? AMP_BF16 : AMP_F32;
+  for (int v = 0; v < 4; v++) {
+    amp_dtype at = v == 1 || v == 3 ? AMP_BF16 : v == 2 ? AMP_F32 : AMP_F16;
+    amp_dtype bt = v == 2 ? AMP_F32 : v == 3 ? AMP_BF16 : AMP_F16, ct = v == 1 ? AMP_BF16 : AMP_F32;
     void *a = rand_buf(at, (size_t)M * K), *b = rand_buf(bt, (size_t)K * N);
     void *x = rand_buf(ct, (size_t)M * N);
     size_t bytes = (size_t)M * N * amp_dtype_size(ct);
-    void *y = malloc(bytes), *z = malloc(bytes);
+    void *y = malloc(bytes), *z = malloc(bytes), *x0 = malloc(bytes), *w = malloc(bytes);
     memcpy(y, x, bytes);
     memcpy(z, x, bytes);
+    memcpy(x0, x, bytes);
     amp_trans tb = v ? AMP_TRANS : AMP_NO_TRANS;
     int64_t ldb = v ? K : N;
     amp_gemm(c1, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, bt, ldb, 1, x, ct, N, NULL);
     amp_gemm(c2, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, bt, ldb, 1, y, ct, N, NULL);
     amp_gemm(cr, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, bt, ldb, 1, z, ct, N, NULL);
-    CHECK(memcmp(x, y, bytes) == 0, "1 vs 2 threads differ (variant %d)", v);
-    CHECK(memcmp(y, z, bytes) == 0, "2 threads vs the scalar reference differ (variant %d)", v);
-    free(a), free(b), free(x), free(y), free(z);
+    if (!dot || v != 3)
+      CHECK(memcmp(y, z, bytes) == 0, "%s: 2 threads vs the scalar reference differ (variant %d)",
+            table->name, v);
+    else /* the dot kernel ran: its pairwise sums round differently somewhere */
+      CHECK(memcmp(y, z, bytes) != 0, "%s: the BF16 dot kernel gave the FMA chain's bits",
+            table->name);
+    CHECK(memcmp(x, y, bytes) == 0, "%s: 1 vs 2 threads differ (variant %d)", table->name, v);
+    for (int bl = 0; bl < (table == &amp__kernels_scalar ? 0 : 4); bl++) {
+      c2->gemm_blk = blockings[bl];
+      memcpy(w, x0, bytes); /* beta = 1: the same C to start from */
+      amp_gemm(c2, AMP_NO_TRANS, tb, M, N, K, 0.75f, a, at, K, b, bt, ldb, 1, w, ct, N, NULL);
+      CHECK(memcmp(w, y, bytes) == 0, "%s: blocking %d,%d,%d changes bits (variant %d)",
+            table->name, blockings[bl].mc, blockings[bl].kc, blockings[bl].nc, v);
+    }
+    amp__gemm_blocking_for(table, &c2->gemm_blk);
+    free(a), free(b), free(x), free(y), free(z), free(x0), free(w);
   }
   amp_ctx_free(c1);
   amp_ctx_free(c2);
@@ -313,23 +350,77 @@ static void test_errors(amp_ctx *ctx) {
         "NULL ctx ok");
 }
 
+/* The fast ctx under test: table `table`, BF16 dot kernel on or off. */
+static void test_table(const amp__kernels *table, int dot, amp_ctx *ref) {
+  amp_ctx_params p = {.bf16_dot = dot ? 1 : -1};
+  amp_ctx *fast = amp_ctx_create(&p);
+  CHECK(amp__ctx_set_kernels(fast, table), "table %s usable", table->name);
+  CHECK(fast->bf16_dot == dot, "bf16_dot %d", fast->bf16_dot);
+  printf("table %s, bf16 dot %s\n", table->name, dot ? "on" : "off");
+  dot_mode = dot;
+  test_sampled(fast, ref);
+  dot_mode = 0;
+  test_accumulate(fast);
+  test_k0(fast);
+  test_threads(table, dot);
+  amp_ctx_free(fast);
+}
+
+/* AMPC_BF16_DOT=0 turns the dot kernel off by default; the ctx field wins. */
+static void test_bf16_dot_switch(void) {
+  const int have = (amp_cpu_features() & AMP_CPU_AVX512BF16) != 0;
+  setenv("AMPC_BF16_DOT", "0", 1);
+  amp_ctx *a = amp_ctx_create(NULL);
+  amp_ctx_params on = {.bf16_dot = 1};
+  amp_ctx *b = amp_ctx_create(&on);
+  unsetenv("AMPC_BF16_DOT");
+  amp_ctx *c = amp_ctx_create(NULL);
+  amp_ctx_params off = {.bf16_dot = -1};
+  amp_ctx *d = amp_ctx_create(&off);
+  CHECK(a->bf16_dot == 0 && d->bf16_dot == 0, "AMPC_BF16_DOT=0 / bf16_dot<0: off");
+  CHECK(b->bf16_dot == have && c->bf16_dot == have,
+        "default and bf16_dot>0: on where the CPU has it");
+  amp_ctx_free(a), amp_ctx_free(b), amp_ctx_free(c), amp_ctx_free(d);
+}
+
 int main(void) {
   amp_ctx *fast = amp_ctx_create(NULL), *ref = amp_ctx_create(NULL);
   CHECK(amp__ctx_set_kernels(ref, &amp__kernels_scalar), "the scalar kernel table");
   /* The public switch picks the same table. */
-  amp_ctx_params np = {0, 1};
+  amp_ctx_params np = {.threads = 0, .no_simd = 1};
   amp_ctx *nosimd = amp_ctx_create(&np);
   CHECK(amp__kernels_of(nosimd) == &amp__kernels_scalar, "no_simd: the scalar kernel table");
   CHECK(amp__kernels_of(fast) == amp__kernels_native() && amp__kernels_of(NULL) == fast->k,
         "default: the native table");
   amp_ctx_free(nosimd);
-  test_sampled(fast, ref);
-  test_accumulate(fast);
-  test_k0(fast);
+  char desc[512];
+  CHECK(amp_ctx_describe(fast, desc, sizeof desc) > 0 && strstr(desc, "gemm_blocking"),
+        "amp_ctx_describe");
+  printf("%s\n", desc);
   test_k0(ref);
-  test_threads();
+  test_bf16_dot_switch();
   test_scratch();
   test_errors(fast);
+  test_table(&amp__kernels_scalar, 0, ref);
+#ifdef AMPC_HAVE_X86_SIMD
+  const unsigned f = amp_cpu_features();
+  if (amp__kernels_usable(&amp__kernels_avx2))
+    test_table(&amp__kernels_avx2, 0, ref);
+  else
+    printf("skipped: the AVX2 GEMM tests (this CPU lacks AVX2/FMA/F16C)\n");
+  if (amp__kernels_usable(&amp__kernels_avx512)) {
+    test_table(&amp__kernels_avx512, 0, ref);
+    if (f & AMP_CPU_AVX512BF16)
+      test_table(&amp__kernels_avx512, 1, ref);
+    else
+      printf("skipped: the BF16 dot-product GEMM tests (this CPU lacks AVX512-BF16)\n");
+  } else {
+    printf("skipped: the AVX-512 GEMM tests (this CPU lacks AVX-512F)\n");
+    printf("skipped: the BF16 dot-product GEMM tests (this CPU lacks AVX512-BF16)\n");
+  }
+#else
+  printf("skipped: the AVX2 and AVX-512 GEMM tests (built without SIMD, -DAMPC_SIMD=OFF)\n");
+#endif
   amp_ctx_free(fast);
   amp_ctx_free(ref);
   TEST_MAIN_END();

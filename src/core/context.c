@@ -31,6 +31,8 @@ amp_ctx *amp_ctx_create(const amp_ctx_params *params) {
   atomic_flag_clear(&ctx->scratch_busy);
   amp_ctx_set_threads(ctx, params ? params->threads : 0);
   ctx->k = params && params->no_simd ? &amp__kernels_scalar : amp__kernels_native();
+  amp__gemm_blocking_for(ctx->k, &ctx->gemm_blk);
+  ctx->bf16_dot = amp__bf16_dot_enabled(params ? params->bf16_dot : 0);
   return ctx;
 }
 

@@ -37,7 +37,9 @@ typedef struct amp__cast_entry {
 
 struct amp_ctx {
   int threads;
-  const amp__kernels *k; /* the kernel table (kernels.h), never NULL */
+  const amp__kernels *k;       /* the kernel table (kernels.h), never NULL */
+  amp__gemm_blocking gemm_blk; /* the GEMM blocking for k on this CPU */
+  int bf16_dot;                /* 1: BF16 GEMMs use vdpbf16ps (where k has it) */
   amp_status status;
   char message[512];
   amp__arena arenas[2];

@@ -14,9 +14,11 @@
  *   amp__kernels_scalar  the scalar references (core/kernels.c); every other
  *                        table must give the same bits (or a stated bound).
  *   amp__kernels_avx2    AVX2 + FMA + F16C (core/kernels_avx2.c).
- * Where new back ends plug in: an AVX-512 table (wider elementwise loops, a
- * 16 × 32 GEMM tile), an AVX512-BF16 table (vcvtne2ps2bf16 for the BF16
- * stores, vdpbf16ps for BF16 GEMM), later a GPU backend, is one more file
+ *   amp__kernels_avx512  the AVX2 table with a 6 × 32 AVX-512F GEMM tile and,
+ *                        where the CPU has AVX512-BF16, the vdpbf16ps BF16
+ *                        GEMM (core/kernels_avx512.c).
+ * Where new back ends plug in: a wider elementwise AVX-512 table, AMX tiles,
+ * later a GPU backend, is one more file
  * defining one more `const amp__kernels`, with its CPU feature bits in
  * `needs`, and one line in the preference list of amp__kernels_native.
  * Tests compare back ends by swapping tables (amp__ctx_set_kernels).
@@ -41,9 +43,30 @@ enum {
   AMP__CVT_SATURATE = 2 /* FP8: overflow clamps to the largest finite value */
 };
 
+/* Cache sizes per core (bytes) as the CPU reports them (core/cpu.c):
+ * cpuid leaf 4 (Intel) or 0x8000001D (AMD), else Linux sysfs, else a
+ * common core's sizes. A constant of the process. */
+typedef struct amp__cache_sizes {
+  size_t l1d, l2, l3;
+} amp__cache_sizes;
+void amp__cpu_caches(amp__cache_sizes *c);
+
+/* The GEMM's cache blocking (kernels/gemm_avx2.c): a task covers at most mc
+ * rows × about nc columns of C, with its packed A (the whole of K) under
+ * a_l2 bytes so that it stays in L2; K is walked in blocks of at most kc so
+ * that a block of a packed B sliver stays in L1. The partial sums of a tile
+ * are kept between K blocks and the next block continues the same FMA
+ * chain, so no blocking changes a single bit of the result. */
+typedef struct amp__gemm_blocking {
+  int mc, kc, nc;
+  size_t a_l2;
+  int from_env; /* 1: AMPC_GEMM_BLOCKING set it */
+} amp__gemm_blocking;
+
 typedef struct amp__kernels {
-  const char *name; /* "scalar", "avx2" */
-  unsigned needs;   /* AMP_CPU_* bits the table's code needs */
+  const char *name;     /* "scalar", "avx2", "avx512" */
+  unsigned needs;       /* AMP_CPU_* bits the table's code needs */
+  int gemm_mr, gemm_nr; /* the GEMM micro-tile (rows × columns of C) */
 
   /* dtype: n elements to and from F32, indexed by dtype; NULL where there
    * is no such conversion (F32 itself, integers). from_f32 rounds to
@@ -75,10 +98,22 @@ typedef struct amp__kernels {
 extern const amp__kernels amp__kernels_scalar;
 #ifdef AMPC_HAVE_X86_SIMD
 extern const amp__kernels amp__kernels_avx2;
+extern const amp__kernels amp__kernels_avx512;
 #endif
 
+/* The blocking for table k's GEMM on this CPU: derived from the cache sizes
+ * (amp__cpu_caches) and the micro-tile, or AMPC_GEMM_BLOCKING=MC,KC,NC. */
+void amp__gemm_blocking_for(const amp__kernels *k, amp__gemm_blocking *b);
+
+/* Whether BF16 × BF16 GEMMs use the AVX512-BF16 dot-product kernel by
+ * default (no context, or amp_ctx_params.bf16_dot == 0): on where the CPU
+ * has AVX512-BF16 unless the environment variable AMPC_BF16_DOT=0 is set.
+ * `request` is amp_ctx_params.bf16_dot. */
+int amp__bf16_dot_enabled(int request);
+
 /* The best table this build has for this CPU (the scalar one when the
- * environment variable AMPC_SIMD=0 was set at the first feature query). */
+ * environment variable AMPC_SIMD=0 was set at the first feature query; the
+ * table named by AMPC_KERNELS, e.g. "avx2", when it is usable here). */
 const amp__kernels *amp__kernels_native(void);
 
 /* The context's table; the native one for a NULL ctx. */

@@ -12,6 +12,8 @@
 const amp__kernels amp__kernels_avx2 = {
     .name = "avx2",
     .needs = AMP_CPU_AVX2 | AMP_CPU_FMA | AMP_CPU_F16C,
+    .gemm_mr = 6,
+    .gemm_nr = 16,
     .to_f32 = {[AMP_F16] = amp__cvt_f16_to_f32_avx2,
                [AMP_BF16] = amp__cvt_bf16_to_f32_avx2,
                [AMP_E4M3] = amp__cvt_e4m3_to_f32_scalar,

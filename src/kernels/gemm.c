@@ -97,6 +97,13 @@ amp_status amp_gemm(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t
                       .bias_type = bias ? (int)epilogue->bias_dtype : 0,
                       .relu = epilogue ? epilogue->relu != 0 : 0,
                       .threads = amp__threads(ctx)};
+  if (ctx) {
+    g.blk = ctx->gemm_blk;
+    g.bf16_dot = ctx->bf16_dot;
+  } else {
+    amp__gemm_blocking_for(amp__kernels_of(NULL), &g.blk);
+    g.bf16_dot = amp__bf16_dot_enabled(0);
+  }
   if (k == 0) {
     gemm_scale_only(&g);
     return AMP_OK;

@@ -19,18 +19,11 @@
 #include <omp.h>
 #endif
 
-/* Micro-tile MR × NR; a task covers up to MC × NC of C, with its packed A
- * (at most A_L2_BYTES) kept in L2; K is walked in near-equal blocks of at
- * most KC so that a block of a B sliver stays in L1. */
-enum {
-  MR = 6,
-  NR = 16,
-  MC = 144,
-  NC = 512,
-  KC = 1024,
-  A_L2_BYTES = 640 << 10,
-  SERIAL_FMAS = 1 << 21
-};
+/* Micro-tile MR × NR (wide kernels: MR × 2·NR); the task sizes and K blocks
+ * come from the context's blocking (amp__gemm_blocking, derived from the
+ * caches). Below SERIAL_FMAS multiply-adds one thread does the whole call
+ * (waking the others costs more than it saves). */
+enum { MR = AMP__GEMM_MR, NR = AMP__GEMM_NR, SERIAL_FMAS = 1 << 20 };
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -146,11 +139,10 @@ static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
  * past n are zero. F16 data stays F16 (the micro-kernel widens it while it
  * loads, at no cost in FMA throughput: half the bytes to write and to
  * stream); F32 and BF16 are packed as F32. */
-static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args *g, int64_t t,
-                                                            void *dst, const int bdt) {
+static inline __attribute__((always_inline)) void
+pack_b_dt(const amp__gemm_args *g, int64_t t, void *dst, const int bdt, const int half) {
   const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, K = g->k;
   const size_t ldb = (size_t)g->ldb;
-  const int half = bdt == AMP_F16;
   float *df = dst;
   uint16_t *dh = dst;
   int64_t p = 0;
@@ -196,11 +188,16 @@ static inline __attribute__((always_inline)) void pack_b_dt(const amp__gemm_args
 }
 
 /* pack_b with the dtype a compile-time constant. */
-static void pack_b(const amp__gemm_args *g, int64_t t, void *dst) {
+static void pack_b(const amp__gemm_args *g, int64_t t, void *dst, int widen) {
   switch (g->b_type) {
-  case AMP_F16: pack_b_dt(g, t, dst, AMP_F16); break;
-  case AMP_BF16: pack_b_dt(g, t, dst, AMP_BF16); break;
-  default: pack_b_dt(g, t, dst, AMP_F32); break;
+  case AMP_F16:
+    if (widen)
+      pack_b_dt(g, t, dst, AMP_F16, 0);
+    else
+      pack_b_dt(g, t, dst, AMP_F16, 1);
+    break;
+  case AMP_BF16: pack_b_dt(g, t, dst, AMP_BF16, 0); break;
+  default: pack_b_dt(g, t, dst, AMP_F32, 0); break;
   }
 }
 
@@ -270,10 +267,10 @@ static inline __attribute__((always_inline)) void kernel_rows(const int rows, co
 /* The instances stay out of line: inlined into the task loop, GCC runs out of
  * registers and reloads B from memory for every FMA. The 4- and 2-row ones
  * serve the last sliver of op(A) when m is short. */
-typedef void (*kernel_fn)(int64_t kc, const float *pa, const void *pb, float *tile, int load);
 #define KERNEL(rows, half, name)                                                                   \
   static __attribute__((noinline)) void name(int64_t kc, const float *pa, const void *pb,          \
-                                             float *tile, int load) {                              \
+                                             const void *unused, float *tile, int load) {          \
+    (void)unused;                                                                                  \
     kernel_rows(rows, half, kc, pa, pb, tile, load);                                               \
   }
 KERNEL(6, 0, kernel_6x16)
@@ -283,6 +280,108 @@ KERNEL(6, 1, kernel_6x16h)
 KERNEL(4, 1, kernel_4x16h)
 KERNEL(2, 1, kernel_2x16h)
 #undef KERNEL
+
+static const amp__gemm_ukernels avx2_f32 = {
+    0, 0, 0, {{kernel_6x16, kernel_4x16, kernel_2x16}, {NULL, NULL, NULL}}};
+static const amp__gemm_ukernels avx2_f16 = {
+    0, 0, 0, {{kernel_6x16h, kernel_4x16h, kernel_2x16h}, {NULL, NULL, NULL}}};
+
+/* BF16 pair packing (vdpbf16ps operands): the 16-bit values as stored. */
+static inline uint16_t bf16_at(const amp__gemm_args *g, const void *base, int64_t r, int64_t c,
+                               int64_t ld, int64_t rows, int64_t cols) {
+  (void)g;
+  return r < rows && c < cols ? ((const uint16_t *)base)[(size_t)r * (size_t)ld + (size_t)c] : 0;
+}
+
+/* Sliver s of op(A) as ceil(K/2) groups of MR words, word q of group p2
+ * holding op(A)(i0 + q, 2·p2) in its low half and (.., 2·p2 + 1) in its high
+ * half; zero past the sliver's rows and past K. */
+static void pack_a_pairs(const amp__gemm_args *g, int64_t s, float *dstf) {
+  int64_t i0, mr;
+  sliver_rows(g->m, s, &i0, &mr);
+  const int64_t K = g->k, kp = (K + 1) / 2;
+  uint32_t *dst = (uint32_t *)(void *)dstf;
+  const uint16_t *a = g->a;
+  const size_t lda = (size_t)g->lda;
+  int64_t p2 = 0;
+  if (!g->ta && mr == MR) { /* pairs are adjacent in A's rows: transpose words */
+    for (; 2 * (p2 + 8) <= K; p2 += 8) {
+      __m256 r[8];
+      for (int q = 0; q < MR; q++)
+        r[q] = _mm256_loadu_ps(
+            (const float *)(const void *)(a + (size_t)(i0 + q) * lda + (size_t)(2 * p2)));
+      r[6] = r[7] = _mm256_setzero_ps();
+      transpose8(r);
+      for (int q = 0; q < 8; q++) store6(dstf + (p2 + q) * MR, r[q]);
+    }
+  } else if (g->ta && mr == MR && i0 + 8 <= g->m) { /* interleave rows 2·p2 and 2·p2 + 1 */
+    for (; 2 * p2 + 2 <= K; p2++) {
+      __m128i x = _mm_loadu_si128((const __m128i *)(a + (size_t)(2 * p2) * lda + (size_t)i0));
+      __m128i y = _mm_loadu_si128((const __m128i *)(a + (size_t)(2 * p2 + 1) * lda + (size_t)i0));
+      __m256 w =
+          _mm256_castsi256_ps(_mm256_set_m128i(_mm_unpackhi_epi16(x, y), _mm_unpacklo_epi16(x, y)));
+      store6(dstf + p2 * MR, w);
+    }
+  }
+  for (; p2 < kp; p2++)
+    for (int64_t q = 0; q < MR; q++) {
+      const int64_t i = i0 + q, p = 2 * p2;
+      uint32_t lo, hi;
+      if (g->ta) {
+        lo = q < mr ? bf16_at(g, a, p, i, g->lda, K, g->m) : 0;
+        hi = q < mr ? bf16_at(g, a, p + 1, i, g->lda, K, g->m) : 0;
+      } else {
+        lo = q < mr ? bf16_at(g, a, i, p, g->lda, g->m, K) : 0;
+        hi = q < mr ? bf16_at(g, a, i, p + 1, g->lda, g->m, K) : 0;
+      }
+      dst[p2 * MR + q] = lo | hi << 16;
+    }
+}
+
+/* Sliver t of op(B) as ceil(K/2) rows of NR words, word j of row p2 holding
+ * op(B)(2·p2, j0 + j) low and op(B)(2·p2 + 1, j0 + j) high; zero past n and
+ * past K. */
+static void pack_b_pairs(const amp__gemm_args *g, int64_t t, void *dstv) {
+  const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, K = g->k, kp = (K + 1) / 2;
+  uint32_t *dst = dstv;
+  const uint16_t *b = g->b;
+  const size_t ldb = (size_t)g->ldb;
+  int64_t p2 = 0;
+  if (!g->tb && nr == NR) { /* interleave rows 2·p2 and 2·p2 + 1 of B */
+    for (; 2 * p2 + 2 <= K; p2++) {
+      __m256i x = _mm256_loadu_si256((const __m256i *)(b + (size_t)(2 * p2) * ldb + (size_t)j0));
+      __m256i y =
+          _mm256_loadu_si256((const __m256i *)(b + (size_t)(2 * p2 + 1) * ldb + (size_t)j0));
+      __m256i lo = _mm256_unpacklo_epi16(x, y), hi = _mm256_unpackhi_epi16(x, y);
+      _mm256_store_si256((__m256i *)(dst + p2 * NR), _mm256_permute2x128_si256(lo, hi, 0x20));
+      _mm256_store_si256((__m256i *)(dst + p2 * NR + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+  } else if (g->tb && nr == NR) { /* pairs are adjacent in B's rows: transpose words */
+    for (; 2 * (p2 + 8) <= K; p2 += 8)
+      for (int h = 0; h < NR; h += 8) {
+        __m256 r[8];
+        for (int q = 0; q < 8; q++)
+          r[q] = _mm256_loadu_ps(
+              (const float *)(const void *)(b + (size_t)(j0 + h + q) * ldb + (size_t)(2 * p2)));
+        transpose8(r);
+        for (int q = 0; q < 8; q++)
+          _mm256_store_ps((float *)(void *)(dst + (p2 + q) * NR + h), r[q]);
+      }
+  }
+  for (; p2 < kp; p2++)
+    for (int64_t q = 0; q < NR; q++) {
+      const int64_t j = j0 + q, p = 2 * p2;
+      uint32_t lo, hi;
+      if (g->tb) {
+        lo = q < nr ? bf16_at(g, b, j, p, g->ldb, g->n, K) : 0;
+        hi = q < nr ? bf16_at(g, b, j, p + 1, g->ldb, g->n, K) : 0;
+      } else {
+        lo = q < nr ? bf16_at(g, b, p, j, g->ldb, K, g->n) : 0;
+        hi = q < nr ? bf16_at(g, b, p + 1, j, g->ldb, K, g->n) : 0;
+      }
+      dst[p2 * NR + q] = lo | hi << 16;
+    }
+}
 
 /* Writes the finished tile to C at (i0, j0): the operations of
  * amp__gemm_finish, eight columns at a time where the tile is whole. */
@@ -313,85 +412,114 @@ static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, 
   }
 }
 
-/* Asks for the C tile at (i0, j0) while the micro-kernel runs, when the
- * epilogue will read it (beta != 0: weight gradients accumulating into F32).
- * Rows of C are far apart, so the hardware does not fetch them ahead, and
- * the epilogue otherwise stalls on every row. */
-static void prefetch_c(const amp__gemm_args *g, int64_t i0, int64_t rows, int64_t j0) {
+/* Asks for the C tile at (i0, j0) while the micro-kernel runs. Rows of C
+ * are far apart, so the hardware does not fetch them ahead, and the
+ * epilogue otherwise stalls on every row: when it reads C (beta != 0,
+ * weight gradients accumulating into F32) and also when it only writes it
+ * (the stores' line fills; on Zen 4 the weight gradient's 1024 × 784 × 128,
+ * beta = 0, ran 7-15% faster with it). */
+static void prefetch_c(const amp__gemm_args *g, int64_t i0, int64_t rows, int64_t j0,
+                       int64_t cols) {
   const size_t es = amp_dtype_size(g->c_type);
-  const int64_t nr = g->n - j0 < NR ? g->n - j0 : NR;
+  const int64_t nr = g->n - j0 < cols ? g->n - j0 : cols;
   for (int64_t r = 0; r < rows; r++) {
     const char *row = (const char *)g->c + ((size_t)(i0 + r) * (size_t)g->ldc + (size_t)j0) * es;
-    _mm_prefetch(row, _MM_HINT_T0);
+    for (int64_t off = 0; off < nr * (int64_t)es; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
     _mm_prefetch(row + (size_t)nr * es - 1, _MM_HINT_T0);
   }
 }
 
-/* Per-thread state of a GEMM call: the partial tiles of one B sliver between
- * K blocks, the thread's packed copy of one block of A slivers (and which
- * block it holds), and a buffer for a B sliver packed by its only user. */
+/* Per-thread state of a GEMM call: the partial tiles between K blocks, the
+ * thread's packed copy of one block of A slivers (and which block it
+ * holds), and buffers for B slivers packed by their only user. */
 typedef struct gemm_thread {
-  float *acc, *pa, *bbuf;
+  float *acc, *pa, *bbuf[2];
   int64_t a_block;
 } gemm_thread;
 
-/* Shared packed B: each sliver is packed once, by the first task to need
- * it, while other tasks that need it wait (state 0 free, 1 packing, 2 done).
- * With one block of rows a sliver has one user, which packs it into its own
- * buffer (pb is NULL). */
-typedef struct gemm_shared {
+/* One call's constants: the kernels, the packing, the shared packed B (each
+ * sliver packed once, by the first task to need it, while other tasks that
+ * need it wait: state 0 free, 1 packing, 2 done; with one block of rows a
+ * sliver has one user, which packs it into its own buffer, and pb is
+ * NULL), and the K blocking. */
+typedef struct gemm_plan {
+  const amp__gemm_ukernels *uk;
   float *pb;
   atomic_int *state;
-} gemm_shared;
+  size_t b_sliver_bytes; /* one packed B sliver (all of K) */
+  int64_t kb, kcl;       /* K blocks of kcl (even in pairs mode) */
+} gemm_plan;
 
-/* Bytes of one packed B value: F16 stays 16-bit, the rest is F32. */
-static size_t b_packed_size(const amp__gemm_args *g) { return g->b_type == AMP_F16 ? 2 : 4; }
+/* Bytes of one packed B value: F16 stays 16-bit, the rest is F32 (BF16
+ * pairs: one 32-bit word per two values, at most as much). */
+static size_t b_packed_size(const amp__gemm_args *g, const amp__gemm_ukernels *uk) {
+  return g->b_type == AMP_F16 && !uk->widen_b ? 2 : 4;
+}
 
-static const void *b_sliver(const amp__gemm_args *g, const gemm_shared *sh, gemm_thread *th,
-                            int64_t t) {
-  if (!sh->pb) {
-    pack_b(g, t, th->bbuf);
-    return th->bbuf;
+static void pack_b_any(const amp__gemm_args *g, const gemm_plan *pl, int64_t t, void *dst) {
+  if (pl->uk->pairs)
+    pack_b_pairs(g, t, dst);
+  else
+    pack_b(g, t, dst, pl->uk->widen_b);
+}
+
+static const char *b_sliver(const amp__gemm_args *g, const gemm_plan *pl, gemm_thread *th,
+                            int64_t t, int which) {
+  if (!pl->pb) {
+    pack_b_any(g, pl, t, th->bbuf[which]);
+    return (const char *)th->bbuf[which];
   }
-  char *dst = (char *)sh->pb + (size_t)(t * g->k) * NR * b_packed_size(g);
+  char *dst = (char *)pl->pb + (size_t)t * pl->b_sliver_bytes;
   int expect = 0;
-  if (atomic_compare_exchange_strong(&sh->state[t], &expect, 1)) {
-    pack_b(g, t, dst);
-    atomic_store_explicit(&sh->state[t], 2, memory_order_release);
+  if (atomic_compare_exchange_strong(&pl->state[t], &expect, 1)) {
+    pack_b_any(g, pl, t, dst);
+    atomic_store_explicit(&pl->state[t], 2, memory_order_release);
   } else {
-    amp__wait_at_least(&sh->state[t], 2);
+    amp__wait_at_least(&pl->state[t], 2);
   }
   return dst;
 }
 
 /* One task: C rows of A slivers [s0, s1) of block bi × columns of B slivers
- * [t0, t1), each B sliver over all of K in kb blocks of kcl (the thread's
- * packed A block stays in its L2, a block of the B sliver in L1). A slivers
- * are packed by the thread that uses them, during its first pass over them,
- * so they never travel between cores. */
-static void run_task(const amp__gemm_args *g, const gemm_shared *sh, gemm_thread *th, int64_t bi,
-                     int64_t s0, int64_t s1, int64_t t0, int64_t t1, int64_t kb, int64_t kcl) {
-  const int64_t K = g->k;
-  const int pack = th->a_block != bi, half = g->b_type == AMP_F16;
-  const size_t bsz = b_packed_size(g);
-  const kernel_fn k6 = half ? kernel_6x16h : kernel_6x16, k4 = half ? kernel_4x16h : kernel_4x16,
-                  k2 = half ? kernel_2x16h : kernel_2x16;
+ * [t0, t1) (in pairs with wide kernels), each over all of K in kb blocks of
+ * kcl (the thread's packed A block stays in its L2, a block of the B sliver
+ * in L1). A slivers are packed by the thread that uses them, during its
+ * first pass over them, so they never travel between cores. */
+static void run_task(const amp__gemm_args *g, const gemm_plan *pl, gemm_thread *th, int64_t bi,
+                     int64_t s0, int64_t s1, int64_t t0, int64_t t1) {
+  const int64_t K = g->k, kb = pl->kb, kcl = pl->kcl;
+  const int pack = th->a_block != bi, pairs = pl->uk->pairs, step = pl->uk->wide ? 2 : 1;
+  /* Offsets of K position p0 in a packed A sliver (floats) and B (bytes). */
+  const size_t a_per_k = pairs ? MR / 2 : MR,
+               b_per_k = pairs ? NR * 2 : NR * b_packed_size(g, pl->uk);
   th->a_block = bi;
-  for (int64_t t = t0; t < t1; t++) {
-    const char *pbt = b_sliver(g, sh, th, t);
+  for (int64_t t = t0; t < t1; t += step) {
+    const int two = step == 2 && t + 1 < t1;
+    const char *pb0 = b_sliver(g, pl, th, t, 0), *pb1 = two ? b_sliver(g, pl, th, t + 1, 1) : NULL;
+    const amp__gemm_ukernel *kr = pl->uk->k[two];
     for (int64_t q = 0; q < kb; q++) {
       const int64_t p0 = q * kcl, kc = (p0 + kcl < K ? p0 + kcl : K) - p0;
       for (int64_t s = s0; s < s1; s++) {
-        float *tile = th->acc + (size_t)(s - s0) * MR * NR;
+        float *tile = th->acc + (size_t)(s - s0) * 2 * MR * NR;
         float *pas = th->pa + (size_t)((s - s0) * K) * MR;
-        if (pack && t == t0 && q == 0) pack_a(g, s, pas);
-        const char *pbs = pbt + (size_t)p0 * NR * bsz;
+        if (pack && t == t0 && q == 0) {
+          if (pairs)
+            pack_a_pairs(g, s, pas);
+          else
+            pack_a(g, s, pas);
+        }
         int64_t i0, rows;
         sliver_rows(g->m, s, &i0, &rows);
-        pas += (size_t)p0 * MR;
-        if (q == kb - 1 && g->beta != 0.0f) prefetch_c(g, i0, rows, t * NR);
-        (rows > 4 ? k6 : rows > 2 ? k4 : k2)(kc, pas, pbs, tile, q > 0);
-        if (q == kb - 1) finish_tile(g, tile, i0, rows, t * NR);
+        if (q == kb - 1) prefetch_c(g, i0, rows, t * NR, (two + 1) * NR);
+        kr[rows > 4   ? 0
+           : rows > 2 ? 1
+                      : 2](pairs ? (kc + 1) / 2 : kc, pas + (size_t)p0 * a_per_k,
+                           pb0 + (size_t)p0 * b_per_k, two ? pb1 + (size_t)p0 * b_per_k : NULL,
+                           tile, q > 0);
+        if (q == kb - 1) {
+          finish_tile(g, tile, i0, rows, t * NR);
+          if (two) finish_tile(g, tile + MR * NR, i0, rows, (t + 1) * NR);
+        }
       }
     }
   }
@@ -399,31 +527,54 @@ static void run_task(const amp__gemm_args *g, const gemm_shared *sh, gemm_thread
 
 static size_t round16(size_t floats) { return (floats + 15) / 16 * 16; }
 
-amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
+/* The task grid: mb blocks of rows × nb blocks of columns. Blocks of rows
+ * hold at most blk.mc rows and a packed A (all of K) of at most blk.a_l2
+ * bytes; columns are split in about blk.nc, then further until there are
+ * four tasks per thread (tasks are handed out dynamically, so threads
+ * balance the load); a product too narrow for that (few B slivers: the
+ * MLP's 128 × 10 × 1024, attention's per-head products) is split over its
+ * rows as well. `unit` is the B slivers a kernel call covers (1 or 2). */
+static void task_grid(const amp__gemm_args *g, int threads, int64_t unit, int64_t *mb,
+                      int64_t *nb) {
+  const int64_t K = g->k, ms = ceil_div(g->m, MR), nu = ceil_div(ceil_div(g->n, NR), unit);
+  int64_t mcs = (int64_t)(g->blk.a_l2 / ((size_t)K * MR * sizeof(float)));
+  const int64_t mc_cap = g->blk.mc / MR > 0 ? g->blk.mc / MR : 1;
+  mcs = mcs < 1 ? 1 : mcs > mc_cap ? mc_cap : mcs;
+  *mb = ceil_div(ms, mcs);
+  *nb = ceil_div(nu, ceil_div(g->blk.nc, NR * unit));
+  if (*mb * *nb < 4 * threads) *nb = ceil_div(4 * threads, *mb);
+  if (*nb > nu) *nb = nu;
+  if (threads > 1 && *mb * *nb < 2 * threads) {
+    int64_t want = ceil_div(4 * threads, *nb);
+    *mb = want > ms ? ms : want > *mb ? want : *mb;
+  }
+}
+
+amp_status amp__gemm_avx_driver(amp_ctx *ctx, const amp__gemm_args *g,
+                                const amp__gemm_ukernels *uk) {
   const int64_t K = g->k, ms = ceil_div(g->m, MR), ns = ceil_div(g->n, NR);
-  /* Below a few MFLOP, waking other threads costs more than it saves. */
+  const int64_t unit = uk->wide ? 2 : 1, nu = ceil_div(ns, unit);
   const int threads = (double)g->m * (double)g->n * (double)K < SERIAL_FMAS ? 1 : g->threads;
-  /* Task grid: up to MC rows, fewer when K is long so that the task's packed
-   * A stays in L2, × about NC columns; split N further when there are
-   * fewer than four tasks per thread, so that threads can balance the load
-   * (tasks are handed out dynamically). */
-  int64_t mcs = A_L2_BYTES / (K * MR * (int64_t)sizeof(float));
-  mcs = mcs < 1 ? 1 : mcs > MC / MR ? MC / MR : mcs;
-  int64_t mb = ceil_div(ms, mcs), nb = ceil_div(ns, NC / NR);
-  if (mb * nb < 4 * threads) nb = ceil_div(4 * threads, mb);
-  if (nb > ns) nb = ns;
-  const int64_t kb = ceil_div(K, KC), kcl = ceil_div(K, kb), block = ceil_div(ms, mb);
+  int64_t mb, nb;
+  task_grid(g, threads, unit, &mb, &nb);
+  gemm_plan pl = {uk, NULL, NULL, (size_t)K * NR * b_packed_size(g, uk), 1, K};
+  int64_t kc = g->blk.kc > 0 ? g->blk.kc : K;
+  if (uk->pairs) kc += kc & 1;
+  pl.kb = ceil_div(K, kc), pl.kcl = ceil_div(K, pl.kb);
+  if (uk->pairs) pl.kcl += pl.kcl & 1;
+  const int64_t block = ceil_div(ms, mb);
   /* With one block of rows every B sliver serves one task, which packs it
    * into its own buffer; otherwise B is packed once into a shared panel. */
   const int shared_b = mb > 1;
 
   /* One scratch block: [shared packed B, its states], then per thread the
-   * tiles, the packed A block and [the B sliver buffer]; each part a
+   * tiles, the packed A block and [two B sliver buffers]; each part a
    * multiple of 16 floats, so 64-byte aligned. */
-  const size_t pb_len = shared_b ? round16((size_t)(ns * K) * NR) : 0;
+  const size_t sliver_len = round16(pl.b_sliver_bytes / sizeof(float));
+  const size_t pb_len = shared_b ? (size_t)ns * sliver_len : 0;
   const size_t st_len = shared_b ? round16((size_t)ns * sizeof(atomic_int) / sizeof(float) + 1) : 0;
-  const size_t acc_len = (size_t)block * MR * NR, pa_len = round16((size_t)(block * K) * MR);
-  const size_t bb_len = shared_b ? 0 : (size_t)K * NR;
+  const size_t acc_len = (size_t)block * 2 * MR * NR, pa_len = round16((size_t)(block * K) * MR);
+  const size_t bb_len = shared_b ? 0 : 2 * sliver_len;
   const size_t thread_len = acc_len + pa_len + bb_len;
   int shared_scratch;
   float *scratch = amp__scratch_get(
@@ -433,11 +584,10 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
                       "amp_gemm: out of memory for packed panels (m=%lld n=%lld k=%lld)",
                       (long long)g->m, (long long)g->n, (long long)K);
   }
-  gemm_shared sh = {NULL, NULL};
   if (shared_b) {
-    sh.pb = scratch;
-    sh.state = (atomic_int *)(void *)(scratch + pb_len);
-    for (int64_t t = 0; t < ns; t++) atomic_init(&sh.state[t], 0);
+    pl.pb = scratch;
+    pl.state = (atomic_int *)(void *)(scratch + pb_len);
+    for (int64_t t = 0; t < ns; t++) atomic_init(&pl.state[t], 0);
   }
   float *work = scratch + pb_len + st_len;
 #pragma omp parallel num_threads(threads)
@@ -447,14 +597,21 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
 #else
     float *mine = work;
 #endif
-    gemm_thread th = {mine, mine + acc_len, shared_b ? NULL : mine + acc_len + pa_len, -1};
+    float *bb = mine + acc_len + pa_len;
+    gemm_thread th = {
+        mine, mine + acc_len, {shared_b ? NULL : bb, shared_b ? NULL : bb + sliver_len}, -1};
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < mb * nb; task++) {
       const int64_t bi = task / nb, bj = task % nb;
-      run_task(g, &sh, &th, bi, bi * ms / mb, (bi + 1) * ms / mb, bj * ns / nb, (bj + 1) * ns / nb,
-               kb, kcl);
+      const int64_t u0 = bj * nu / nb, u1 = (bj + 1) * nu / nb;
+      run_task(g, &pl, &th, bi, bi * ms / mb, (bi + 1) * ms / mb, u0 * unit,
+               u1 * unit < ns ? u1 * unit : ns);
     }
   }
   amp__scratch_put(ctx, scratch, shared_scratch);
   return AMP_OK;
+}
+
+amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g) {
+  return amp__gemm_avx_driver(ctx, g, g->b_type == AMP_F16 ? &avx2_f16 : &avx2_f32);
 }

@@ -23,6 +23,8 @@ typedef struct amp__gemm_args {
   int bias_type;
   int relu;
   int threads;
+  amp__gemm_blocking blk; /* the context's cache blocking */
+  int bf16_dot;           /* 1: BF16 × BF16 may use vdpbf16ps (see amp_gemm) */
 } amp__gemm_args;
 
 /* Writes C(i, j) from acc, the F32 sum of products for that element. Both
@@ -46,6 +48,32 @@ amp_status amp__gemm_scalar(amp_ctx *ctx, const amp__gemm_args *g);
  * AMP_ERR_NOMEM (and records it) when the packing buffers cannot be
  * allocated. */
 amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g);
+
+/* The packed GEMM driver of gemm_avx2.c with a set of micro-kernels, so that
+ * wider ISAs (gemm_avx512.c) reuse its packing, task grid and epilogue.
+ * Packed A: slivers of AMP__GEMM_MR rows; packed B: slivers of AMP__GEMM_NR
+ * columns (F32, or F16 as stored when B is F16). In `pairs` mode both hold
+ * BF16 pairs (k, k+1) in 32-bit words, for vdpbf16ps: A as K/2 groups of MR
+ * words, B as K/2 rows of NR words. A kernel computes
+ *   tile = [tile if load, else 0] + pa·pb
+ * over kc steps (kc pairs in pairs mode) for `rows` (6, 4, 2) rows of one
+ * sliver of A and one B sliver (tile MR × NR) or, the wide kernels, two
+ * adjacent B slivers pb0, pb1 (tile: the two MR × NR tiles one after the
+ * other). */
+enum { AMP__GEMM_MR = 6, AMP__GEMM_NR = 16 };
+typedef void (*amp__gemm_ukernel)(int64_t kc, const float *pa, const void *pb0, const void *pb1,
+                                  float *tile, int load);
+typedef struct amp__gemm_ukernels {
+  int wide;                  /* 1: k[1] takes two B slivers */
+  int pairs;                 /* 1: BF16 pair packing (vdpbf16ps kernels) */
+  int widen_b;               /* 1: F16 B is widened to F32 as it is packed */
+  amp__gemm_ukernel k[2][3]; /* [one or two B slivers][rows 6, 4, 2] */
+} amp__gemm_ukernels;
+amp_status amp__gemm_avx_driver(amp_ctx *ctx, const amp__gemm_args *g,
+                                const amp__gemm_ukernels *uk);
+
+/* AVX-512F (and AVX512-BF16 where g->bf16_dot) GEMM (gemm_avx512.c). */
+amp_status amp__gemm_avx512(amp_ctx *ctx, const amp__gemm_args *g);
 #endif
 
 #endif
