@@ -262,7 +262,7 @@ static void test_pairs(void) {
           amp_convert_opts o = {AMP_ROUND_NEAREST_EVEN, sat, 0, 0};
           CHECK(amp_convert(src, ts[a], f, AMP_F32, m) == AMP_OK, "make src");
           CHECK(amp_convert_ex(d1, ts[b], src, ts[a], m, &o) == AMP_OK, "convert");
-          CHECK(amp__convert_impl(d2, ts[b], src, ts[a], m, &o, &amp__kernels_scalar) == AMP_OK,
+          CHECK(amp__convert_impl(d2, ts[b], src, ts[a], m, &o, &amp__kernels_scalar, 0) == AMP_OK,
                 "scalar");
           size_t bs = amp_dtype_size(ts[b]);
           CHECK(memcmp(d1, d2, m * bs) == 0, "simd != scalar %d->%d n=%zu", a, b, m);
@@ -349,7 +349,7 @@ static void test_stochastic(void) {
         amp_convert_ex(b + cuts[c], dt, x + cuts[c], AMP_F32, cuts[c + 1] - cuts[c], &oc);
       }
       CHECK(memcmp(a, b, n * 2) == 0, "SR chunking %s", amp_dtype_name(dt));
-      CHECK(amp__convert_impl(b, dt, x, AMP_F32, n, &o, &amp__kernels_scalar) == AMP_OK &&
+      CHECK(amp__convert_impl(b, dt, x, AMP_F32, n, &o, &amp__kernels_scalar, 0) == AMP_OK &&
                 memcmp(a, b, n * 2) == 0,
             "SR scalar dispatch");
       o.seed++;

@@ -120,7 +120,7 @@ amp_status amp__grad_add(amp_ctx *ctx, amp_tensor *t, const void *g, amp_dtype g
   amp_tensor *dst = amp__grad_of(ctx, t, &acc);
   if (!dst) return t && t->requires_grad ? amp_ctx_status(ctx) : AMP_OK;
   size_t n = (size_t)dst->numel;
-  if (!acc) return amp_convert(dst->data, dst->dtype, g, gdt, n);
+  if (!acc) return amp__convert(ctx, dst->data, dst->dtype, g, gdt, n, NULL);
   if (dst->dtype == gdt) return amp_vec_add(ctx, gdt, n, dst->data, g, dst->data);
   for (size_t i = 0; i < n; i++)
     amp__store_f32(dst->data, dst->dtype, i,

@@ -111,6 +111,12 @@ amp_tensor *amp__tensor_header(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dty
 /* Frees the parameter store's slabs (amp_ctx_free). */
 void amp__params_free(amp_ctx *ctx);
 
+/* amp_convert_ex() with ctx's kernel table and thread count: what the library
+ * itself calls, so that no_simd, a swapped table and the context's threads
+ * apply to conversions too (dtype/convert.c). */
+amp_status amp__convert(amp_ctx *ctx, void *dst, amp_dtype dst_type, const void *src,
+                        amp_dtype src_type, size_t n, const amp_convert_opts *opts);
+
 /* Thread count to use for a kernel call (>= 1). */
 int amp__threads(const amp_ctx *ctx);
 

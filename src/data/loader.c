@@ -83,7 +83,7 @@ amp_loader *amp_loader_create(amp_ctx *ctx, const amp_dataset *ds, const amp_loa
     float f = (float)v / 255.0f;
     l->lut[v] = p->normalize ? (f - mean) / std : f;
   }
-  if (p->dtype != AMP_F32) amp_convert(l->lut16, p->dtype, l->lut, AMP_F32, 256);
+  if (p->dtype != AMP_F32) amp__convert(ctx, l->lut16, p->dtype, l->lut, AMP_F32, 256, NULL);
   make_perm(l);
   return l;
 }
@@ -147,7 +147,8 @@ int amp_loader_next(amp_loader *l, amp_tensor **x, amp_tensor **y) {
     for (int64_t i = 0; i < b; i++)
       memcpy(dst + i * f, (const float *)ds->x + idx[i] * f, (size_t)f * sizeof(float));
     if (l->p.dtype != AMP_F32) {
-      amp_status st = amp_convert(tx->data, l->p.dtype, l->stage, AMP_F32, (size_t)(b * f));
+      amp_status st =
+          amp__convert(l->ctx, tx->data, l->p.dtype, l->stage, AMP_F32, (size_t)(b * f), NULL);
       if (st != AMP_OK) {
         amp__error(l->ctx, st, "amp_loader_next: cannot convert the batch to %s",
                    amp_dtype_name(l->p.dtype));

@@ -7,6 +7,9 @@
 #include "dtype_inline.h"
 
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* ---- FP8 elements ------------------------------------------------------ */
 
@@ -200,7 +203,8 @@ static void cvt_block(void *dst, const void *src, const cvt_plan *p, size_t star
 }
 
 amp_status amp__convert_impl(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
-                             size_t n, const amp_convert_opts *opts, const amp__kernels *k) {
+                             size_t n, const amp_convert_opts *opts, const amp__kernels *k,
+                             int threads) {
   static const amp_convert_opts defaults;
   if (!opts) opts = &defaults;
   if (n == 0) return AMP_OK;
@@ -222,7 +226,10 @@ amp_status amp__convert_impl(void *dst, amp_dtype dst_type, const void *src, amp
     return AMP_OK;
   }
   const size_t chunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static)
+#ifdef _OPENMP
+  if (threads <= 0) threads = omp_get_max_threads();
+#endif
+#pragma omp parallel for schedule(static) num_threads(threads > 0 ? threads : 1)
   for (size_t c = 0; c < chunks; c++) {
     size_t start = c * CHUNK;
     cvt_block(dst, src, &p, start, n - start < CHUNK ? n - start : CHUNK);
@@ -232,7 +239,13 @@ amp_status amp__convert_impl(void *dst, amp_dtype dst_type, const void *src, amp
 
 amp_status amp_convert_ex(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
                           size_t n, const amp_convert_opts *opts) {
-  return amp__convert_impl(dst, dst_type, src, src_type, n, opts, amp__kernels_native());
+  return amp__convert_impl(dst, dst_type, src, src_type, n, opts, amp__kernels_native(), 0);
+}
+
+amp_status amp__convert(amp_ctx *ctx, void *dst, amp_dtype dst_type, const void *src,
+                        amp_dtype src_type, size_t n, const amp_convert_opts *opts) {
+  return amp__convert_impl(dst, dst_type, src, src_type, n, opts, amp__kernels_of(ctx),
+                           ctx ? amp__threads(ctx) : 0);
 }
 
 amp_status amp_convert(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,

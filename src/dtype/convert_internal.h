@@ -59,8 +59,10 @@ void amp__cvt_bf16_to_f32_avx2(float *dst, const void *src, size_t n);
 #endif
 
 /* amp_convert_ex() with the kernel table chosen by the caller (tests pass
- * &amp__kernels_scalar to run the references). */
+ * &amp__kernels_scalar to run the references) and a thread count (0: the
+ * OpenMP default). */
 amp_status amp__convert_impl(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
-                             size_t n, const amp_convert_opts *opts, const amp__kernels *k);
+                             size_t n, const amp_convert_opts *opts, const amp__kernels *k,
+                             int threads);
 
 #endif

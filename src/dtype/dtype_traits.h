@@ -6,8 +6,8 @@
  * Adding a dtype (say a new FP8 variant) means: its enum value in ampc.h, a
  * row below, its scalar conversions (dtype_inline.h for one element,
  * convert.c for the bulk kernels, entered in the scalar kernel table in
- * core/kernels.c) and, where it has a fast path, its SIMD conversions and
- * load/store (convert_avx2.c, simd_avx2.h, entered in core/kernels_avx2.c).
+ * backend/kernels.c) and, where it has a fast path, its SIMD conversions and
+ * load/store (convert_avx2.c, simd_avx2.h, entered in backend/kernels_avx2.c).
  * tests/test_dtype.c checks every row against the conversions. */
 #ifndef AMPC_DTYPE_TRAITS_H
 #define AMPC_DTYPE_TRAITS_H

@@ -672,7 +672,7 @@ amp_status amp_checkpoint_export(amp_ctx *ctx, const char *path, amp_module *mod
       st = amp__error(ctx, AMP_ERR_NOMEM, "export: %s: out of memory", path);
       goto done;
     }
-    if ((st = amp_convert(bufs[i], dt, p->data, AMP_F32, (size_t)p->numel)) != AMP_OK) {
+    if ((st = amp__convert(ctx, bufs[i], dt, p->data, AMP_F32, (size_t)p->numel, NULL)) != AMP_OK) {
       st = amp__error(ctx, st, "export: %s: cannot convert '%s'", path, name);
       goto done;
     }

@@ -62,8 +62,8 @@ amp_status amp__gelu_backward(amp_ctx *ctx, amp__node *n, const amp_tensor *g) {
     float *xf = amp_arena_alloc(ctx, AMP_ARENA_STEP, cnt * sizeof(float));
     float *gf = amp_arena_alloc(ctx, AMP_ARENA_STEP, cnt * sizeof(float));
     if (!xf || !gf) return amp_ctx_status(ctx);
-    if (amp_convert(xf, AMP_F32, xd, x->dtype, cnt) != AMP_OK ||
-        amp_convert(gf, AMP_F32, gd, g->dtype, cnt) != AMP_OK)
+    if (amp__convert(ctx, xf, AMP_F32, xd, x->dtype, cnt, NULL) != AMP_OK ||
+        amp__convert(ctx, gf, AMP_F32, gd, g->dtype, cnt, NULL) != AMP_OK)
       return amp__error(ctx, AMP_ERR_UNSUPPORTED, "gelu: backward conversion failed");
     xd = xf;
     gd = gf;

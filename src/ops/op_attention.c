@@ -40,9 +40,9 @@ static void masked_softmax(amp_ctx *ctx, float *s, int64_t rows, int64_t t, int 
 
 /* P (F32) as the GEMM operand in dt: P itself for F32, else rounded into
  * `tmp`. */
-static const void *p_in(const float *p, amp_dtype dt, void *tmp, size_t n) {
+static const void *p_in(amp_ctx *ctx, const float *p, amp_dtype dt, void *tmp, size_t n) {
   if (dt == AMP_F32) return p;
-  amp_convert(tmp, dt, p, AMP_F32, n);
+  amp__convert(ctx, tmp, dt, p, AMP_F32, n, NULL);
   return tmp;
 }
 
@@ -76,9 +76,9 @@ amp_tensor *amp_attention(amp_ctx *ctx, amp_tensor *q, amp_tensor *k, amp_tensor
       return NULL;
   masked_softmax(ctx, pd, bh * t, t, causal);
   for (int64_t i = 0; i < bh; i++) /* O = P·V in the compute dtype */
-    if (amp_gemm(ctx, AMP_NO_TRANS, AMP_NO_TRANS, t, d, t, 1.0f, p_in(pd + i * mt, dt, tmp, mt), dt,
-                 t, (char *)c[2]->data + i * md, dt, d, 0.0f, (char *)y->data + i * md, dt, d,
-                 NULL) != AMP_OK)
+    if (amp_gemm(ctx, AMP_NO_TRANS, AMP_NO_TRANS, t, d, t, 1.0f,
+                 p_in(ctx, pd + i * mt, dt, tmp, mt), dt, t, (char *)c[2]->data + i * md, dt, d,
+                 0.0f, (char *)y->data + i * md, dt, d, NULL) != AMP_OK)
       return NULL;
   amp__node *n = amp__record(ctx, AMP__OP_ATTENTION, y, 3, c);
   if (n) {
@@ -90,14 +90,14 @@ amp_tensor *amp_attention(amp_ctx *ctx, amp_tensor *q, amp_tensor *k, amp_tensor
 
 /* dS = P ⊙ (dP − Σ_row dP ⊙ P) · scale, in place in dp (F32, T×T), then
  * rounded to dt into `out` (or left in dp for F32). */
-static const void *score_grad(float *dp, const float *p, int64_t t, float scale, amp_dtype dt,
-                              void *out) {
+static const void *score_grad(amp_ctx *ctx, float *dp, const float *p, int64_t t, float scale,
+                              amp_dtype dt, void *out) {
   for (int64_t r = 0; r < t; r++) {
     float dot = 0.0f;
     for (int64_t j = 0; j < t; j++) dot += dp[r * t + j] * p[r * t + j];
     for (int64_t j = 0; j < t; j++) dp[r * t + j] = p[r * t + j] * (dp[r * t + j] - dot) * scale;
   }
-  return p_in(dp, dt, out, (size_t)(t * t));
+  return p_in(ctx, dp, dt, out, (size_t)(t * t));
 }
 
 amp_status amp__attention_backward(amp_ctx *ctx, amp__node *n, const amp_tensor *g) {
@@ -117,14 +117,14 @@ amp_status amp__attention_backward(amp_ctx *ctx, amp__node *n, const amp_tensor 
   for (int64_t i = 0; i < bh && s == AMP_OK; i++) {
     const float *pi = p + i * mt;
     /* dV = Pᵀ·dO, with P rounded to dt as in the forward */
-    s = amp_gemm(ctx, AMP_TRANS, AMP_NO_TRANS, t, d, t, 1.0f, p_in(pi, dt, tmp, mt), dt, t,
+    s = amp_gemm(ctx, AMP_TRANS, AMP_NO_TRANS, t, d, t, 1.0f, p_in(ctx, pi, dt, tmp, mt), dt, t,
                  gd + i * md * es, dt, d, 0.0f, dv + i * md, AMP_F32, d, NULL);
     /* dP = dO·Vᵀ in F32 */
     if (s == AMP_OK)
       s = amp_gemm(ctx, AMP_NO_TRANS, AMP_TRANS, t, t, d, 1.0f, gd + i * md * es, dt, d,
                    vd + i * md * es, dt, d, 0.0f, dp, AMP_F32, t, NULL);
     if (s != AMP_OK) break;
-    const void *ds = score_grad(dp, pi, t, scale, dt, tmp);
+    const void *ds = score_grad(ctx, dp, pi, t, scale, dt, tmp);
     /* dQ = dS·K, dK = dSᵀ·Q */
     s = amp_gemm(ctx, AMP_NO_TRANS, AMP_NO_TRANS, t, d, t, 1.0f, ds, dt, t, kd + i * md * es, dt, d,
                  0.0f, dq + i * md, AMP_F32, d, NULL);

@@ -87,7 +87,8 @@ amp_tensor *amp_conv2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b
         for (int64_t q = 0; q < p; q++) dst[r * p + q] += bias;
       }
     }
-    if (acc && amp_convert(yn, dt, acc, AMP_F32, (size_t)(o * p)) != AMP_OK) return NULL;
+    if (acc && amp__convert(ctx, yn, dt, acc, AMP_F32, (size_t)(o * p), NULL) != AMP_OK)
+      return NULL;
   }
   amp__node *nd = amp__record(ctx, AMP__OP_CONV2D, y, c[2] ? 3 : 2, c);
   if (nd) {

@@ -32,7 +32,8 @@ amp_tensor *amp_cross_entropy(amp_ctx *ctx, amp_tensor *logits, amp_tensor *labe
   if (!lsm || !y) return NULL;
   const void *x = c[0]->data;
   if (dt != AMP_F32) {
-    if (amp_convert(lsm->data, AMP_F32, x, dt, (size_t)lsm->numel) != AMP_OK) return NULL;
+    if (amp__convert(ctx, lsm->data, AMP_F32, x, dt, (size_t)lsm->numel, NULL) != AMP_OK)
+      return NULL;
     x = lsm->data;
   }
   if (amp_log_softmax_rows(ctx, AMP_F32, rows, cols, x, lsm->data) != AMP_OK) return NULL;

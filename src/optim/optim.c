@@ -105,8 +105,8 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
   if (o->v) memset(o->v, 0, fb);
   if (!p->master_weights && o->work) {
     /* Pure 16-bit weights: the masters start as the 16-bit values. */
-    amp_convert(o->work, p->work_dtype, o->master, AMP_F32, (size_t)n);
-    amp_convert(o->master, AMP_F32, o->work, p->work_dtype, (size_t)n);
+    amp__convert(o->ctx, o->work, p->work_dtype, o->master, AMP_F32, (size_t)n, NULL);
+    amp__convert(o->ctx, o->master, AMP_F32, o->work, p->work_dtype, (size_t)n, NULL);
   }
   if (amp_optim_sync_work(o) != AMP_OK) return NULL;
   return o;
@@ -125,15 +125,16 @@ static void write_work(amp_optim *o, int64_t i0, int64_t len) {
   char *w = (char *)o->work + (size_t)i0 * amp_dtype_size(o->p.work_dtype);
   amp_convert_opts opts = {o->p.rounding, 0, o->p.seed,
                            (uint64_t)o->step * (uint64_t)o->n + (uint64_t)i0};
-  amp_convert_ex(w, o->p.work_dtype, o->master + i0, AMP_F32, (size_t)len, &opts);
-  if (!o->p.master_weights) amp_convert(o->master + i0, AMP_F32, w, o->p.work_dtype, (size_t)len);
+  amp__convert(o->ctx, w, o->p.work_dtype, o->master + i0, AMP_F32, (size_t)len, &opts);
+  if (!o->p.master_weights)
+    amp__convert(o->ctx, o->master + i0, AMP_F32, w, o->p.work_dtype, (size_t)len, NULL);
 }
 
 amp_status amp_optim_sync_work(amp_optim *o) {
   if (!o) return AMP_ERR_INVALID_ARG;
   if (!o->work) return AMP_OK;
   amp_convert_opts opts = {AMP_ROUND_NEAREST_EVEN, 0, 0, 0};
-  return amp_convert_ex(o->work, o->p.work_dtype, o->master, AMP_F32, (size_t)o->n, &opts);
+  return amp__convert(o->ctx, o->work, o->p.work_dtype, o->master, AMP_F32, (size_t)o->n, &opts);
 }
 
 /* The hyper-parameters of the next step. */

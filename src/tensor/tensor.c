@@ -97,7 +97,7 @@ amp_tensor *amp_tensor_cast(amp_ctx *ctx, amp_arena_kind arena, const amp_tensor
   if (!ctx || !src) return NULL;
   amp_tensor *t = amp_tensor_new(ctx, arena, dtype, src->ndim, src->shape);
   if (!t) return NULL;
-  amp_status s = amp_convert(t->data, dtype, src->data, src->dtype, (size_t)src->numel);
+  amp_status s = amp__convert(ctx, t->data, dtype, src->data, src->dtype, (size_t)src->numel, NULL);
   if (s != AMP_OK) {
     amp__error(ctx, s, "amp_tensor_cast: cannot convert %s to %s", amp_dtype_name(src->dtype),
                amp_dtype_name(dtype));

@@ -4,7 +4,7 @@
 #include "../kernels/gemm_internal.h"
 #include "../kernels/kernels_internal.h"
 #include "../optim/optim_internal.h"
-#include "internal.h"
+#include "../core/internal.h"
 
 #include <stdint.h>
 #include <stdio.h>
