@@ -26,7 +26,8 @@ static amp_tensor *tokens(amp_ctx *ctx, int ndim, const int64_t *shape, int v, u
   amp_tensor *t = amp_tensor_new(ctx, AMP_ARENA_PERSISTENT, AMP_I32, ndim, shape);
   amp_rng r;
   amp_rng_seed(&r, seed);
-  for (int64_t i = 0; t && i < t->numel; i++) ((int32_t *)t->data)[i] = (int32_t)(amp_rng_next(&r) % (uint64_t)v);
+  for (int64_t i = 0; t && i < t->numel; i++)
+    ((int32_t *)t->data)[i] = (int32_t)(amp_rng_next(&r) % (uint64_t)v);
   return t;
 }
 
@@ -48,7 +49,8 @@ static double model_loss(amp_ctx *ctx, amp_module *m, amp_tensor *x, amp_tensor 
 }
 
 static void zero_grads(amp_module *m) {
-  for (int i = 0; i < amp_module_param_count(m); i++) amp_tensor_zero_grad(amp_module_param(m, i, NULL));
+  for (int i = 0; i < amp_module_param_count(m); i++)
+    amp_tensor_zero_grad(amp_module_param(m, i, NULL));
 }
 
 /* For every parameter tensor, the element with the largest gradient and two
@@ -90,8 +92,8 @@ static void fd_check(amp_ctx *ctx, const char *what, amp_module *m, amp_tensor *
       double fd = (lp - lm) / (hp + hm), err = fabs(fd - g[pick[k]]);
       double bound = 1e-2 * gmax + 4 * 8 * 0x1p-24 * fabs(l0) / h;
       worst = fmax(worst, err / (gmax + 1e-30));
-      CHECK(err <= bound, "%s: %s[%lld]: backward %.6g, finite differences %.6g (bound %.3g)",
-            what, name, (long long)pick[k], (double)g[pick[k]], fd, bound);
+      CHECK(err <= bound, "%s: %s[%lld]: backward %.6g, finite differences %.6g (bound %.3g)", what,
+            name, (long long)pick[k], (double)g[pick[k]], fd, bound);
     }
     free(g);
   }
@@ -102,14 +104,20 @@ static void test_gpt_names(amp_ctx *ctx) {
   amp_module *m = small_gpt(ctx, 1);
   CHECK(m != NULL, "gpt: %s", amp_ctx_error(ctx));
   if (!m) return;
-  static const char *want[] = {
-      "transformer.wte.weight",          "transformer.wpe.weight",
-      "transformer.h.0.ln_1.weight",     "transformer.h.0.ln_1.bias",
-      "transformer.h.0.attn.c_attn.weight", "transformer.h.0.attn.c_attn.bias",
-      "transformer.h.0.attn.c_proj.weight", "transformer.h.0.attn.c_proj.bias",
-      "transformer.h.0.ln_2.weight",     "transformer.h.0.ln_2.bias",
-      "transformer.h.0.mlp.c_fc.weight", "transformer.h.0.mlp.c_fc.bias",
-      "transformer.h.0.mlp.c_proj.weight", "transformer.h.0.mlp.c_proj.bias"};
+  static const char *want[] = {"transformer.wte.weight",
+                               "transformer.wpe.weight",
+                               "transformer.h.0.ln_1.weight",
+                               "transformer.h.0.ln_1.bias",
+                               "transformer.h.0.attn.c_attn.weight",
+                               "transformer.h.0.attn.c_attn.bias",
+                               "transformer.h.0.attn.c_proj.weight",
+                               "transformer.h.0.attn.c_proj.bias",
+                               "transformer.h.0.ln_2.weight",
+                               "transformer.h.0.ln_2.bias",
+                               "transformer.h.0.mlp.c_fc.weight",
+                               "transformer.h.0.mlp.c_fc.bias",
+                               "transformer.h.0.mlp.c_proj.weight",
+                               "transformer.h.0.mlp.c_proj.bias"};
   CHECK(amp_module_param_count(m) == 2 + 2 * 12 + 2, "%d parameters", amp_module_param_count(m));
   for (int i = 0; i < 14; i++) {
     const char *name = "";
@@ -124,7 +132,8 @@ static void test_gpt_names(amp_ctx *ctx) {
   /* nanoGPT's init: N(0, 0.02) */
   amp_tensor *wte = amp_module_param(m, 0, NULL);
   double s2 = 0;
-  for (int64_t i = 0; i < wte->numel; i++) s2 += (double)((float *)wte->data)[i] * ((float *)wte->data)[i];
+  for (int64_t i = 0; i < wte->numel; i++)
+    s2 += (double)((float *)wte->data)[i] * ((float *)wte->data)[i];
   double sd = sqrt(s2 / (double)wte->numel);
   CHECK(sd > 0.015 && sd < 0.025, "wte std %.4f", sd);
   CHECK(amp_module_buffer_count(m) == 0, "no buffers");
@@ -170,7 +179,8 @@ static void test_gpt_grad(amp_ctx *ctx) {
 }
 
 static amp_cnn_config small_cnn_config(void) {
-  amp_cnn_config c = {.in_channels = 2, .height = 8, .width = 8, .classes = 3, .nstages = 2, .nhidden = 1};
+  amp_cnn_config c = {
+      .in_channels = 2, .height = 8, .width = 8, .classes = 3, .nstages = 2, .nhidden = 1};
   c.stages[0] = (amp_cnn_stage){4, 3, AMP_CNN_POOL_MAX, 2};
   c.stages[1] = (amp_cnn_stage){6, 3, AMP_CNN_POOL_AVG, 2};
   c.hidden[0] = 8;
@@ -184,7 +194,7 @@ static void test_cnn(amp_ctx *ctx) {
   amp_module *m = amp_nn_cnn(ctx, &r, &c);
   CHECK(m != NULL, "cnn: %s", amp_ctx_error(ctx));
   if (!m) return;
-  static const char *want[] = {"0.weight", "1.weight", "1.bias", "4.weight", "5.weight",
+  static const char *want[] = {"0.weight", "1.weight", "1.bias", "4.weight",  "5.weight",
                                "5.bias",   "9.weight", "9.bias", "11.weight", "11.bias"};
   CHECK(amp_module_param_count(m) == 10, "%d parameters", amp_module_param_count(m));
   for (int i = 0; i < 10 && i < amp_module_param_count(m); i++) {
@@ -256,8 +266,8 @@ static void test_errors(amp_ctx *ctx) {
   amp_ctx_clear_error(ctx);
   amp_cnn_config c = small_cnn_config();
   c.stages[1].pool_size = 8;
-  CHECK(amp_nn_cnn(ctx, &r, &c) == NULL && strstr(amp_ctx_error(ctx), "pooling window"),
-        "pool: %s", amp_ctx_error(ctx));
+  CHECK(amp_nn_cnn(ctx, &r, &c) == NULL && strstr(amp_ctx_error(ctx), "pooling window"), "pool: %s",
+        amp_ctx_error(ctx));
   amp_ctx_clear_error(ctx);
   CHECK(amp_nn_batch_norm2d(ctx, 4, 0, 0.1f) == NULL, "eps 0");
   amp_ctx_clear_error(ctx);

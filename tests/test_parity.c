@@ -71,8 +71,14 @@ static int read_rec(FILE *f, rec *r) {
     uint32_t bits;
     uint16_t h;
     switch (code) {
-    case 0: memcpy(&fv, raw + 4 * i, 4); r->v[i] = fv; break;
-    case 1: memcpy(&iv, raw + 4 * i, 4); r->v[i] = iv; break;
+    case 0:
+      memcpy(&fv, raw + 4 * i, 4);
+      r->v[i] = fv;
+      break;
+    case 1:
+      memcpy(&iv, raw + 4 * i, 4);
+      r->v[i] = iv;
+      break;
     case 2: memcpy(&r->v[i], raw + 8 * i, 8); break;
     default:
       memcpy(&h, raw + 2 * i, 2);
@@ -171,8 +177,8 @@ static void check_first(const char *prefix, amp_dtype dt, amp_module *m, const a
     int ok = r && r->numel == p->numel;
     double e = ok ? tensor_err(p->grad->data, r) : INFINITY;
     double ne = ok ? norm_err(p->grad->data, r) : INFINITY;
-    CHECK(e <= t->grad, "%s %s: gradient of %s: error %.3g > %.3g of its largest element",
-          prefix, dn, name, e, t->grad);
+    CHECK(e <= t->grad, "%s %s: gradient of %s: error %.3g > %.3g of its largest element", prefix,
+          dn, name, e, t->grad);
     CHECK(ne <= t->grad_norm, "%s %s: gradient of %s: norm-wise error %.3g > %.3g", prefix, dn,
           name, ne, t->grad_norm);
     if (e >= worst) worst = e, wname = name;
@@ -201,8 +207,10 @@ static void run(amp_ctx *ctx, const char *prefix, amp_module *m, amp_dtype dt, c
                                  rx->ndim, rx->shape);
   amp_tensor *y = amp_tensor_new(ctx, AMP_ARENA_PERSISTENT, AMP_I32, 1, ry->shape);
   for (int64_t i = 0; i < rx->numel; i++)
-    if (rx->code == 1) ((int32_t *)x->data)[i] = (int32_t)rx->v[i];
-    else ((float *)x->data)[i] = (float)rx->v[i];
+    if (rx->code == 1)
+      ((int32_t *)x->data)[i] = (int32_t)rx->v[i];
+    else
+      ((float *)x->data)[i] = (float)rx->v[i];
   for (int64_t i = 0; i < ry->numel; i++) ((int32_t *)y->data)[i] = (int32_t)ry->v[i];
   amp_optim_params op = amp_optim_defaults(AMP_OPTIM_ADAMW);
   op.work_dtype = dt;
@@ -217,7 +225,8 @@ static void run(amp_ctx *ctx, const char *prefix, amp_module *m, amp_dtype dt, c
     amp_optim_zero_grad(o);
     amp_ctx_step_reset(ctx);
     amp_autocast_begin(ctx, dt);
-    amp_tensor *logits = amp_reshape(ctx, amp_module_forward(ctx, m, x), 2, (int64_t[]){ry->numel, -1});
+    amp_tensor *logits =
+        amp_reshape(ctx, amp_module_forward(ctx, m, x), 2, (int64_t[]){ry->numel, -1});
     amp_tensor *loss = amp_cross_entropy(ctx, logits, y);
     amp_autocast_end(ctx);
     int ok = loss && amp_backward(ctx, amp_scaler_scale(sc, loss)) == AMP_OK &&
@@ -246,8 +255,8 @@ static amp_module *build(amp_ctx *ctx, const char *prefix) {
                         (int64_t)c->v[4]};
     return amp_nn_gpt(ctx, &r, &g);
   }
-  amp_cnn_config cc = {.in_channels = 1, .height = 16, .width = 16, .classes = 10, .nstages = 2,
-                       .nhidden = 1};
+  amp_cnn_config cc = {
+      .in_channels = 1, .height = 16, .width = 16, .classes = 10, .nstages = 2, .nhidden = 1};
   cc.stages[0] = (amp_cnn_stage){8, 3, AMP_CNN_POOL_MAX, 2};
   cc.stages[1] = (amp_cnn_stage){16, 3, AMP_CNN_POOL_AVG, 2};
   cc.hidden[0] = 32;

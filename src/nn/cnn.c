@@ -60,7 +60,8 @@ static const char *cnn_config_error(const amp_cnn_config *c, int64_t *flat) {
   int64_t ch = c->in_channels, h = c->height, w = c->width;
   for (int i = 0; i < c->nstages; i++) {
     const amp_cnn_stage *s = &c->stages[i];
-    if (s->channels < 1 || s->kernel < 1 || s->kernel % 2 == 0) return "a stage needs channels >= 1 and an odd kernel";
+    if (s->channels < 1 || s->kernel < 1 || s->kernel % 2 == 0)
+      return "a stage needs channels >= 1 and an odd kernel";
     ch = s->channels;
     if (s->pool == AMP_CNN_POOL_GLOBAL_AVG) {
       h = w = 1;
@@ -100,8 +101,9 @@ static int push_stage(amp_ctx *ctx, amp_rng *rng, const amp_cnn_stage *s, int64_
 amp_module *amp_nn_cnn(amp_ctx *ctx, amp_rng *rng, const amp_cnn_config *cfg) {
   if (!ctx) return NULL;
   int64_t flat = 0;
-  const char *err = !cfg ? "no configuration" : !rng ? "no random generator"
-                                                      : cnn_config_error(cfg, &flat);
+  const char *err = !cfg   ? "no configuration"
+                    : !rng ? "no random generator"
+                           : cnn_config_error(cfg, &flat);
   if (err) {
     amp__error(ctx, AMP_ERR_INVALID_ARG, "CNN: %s", err);
     return NULL;

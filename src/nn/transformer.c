@@ -92,8 +92,7 @@ static amp_tensor *gpt_fwd(amp_ctx *ctx, amp_module *m, amp_tensor *idx) {
   if (idx->dtype != AMP_I32 || idx->ndim != 2 || idx->shape[1] > m->ctx_len) {
     char s[64];
     amp__error(ctx, AMP_ERR_SHAPE, "GPT: tokens %s %s are not I32 [B,T] with T <= %lld",
-               amp_dtype_name(idx->dtype), amp__shape_str(idx, s, sizeof s),
-               (long long)m->ctx_len);
+               amp_dtype_name(idx->dtype), amp__shape_str(idx, s, sizeof s), (long long)m->ctx_len);
     return NULL;
   }
   int64_t B = idx->shape[0], T = idx->shape[1];
@@ -101,8 +100,8 @@ static amp_tensor *gpt_fwd(amp_ctx *ctx, amp_module *m, amp_tensor *idx) {
   if (!pos) return NULL;
   for (int64_t i = 0; i < B * T; i++) ((int32_t *)pos->data)[i] = (int32_t)(i % T);
   amp_module **c = m->children; /* wte, wpe, h.0 .. h.L-1, ln_f */
-  amp_tensor *x = amp_add(ctx, amp_module_forward(ctx, c[0], idx),
-                          amp_module_forward(ctx, c[1], pos));
+  amp_tensor *x =
+      amp_add(ctx, amp_module_forward(ctx, c[0], idx), amp_module_forward(ctx, c[1], pos));
   for (int i = 2; i < m->nchildren - 1; i++) x = amp_module_forward(ctx, c[i], x);
   x = amp_module_forward(ctx, c[m->nchildren - 1], x);
   return amp_linear(ctx, x, c[0]->params[0], NULL); /* the tied head */
@@ -119,7 +118,9 @@ static const char *gpt_config_error(const amp_gpt_config *c) {
 
 amp_module *amp_nn_gpt(amp_ctx *ctx, amp_rng *rng, const amp_gpt_config *cfg) {
   if (!ctx) return NULL;
-  const char *err = !cfg ? "no configuration" : !rng ? "no random generator" : gpt_config_error(cfg);
+  const char *err = !cfg   ? "no configuration"
+                    : !rng ? "no random generator"
+                           : gpt_config_error(cfg);
   if (err) {
     amp__error(ctx, AMP_ERR_INVALID_ARG, "GPT: %s", err);
     return NULL;

@@ -3,6 +3,9 @@
 #include "ampc.h"
 #include "bench.h"
 #include "cli.h"
+#include "recipe.h"
+
+#define AMPC_GPT_DEFAULT_HELP "layers=4,dim=128,heads=4,ctx=64"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,18 @@ static void usage(FILE *f) {
              "        [--save FILE [--save-every N]] [--resume FILE]\n"
              "                     train a model (default: the reference MLP on data/mnist\n"
              "                     in fp16 mixed precision with Adam, 5 epochs)\n"
+             "  train --model gpt:layers=L,dim=D,heads=H,ctx=T[,vocab=V] | cnn:fashion\n"
+             "        [--data fortunes|text:PATH|fashion-mnist] [--steps N] [--eval-every N]\n"
+             "        [--init FILE.safetensors] (and the options above)\n"
+             "                     a GPT on byte-level text (default: fortunes; val loss in\n"
+             "                     nats per token) or the reference CNN on Fashion-MNIST\n"
+             "                     (test accuracy); default GPT " AMPC_GPT_DEFAULT_HELP "\n"
+             "                     --init: PyTorch state_dict names (nanoGPT's for a GPT:\n"
+             "                     transformer.wte.weight, transformer.h.0.attn.c_attn.weight,\n"
+             "                     ...; nn.Sequential indices for the CNN)\n"
+             "  sample --checkpoint FILE [--prompt TEXT] [--tokens N] [--temperature X]\n"
+             "         [--top-k K] [--seed S]\n"
+             "                     text from a GPT checkpoint\n"
              "  eval --checkpoint FILE [--data DIR|synthetic] [--json]\n"
              "                     test accuracy of a checkpoint\n"
              "  export --checkpoint IN [--dtype f16|bf16] OUT\n"
@@ -124,7 +139,7 @@ int main(int argc, char **argv) {
   /* Training-type commands only: the benchmarks time kernels back to back,
      where sleeping threads would pay a wake-up per call. */
   if (argc >= 2 && (strcmp(argv[1], "train") == 0 || strcmp(argv[1], "eval") == 0 ||
-                    strcmp(argv[1], "export") == 0))
+                    strcmp(argv[1], "export") == 0 || strcmp(argv[1], "sample") == 0))
     prefer_passive_waits(argv);
   if (argc < 2) {
     usage(stderr);
@@ -144,6 +159,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "eval") == 0) return ampc_eval_main(argc - 2, argv + 2);
   if (strcmp(cmd, "export") == 0) return ampc_export_main(argc - 2, argv + 2);
   if (strcmp(cmd, "plot") == 0) return ampc_plot_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "sample") == 0) return ampc_sample_main(argc - 2, argv + 2);
   fprintf(stderr, "ampc: unknown command '%s'\n", cmd);
   usage(stderr);
   return 2;

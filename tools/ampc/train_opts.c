@@ -111,6 +111,12 @@ static int apply_opts(int argc, char **argv, train_opts *o) {
     } else if (strcmp(a, "--seed") == 0) {
       if (!ampc_parse_num(a, v, 0, 9.007199254740992e15, &d) || d != floor(d)) return 2;
       o->seed = (unsigned long long)d;
+    } else if (strcmp(a, "--steps") == 0) { /* GPT/CNN runs (train_model.c) */
+      if (!ampc_parse_long(a, v, 1, 1L << 40, &o->steps)) return 2;
+    } else if (strcmp(a, "--eval-every") == 0) {
+      if (!ampc_parse_long(a, v, 1, 1L << 40, &o->eval_every)) return 2;
+    } else if (strcmp(a, "--init") == 0) {
+      o->init = v;
     } else if (strcmp(a, "--master-weights") == 0) {
       if (strcmp(v, "on") == 0)
         o->master_weights = 1;

@@ -22,6 +22,8 @@ typedef struct train_opts {
   double clip;          /* <= 0: none */
   double loss_mul;      /* multiplies the loss (tests of underflow) */
   long batch, epochs, threads, max_steps, synthetic_n, growth_interval, save_every;
+  long steps, eval_every; /* GPT/CNN runs (train_model.c): 0 = the model's default */
+  const char *init;       /* GPT/CNN: initial weights (safetensors, PyTorch names) */
   unsigned long long seed;
   int master_weights;
   int json;
