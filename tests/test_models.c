@@ -223,10 +223,8 @@ static void test_cnn(amp_ctx *ctx) {
 }
 
 /* Loss and every gradient with 1 and 2 threads, F32 and F16 autocast. */
-static void test_threads(amp_ctx *ctx) {
-  amp_module *m = small_gpt(ctx, 9);
-  amp_tensor *x = tokens(ctx, 2, (int64_t[]){GB, GT}, GV, 10);
-  amp_tensor *y = tokens(ctx, 1, (int64_t[]){GB * GT}, GV, 11);
+static void same_bits_threads(amp_ctx *ctx, const char *what, amp_module *m, amp_tensor *x,
+                              amp_tensor *y) {
   if (!m || !x || !y) return;
   int64_t n = amp_module_param_numel(m);
   amp_dtype dts[2] = {AMP_F32, AMP_F16};
@@ -246,11 +244,31 @@ static void test_threads(amp_ctx *ctx) {
       }
     }
     CHECK(isfinite(l[0]) && l[0] == l[1] && memcmp(g[0], g[1], sizeof(float) * (size_t)n) == 0,
-          "%s: 1 and 2 threads give the same loss and gradient bits", amp_dtype_name(dts[d]));
+          "%s %s: 1 and 2 threads give the same loss and gradient bits", what,
+          amp_dtype_name(dts[d]));
     free(g[0]);
     free(g[1]);
   }
   amp_ctx_set_threads(ctx, 1);
+}
+
+static void test_threads(amp_ctx *ctx) {
+  amp_tensor *x = tokens(ctx, 2, (int64_t[]){GB, GT}, GV, 10);
+  amp_tensor *y = tokens(ctx, 1, (int64_t[]){GB * GT}, GV, 11);
+  same_bits_threads(ctx, "gpt", small_gpt(ctx, 9), x, y);
+  /* A CNN wide enough for the kernels to split work between threads. */
+  amp_rng r;
+  amp_rng_seed(&r, 12);
+  amp_cnn_config c = {
+      .in_channels = 3, .height = 16, .width = 16, .classes = 10, .nstages = 2, .nhidden = 1};
+  c.stages[0] = (amp_cnn_stage){32, 3, AMP_CNN_POOL_MAX, 2};
+  c.stages[1] = (amp_cnn_stage){64, 3, AMP_CNN_POOL_GLOBAL_AVG, 0};
+  c.hidden[0] = 64;
+  amp_tensor *img =
+      amp_tensor_new(ctx, AMP_ARENA_PERSISTENT, AMP_F32, 4, (int64_t[]){16, 3, 16, 16});
+  for (int64_t i = 0; img && i < img->numel; i++) ((float *)img->data)[i] = amp_rng_normal(&r);
+  same_bits_threads(ctx, "cnn", amp_nn_cnn(ctx, &r, &c), img,
+                    tokens(ctx, 1, (int64_t[]){16}, 10, 13));
 }
 
 static void test_errors(amp_ctx *ctx) {
