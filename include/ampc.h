@@ -1314,7 +1314,8 @@ void amp_safetensors_free(amp_safetensors *f);
 /** Saves everything an exact resume needs to `path` (atomically, via
  *  amp_safetensors_write()):
  *   - every parameter of `model` as an F32 tensor under its dotted name
- *     ("0.weight"): the FP32 masters;
+ *     ("0.weight"): the FP32 masters; then its buffers (amp_module_buffer():
+ *     BatchNorm's "1.running_mean", ...), F32, which a load restores too;
  *   - with `opt`: its moments, "optim.exp_avg.<name>" and
  *     "optim.exp_avg_sq.<name>" (Adam, AdamW) or "optim.momentum_buffer.<name>"
  *     (SGD with momentum), F32, the parameter's shape; and in the metadata

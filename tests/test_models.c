@@ -9,6 +9,7 @@
 #include "ampc.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,6 +221,19 @@ static void test_cnn(amp_ctx *ctx) {
   CHECK(out && out->shape[0] == 4 && out->shape[1] == 3 && ((float *)rm->data)[0] == keep,
         "eval: %s", amp_ctx_error(ctx));
   amp_module_set_training(m, 1);
+  /* Checkpoints carry the buffers: a fresh CNN loads the running stats. */
+  const char *path = "test_models_cnn.st";
+  amp_rng_seed(&r, 99);
+  amp_module *m2 = amp_nn_cnn(ctx, &r, &c);
+  CHECK(amp_checkpoint_save(ctx, path, m, NULL, NULL, NULL, NULL, 0) == AMP_OK &&
+            amp_checkpoint_load(ctx, path, m2, NULL, NULL, NULL) == AMP_OK,
+        "checkpoint: %s", amp_ctx_error(ctx));
+  for (int i = 0; i < amp_module_buffer_count(m); i++) {
+    amp_tensor *a = amp_module_buffer(m, i, NULL), *b = amp_module_buffer(m2, i, NULL);
+    CHECK(b && memcmp(a->data, b->data, amp_tensor_bytes(a)) == 0, "buffer %d restored", i);
+  }
+  remove(path);
+  amp_ctx_clear_error(ctx);
 }
 
 /* Loss and every gradient with 1 and 2 threads, F32 and F16 autocast. */
