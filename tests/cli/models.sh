@@ -38,6 +38,26 @@ expect_fail 1 "transformer.wte.weight is f32 \[256,32\], the model's is f32 \[25
 expect_fail 1 "transformer.h.1.ln_1.weight is not in the file" \
   train --model gpt:layers=2,dim=32,heads=2,ctx=16 --data text:"$dir/c.txt" --batch 4 --steps 1 \
   --init "$dir/a1.ckpt"
+# PyTorch's own state_dict (nanoGPT names, lm_head.weight tied) as safetensors,
+# written with json + struct (when /usr/bin/python3 has torch).
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  /usr/bin/python3 - "$(dirname "$0")/.." "$dir/pt.st" <<'PY'
+import json, struct, sys
+sys.path.insert(0, sys.argv[1])
+from torch_models import GPTModel
+sd = GPTModel(dict(vocab=256, ctx=16, layers=1, dim=32, heads=2)).state_dict()
+hdr, blobs, off = {}, [], 0
+for k, v in sd.items():
+    b = v.detach().float().contiguous().numpy().tobytes()
+    hdr[k] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [off, off + len(b)]}
+    off += len(b)
+    blobs.append(b)
+h = json.dumps(hdr).encode()
+h += b" " * ((8 - len(h) % 8) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+PY
+  out=$(run --precision fp32 --init "$dir/pt.st" 2>&1) && ok || bad "--init from PyTorch: $out"
+fi
 # sample: the same seed, the same text; the prompt comes first.
 s1=$("$ampc" sample --checkpoint "$dir/a1.ckpt" --prompt "line " --tokens 40 --top-k 5 --seed 7)
 s2=$("$ampc" sample --checkpoint "$dir/a1.ckpt" --prompt "line " --tokens 40 --top-k 5 --seed 7)
