@@ -879,6 +879,89 @@ amp_module *amp_nn_layer_norm(amp_ctx *ctx, int64_t d, float eps);
 /** Embedding(num, dim), weight N(0, 1). */
 amp_module *amp_nn_embedding(amp_ctx *ctx, amp_rng *rng, int64_t num, int64_t dim);
 
+/** Causal multi-head self-attention over x [B,T,dim] → [B,T,dim], as
+ *  nanoGPT's CausalSelfAttention: a fused QKV Linear "c_attn" (dim → 3·dim,
+ *  split into q, k, v, each [B,heads,T,dim/heads]), amp_attention() with the
+ *  causal mask, and an output Linear "c_proj". heads must divide dim.
+ *  Weights N(0, 0.02) (c_proj N(0, 0.02/sqrt(2·layers))), biases 0. */
+amp_module *amp_nn_causal_self_attention(amp_ctx *ctx, amp_rng *rng, int64_t dim, int64_t heads,
+                                         int64_t layers);
+
+/** Pre-LN transformer block over [B,T,dim]: x += attn(ln_1(x)); x +=
+ *  mlp.c_proj(gelu_tanh(mlp.c_fc(ln_2(x)))) with a 4·dim hidden layer.
+ *  Parameters named as nanoGPT's Block (ln_1.weight, attn.c_attn.weight,
+ *  ..., mlp.c_proj.bias); LayerNorm eps 1e-5. */
+amp_module *amp_nn_transformer_block(amp_ctx *ctx, amp_rng *rng, int64_t dim, int64_t heads,
+                                     int64_t layers);
+
+/** A GPT's shape. */
+typedef struct amp_gpt_config {
+  int64_t vocab;  /**< token vocabulary (256 for bytes) */
+  int64_t ctx;    /**< longest sequence: rows of the position table */
+  int64_t layers; /**< transformer blocks */
+  int64_t dim;    /**< model width */
+  int64_t heads;  /**< attention heads; must divide dim */
+} amp_gpt_config;
+
+/** A GPT-2-style model: I32 tokens [B,T] (T <= ctx) → logits [B,T,vocab].
+ *  Token + position embeddings, `layers` pre-LN blocks, a final LayerNorm
+ *  and a head tied to the token embedding (weight tying: the head is
+ *  amp_linear() with transformer.wte.weight, one parameter used twice, its
+ *  gradient accumulated once into its one FP32 master). Parameters in
+ *  PyTorch state_dict names as nanoGPT / llm.c name them:
+ *  transformer.wte.weight [vocab,dim], transformer.wpe.weight [ctx,dim],
+ *  transformer.h.N.{ln_1,attn.c_attn,attn.c_proj,ln_2,mlp.c_fc,mlp.c_proj}
+ *  .{weight,bias} (Linear weights [out,in] as nn.Linear), transformer.ln_f
+ *  .{weight,bias}; nanoGPT's lm_head.weight is the same tensor as
+ *  transformer.wte.weight and is not listed again. Initialised as nanoGPT
+ *  (N(0, 0.02), residual projections N(0, 0.02/sqrt(2·layers)), biases 0).
+ *  NULL (error recorded) when a size is not positive or heads does not
+ *  divide dim; a forward with T > ctx is an error. */
+amp_module *amp_nn_gpt(amp_ctx *ctx, amp_rng *rng, const amp_gpt_config *cfg);
+
+/** BatchNorm2d(channels) over [N,C,H,W] (amp_batch_norm2d(), category
+ *  fp32): parameters weight (1) and bias (0); buffers running_mean (0) and
+ *  running_var (1), F32, updated with `momentum` (PyTorch: 0.1) in training
+ *  mode and used in evaluation mode (amp_module_set_training()). */
+amp_module *amp_nn_batch_norm2d(amp_ctx *ctx, int64_t channels, float eps, float momentum);
+
+/** Most stages and hidden layers of an amp_cnn_config. */
+#define AMP_CNN_MAX_STAGES 8
+#define AMP_CNN_MAX_HIDDEN 4
+
+/** Pooling at the end of a CNN stage. */
+typedef enum amp_cnn_pool {
+  AMP_CNN_POOL_NONE = 0,
+  AMP_CNN_POOL_MAX = 1,       /**< MaxPool2d(pool_size, pool_size) */
+  AMP_CNN_POOL_AVG = 2,       /**< AvgPool2d(pool_size, pool_size) */
+  AMP_CNN_POOL_GLOBAL_AVG = 3 /**< AdaptiveAvgPool2d(1) */
+} amp_cnn_pool;
+
+/** One stage: Conv2d(k×k, stride 1, padding k/2, no bias) → BatchNorm2d →
+ *  ReLU → pool. */
+typedef struct amp_cnn_stage {
+  int64_t channels, kernel; /**< output channels; odd kernel size */
+  amp_cnn_pool pool;
+  int64_t pool_size;
+} amp_cnn_stage;
+
+/** A CNN: stages on [N,in_channels,height,width] images, then Flatten and
+ *  Linear layers (hidden[0..nhidden) with ReLU after each, then `classes`). */
+typedef struct amp_cnn_config {
+  int64_t in_channels, height, width, classes;
+  int nstages, nhidden;
+  amp_cnn_stage stages[AMP_CNN_MAX_STAGES];
+  int64_t hidden[AMP_CNN_MAX_HIDDEN];
+} amp_cnn_config;
+
+/** Builds the CNN as a Sequential of its layers in order (conv, bn, relu,
+ *  [pool], ..., flatten, linear, relu, ..., linear), so its names are
+ *  PyTorch's for nn.Sequential of the same layers ("0.weight", "1.weight",
+ *  "1.bias", "1.running_mean", ...). Conv and Linear initialised as PyTorch.
+ *  Output logits [N,classes]. NULL (error recorded) on a bad
+ *  configuration (a pool window larger than its input, an even kernel). */
+amp_module *amp_nn_cnn(amp_ctx *ctx, amp_rng *rng, const amp_cnn_config *cfg);
+
 /** Sequential container of `n` modules, run in order; child i's parameters
  *  are named "i.<name>". */
 amp_module *amp_nn_sequential(amp_ctx *ctx, int n, amp_module *const *children);
@@ -897,6 +980,14 @@ int amp_module_param_count(const amp_module *m);
  *  ("weight", "0.bias", ...) in *name when name is not NULL. NULL when i is
  *  out of range. */
 amp_tensor *amp_module_param(const amp_module *m, int i, const char **name);
+
+/** Number of buffers (state that is not trained: BatchNorm2d's running
+ *  statistics) of the module and its children. */
+int amp_module_buffer_count(const amp_module *m);
+
+/** Buffer `i` (0 <= i < count) in declaration order, and its dotted name
+ *  ("1.running_mean") through `name` (may be NULL); NULL when out of range. */
+amp_tensor *amp_module_buffer(const amp_module *m, int i, const char **name);
 
 /** Total number of parameter elements. */
 int64_t amp_module_param_numel(const amp_module *m);
@@ -1354,7 +1445,8 @@ void amp_safetensors_free(amp_safetensors *f);
 /** Saves everything an exact resume needs to `path` (atomically, via
  *  amp_safetensors_write()):
  *   - every parameter of `model` as an F32 tensor under its dotted name
- *     ("0.weight"): the FP32 masters;
+ *     ("0.weight"): the FP32 masters; then its buffers (amp_module_buffer():
+ *     BatchNorm's "1.running_mean", ...), F32, which a load restores too;
  *   - with `opt`: its moments, "optim.exp_avg.<name>" and
  *     "optim.exp_avg_sq.<name>" (Adam, AdamW) or "optim.momentum_buffer.<name>"
  *     (SGD with momentum), F32, the parameter's shape; and in the metadata

@@ -215,11 +215,13 @@ static void ck_plan_free(ck_entry *e, int n) {
 
 /* Every tensor a checkpoint of `model` holds, in order: each parameter by
  * its dotted name, followed by its moments (mom[j] non-NULL; mom[j] is laid
- * out in parameter order). save and load both walk this one list. */
+ * out in parameter order), then the module's buffers (BatchNorm's running
+ * statistics) by name. save and load both walk this one list. */
 static amp_status ck_plan(amp_ctx *ctx, const char *path, amp_module *model, float *const mom[2],
                           ck_entry **out, int *count) {
   int np = amp_module_param_count(model), kind = mom[1] ? 1 : 0;
-  int nt = np * (1 + (mom[0] ? 1 : 0) + (mom[1] ? 1 : 0));
+  int nb = amp_module_buffer_count(model);
+  int nt = np * (1 + (mom[0] ? 1 : 0) + (mom[1] ? 1 : 0)) + nb;
   ck_entry *e = calloc((size_t)nt + 1, sizeof *e);
   *out = NULL;
   *count = 0;
@@ -238,6 +240,16 @@ static amp_status ck_plan(amp_ctx *ctx, const char *path, amp_module *model, flo
     for (int j = 0; j < 2; j++)
       if (mom[j]) e[k++] = (ck_entry){concat(MOMENT_PREFIX[kind][j], name), p, mom[j] + off};
     off += p->numel;
+  }
+  for (int i = 0; i < nb; i++) {
+    const char *name = NULL;
+    amp_tensor *b = amp_module_buffer(model, i, &name);
+    if (!b || !name || b->dtype != AMP_F32) {
+      ck_plan_free(e, k);
+      return amp__error(ctx, AMP_ERR_INVALID_ARG, "checkpoint: %s: buffer %d is not an F32 tensor",
+                        path, i);
+    }
+    e[k++] = (ck_entry){concat("", name), b, b->data};
   }
   for (int j = 0; j < k; j++)
     if (!e[j].name) {

@@ -1,57 +1,97 @@
 /* Modules: layers built from ops, Sequential, and the parameter registry
  * with dotted names. Everything lives in the context's persistent arena. */
-#include "../core/internal.h"
+#include "nn_internal.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-typedef amp_tensor *(*module_forward)(amp_ctx *, amp_module *, amp_tensor *);
+/* Grows an arena array of pointers to hold one more (doubling). */
+static int grow(amp_ctx *ctx, void ***arr, const char ***names, int n, int *cap) {
+  if (n < *cap) return 1;
+  int nc = *cap ? 2 * *cap : 4;
+  void **a = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof(void *) * (size_t)nc);
+  const char **nm =
+      names ? amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof(char *) * (size_t)nc) : NULL;
+  if (!a || (names && !nm)) return 0;
+  if (n) {
+    memcpy(a, *arr, sizeof(void *) * (size_t)n);
+    if (names) memcpy(nm, *names, sizeof(char *) * (size_t)n);
+  }
+  *arr = a;
+  if (names) *names = nm;
+  *cap = nc;
+  return 1;
+}
 
-struct amp_module {
-  const char *type;
-  module_forward forward;
-  int training;
-  /* Parameters of this module and all children, in declaration order. */
-  int nparams;
-  amp_tensor **params;
-  const char **names;
-  /* Children (Sequential). */
-  int nchildren;
-  amp_module **children;
-  /* Layer settings. */
-  int64_t k, stride, padding;
-  float p, eps;
-  uint64_t seed, calls;
-};
+static const char *dup_name(amp_ctx *ctx, const char *prefix, const char *name) {
+  size_t len = strlen(name) + (prefix ? strlen(prefix) + 1 : 0) + 1;
+  char *s = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, len);
+  if (s) snprintf(s, len, "%s%s%s", prefix ? prefix : "", prefix ? "." : "", name);
+  return s;
+}
 
-static amp_module *module_new(amp_ctx *ctx, const char *type, module_forward fwd, int nparams) {
+amp_module *amp__module_new(amp_ctx *ctx, const char *type, amp__module_forward fwd) {
   amp_module *m = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof *m);
   if (!m) return NULL;
   memset(m, 0, sizeof *m);
   m->type = type;
   m->forward = fwd;
   m->training = 1;
-  if (nparams > 0) {
-    m->params = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof(amp_tensor *) * (size_t)nparams);
-    m->names = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof(char *) * (size_t)nparams);
-    if (!m->params || !m->names) return NULL;
-  }
   return m;
 }
 
-/* Adds a parameter filled from U(-bound, bound) (or N(0,1) when bound < 0,
- * or the constant `fill` when rng is NULL). */
-static amp_tensor *add_param(amp_ctx *ctx, amp_module *m, const char *name, int ndim,
-                             const int64_t *shape, amp_rng *rng, float bound, float fill) {
+int amp__module_push_param(amp_ctx *ctx, amp_module *m, amp_tensor *t, const char *name) {
+  const char *nm = dup_name(ctx, NULL, name);
+  if (!t || !nm || !grow(ctx, (void ***)&m->params, &m->names, m->nparams, &m->cap_params))
+    return 0;
+  m->params[m->nparams] = t;
+  m->names[m->nparams++] = nm;
+  return 1;
+}
+
+int amp__module_push_buffer(amp_ctx *ctx, amp_module *m, amp_tensor *t, const char *name) {
+  const char *nm = dup_name(ctx, NULL, name);
+  if (!t || !nm ||
+      !grow(ctx, (void ***)&m->buffers, &m->buffer_names, m->nbuffers, &m->cap_buffers))
+    return 0;
+  m->buffers[m->nbuffers] = t;
+  m->buffer_names[m->nbuffers++] = nm;
+  return 1;
+}
+
+int amp__module_adopt(amp_ctx *ctx, amp_module *m, const char *prefix, amp_module *child) {
+  if (!child) return 0;
+  if (!grow(ctx, (void ***)&m->children, NULL, m->nchildren, &m->cap_children)) return 0;
+  m->children[m->nchildren++] = child;
+  for (int j = 0; j < child->nparams; j++) {
+    const char *nm = dup_name(ctx, prefix, child->names[j]);
+    if (!nm || !amp__module_push_param(ctx, m, child->params[j], nm)) return 0;
+  }
+  for (int j = 0; j < child->nbuffers; j++) {
+    const char *nm = dup_name(ctx, prefix, child->buffer_names[j]);
+    if (!nm || !amp__module_push_buffer(ctx, m, child->buffers[j], nm)) return 0;
+  }
+  return 1;
+}
+
+amp_tensor *amp__module_add_param(amp_ctx *ctx, amp_module *m, const char *name, int ndim,
+                                  const int64_t *shape, amp_rng *rng, float bound, float fill) {
   amp_tensor *t = amp_param_new(ctx, ndim, shape);
   if (!t) return NULL;
   float *d = t->data;
   for (int64_t i = 0; i < t->numel; i++)
-    d[i] = !rng ? fill : bound < 0 ? amp_rng_normal(rng) : amp_rng_uniform(rng, -bound, bound);
-  m->params[m->nparams] = t;
-  m->names[m->nparams++] = name;
-  return t;
+    d[i] = !rng        ? fill
+           : bound < 0 ? -bound * amp_rng_normal(rng)
+                       : amp_rng_uniform(rng, -bound, bound);
+  return amp__module_push_param(ctx, m, t, name) ? t : NULL;
+}
+
+#define add_param amp__module_add_param
+
+static amp_module *module_new(amp_ctx *ctx, const char *type, amp__module_forward fwd, int np) {
+  (void)np; /* arrays grow as parameters are added */
+  return amp__module_new(ctx, type, fwd);
 }
 
 static int check_sizes(amp_ctx *ctx, const char *what, int n, const int64_t *v) {
@@ -208,30 +248,17 @@ amp_module *amp_nn_sequential(amp_ctx *ctx, int n, amp_module *const *children) 
     amp__error(ctx, AMP_ERR_INVALID_ARG, "Sequential: %d children", n);
     return NULL;
   }
-  int total = 0;
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < n; i++)
     if (!children[i]) {
       amp__error(ctx, AMP_ERR_INVALID_ARG, "Sequential: child %d is NULL", i);
       return NULL;
     }
-    total += children[i]->nparams;
-  }
-  amp_module *m = module_new(ctx, "Sequential", sequential_fwd, total);
+  amp_module *m = module_new(ctx, "Sequential", sequential_fwd, 0);
   if (!m) return NULL;
-  m->nchildren = n;
-  m->children = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, sizeof(amp_module *) * (size_t)(n + 1));
-  if (!m->children) return NULL;
   for (int i = 0; i < n; i++) {
-    m->children[i] = children[i];
-    for (int j = 0; j < children[i]->nparams; j++) {
-      const char *cn = children[i]->names[j];
-      size_t len = strlen(cn) + 16;
-      char *name = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, len);
-      if (!name) return NULL;
-      snprintf(name, len, "%d.%s", i, cn);
-      m->params[m->nparams] = children[i]->params[j];
-      m->names[m->nparams++] = name;
-    }
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "%d", i);
+    if (!amp__module_adopt(ctx, m, prefix, children[i])) return NULL;
   }
   return m;
 }
@@ -257,6 +284,14 @@ amp_tensor *amp_module_param(const amp_module *m, int i, const char **name) {
   if (!m || i < 0 || i >= m->nparams) return NULL;
   if (name) *name = m->names[i];
   return m->params[i];
+}
+
+int amp_module_buffer_count(const amp_module *m) { return m ? m->nbuffers : 0; }
+
+amp_tensor *amp_module_buffer(const amp_module *m, int i, const char **name) {
+  if (!m || i < 0 || i >= m->nbuffers) return NULL;
+  if (name) *name = m->buffer_names[i];
+  return m->buffers[i];
 }
 
 int64_t amp_module_param_numel(const amp_module *m) {

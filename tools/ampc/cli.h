@@ -10,6 +10,14 @@
  * status (0 ok, 1 failure, 2 bad usage). */
 int ampc_train_main(int argc, char **argv);
 
+/* `ampc train` with --model gpt:... or cnn:... (train_model.c); and whether
+ * argv names such a model. */
+int ampc_train_model_main(int argc, char **argv);
+int ampc_is_model_family(int argc, char **argv);
+
+/* `ampc sample`: text from a trained GPT checkpoint (sample.c). */
+int ampc_sample_main(int argc, char **argv);
+
 /* `ampc eval [options] FILE`: test accuracy of a model's weights. */
 int ampc_eval_main(int argc, char **argv);
 

@@ -272,3 +272,80 @@ int ampc_load_weights(amp_ctx *ctx, const char *path, amp_module *model, char *m
   amp_safetensors_free(f);
   return ok;
 }
+
+/* One "key=value" of a gpt: spec into *c; returns 0 or -1 (message). */
+static int gpt_key(const char *kv, size_t len, amp_gpt_config *c, char *msg, size_t cap) {
+  static const char *keys[] = {"layers", "dim", "heads", "ctx", "vocab"};
+  int64_t *dst[] = {&c->layers, &c->dim, &c->heads, &c->ctx, &c->vocab};
+  const char *eq = memchr(kv, '=', len);
+  for (int k = 0; eq && k < 5; k++) {
+    if ((size_t)(eq - kv) != strlen(keys[k]) || strncmp(kv, keys[k], (size_t)(eq - kv)) != 0)
+      continue;
+    char num[32];
+    size_t n = len - (size_t)(eq - kv) - 1;
+    double v;
+    if (n == 0 || n >= sizeof num) break;
+    memcpy(num, eq + 1, n);
+    num[n] = '\0';
+    if (!ampc_parse_double(num, 1, 1 << 24, &v) || v != (double)(int64_t)v) {
+      snprintf(msg, cap, "--model: %s=%s is not a whole number in [1, %d]", keys[k], num, 1 << 24);
+      return -1;
+    }
+    *dst[k] = (int64_t)v;
+    return 0;
+  }
+  snprintf(msg, cap, "--model: '%.*s' is not layers=N, dim=N, heads=N, ctx=N or vocab=N", (int)len,
+           kv);
+  return -1;
+}
+
+static int parse_gpt(const char *p, amp_gpt_config *c, char *msg, size_t cap) {
+  while (*p) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (gpt_key(p, len, c, msg, cap)) return -1;
+    p += len + (end ? 1 : 0);
+  }
+  if (c->dim % c->heads != 0) {
+    snprintf(msg, cap, "--model: heads=%lld does not divide dim=%lld", (long long)c->heads,
+             (long long)c->dim);
+    return -1;
+  }
+  if (c->vocab > 256 * 256) {
+    snprintf(msg, cap, "--model: vocab=%lld is larger than 65536", (long long)c->vocab);
+    return -1;
+  }
+  return 1;
+}
+
+int ampc_parse_model_spec(const char *spec, ampc_model_spec *out, char *msg, size_t cap) {
+  memset(out, 0, sizeof *out);
+  if (strncmp(spec, "gpt:", 4) == 0 || strcmp(spec, "gpt") == 0) {
+    out->kind = AMPC_MODEL_GPT;
+    out->gpt = (amp_gpt_config){256, 64, 4, 128, 4}; /* AMPC_GPT_DEFAULT */
+    return parse_gpt(spec[3] ? spec + 4 : spec + 3, &out->gpt, msg, cap);
+  }
+  if (strncmp(spec, "cnn:", 4) == 0) {
+    if (strcmp(spec + 4, "fashion") != 0) {
+      snprintf(msg, cap, "--model: '%s' is not a known CNN (cnn:fashion)", spec);
+      return -1;
+    }
+    out->kind = AMPC_MODEL_CNN;
+    amp_cnn_config *c = &out->cnn;
+    *c = (amp_cnn_config){
+        .in_channels = 1, .height = 28, .width = 28, .classes = 10, .nstages = 2, .nhidden = 1};
+    c->stages[0] = (amp_cnn_stage){32, 3, AMP_CNN_POOL_MAX, 2};
+    c->stages[1] = (amp_cnn_stage){64, 3, AMP_CNN_POOL_MAX, 2};
+    c->hidden[0] = 128;
+    return 1;
+  }
+  return 0;
+}
+
+amp_module *ampc_build_model(amp_ctx *ctx, const ampc_model_spec *spec, uint64_t seed) {
+  amp_rng rng;
+  amp_rng_seed(&rng, seed);
+  if (spec->kind == AMPC_MODEL_GPT) return amp_nn_gpt(ctx, &rng, &spec->gpt);
+  if (spec->kind == AMPC_MODEL_CNN) return amp_nn_cnn(ctx, &rng, &spec->cnn);
+  return NULL;
+}

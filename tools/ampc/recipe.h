@@ -35,6 +35,32 @@ int ampc_parse_model(const char *spec, long *sizes, int max);
  * between them), initialised from `seed`. NULL (error recorded) on failure. */
 amp_module *ampc_build_mlp(amp_ctx *ctx, const long *sizes, int n, uint64_t seed);
 
+/* A model of the GPT or CNN families, as --model names it:
+ *   gpt:layers=L,dim=D,heads=H,ctx=T[,vocab=V]  (any subset of the keys, in
+ *       any order; the rest from the default, AMPC_GPT_DEFAULT)
+ *   cnn:fashion   the reference CNN for 1×28×28 images, 10 classes: conv3
+ *       32 → BN → ReLU → maxpool2, conv3 64 → BN → ReLU → maxpool2, flatten,
+ *       linear 128, ReLU, linear 10. */
+typedef struct ampc_model_spec {
+  int kind; /* AMPC_MODEL_* */
+  amp_gpt_config gpt;
+  amp_cnn_config cnn;
+} ampc_model_spec;
+
+enum { AMPC_MODEL_MLP = 0, AMPC_MODEL_GPT = 1, AMPC_MODEL_CNN = 2 };
+
+/* The default GPT (the demo's): 4 layers, dim 128, 4 heads, ctx 64, bytes. */
+#define AMPC_GPT_DEFAULT "gpt:layers=4,dim=128,heads=4,ctx=64,vocab=256"
+
+/* Parses a gpt:/cnn: spec. Returns 1 (parsed), 0 (not one of these families:
+ * try mlp:) or -1 with a message in msg[0, cap) (a bad spec of the family:
+ * an unknown key, a value that is not a positive whole number, heads not
+ * dividing dim, an unknown CNN name). */
+int ampc_parse_model_spec(const char *spec, ampc_model_spec *out, char *msg, size_t cap);
+
+/* Builds the model of a parsed spec from `seed`; NULL (error recorded). */
+amp_module *ampc_build_model(amp_ctx *ctx, const ampc_model_spec *spec, uint64_t seed);
+
 /* The objects of a training run. */
 typedef struct ampc_run {
   amp_module *model;

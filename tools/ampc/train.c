@@ -489,6 +489,7 @@ static void report(trainer *T) {
 }
 
 int ampc_train_main(int argc, char **argv) {
+  if (ampc_is_model_family(argc, argv)) return ampc_train_model_main(argc, argv);
   trainer *T = calloc(1, sizeof *T);
   if (!T) {
     fprintf(stderr, "ampc train: out of memory\n");

@@ -38,7 +38,16 @@ void train_opts_default(train_opts *o) {
 static int check_model(const char *v, char *msg, size_t cap) {
   long sizes[33];
   if (ampc_parse_model(v, sizes, 33)) return 1;
-  snprintf(msg, cap, "is not mlp:IN-HIDDEN-...-OUT (2 to 33 sizes in [1, 1048576])");
+  ampc_model_spec spec;
+  char why[200];
+  int family = ampc_parse_model_spec(v, &spec, why, sizeof why);
+  if (family == 1) return 1;
+  if (family < 0)
+    snprintf(msg, cap, "%s", why);
+  else
+    snprintf(msg, cap,
+             "is not mlp:IN-HIDDEN-...-OUT (2 to 33 sizes in [1, 1048576]), "
+             "gpt:layers=L,dim=D,heads=H,ctx=T[,vocab=V] or cnn:fashion");
   return 0;
 }
 
@@ -65,11 +74,19 @@ static int check_schedule(const char *v, char *msg, size_t cap) {
   { name, 0, kind, offsetof(train_opts, member), arg, lo, hi, help, check }
 
 static const ampc_opt TRAIN_OPTS[] = {
-    TOPT("data", AMPC_OPT_STR, data, "DIR|synthetic", 0, 0,
-         "MNIST directory (IDX files), or synthetic data shaped by the model (default data/mnist)",
+    TOPT("data", AMPC_OPT_STR, data, "DIR|synthetic|fortunes|text:PATH|fashion-mnist", 0, 0,
+         "MNIST directory (IDX files), or synthetic data shaped by the model (default "
+         "data/mnist); a GPT reads byte-level text (fortunes: Debian's fortune files, the "
+         "default), the CNN Fashion-MNIST",
          NULL),
-    TOPT("model", AMPC_OPT_STR, model, "mlp:IN-H-...-OUT", 0, 0,
-         "the MLP's layer sizes (default mlp:784-1024-10)", check_model),
+    TOPT("model", AMPC_OPT_STR, model, "mlp:IN-H-...-OUT|gpt:...|cnn:fashion", 0, 0,
+         "the MLP's layer sizes (default mlp:784-1024-10); gpt:layers=L,dim=D,heads=H,ctx=T"
+         "[,vocab=V] (default " AMPC_GPT_DEFAULT "); cnn:fashion, the reference CNN",
+         check_model),
+    TOPT("steps", AMPC_OPT_LONG, steps, "N", 1, 1099511627776.0,
+         "GPT/CNN: optimizer steps (default: the model's)", NULL),
+    TOPT("eval-every", AMPC_OPT_LONG, eval_every, "N", 1, 1099511627776.0,
+         "GPT/CNN: evaluate every N steps (val loss in nats per token, or test accuracy)", NULL),
     TOPT("init", AMPC_OPT_STR, init, "FILE", 0, 0,
          "start from these weights: an ampc checkpoint or export, or a safetensors state dict "
          "(PyTorch names 0.weight, 0.bias, ...)",

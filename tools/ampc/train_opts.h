@@ -25,7 +25,8 @@ typedef struct train_opts {
   double clip;          /* <= 0: none */
   double loss_mul;      /* multiplies the loss (tests of underflow) */
   long batch, epochs, threads, max_steps, synthetic_n, growth_interval, save_every;
-  long log_every; /* 0: a progress line per epoch when stderr is not a terminal */
+  long log_every;         /* 0: a progress line per epoch when stderr is not a terminal */
+  long steps, eval_every; /* GPT/CNN runs (train_model.c): 0 = the model's default */
   unsigned long long seed;
   int master_weights;
   int json;
