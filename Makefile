@@ -33,7 +33,7 @@ build: deps-build $(BUILD)/CMakeCache.txt
 
 # The default suite (everything but the long, exhaustive tests).
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE long
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE long
 
 # Exhaustive tests (all 2^32 floats through every conversion, ...).
 test-long: build
