@@ -925,8 +925,9 @@ amp_module *amp_nn_gpt(amp_ctx *ctx, amp_rng *rng, const amp_gpt_config *cfg);
  *  mode and used in evaluation mode (amp_module_set_training()). */
 amp_module *amp_nn_batch_norm2d(amp_ctx *ctx, int64_t channels, float eps, float momentum);
 
-/** Most stages and hidden layers of an amp_cnn_config. */
+/** Most stages of an amp_cnn_config. */
 #define AMP_CNN_MAX_STAGES 8
+/** Most hidden Linear layers of an amp_cnn_config. */
 #define AMP_CNN_MAX_HIDDEN 4
 
 /** Pooling at the end of a CNN stage. */
@@ -940,18 +941,23 @@ typedef enum amp_cnn_pool {
 /** One stage: Conv2d(k×k, stride 1, padding k/2, no bias) → BatchNorm2d →
  *  ReLU → pool. */
 typedef struct amp_cnn_stage {
-  int64_t channels, kernel; /**< output channels; odd kernel size */
-  amp_cnn_pool pool;
-  int64_t pool_size;
+  int64_t channels;  /**< output channels */
+  int64_t kernel;    /**< odd kernel size k (padding k/2) */
+  amp_cnn_pool pool; /**< the pooling that ends the stage */
+  int64_t pool_size; /**< its window and stride (max/avg pooling) */
 } amp_cnn_stage;
 
 /** A CNN: stages on [N,in_channels,height,width] images, then Flatten and
  *  Linear layers (hidden[0..nhidden) with ReLU after each, then `classes`). */
 typedef struct amp_cnn_config {
-  int64_t in_channels, height, width, classes;
-  int nstages, nhidden;
-  amp_cnn_stage stages[AMP_CNN_MAX_STAGES];
-  int64_t hidden[AMP_CNN_MAX_HIDDEN];
+  int64_t in_channels;                      /**< channels of the input images */
+  int64_t height;                           /**< input height */
+  int64_t width;                            /**< input width */
+  int64_t classes;                          /**< outputs of the last Linear layer */
+  int nstages;                              /**< stages used (1..AMP_CNN_MAX_STAGES) */
+  int nhidden;                              /**< hidden Linear layers (0..AMP_CNN_MAX_HIDDEN) */
+  amp_cnn_stage stages[AMP_CNN_MAX_STAGES]; /**< the stages, in order */
+  int64_t hidden[AMP_CNN_MAX_HIDDEN];       /**< widths of the hidden Linear layers */
 } amp_cnn_config;
 
 /** Builds the CNN as a Sequential of its layers in order (conv, bn, relu,

@@ -16,7 +16,7 @@
  *   amp__kernels_avx2    AVX2 + FMA + F16C (backend/kernels_avx2.c).
  *   amp__kernels_avx512  the AVX2 table with a 6 × 32 AVX-512F GEMM tile and,
  *                        where the CPU has AVX512-BF16, the vdpbf16ps BF16
- *                        GEMM (backend/kernels_avx512.c).
+ *                        GEMM (backend/kernels_avx2.c, beside the AVX2 table).
  * Where new back ends plug in: a wider elementwise AVX-512 table, AMX tiles,
  * later a GPU backend, is one more file
  * defining one more `const amp__kernels`, with its CPU feature bits in

@@ -1,6 +1,6 @@
 /* AVX-512 GEMM micro-kernels, run by the packed driver of gemm_avx2.c (its
  * packing, task grid, K blocking and epilogue), chosen at run time by the
- * AVX-512 kernel table (backend/kernels_avx512.c):
+ * AVX-512 kernel table (backend/kernels_avx2.c, which holds both x86 tables):
  *
  *   F32 FMA: a 6 × 32 tile (12 ZMM accumulators over two packed B slivers,
  *   6 × 16 for a last odd sliver). Every element is still one FMA chain over
