@@ -93,22 +93,26 @@ err=$("$ampc" export --checkpoint "$tmp/a.st" --dtype e4m3 "$tmp/x.st" 2>&1 >/de
 big=("$ampc" train --data synthetic --model mlp:784-2048-2048-10 --synthetic-n 600 --batch 32
   --precision fp16 --epochs 50 --quiet --save "$tmp/k.st" --save-every 1)
 "${big[@]}" --max-steps 1 >/dev/null 2>&1 || bad "first big checkpoint"
-mid=0
-for i in 1 2 3 4 5; do
+mid=0 kills=0
+# At least 5 kills, and more (up to 15) until 3 of them landed during a
+# save: on a loaded machine a random delay can miss the save window.
+for i in $(seq 15); do
+  [ "$i" -gt 5 ] && [ "$mid" -ge 3 ] && break
+  kills=$i
   "${big[@]}" >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 2000); do # up to 20 s for a save to start
     compgen -G "$tmp/k.st.tmp.*" >/dev/null && break
     sleep 0.01
   done
-  sleep "0.0$((RANDOM % 5))"
+  sleep "0.00$((RANDOM % 10))"
   compgen -G "$tmp/k.st.tmp.*" >/dev/null && mid=$((mid + 1))
   kill -9 "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   rm -f "$tmp"/k.st.tmp.*
   "$ampc" eval --checkpoint "$tmp/k.st" >/dev/null 2>&1 && ok || bad "checkpoint unloadable after kill $i"
 done
-[ "$mid" -ge 3 ] && ok || bad "only $mid of 5 kills landed during a save"
-echo "kills during a save: $mid of 5"
+[ "$mid" -ge 3 ] && ok || bad "only $mid of $kills kills landed during a save"
+echo "kills during a save: $mid of $kills"
 
 finish
