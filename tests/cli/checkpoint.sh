@@ -71,6 +71,11 @@ e=$("$ampc" eval --checkpoint "$tmp/a.st" --json)
   bad "eval accuracy $(field "$e" test_accuracy) vs training $(field "$a" test_accuracy)"
 out=$("$ampc" export --checkpoint "$tmp/a.st" --dtype f16 "$tmp/w16.st") && ok || bad "export: $out"
 head -c 2000 "$tmp/w16.st" | grep -q '"F16"' && ok || bad "export: no F16 tensors"
+# An export never replaces its input checkpoint.
+sum=$(sha256sum <"$tmp/a.st")
+expect_fail 2 "is the input checkpoint" export --checkpoint "$tmp/a.st" "$tmp/a.st"
+expect_fail 2 "is the input checkpoint" export --checkpoint "$tmp/a.st" "$tmp/./a.st"
+[ "$(sha256sum <"$tmp/a.st")" = "$sum" ] && ok || bad "export replaced its input"
 size=$(stat -c %s "$tmp/w16.st")
 [ "$size" -gt $((1829 * 2)) ] && [ "$size" -lt $((1829 * 2 + 4096)) ] && ok || bad "export size $size"
 

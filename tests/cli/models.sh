@@ -67,4 +67,9 @@ fi
 expect_fail 2 "--checkpoint FILE is required" sample --prompt hi
 expect_fail 2 "temperature" sample --checkpoint "$dir/a1.ckpt" --temperature -1
 expect_fail 1 "cannot open" sample --checkpoint "$dir/none.ckpt"
+# Sizes an untrusted spec may not ask for, and no several-rank launch.
+expect_fail 2 "too large" train --model gpt:layers=1,dim=32,heads=2,ctx=16777216 --steps 1
+expect_fail 2 "more than 2\^31" train --model gpt:layers=1000,dim=16384,heads=2,ctx=64 --steps 1
+err=$(OMPI_COMM_WORLD_SIZE=2 "$ampc" train --model gpt:layers=1,dim=32,heads=2,ctx=16 --steps 1 2>&1)
+[ $? -eq 2 ] && printf '%s' "$err" | grep -q "one process" && ok || bad "GPT under a 2-rank launch: $err"
 finish

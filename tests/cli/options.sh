@@ -91,7 +91,7 @@ expect_fail 2 "^ampc train: --json takes no value" train --json=1
 expect_fail 2 "^ampc eval: --precision: 'fp8' is not fp32, fp16 or bf16" eval --precision fp8 x
 
 # Strict numbers: the range is in the message.
-for v in 1.5 0x10 1e2 " 2" "+2" "" "2 " 18446744073709551617; do
+for v in 1.5 0x10 1e2 " 2" "+2" "" "2 " 18446744073709551617 9007199254740993; do
   expect_fail 2 "^ampc train: --seed: '$v' is not an integer (whole number) in \[0, 9007199254740992\]" \
     train --seed "$v"
 done

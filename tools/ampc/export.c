@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct export_opts {
   const char *checkpoint, *out, *dtype, *format, *model;
@@ -52,6 +53,13 @@ int ampc_export_main(int argc, char **argv) {
   if (npos) x.out = pos[0];
   if (!x.checkpoint || !x.out)
     return ampc_opts_error(&ampc_cmd_export, "export needs --checkpoint IN and an output OUT");
+  /* Never replace the input with its own export (the training state would be
+     lost): the same path, or another name of the same file. */
+  struct stat si, so;
+  if (strcmp(x.checkpoint, x.out) == 0 || (stat(x.checkpoint, &si) == 0 && stat(x.out, &so) == 0 &&
+                                           si.st_dev == so.st_dev && si.st_ino == so.st_ino))
+    return ampc_opts_error(&ampc_cmd_export,
+                           "the output %s is the input checkpoint: choose another name", x.out);
   int torch = strcmp(x.format, "pytorch") == 0;
   amp_dtype dt = AMP_F16;
   if (amp_dtype_parse(x.dtype ? x.dtype : torch ? "f32" : "f16", &dt) != AMP_OK) return 2;

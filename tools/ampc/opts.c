@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -27,7 +28,11 @@ int ampc_opts_whole(const char *s, double lo, double hi, long long *out) {
   errno = 0;
   char *end;
   long long v = strtoll(s, &end, 10);
-  if (errno || *end || (double)v < lo || (double)v > hi) return 0;
+  /* Compare as integers: the bounds are whole numbers, and a double
+     comparison would let 2^53 + 1 pass a bound of 2^53. */
+  const long long lo_i = lo <= -9.2e18 ? LLONG_MIN : (long long)ceil(lo);
+  const long long hi_i = hi >= 9.2e18 ? LLONG_MAX : (long long)floor(hi);
+  if (errno || *end || v < lo_i || v > hi_i) return 0;
   *out = v;
   return 1;
 }

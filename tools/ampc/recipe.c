@@ -315,6 +315,22 @@ static int parse_gpt(const char *p, amp_gpt_config *c, char *msg, size_t cap) {
     snprintf(msg, cap, "--model: vocab=%lld is larger than 65536", (long long)c->vocab);
     return -1;
   }
+  /* Bounds that keep a configuration from asking for more than this tool can
+     train (an untrusted spec must not make us allocate without end): the
+     context's T×T attention scores and the parameter count. */
+  if (c->ctx > 16384 || c->layers > 1024) {
+    snprintf(msg, cap,
+             "--model: ctx=%lld (at most 16384) or layers=%lld (at most 1024) is too large",
+             (long long)c->ctx, (long long)c->layers);
+    return -1;
+  }
+  const double params = (double)(c->vocab + c->ctx) * (double)c->dim +
+                        12.0 * (double)c->layers * (double)c->dim * (double)c->dim;
+  if (params > 2147483648.0) {
+    snprintf(msg, cap, "--model: about %.3g parameters, more than 2^31 (%.0f GiB of FP32 masters)",
+             params, params * 4 / 1073741824.0);
+    return -1;
+  }
   return 1;
 }
 

@@ -250,7 +250,23 @@ int ampc_is_model_family(int argc, char **argv) {
   return m && (strncmp(m, "gpt", 3) == 0 || strncmp(m, "cnn:", 4) == 0);
 }
 
+/* Non-zero when this process is one of several ranks of an MPI launch (the
+ * launcher's environment), which the GPT/CNN loop does not support. */
+static int several_ranks(void) {
+  const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && atol(v) > 1) return 1;
+  }
+  return 0;
+}
+
 int ampc_train_model_main(int argc, char **argv) {
+  if (several_ranks()) {
+    fprintf(stderr, "ampc train: GPT and CNN models train on one process; data-parallel "
+                    "training under mpirun is for mlp: models\n");
+    return 2;
+  }
   mrun *R = calloc(1, sizeof *R);
   if (!R) return 1;
   int rc = parse(argc, argv, R);

@@ -328,11 +328,19 @@ int train_opts_from_checkpoint(const amp_safetensors *f, train_opts *o) {
       fprintf(stderr, "ampc: the checkpoint's configuration is too large (%s)\n", key);
       return 1;
     }
+    if (strcmp(key, "config.model") == 0 &&
+        (strncmp(value, "gpt", 3) == 0 || strncmp(value, "cnn:", 4) == 0)) {
+      fprintf(stderr,
+              "ampc %s: a checkpoint of a %.80s model: eval, export and --resume handle mlp: "
+              "models (use `ampc sample` for a GPT, or --init to start from its weights)\n",
+              o->cmd ? o->cmd : "train", value);
+      return 1;
+    }
     char *copy = strcpy(o->owned[o->nowned++], value); /* outlives the file */
     char *pair[2] = {flag, copy};
     if (apply_opts(2, pair, o) != 0 || (ck->type == OPT_STR && !valid_string(ck->flag, copy))) {
-      fprintf(stderr, "ampc: the checkpoint's configuration %s = '%.80s' is not valid\n", key,
-              value);
+      fprintf(stderr, "ampc %s: the checkpoint's configuration %s = '%.80s' is not valid\n",
+              o->cmd ? o->cmd : "train", key, value);
       return 1;
     }
   }
