@@ -11,7 +11,7 @@ set -u
 ampc="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 # shellcheck source=lib.bash
 source "$(dirname "$0")/lib.bash"
-command -v python3 >/dev/null 2>&1 || { echo "note: python3 missing; skipped"; exit 0; }
+command -v python3 >/dev/null 2>&1 || { echo "skipped: python3 missing (scripts/install-deps installs it)"; exit 77; }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 py="$tmp/st.py"
