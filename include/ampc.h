@@ -186,6 +186,27 @@ amp_status amp_convert(void *dst, amp_dtype dst_type, const void *src, amp_dtype
 amp_status amp_convert_ex(void *dst, amp_dtype dst_type, const void *src, amp_dtype src_type,
                           size_t n, const amp_convert_opts *opts);
 
+/** What a floating format can hold, as F32 values (all exact in F32), and
+ *  where round-to-nearest-even conversion from F32 puts a magnitude |x|:
+ *  |x| <= zero_max rounds to zero (half the smallest subnormal: that tie
+ *  goes to the even neighbour, zero); zero_max < |x| < normal_min_round
+ *  rounds to a subnormal; |x| >= overflow_min rounds to inf (or NaN for
+ *  E4M3, which has no inf); anything else to a normal value. For F32 itself
+ *  zero_max is 0 and overflow_min is +inf. */
+typedef struct amp_dtype_range {
+  float min_subnormal;    /**< the smallest positive value */
+  float min_normal;       /**< the smallest positive normal value */
+  float max;              /**< the largest finite value */
+  float zero_max;         /**< |x| <= this rounds to zero */
+  float normal_min_round; /**< |x| >= this rounds to a normal value (or inf) */
+  float overflow_min;     /**< |x| >= this rounds to inf/NaN */
+} amp_dtype_range;
+
+/** The range of the floating dtype `t` (from the dtype traits table and the
+ *  conversions, never spelled per format). Returns AMP_OK, or
+ *  AMP_ERR_UNSUPPORTED for an integer or invalid dtype (*out untouched). */
+amp_status amp_dtype_range_of(amp_dtype t, amp_dtype_range *out);
+
 /** @} */
 
 /* ------------------------------------------------------------------------ */
@@ -1001,6 +1022,29 @@ int64_t amp_module_param_numel(const amp_module *m);
 /** The module's type name ("Linear", "Sequential", ...). */
 const char *amp_module_type(const amp_module *m);
 
+/** Number of direct children of a module (the layers of a Sequential, the
+ *  sub-modules of a block); 0 for a leaf layer or NULL. */
+int amp_module_child_count(const amp_module *m);
+
+/** Direct child `i` (0 <= i < count) and, through `name` (may be NULL), the
+ *  prefix its parameters carry in the parent ("0", "attn", "mlp.c_fc"; ""
+ *  when it has none); NULL when i is out of range. */
+amp_module *amp_module_child(const amp_module *m, int i, const char **name);
+
+/** A module observer: called by amp_module_forward() with every module's
+ *  output (after the module ran; a Sequential's output is also its last
+ *  child's, so the same tensor may come twice, first for the innermost
+ *  module). `out` may be read, not changed. Its gradient is in out->grad
+ *  after amp_backward() of a loss computed from it, until
+ *  amp_ctx_step_reset(). Used by `ampc diagnose` to see activations and
+ *  activation gradients layer by layer. */
+typedef void (*amp_module_observer)(void *user, const amp_module *m, const amp_tensor *out);
+
+/** Sets the context's module observer (NULL: none, the default), called
+ *  with `user` as its first argument; it observes, never changes, the
+ *  computation (the same bits with or without it). */
+void amp_ctx_set_module_observer(amp_ctx *ctx, amp_module_observer fn, void *user);
+
 /** @} */
 
 /* ------------------------------------------------------------------------ */
@@ -1516,6 +1560,14 @@ amp_status amp_checkpoint_load(amp_ctx *ctx, const char *path, amp_module *model
  *  "ampc-weights-1" and "ampc.dtype" in the metadata. Atomic, like
  *  amp_safetensors_write(). */
 amp_status amp_checkpoint_export(amp_ctx *ctx, const char *path, amp_module *model, amp_dtype dt);
+
+/** Writes `len` bytes to `path` atomically, as the checkpoint writers do:
+ *  a temporary file "<path>.tmp.<pid>.<k>" beside it is written, synced
+ *  and renamed over `path`, then the directory is synced. On failure
+ *  (AMP_ERR_IO, or AMP_ERR_NOMEM; recorded on ctx, which may be NULL, with
+ *  a message naming the path) the temporary file is removed and `path` is
+ *  left as it was. For the tool's other outputs (figures, reports). */
+amp_status amp_file_write_atomic(amp_ctx *ctx, const char *path, const void *data, size_t len);
 
 /** @} */
 

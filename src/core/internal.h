@@ -62,6 +62,9 @@ struct amp_ctx {
    * master, FP32 gradient and 16-bit working copy. */
   struct amp__param_slab *param_slabs; /* all slabs, newest first */
   struct amp__param_slab *param_cur;   /* where amp_param_new carves */
+  /* The module observer (amp_ctx_set_module_observer; src/nn/module.c). */
+  amp_module_observer module_observer;
+  void *module_observer_user;
 };
 
 /* The internal links of a tensor (see amp_tensor.internal_). */

@@ -63,14 +63,15 @@ static void remove_stale_tmp(const char *dir, const char *path) {
   closedir(d);
 }
 
-amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *parts, int n) {
+amp_status amp__write_atomic_as(amp_ctx *ctx, const char *label, const char *path,
+                                const amp__iopart *parts, int n) {
   size_t plen = strlen(path);
   char *tmp = malloc(plen + 64);
   char *dir = malloc(plen + 2);
   if (!tmp || !dir) {
     free(tmp);
     free(dir);
-    return amp__error(ctx, AMP_ERR_NOMEM, "safetensors: %s: out of memory", path);
+    return amp__error(ctx, AMP_ERR_NOMEM, "%s: %s: out of memory", label, path);
   }
   /* The directory of path, for the final fsync. */
   const char *slash = strrchr(path, '/');
@@ -90,8 +91,8 @@ amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *
   }
   amp_status st = AMP_OK;
   if (fd < 0) {
-    st = amp__error(ctx, AMP_ERR_IO, "safetensors: %s: cannot create the temporary file %s: %s",
-                    path, tmp, strerror(errno));
+    st = amp__error(ctx, AMP_ERR_IO, "%s: %s: cannot create the temporary file %s: %s", label, path,
+                    tmp, strerror(errno));
     free(tmp);
     free(dir);
     return st;
@@ -117,8 +118,8 @@ amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *
   }
   if (what) {
     unlink(tmp);
-    st = amp__error(ctx, AMP_ERR_IO, "safetensors: %s: %s the temporary file %s: %s", path, what,
-                    tmp, strerror(err));
+    st = amp__error(ctx, AMP_ERR_IO, "%s: %s: %s the temporary file %s: %s", label, path, what, tmp,
+                    strerror(err));
     free(tmp);
     free(dir);
     return st;
@@ -129,17 +130,28 @@ amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS)
-      st = amp__error(ctx, AMP_ERR_IO,
-                      "safetensors: %s: written, but the directory %s cannot be synced: %s", path,
-                      dir, strerror(errno));
+      st = amp__error(ctx, AMP_ERR_IO, "%s: %s: written, but the directory %s cannot be synced: %s",
+                      label, path, dir, strerror(errno));
     close(dfd);
   } else {
     st = amp__error(ctx, AMP_ERR_IO,
-                    "safetensors: %s: written, but the directory %s cannot be opened to sync "
+                    "%s: %s: written, but the directory %s cannot be opened to sync "
                     "it: %s",
-                    path, dir, strerror(errno));
+                    label, path, dir, strerror(errno));
   }
   free(tmp);
   free(dir);
   return st;
+}
+
+amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *parts, int n) {
+  return amp__write_atomic_as(ctx, "safetensors", path, parts, n);
+}
+
+amp_status amp_file_write_atomic(amp_ctx *ctx, const char *path, const void *data, size_t len) {
+  if (!path || (!data && len > 0))
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_file_write_atomic: NULL %s",
+                      path ? "data" : "path");
+  amp__iopart part = {data, len};
+  return amp__write_atomic_as(ctx, "write", path, &part, 1);
 }

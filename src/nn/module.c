@@ -62,7 +62,10 @@ int amp__module_push_buffer(amp_ctx *ctx, amp_module *m, amp_tensor *t, const ch
 
 int amp__module_adopt(amp_ctx *ctx, amp_module *m, const char *prefix, amp_module *child) {
   if (!child) return 0;
-  if (!grow(ctx, (void ***)&m->children, NULL, m->nchildren, &m->cap_children)) return 0;
+  const char *cname = dup_name(ctx, NULL, prefix ? prefix : "");
+  if (!cname || !grow(ctx, (void ***)&m->children, &m->child_names, m->nchildren, &m->cap_children))
+    return 0;
+  m->child_names[m->nchildren] = cname;
   m->children[m->nchildren++] = child;
   for (int j = 0; j < child->nparams; j++) {
     const char *nm = dup_name(ctx, prefix, child->names[j]);
@@ -269,7 +272,23 @@ amp_tensor *amp_module_forward(amp_ctx *ctx, amp_module *m, amp_tensor *x) {
     amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_module_forward: NULL module");
     return NULL;
   }
-  return m->forward(ctx, m, x);
+  amp_tensor *y = m->forward(ctx, m, x);
+  if (y && ctx->module_observer) ctx->module_observer(ctx->module_observer_user, m, y);
+  return y;
+}
+
+void amp_ctx_set_module_observer(amp_ctx *ctx, amp_module_observer fn, void *user) {
+  if (!ctx) return;
+  ctx->module_observer = fn;
+  ctx->module_observer_user = fn ? user : NULL;
+}
+
+int amp_module_child_count(const amp_module *m) { return m ? m->nchildren : 0; }
+
+amp_module *amp_module_child(const amp_module *m, int i, const char **name) {
+  if (!m || i < 0 || i >= m->nchildren) return NULL;
+  if (name) *name = m->child_names[i];
+  return m->children[i];
 }
 
 void amp_module_set_training(amp_module *m, int training) {

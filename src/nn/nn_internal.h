@@ -25,6 +25,7 @@ struct amp_module {
   /* Children, run by the forward function. */
   int nchildren, cap_children;
   amp_module **children;
+  const char **child_names; /* the prefix each child's names carry ("" for none) */
   /* Layer settings. */
   int64_t k, stride, padding;
   float p, eps, momentum;

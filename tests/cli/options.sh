@@ -13,7 +13,7 @@ source "$(dirname "$0")/lib.bash"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-cmds=("train" "sample" "eval" "export" "plot" "bench gemm" "bench peak" "bench triad" "bench all")
+cmds=("train" "sample" "eval" "export" "plot" "diagnose" "bench gemm" "bench peak" "bench triad" "bench all")
 for c in "${cmds[@]}"; do
   # shellcheck disable=SC2086
   for form in "$c --help" "$c -h" "help $c"; do
@@ -47,6 +47,7 @@ compare train "$({
 compare eval "$(table_flags "$src/eval.c" EOPT)" "$(help_flags eval)"
 compare sample "$(table_flags "$src/sample.c" SOPT)" "$(help_flags sample)"
 compare export "$(table_flags "$src/export.c" XOPT)" "$(help_flags export)"
+compare diagnose "$(table_flags "$src/diagnose.c" DOPT)" "$(help_flags diagnose)"
 compare "bench gemm" "$(table_flags "$src/main.c" GOPT)" "$(help_flags bench gemm)"
 compare plot "$(grep -oE '\{"[a-z-]+", .?.?.?, AMPC_OPT' "$src/plot.c" | sed -E 's/\{"//; s/".*//' |
   sort -u)" "$(help_flags plot)"

@@ -29,6 +29,10 @@ int ampc_export_main(int argc, char **argv);
  * more runs as an SVG figure. */
 int ampc_plot_main(int argc, char **argv);
 
+/* `ampc diagnose [options]`: per-layer histograms and what each format
+ * would flush, round or overflow (diagnose.c). */
+int ampc_diagnose_main(int argc, char **argv);
+
 /* Writes the parameters of `model` as a PyTorch state dict in torch.save's
  * format (export_pt.c), converted from FP32 to `dt` (F32, F16 or BF16), with
  * the module's names and layouts; atomically. Returns 1, or 0 with a

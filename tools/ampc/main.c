@@ -14,9 +14,9 @@
 
 /* The commands, in the order `ampc help` lists them. */
 static const ampc_cmd *const COMMANDS[] = {
-    &ampc_cmd_train,      &ampc_cmd_sample,      &ampc_cmd_eval,
-    &ampc_cmd_export,     &ampc_cmd_plot,        &ampc_cmd_bench_gemm,
-    &ampc_cmd_bench_peak, &ampc_cmd_bench_triad, &ampc_cmd_bench_all,
+    &ampc_cmd_train,       &ampc_cmd_sample,    &ampc_cmd_eval,       &ampc_cmd_export,
+    &ampc_cmd_plot,        &ampc_cmd_diagnose,  &ampc_cmd_bench_gemm, &ampc_cmd_bench_peak,
+    &ampc_cmd_bench_triad, &ampc_cmd_bench_all,
 };
 enum { NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]) };
 
@@ -215,7 +215,8 @@ int main(int argc, char **argv) {
   /* Training-type commands only: the benchmarks time kernels back to back,
      where sleeping threads would pay a wake-up per call. */
   if (argc >= 2 && (strcmp(argv[1], "train") == 0 || strcmp(argv[1], "eval") == 0 ||
-                    strcmp(argv[1], "export") == 0 || strcmp(argv[1], "sample") == 0))
+                    strcmp(argv[1], "export") == 0 || strcmp(argv[1], "sample") == 0 ||
+                    strcmp(argv[1], "diagnose") == 0))
     prefer_passive_waits(argv);
   if (argc < 2) {
     usage(stderr);
@@ -237,10 +238,12 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "export") == 0) return ampc_export_main(argc - 2, argv + 2);
   if (strcmp(cmd, "plot") == 0) return ampc_plot_main(argc - 2, argv + 2);
   if (strcmp(cmd, "sample") == 0) return ampc_sample_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "diagnose") == 0) return ampc_diagnose_main(argc - 2, argv + 2);
   const char *best = "help";
   int bd = 99;
-  const char *names[] = {"train", "eval", "export", "plot", "bench", "version", "help"};
-  for (int i = 0; i < 7; i++) {
+  const char *names[] = {"train",    "eval",  "export",  "plot", "sample",
+                         "diagnose", "bench", "version", "help"};
+  for (int i = 0; i < 9; i++) {
     int d = ampc_opts_distance(cmd, names[i]);
     if (d < bd) bd = d, best = names[i];
   }

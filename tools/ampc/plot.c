@@ -7,10 +7,11 @@
  *
  * Input lines that are not JSON objects are skipped and counted (the count
  * and the first such line number are printed); an unreadable file stops the
- * command. The SVG is written to a temporary file beside the target and
- * renamed into place, so a failure never leaves a half-written figure. */
+ * command. The SVG is drawn in memory and written atomically (svg.c), so a
+ * failure never leaves a half-written figure. */
 #include "cli.h"
 #include "opts.h"
+#include "svg.h"
 
 #include <stddef.h>
 
@@ -20,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 enum { S_LOSS, S_VAL, S_SCALE, S_LR, S_GNORM, S_COUNT };
 
@@ -135,22 +135,6 @@ static int read_run(run *r, long *bad, long *first_bad) {
 /* Axis value of y on a panel (logarithmic panels plot log_b(y)). */
 static double tr(int log, double y) { return log == 10 ? log10(y) : log == 2 ? log2(y) : y; }
 
-/* Writes s with XML's five special characters escaped. */
-static void xml_text(FILE *f, const char *s) {
-  for (; *s; s++) switch (*s) {
-    case '<': fputs("&lt;", f); break;
-    case '>': fputs("&gt;", f); break;
-    case '&': fputs("&amp;", f); break;
-    case '"': fputs("&quot;", f); break;
-    case '\'': fputs("&apos;", f); break;
-    default:
-      if ((unsigned char)*s >= 0x20 || *s == '\t') fputc(*s, f);
-    }
-}
-
-static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
-                                      "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
-
 enum { W = 900, PH = 170, GAP = 46, LM = 80, RM = 20, TOP = 50 };
 
 typedef struct {
@@ -172,7 +156,7 @@ static void draw_frame(FILE *f, const frame *fr, const char *title, int log) {
           "stroke=\"#444\"/>\n",
           LM, fr->top, W - LM - RM, PH);
   fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"13\">", LM, fr->top - 6);
-  xml_text(f, title);
+  ampc_svg_text(f, title);
   fputs("</text>\n", f);
   for (int i = 0; i <= 4; i++) {
     double v = fr->y0 + (fr->y1 - fr->y0) * i / 4, y = py(fr, v);
@@ -239,18 +223,13 @@ static int write_svg(FILE *f, const run *runs, int nruns) {
   }
   if (!(fr.x1 > fr.x0)) fr.x1 = fr.x0 + 1;
   int height = TOP + np * (PH + GAP) + 20;
-  fprintf(f,
-          "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-          "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n"
-          "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-          W, height, W, height);
+  ampc_svg_begin(f, W, height);
   for (int r = 0; r < nruns; r++) { /* legend */
-    const char *c = colours[r % (int)(sizeof colours / sizeof *colours)];
+    const char *c = ampc_svg_colour(r);
     int x = LM + (r % 3) * 270, y = 16 + (r / 3) * 16;
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"4\" fill=\"%s\"/>", x, y - 4, c);
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\">", x + 18, y + 1);
-    xml_text(f, runs[r].path);
+    ampc_svg_text(f, runs[r].path);
     fputs("</text>\n", f);
   }
   for (int p = 0; p < np; p++) {
@@ -264,7 +243,7 @@ static int write_svg(FILE *f, const run *runs, int nruns) {
                   : "validation loss";
     draw_frame(f, &fr, title, log);
     for (int r = 0; r < nruns; r++) {
-      const char *c = colours[r % (int)(sizeof colours / sizeof *colours)];
+      const char *c = ampc_svg_colour(r);
       draw_series(f, &fr, &runs[r].s[k], log, c);
       if (k != S_SCALE) continue;
       for (size_t i = 0; i < runs[r].skipped.n; i++) {
@@ -275,7 +254,8 @@ static int write_svg(FILE *f, const run *runs, int nruns) {
     }
   }
   fputs("<text x=\"450\" y=\"", f);
-  fprintf(f, "%d\" font-size=\"12\" text-anchor=\"middle\">step</text>\n</svg>\n", height - 4);
+  fprintf(f, "%d\" font-size=\"12\" text-anchor=\"middle\">step</text>\n", height - 4);
+  ampc_svg_end(f);
   return ferror(f) ? -1 : 0;
 }
 
@@ -303,27 +283,14 @@ const ampc_cmd ampc_cmd_plot = {
     "the command with status 1.",
     "draw the metrics of runs as SVG"};
 
-/* Writes the figure to a temporary file beside `out` and renames it. */
-static int save_svg(const char *out, const run *runs, int nruns) {
-  size_t len = strlen(out) + 32;
-  char *tmp = malloc(len);
-  if (!tmp) return -1;
-  snprintf(tmp, len, "%s.tmp.%ld", out, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    fprintf(stderr, "ampc plot: cannot write '%s': %s\n", out, strerror(errno));
-    free(tmp);
-    return -1;
-  }
-  int rc = write_svg(f, runs, nruns);
-  if (fclose(f) != 0) rc = -1;
-  if (rc == 0 && rename(tmp, out) != 0) rc = -1;
-  if (rc != 0) {
-    fprintf(stderr, "ampc plot: error writing '%s': %s\n", out, strerror(errno));
-    remove(tmp);
-  }
-  free(tmp);
-  return rc;
+typedef struct {
+  const run *runs;
+  int nruns;
+} figure;
+
+static int draw(FILE *f, const void *arg) {
+  const figure *fig = arg;
+  return write_svg(f, fig->runs, fig->nruns);
 }
 
 int ampc_plot_main(int argc, char **argv) {
@@ -364,7 +331,7 @@ int ampc_plot_main(int argc, char **argv) {
     fprintf(stderr, "ampc plot: no metrics found in the given files\n");
     rc = 1;
   }
-  if (rc == 0 && save_svg(out, runs, nruns) != 0) rc = 1;
+  if (rc == 0 && ampc_svg_save("plot", out, draw, &(figure){runs, nruns}) != 0) rc = 1;
   if (rc == 0)
     fprintf(stderr, "ampc plot: wrote %s (%d run%s)\n", out, nruns, nruns == 1 ? "" : "s");
   for (int r = 0; r < nruns; r++) run_free(&runs[r]);

@@ -330,10 +330,11 @@ int train_opts_from_checkpoint(const amp_safetensors *f, train_opts *o) {
     }
     if (strcmp(key, "config.model") == 0 &&
         (strncmp(value, "gpt", 3) == 0 || strncmp(value, "cnn:", 4) == 0)) {
-      fprintf(stderr,
-              "ampc %s: a checkpoint of a %.80s model: eval, export and --resume handle mlp: "
-              "models (use `ampc sample` for a GPT, or --init to start from its weights)\n",
-              o->cmd ? o->cmd : "train", value);
+      fprintf(
+          stderr,
+          "ampc %s: a checkpoint of a %.80s model: eval, export, diagnose and --resume "
+          "handle mlp: models (use `ampc sample` for a GPT, or --init to start from its weights)\n",
+          o->cmd ? o->cmd : "train", value);
       return 1;
     }
     char *copy = strcpy(o->owned[o->nowned++], value); /* outlives the file */
