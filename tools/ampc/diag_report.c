@@ -92,12 +92,22 @@ static const char *scale_mode(const diag_result *d) {
   return strcmp(d->o->precision, "fp16") == 0 ? "dynamic" : "none";
 }
 
+/* The scales seen: "1", or "65536 to 1.04858e+06". */
+static void scale_text(const diag_result *d, char *buf, size_t cap) {
+  if (d->scale_min == d->scale_max)
+    snprintf(buf, cap, "%g", d->scale_min);
+  else
+    snprintf(buf, cap, "%g to %g", d->scale_min, d->scale_max);
+}
+
 static void print_text(const diag_result *d) {
   const train_opts *o = d->o;
-  printf("ampc diagnose: %s, %s, loss scale %s (S from %g to %g), %ld steps (%ld skipped) of "
-         "batch %ld, %ld observed; %.1f s wall, %.1f s CPU\n",
-         o->model, o->precision, scale_mode(d), d->scale_min, d->scale_max, d->steps, d->skipped,
-         o->batch, d->observed, d->wall_s, d->cpu_s);
+  char scale[64];
+  scale_text(d, scale, sizeof scale);
+  printf("ampc diagnose: %s, %s, loss scale %s (S = %s), %ld steps (%ld skipped) of batch %ld, "
+         "%ld observed; %.1f s wall, %.1f s CPU\n",
+         o->model, o->precision, scale_mode(d), scale, d->steps, d->skipped, o->batch, d->observed,
+         d->wall_s, d->cpu_s);
   printf("Values seen in F32 (gradients x S), classified as each format would round them.\n");
   for (int role = 0; role < NROLES; role++) print_table(d, role);
   const char *fname = amp_dtype_name(diag_formats[d->fmt]);
@@ -111,15 +121,20 @@ static void print_text(const diag_result *d) {
            d->e[w[k].role][w[k].i].name, 100 * w[k].lost, 100 * diag_frac(h, d->fmt, DIAG_ZERO),
            100 * diag_frac(h, d->fmt, DIAG_OVERFLOW));
   }
-  printf("\nrecommended loss scale (from the activation gradients, max |g| unscaled):\n");
+  printf("\nrecommended loss scale (from the activation gradients; see `ampc help diagnose`):\n");
   for (int f = 0; f < DIAG_NFMT; f++) {
     diag_rec r;
     diag_result_recommend(d, f, &r);
-    printf("  %-5s %-10g %s: at S = 1 %.2f%% flush to zero; at S = %g %.2f%% (%.2f%% below the "
-           "smallest normal)%s\n",
-           amp_dtype_name(diag_formats[f]), r.scale, r.needed ? "          " : "(no scaling)",
-           100 * r.flush_1, r.scale, 100 * r.flush_s, 100 * r.under_s,
-           f == d->fmt ? "  <- this recipe's format" : "");
+    printf("  %-5s", amp_dtype_name(diag_formats[f]));
+    if (r.needed)
+      printf("S = %g (2^%d): %.2f%% would flush to zero at S = 1, %.2f%% at S = %g (%.2f%% "
+             "below the smallest normal)",
+             r.scale, ilogb(r.scale), 100 * r.flush_1, 100 * r.flush_s, r.scale, 100 * r.under_s);
+    else
+      printf("no scaling needed (S = 1): %.2f%% would flush to zero, %.2f%% below the smallest "
+             "normal",
+             100 * r.flush_1, 100 * r.under_s);
+    printf("%s\n", f == d->fmt ? "  <- this recipe's format" : "");
   }
 }
 
@@ -356,7 +371,7 @@ static void fig_axes(FILE *f, const fig *g) {
           FLM, FTOP, FW - FLM - FRM, FPH);
   for (int i = 0; i <= 4; i++) {
     double v = g->ymax * i / 4;
-    fprintf(f, "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.0f%%</text>\n",
+    fprintf(f, "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3g%%</text>\n",
             FLM - 4, fy(g, v) + 4, 100 * v);
   }
   int step = g->x1 - g->x0 > 80 ? 16 : g->x1 - g->x0 > 40 ? 8 : 4;
@@ -442,8 +457,10 @@ static int draw_role(FILE *f, const void *arg) {
   fprintf(f, ": share of each layer's non-zero values per binade</text>\n");
   fprintf(f, "<text x=\"%d\" y=\"42\" font-size=\"12\">", FLM);
   char sub[400];
-  snprintf(sub, sizeof sub, "%s, %s, loss scale %g to %g, %ld observed step(s) of batch %ld",
-           d->o->model, d->o->precision, d->scale_min, d->scale_max, d->observed, d->o->batch);
+  char scale[64];
+  scale_text(d, scale, sizeof scale);
+  snprintf(sub, sizeof sub, "%s, %s, loss scale %s (%s), %ld observed step(s) of batch %ld",
+           d->o->model, d->o->precision, scale_mode(d), scale, d->observed, d->o->batch);
   ampc_svg_text(f, sub);
   fputs("</text>\n", f);
   fig_bands(f, &g);

@@ -44,14 +44,6 @@ static int check_mlp(const char *v, char *msg, size_t cap) {
   return 0;
 }
 
-static int check_loss_scale(const char *v, char *msg, size_t cap) {
-  ampc_recipe r;
-  char m[256];
-  if (ampc_recipe_parse("fp16", v, 1, &r, m, sizeof m) == 0) return 1;
-  snprintf(msg, cap, "is not dynamic, static:N or none (N in [1e-30, 3e38])");
-  return 0;
-}
-
 #define DOPT(name, kind, member, arg, lo, hi, help, check)                                         \
   { name, 0, kind, offsetof(diag_opts, member), arg, lo, hi, help, check }
 
@@ -67,7 +59,7 @@ static const ampc_opt DIAG_OPTS[] = {
          "fp32)",
          NULL),
     DOPT("loss-scale", AMPC_OPT_STR, t.loss_scale, "dynamic|static:N|none", 0, 0,
-         "loss scaling (default: dynamic for fp16, none otherwise)", check_loss_scale),
+         "loss scaling (default: dynamic for fp16, none otherwise)", train_opts_check_loss_scale),
     DOPT("growth-interval", AMPC_OPT_LONG, t.growth_interval, "N", 1, 1099511627776.0,
          "steps without overflow before the dynamic scale doubles (default 2000)", NULL),
     DOPT("optim", AMPC_OPT_ENUM, t.optim, "adam|adamw|sgd", 0, 0, "optimizer (default adam)", NULL),
@@ -386,19 +378,8 @@ static int load_checkpoint(diag_run *D, int has_config) {
 /* Data, model, optimizer, scaler, loader and the tables of entries. */
 static int setup(diag_run *D, int has_config) {
   train_opts *o = &D->d.t;
-  if (!train_load_data(D->ctx, o, D->sizes, D->nsizes, &D->train, &D->test)) {
-    fprintf(stderr, "ampc diagnose: %s\n", amp_ctx_error(D->ctx));
-    return 1;
-  }
-  if (amp_dataset_features(D->train) != D->sizes[0] ||
-      amp_dataset_classes(D->train) != D->sizes[D->nsizes - 1]) {
-    fprintf(stderr,
-            "ampc diagnose: --model %s does not fit the data: it has %lld features and %lld "
-            "classes\n",
-            o->model, (long long)amp_dataset_features(D->train),
-            (long long)amp_dataset_classes(D->train));
-    return 1;
-  }
+  int rc = train_open_data(D->ctx, o, D->sizes, D->nsizes, &D->train, &D->test);
+  if (rc) return rc;
   amp_optim_kind kind = strcmp(o->optim, "adamw") == 0 ? AMP_OPTIM_ADAMW
                         : strcmp(o->optim, "sgd") == 0 ? AMP_OPTIM_SGD
                                                        : AMP_OPTIM_ADAM;
@@ -410,10 +391,7 @@ static int setup(diag_run *D, int has_config) {
     fprintf(stderr, "ampc diagnose: %s\n", amp_ctx_error(D->ctx));
     return 1;
   }
-  if (D->d.checkpoint) {
-    int rc = load_checkpoint(D, has_config);
-    if (rc) return rc;
-  }
+  if (D->d.checkpoint && (rc = load_checkpoint(D, has_config))) return rc;
   if (!collect_leaves(D, D->run.model, "") || !collect_params(D)) {
     fprintf(stderr, "ampc diagnose: out of memory\n");
     return 1;

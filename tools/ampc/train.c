@@ -167,19 +167,7 @@ static int setup(trainer *T) {
   const train_opts *o = &T->o;
   int rc = preflight(T);
   if (rc) return rc;
-  if (!train_load_data(T->ctx, o, T->sizes, T->nsizes, &T->train, &T->test)) {
-    fprintf(stderr, "ampc train: %s\n", amp_ctx_error(T->ctx));
-    return 1;
-  }
-  if (amp_dataset_features(T->train) != T->sizes[0] ||
-      amp_dataset_classes(T->train) != T->sizes[T->nsizes - 1]) {
-    fprintf(stderr,
-            "ampc train: --model %s does not fit the data: it has %lld features and %lld "
-            "classes\n",
-            o->model, (long long)amp_dataset_features(T->train),
-            (long long)amp_dataset_classes(T->train));
-    return 1;
-  }
+  if ((rc = train_open_data(T->ctx, o, T->sizes, T->nsizes, &T->train, &T->test))) return rc;
   int ok = ampc_run_create(T->ctx, &T->r, T->sizes, T->nsizes, o->seed, T->kind, o->lr,
                            o->growth_interval, &T->run);
   amp_loader_params lp = {T->D.global, 1, o->seed, 0, T->r.dt, 1}; /* B·K·ranks */

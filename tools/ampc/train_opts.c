@@ -51,7 +51,7 @@ static int check_model(const char *v, char *msg, size_t cap) {
   return 0;
 }
 
-static int check_loss_scale(const char *v, char *msg, size_t cap) {
+int train_opts_check_loss_scale(const char *v, char *msg, size_t cap) {
   ampc_recipe r;
   char m[256];
   if (ampc_recipe_parse("fp16", v, 1, &r, m, sizeof m) == 0) return 1;
@@ -103,7 +103,7 @@ static const ampc_opt TRAIN_OPTS[] = {
          "seed of the initialisation and the shuffle (default 0)", NULL),
     TOPT("threads", AMPC_OPT_LONG, threads, "N", 1, 1024, "OpenMP threads (default 2)", NULL),
     TOPT("loss-scale", AMPC_OPT_STR, loss_scale, "dynamic|static:N|none", 0, 0,
-         "loss scaling (default: dynamic for fp16, none otherwise)", check_loss_scale),
+         "loss scaling (default: dynamic for fp16, none otherwise)", train_opts_check_loss_scale),
     TOPT("growth-interval", AMPC_OPT_LONG, growth_interval, "N", 1, 1099511627776.0,
          "steps without overflow before the dynamic scale doubles (default 2000)", NULL),
     TOPT("master-weights", AMPC_OPT_ONOFF, master_weights, "", 0, 0,
@@ -464,4 +464,22 @@ int train_load_data(amp_ctx *ctx, const train_opts *o, const long *sizes, int ns
   }
   return amp_mnist_load(ctx, o->data, 1, train) == AMP_OK &&
          amp_mnist_load(ctx, o->data, 0, test) == AMP_OK;
+}
+
+int train_open_data(amp_ctx *ctx, const train_opts *o, const long *sizes, int nsizes,
+                    amp_dataset **train, amp_dataset **test) {
+  if (!train_load_data(ctx, o, sizes, nsizes, train, test)) {
+    fprintf(stderr, "ampc %s: %s\n", o->cmd, amp_ctx_error(ctx));
+    return 1;
+  }
+  if (amp_dataset_features(*train) != sizes[0] ||
+      amp_dataset_classes(*train) != sizes[nsizes - 1]) {
+    fprintf(stderr,
+            "ampc %s: --model %s does not fit the data: it has %lld features and %lld "
+            "classes\n",
+            o->cmd, o->model, (long long)amp_dataset_features(*train),
+            (long long)amp_dataset_classes(*train));
+    return 1;
+  }
+  return 0;
 }

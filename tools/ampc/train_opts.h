@@ -80,6 +80,15 @@ int train_meta_count(const amp_safetensors *f, const char *key, int64_t *out);
 int train_load_data(amp_ctx *ctx, const train_opts *o, const long *sizes, int nsizes,
                     amp_dataset **train, amp_dataset **test);
 
+/* train_load_data(), then the check that the data fit the MLP of sizes
+ * (features in, classes out). Returns 0, or 1 after "ampc <o->cmd>: ...". */
+int train_open_data(amp_ctx *ctx, const train_opts *o, const long *sizes, int nsizes,
+                    amp_dataset **train, amp_dataset **test);
+
+/* The option-table check of --loss-scale (opts.h): 1 for dynamic, static:N
+ * or none, else 0 with the reason in msg. */
+int train_opts_check_loss_scale(const char *v, char *msg, size_t cap);
+
 /* A checkpoint's model, as eval and export rebuild it. */
 typedef struct loaded {
   amp_ctx *ctx;
