@@ -157,6 +157,11 @@ expect_fail 2 "is not a directory" diagnose "${syn[@]}" --steps 1 --out "$tmp/fi
 [ "$(cat "$tmp/file")" = x ] && ok || bad "--out FILE was changed"
 expect_fail 2 "cannot create the directory" diagnose "${syn[@]}" --steps 1 --out "$tmp/no/such"
 expect_fail 2 "cannot create files" diagnose "${syn[@]}" --steps 1 --out /proc/self
+expect_fail 1 "no such file" diagnose --data "$tmp/none-such" --out "$tmp/figs"
+[ ! -e "$tmp/figs" ] && ok || bad "a failed run created --out"
+expect_fail 1 "in the file" diagnose --data synthetic --synthetic-n 600 \
+  --checkpoint "$tmp/ck.st" --model mlp:30-48-5 --out "$tmp/figs2"
+[ ! -e "$tmp/figs2" ] && ok || bad "a failed run created --out"
 "$ampc" diagnose --help | grep -q "usage: ampc diagnose" && ok || bad "diagnose --help"
 [ -z "$(find "$tmp" -name '*.tmp.*' -o -name 'diagnose-*' -not -path "$tmp/none/*")" ] && ok ||
   bad "files left behind: $(find "$tmp" -name '*.tmp.*' -o -name 'diagnose-*' -not -path "$tmp/none/*")"

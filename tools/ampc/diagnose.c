@@ -410,7 +410,7 @@ static void run_free(diag_run *D) {
   free(D);
 }
 
-/* Options, recipe, model sizes and --out; 0, or the exit status. */
+/* Options, recipe and model sizes; 0, or the exit status. */
 static int configure(diag_run *D, int argc, char **argv, int *has_config) {
   int rc = parse(D, argc, argv, has_config);
   if (rc) return rc;
@@ -422,7 +422,6 @@ static int configure(diag_run *D, int argc, char **argv, int *has_config) {
     fprintf(stderr, "ampc diagnose: unknown model '%s' (diagnose runs mlp: models)\n", o->model);
     return 1;
   }
-  if (D->d.out && (rc = prepare_out(D->d.out))) return rc;
   D->res.o = o;
   D->res.out_dir = D->d.out;
   D->res.fmt = D->r.dt == AMP_BF16 ? 1 : 0;
@@ -454,6 +453,7 @@ int ampc_diagnose_main(int argc, char **argv) {
     return 1;
   }
   rc = setup(D, has_config);
+  if (!rc && D->d.out) rc = prepare_out(D->d.out); /* once the inputs are good */
   if (!rc) rc = run_steps(D);
   D->res.wall_s = ampb_now() - t0;
   D->res.cpu_s = (double)(clock() - c0) / CLOCKS_PER_SEC;
