@@ -29,8 +29,9 @@ typedef struct amp__iopart {
  * are removed. */
 amp_status amp__write_atomic(amp_ctx *ctx, const char *path, const amp__iopart *parts, int n);
 
-/* amp__write_atomic() whose messages start with `what` ("safetensors") instead. */
-amp_status amp__write_atomic_as(amp_ctx *ctx, const char *what, const char *path,
+/* amp__write_atomic() whose messages start with `label` instead of
+ * "safetensors" (amp_file_write_atomic: "write"). */
+amp_status amp__write_atomic_as(amp_ctx *ctx, const char *label, const char *path,
                                 const amp__iopart *parts, int n);
 
 /* A safetensors dtype: its name in the header, the ampc type
