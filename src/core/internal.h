@@ -62,6 +62,10 @@ struct amp_ctx {
    * master, FP32 gradient and 16-bit working copy. */
   struct amp__param_slab *param_slabs; /* all slabs, newest first */
   struct amp__param_slab *param_cur;   /* where amp_param_new carves */
+  /* FP8 training (src/autocast/fp8.c): the scaling state of amp_fp8_create
+   * (NULL: none) and whether an FP8 region is open. */
+  struct amp__fp8 *fp8;
+  int fp8_active;
 };
 
 /* The internal links of a tensor (see amp_tensor.internal_). */
@@ -101,6 +105,10 @@ void amp__arena_reset(amp__arena *a);
 void amp__arena_free(amp__arena *a);
 void amp__tape_reset(amp_ctx *ctx);
 void amp__autocast_reset(amp_ctx *ctx);
+/* FP8 (src/autocast/fp8.c): the end of an FP8 step when amaxes were
+ * recorded in it (amp_fp8_step_end), and freeing the state with ctx. */
+void amp__fp8_step_reset(amp_ctx *ctx);
+void amp__fp8_free(amp_ctx *ctx);
 
 /* A tensor struct of the given dtype and shape in `arena`, its data NULL:
  * amp_tensor_new() without the data (the caller points it somewhere). NULL
