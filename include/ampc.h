@@ -1256,7 +1256,11 @@ float *amp_optim_master_buffer(amp_optim *o);
  *  *v is NULL). Buffers have amp_optim_numel() elements; NULL when unused. */
 void amp_optim_state(amp_optim *o, int64_t **step, float **m, float **v);
 
-/** Rewrites every working copy from its master (after loading masters). */
+/** Rewrites every working copy from its master (after loading masters):
+ *  round to nearest even, or, with stochastic rounding after step S > 0,
+ *  the same random bits as the last step's write (stream offset
+ *  (S - 1)·numel), so that a resumed run has the working copy of an
+ *  uninterrupted one. */
 amp_status amp_optim_sync_work(amp_optim *o);
 
 /** @} */

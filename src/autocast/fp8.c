@@ -16,12 +16,12 @@ amp_fp8_params amp_fp8_defaults(amp_fp8_scaling s) {
 }
 
 amp_status amp__fp8_check_params(amp_ctx *ctx, const amp_fp8_params *p) {
-  const char *bad = !p                                                    ? "NULL params"
-                    : (unsigned)p->scaling > AMP_FP8_BLOCK                ? "unknown scaling"
-                    : p->history_len < 1 || p->history_len > 65536        ? "history_len not in 1..65536"
-                    : p->margin < 0 || p->margin > 64                     ? "margin not in 0..64"
-                    : (unsigned)p->grad_rounding > AMP_ROUND_STOCHASTIC   ? "unknown rounding"
-                                                                          : NULL;
+  const char *bad = !p                                             ? "NULL params"
+                    : (unsigned)p->scaling > AMP_FP8_BLOCK         ? "unknown scaling"
+                    : p->history_len < 1 || p->history_len > 65536 ? "history_len not in 1..65536"
+                    : p->margin < 0 || p->margin > 64              ? "margin not in 0..64"
+                    : (unsigned)p->grad_rounding > AMP_ROUND_STOCHASTIC ? "unknown rounding"
+                                                                        : NULL;
   if (bad) return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_fp8_create: %s", bad);
   return AMP_OK;
 }

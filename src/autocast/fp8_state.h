@@ -11,20 +11,20 @@ enum { AMP__FP8_INPUT = 0, AMP__FP8_WEIGHT = 1, AMP__FP8_GRAD = 2 };
 
 typedef struct amp__fp8 {
   amp_fp8_params p;
-  int hlen;              /* columns of the history: history_len (delayed) or 1 */
-  int nparams;           /* rows: 3 · nparams */
-  amp_tensor **params;   /* the model's parameters, in amp_module_param() order */
-  float *hist;           /* [3·nparams][hlen], newest first ("fp8.amax_history") */
-  float *scale;          /* [3·nparams] ("fp8.scale") */
-  float *state;          /* [2]: steps ended, 1 when amaxes are pending ("fp8.state") */
-  uint32_t sr_calls;     /* stochastic quantisations in this step (their stream) */
-  float *ws[2];          /* the F32 copies of the GEMM operands (grow-only) */
+  int hlen;            /* columns of the history: history_len (delayed) or 1 */
+  int nparams;         /* rows: 3 · nparams */
+  amp_tensor **params; /* the model's parameters, in amp_module_param() order */
+  float *hist;         /* [3·nparams][hlen], newest first ("fp8.amax_history") */
+  float *scale;        /* [3·nparams] ("fp8.scale") */
+  float *state;        /* [2]: steps ended, 1 when amaxes are pending ("fp8.state") */
+  uint32_t sr_calls;   /* stochastic quantisations in this step (their stream) */
+  float *ws[2];        /* the F32 copies of the GEMM operands (grow-only) */
   size_t ws_n[2];
   struct amp__fp8_wcache { /* per parameter: its quantised weight of this step */
     uint8_t *q;
     float *scale_inv;
     size_t n, ns;
-  } *wc;
+  } * wc;
 } amp__fp8;
 
 /* Attaches a state over params[0, n) whose buffers are hist, scale and state

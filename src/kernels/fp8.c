@@ -117,7 +117,8 @@ amp_status amp_fp8_quantize_blocks(amp_ctx *ctx, amp_dtype fmt, const void *src,
       int64_t c0 = bj * block_cols, len = c0 + block_cols < cols ? block_cols : cols - c0;
       float amax = 0.0f;
       for (int64_t r = r0; r < r1; r++) {
-        float a = k->fp8_amax(src_type, (size_t)len, (const char *)src + (size_t)(r * ld + c0) * es);
+        float a =
+            k->fp8_amax(src_type, (size_t)len, (const char *)src + (size_t)(r * ld + c0) * es);
         if (a > amax) amax = a;
       }
       float s = pow2_scale(fmax, amax);
@@ -160,10 +161,10 @@ void amp__fp8_dequant_matrix(const amp__kernels *k, const amp_fp8_matrix *q, flo
   }
 }
 
-amp_status amp__gemm_fp8(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t n,
-                         int64_t k, float alpha, const amp_fp8_matrix *a, const amp_fp8_matrix *b,
-                         float beta, void *c, amp_dtype c_type, int64_t ldc,
-                         const amp_epilogue *epilogue, float *wa, float *wb) {
+amp_status amp__gemm_fp8(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t n, int64_t k,
+                         float alpha, const amp_fp8_matrix *a, const amp_fp8_matrix *b, float beta,
+                         void *c, amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue,
+                         float *wa, float *wb) {
   const amp__kernels *kt = amp__kernels_of(ctx);
   int threads = amp__threads(ctx);
   amp__fp8_dequant_matrix(kt, a, wa, threads);

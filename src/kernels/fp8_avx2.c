@@ -33,8 +33,9 @@ float amp__fp8_amax_avx2(int sdt, size_t n, const void *src) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(abs8(load8(sdt, src, i)), vm); /* NaN: keeps vm */
   float m = hmax8(vm);
-  float t = amp__fp8_amax_scalar(sdt, n - i, sdt == AMP_BF16 ? (const void *)((const uint16_t *)src + i)
-                                                            : (const void *)((const float *)src + i));
+  float t = amp__fp8_amax_scalar(sdt, n - i,
+                                 sdt == AMP_BF16 ? (const void *)((const uint16_t *)src + i)
+                                                 : (const void *)((const float *)src + i));
   return t > m ? t : m;
 }
 
@@ -43,19 +44,22 @@ float amp__fp8_amax_avx2(int sdt, size_t n, const void *src) {
 static inline __m256i encode8(int fmt, __m256 y) {
   const int e4 = fmt == AMP_E4M3;
   const uint32_t mbits = e4 ? 3 : 2, bias = e4 ? 7 : 15;
-  const __m256i over = _mm256_set1_epi32(e4 ? 0x7e : 0x7b), nan = _mm256_set1_epi32(e4 ? 0x7f : 0x7e);
+  const __m256i over = _mm256_set1_epi32(e4 ? 0x7e : 0x7b),
+                nan = _mm256_set1_epi32(e4 ? 0x7f : 0x7e);
   __m256i x = _mm256_castps_si256(y);
   __m256i sign = _mm256_and_si256(_mm256_srli_epi32(x, 24), _mm256_set1_epi32(0x80));
   __m256i ax = _mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff));
   /* normal: the reference's integer round to nearest even */
   __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(ax, (int)(23 - mbits)), _mm256_set1_epi32(1));
-  __m256i r = _mm256_add_epi32(_mm256_add_epi32(ax, _mm256_set1_epi32((1 << (22 - mbits)) - 1)), lsb);
-  __m256i norm = _mm256_srli_epi32(_mm256_sub_epi32(r, _mm256_set1_epi32((int)((127 - bias) << 23))),
-                                   (int)(23 - mbits));
+  __m256i r =
+      _mm256_add_epi32(_mm256_add_epi32(ax, _mm256_set1_epi32((1 << (22 - mbits)) - 1)), lsb);
+  __m256i norm = _mm256_srli_epi32(
+      _mm256_sub_epi32(r, _mm256_set1_epi32((int)((127 - bias) << 23))), (int)(23 - mbits));
   /* subnormal: |y| + 2^(23 + qexp) rounds |y| to the quantum 2^qexp */
   const float magic = e4 ? 16384.0f : 128.0f; /* 2^14 = 2^(23-9), 2^7 = 2^(23-16) */
   __m256 sum = _mm256_add_ps(_mm256_castsi256_ps(ax), _mm256_set1_ps(magic));
-  __m256i sub = _mm256_sub_epi32(_mm256_castps_si256(sum), _mm256_castps_si256(_mm256_set1_ps(magic)));
+  __m256i sub =
+      _mm256_sub_epi32(_mm256_castps_si256(sum), _mm256_castps_si256(_mm256_set1_ps(magic)));
   __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)((128 - bias) << 23)), ax);
   __m256i mag = _mm256_blendv_epi8(norm, sub, is_sub);
   /* overflow (inf included) saturates; the unsigned min keeps huge codes in range */
@@ -70,8 +74,7 @@ static inline void store8(uint8_t *dst, __m256i codes) {
   _mm_storel_epi64((__m128i *)dst, _mm_packus_epi16(p, p));
 }
 
-float amp__fp8_quant_avx2(int fmt, int sdt, size_t n, const void *src, float scale,
-                          uint8_t *dst) {
+float amp__fp8_quant_avx2(int fmt, int sdt, size_t n, const void *src, float scale, uint8_t *dst) {
   __m256 vm = _mm256_setzero_ps(), vs = _mm256_set1_ps(scale);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {

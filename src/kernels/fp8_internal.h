@@ -17,8 +17,7 @@ float amp__fp8_amax_scalar(int sdt, size_t n, const void *src);
 /* dst[i] = fmt(src[i] · scale), round to nearest even, saturating (beyond
  * the largest finite value, inf included, gives ±max; NaN stays NaN), fmt
  * AMP_E4M3 or AMP_E5M2. Returns max |src[i]| as amp__fp8_amax_scalar. */
-float amp__fp8_quant_scalar(int fmt, int sdt, size_t n, const void *src, float scale,
-                            uint8_t *dst);
+float amp__fp8_quant_scalar(int fmt, int sdt, size_t n, const void *src, float scale, uint8_t *dst);
 /* dst[i] = to_f32(src[i]) · scale_inv, one F32 multiplication. */
 void amp__fp8_dequant_scalar(int fmt, size_t n, const uint8_t *src, float scale_inv, float *dst);
 /* As amp__fp8_quant_scalar with stochastic rounding (fmt AMP_E5M2 or
@@ -43,10 +42,10 @@ static inline int64_t amp__fp8_nblocks(int64_t len, int64_t blk) { return (len +
 /* amp_gemm_fp8() with caller-provided F32 workspaces for the dequantised
  * operands (wa: a->rows·a->cols floats, wb: b->rows·b->cols), operands
  * already validated. */
-amp_status amp__gemm_fp8(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t n,
-                         int64_t k, float alpha, const amp_fp8_matrix *a, const amp_fp8_matrix *b,
-                         float beta, void *c, amp_dtype c_type, int64_t ldc,
-                         const amp_epilogue *epilogue, float *wa, float *wb);
+amp_status amp__gemm_fp8(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t n, int64_t k,
+                         float alpha, const amp_fp8_matrix *a, const amp_fp8_matrix *b, float beta,
+                         void *c, amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue,
+                         float *wa, float *wb);
 
 /* Dequantises the whole of q into dst (q->rows × q->cols, packed). */
 void amp__fp8_dequant_matrix(const amp__kernels *k, const amp_fp8_matrix *q, float *dst,

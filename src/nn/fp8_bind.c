@@ -16,7 +16,8 @@ amp_status amp_fp8_create(amp_ctx *ctx, amp_module *model, const amp_fp8_params 
   amp_status st = amp__fp8_check_params(ctx, p);
   if (st != AMP_OK) return st;
   if (!model || model->nparams < 1)
-    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_fp8_create: a model with parameters is needed");
+    return amp__error(ctx, AMP_ERR_INVALID_ARG,
+                      "amp_fp8_create: a model with parameters is needed");
   if (ctx->fp8) return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_fp8_create: ctx has an FP8 state");
   int64_t rows = 3 * (int64_t)model->nparams;
   int64_t h = p->scaling == AMP_FP8_DELAYED ? p->history_len : 1;
@@ -29,7 +30,8 @@ amp_status amp_fp8_create(amp_ctx *ctx, amp_module *model, const amp_fp8_params 
   if (!amp__module_push_buffer(ctx, model, hist, "fp8.amax_history") ||
       !amp__module_push_buffer(ctx, model, scale, "fp8.scale") ||
       !amp__module_push_buffer(ctx, model, state, "fp8.state"))
-    return amp_ctx_status(ctx) != AMP_OK ? amp_ctx_status(ctx)
-                                         : amp__error(ctx, AMP_ERR_NOMEM, "amp_fp8_create: out of memory");
+    return amp_ctx_status(ctx) != AMP_OK
+               ? amp_ctx_status(ctx)
+               : amp__error(ctx, AMP_ERR_NOMEM, "amp_fp8_create: out of memory");
   return AMP_OK;
 }

@@ -246,7 +246,7 @@ static void shape_text(int ndim, const int64_t *shape, char *buf, size_t cap) {
 }
 
 /* Checks that f holds every parameter of `model` (and nothing else but
- * "optim.*" tensors); returns 1, or 0 with the message. */
+ * "optim.*" and "fp8.*" tensors); returns 1, or 0 with the message. */
 static int check_weights(const amp_safetensors *f, const char *path, amp_module *model, char *msg,
                          size_t cap) {
   char have[400], want[64], got[64];
@@ -284,7 +284,8 @@ static int check_weights(const amp_safetensors *f, const char *path, amp_module 
   }
   for (int i = 0; i < amp_safetensors_count(f); i++) {
     const amp_st_tensor *t = amp_safetensors_at(f, i);
-    int known = strncmp(t->name, "optim.", 6) == 0;
+    /* training state, not weights: the optimizer's moments, FP8 scaling */
+    int known = strncmp(t->name, "optim.", 6) == 0 || strncmp(t->name, "fp8.", 4) == 0;
     for (int j = 0; j < n && !known; j++) {
       const char *name;
       amp_module_param(model, j, &name);

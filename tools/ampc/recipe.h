@@ -101,7 +101,7 @@ double ampc_evaluate(amp_ctx *ctx, amp_module *model, const amp_dataset *ds, amp
 
 /* Loads weights into the parameters of `model` (their FP32 values) from the
  * safetensors file `path`: an ampc checkpoint (F32 masters; its "optim.*"
- * tensors are ignored), an ampc export (F16/BF16), or a plain state dict
+ * and "fp8.*" tensors are ignored), an ampc export (F16/BF16), or a plain state dict
  * such as PyTorch's safetensors.torch.save_file(model.state_dict()) (F32,
  * F16 or BF16) under the model's names ("0.weight", "0.bias", "2.weight",
  * ... as nn.Sequential names them) with PyTorch's layouts (Linear weight
