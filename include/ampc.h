@@ -1109,8 +1109,9 @@ amp_fp8_params amp_fp8_defaults(amp_fp8_scaling s);
 
 /** Creates the FP8 scaling state of `model` and attaches it to ctx (one per
  *  context; it lives as long as ctx): adds the three "fp8.*" buffers to the
- *  model (call before creating its optimizer is not needed; before saving
- *  or loading a checkpoint, yes). Returns AMP_OK, or AMP_ERR_INVALID_ARG
+ *  model, so create it before saving or loading a checkpoint of the model
+ *  (a checkpoint with them does not load into a model without them, and
+ *  the reverse). Returns AMP_OK, or AMP_ERR_INVALID_ARG
  *  (recorded) for an unknown scaling, history_len < 1 (or > 65536), a
  *  margin outside 0..64, an unknown rounding, a model without parameters,
  *  or a context that already has a state. */

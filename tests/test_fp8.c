@@ -69,9 +69,10 @@ static void test_kernels(const amp__kernels *k) {
   }
   CHECK(bad == 0, "%s: fp8 amax/quant differ from the scalar reference in %ld cases", k->name, bad);
   /* boundaries: around every representable value and the rounding points */
-  float edge[] = {0.0f, -0.0f, 448.0f, 464.0f, 464.0001f, 480.0f, 57344.0f, 61440.0f, 61439.99f,
-                  INFINITY, -INFINITY, NAN, 0x1p-6f, 0x1p-9f, 0x1p-10f, 0x1.8p-10f, 0x1p-14f,
-                  0x1p-16f, 0x1p-17f, 0x1.8p-17f, 0x1p-149f, FLT_MAX};
+  float edge[] = {0.0f,     -0.0f,      448.0f,    464.0f,     464.0001f, 480.0f,
+                  57344.0f, 61440.0f,   61439.99f, INFINITY,   -INFINITY, NAN,
+                  0x1p-6f,  0x1p-9f,    0x1p-10f,  0x1.8p-10f, 0x1p-14f,  0x1p-16f,
+                  0x1p-17f, 0x1.8p-17f, 0x1p-149f, FLT_MAX};
   size_t ne = sizeof edge / sizeof edge[0];
   for (int fmt = AMP_E4M3; fmt <= AMP_E5M2; fmt++) {
     float s = 1.0f;
@@ -102,7 +103,9 @@ static void test_kernels(const amp__kernels *k) {
 static void make_q(amp_fp8_matrix *q, int64_t r, int64_t c, int64_t br, int64_t bc, amp_dtype fmt,
                    uint8_t *data, float *sc, float *deq) {
   int64_t nbr = (r + br - 1) / br, nbc = (c + bc - 1) / bc;
-  for (int64_t i = 0; i < nbr * nbc; i++) sc[i] = (rnd() % 2) ? ldexpf(1.0f, (int)(rnd() % 20) - 10) : 0.001f + (float)(rnd() % 1000) / 7.0f;
+  for (int64_t i = 0; i < nbr * nbc; i++)
+    sc[i] =
+        (rnd() % 2) ? ldexpf(1.0f, (int)(rnd() % 20) - 10) : 0.001f + (float)(rnd() % 1000) / 7.0f;
   for (int64_t i = 0; i < r * c; i++) {
     uint8_t v = (uint8_t)rnd();
     if ((v & 0x7f) >= (fmt == AMP_E4M3 ? 0x7f : 0x7c)) v &= 0x80; /* finite values */
@@ -118,8 +121,8 @@ static void make_q(amp_fp8_matrix *q, int64_t r, int64_t c, int64_t br, int64_t 
 }
 
 static void test_gemm_equal(amp_ctx *ctx, const char *what) {
-  const int64_t shapes[][3] = {{1, 1, 1}, {7, 10, 784}, {128, 10, 1024}, {33, 130, 129},
-                               {130, 257, 17}, {6, 16, 256}};
+  const int64_t shapes[][3] = {{1, 1, 1},      {7, 10, 784},   {128, 10, 1024},
+                               {33, 130, 129}, {130, 257, 17}, {6, 16, 256}};
   const int64_t blocks[][2] = {{0, 0}, {1, 128}, {128, 128}, {3, 5}};
   int bad = 0, runs = 0;
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -131,9 +134,12 @@ static void test_gemm_equal(amp_ctx *ctx, const char *what) {
         int64_t abr = blocks[b][0] ? blocks[b][0] : ar, abc = blocks[b][1] ? blocks[b][1] : ac;
         int64_t bbr = blocks[b][0] ? blocks[b][0] : br_, bbc = blocks[b][1] ? blocks[b][1] : bc_;
         uint8_t *qa = malloc((size_t)(ar * ac)), *qb = malloc((size_t)(br_ * bc_));
-        float *sa = malloc(sizeof(float) * (size_t)(ar * ac)), *sb = malloc(sizeof(float) * (size_t)(br_ * bc_));
-        float *da = malloc(sizeof(float) * (size_t)(ar * ac)), *db = malloc(sizeof(float) * (size_t)(br_ * bc_));
-        float *c0 = malloc(sizeof(float) * (size_t)(m * n)), *c1 = malloc(sizeof(float) * (size_t)(m * n));
+        float *sa = malloc(sizeof(float) * (size_t)(ar * ac)),
+              *sb = malloc(sizeof(float) * (size_t)(br_ * bc_));
+        float *da = malloc(sizeof(float) * (size_t)(ar * ac)),
+              *db = malloc(sizeof(float) * (size_t)(br_ * bc_));
+        float *c0 = malloc(sizeof(float) * (size_t)(m * n)),
+              *c1 = malloc(sizeof(float) * (size_t)(m * n));
         amp_fp8_matrix A, B;
         make_q(&A, ar, ac, abr, abc, AMP_E4M3, qa, sa, da);
         make_q(&B, br_, bc_, bbr, bbc, b % 2 ? AMP_E5M2 : AMP_E4M3, qb, sb, db);
@@ -160,7 +166,7 @@ static void test_block(amp_ctx *ctx) {
   enum { R = 3, C = 130 };
   float x[R * C];
   for (int i = 0; i < R * C; i++) x[i] = (i % 7 - 3) * 0.25f; /* |x| <= 0.75 */
-  x[0 * C + 5] = 3.0f;    /* tile (0,0): amax 3 -> 448/3 = 149.3 -> 128 */
+  x[0 * C + 5] = 3.0f;     /* tile (0,0): amax 3 -> 448/3 = 149.3 -> 128 */
   x[1 * C + 129] = -0.01f; /* tile (1,1) (2 columns): amax 0.01 */
   x[1 * C + 128] = 0.01f;
   uint8_t q[R * C];
@@ -173,8 +179,8 @@ static void test_block(amp_ctx *ctx) {
      row 1 tile 1: amax 0.01 -> 44800 -> 32768; other row-tiles: 0.75 -> 512 */
   CHECK(si[0] == 1.0f / 128 && si[1] == 1.0f / 1024 && si[2] == 1.0f / 512 &&
             si[3] == 1.0f / 32768 && si[4] == 1.0f / 512,
-        "1x128 scales %g %g %g %g %g", (double)si[0], (double)si[1], (double)si[2],
-        (double)si[3], (double)si[4]);
+        "1x128 scales %g %g %g %g %g", (double)si[0], (double)si[1], (double)si[2], (double)si[3],
+        (double)si[4]);
   CHECK(m.block_rows == 1 && m.block_cols == 128 && m.rows == R && m.cols == C, "descriptor");
   CHECK(amp_e4m3_to_f32((amp_e4m3){q[5]}) == 384.0f, "3·128 = 384 is exact in E4M3");
   float y[R * C];
@@ -195,7 +201,8 @@ static void test_block(amp_ctx *ctx) {
   CHECK(sw[0] == 1.0f / 512 && sw[1] == 1.0f / 512 && sw[2] == 1.0f / 512 && sw[3] == 1.0f / 64,
         "128x128 scales %g %g %g %g", (double)sw[0], (double)sw[1], (double)sw[2], (double)sw[3]);
   float zero[4] = {0};
-  CHECK(amp_fp8_quantize_blocks(ctx, AMP_E4M3, zero, AMP_F32, 1, 4, 4, 1, 128, qw, sw, &m) == AMP_OK &&
+  CHECK(amp_fp8_quantize_blocks(ctx, AMP_E4M3, zero, AMP_F32, 1, 4, 4, 1, 128, qw, sw, &m) ==
+                AMP_OK &&
             sw[0] == 1.0f && qw[0] == 0,
         "an all-zero block has scale 1");
 }
@@ -318,8 +325,8 @@ static void test_sr(void) {
     sum += d;
   }
   double mean = sum / N, sigma = sqrt(0.4 * 0.6) * 0.25 / sqrt((double)N);
-  CHECK(other == 0 && fabs(mean - (double)v) < 5 * sigma, "SR unbiased: mean %.6f vs %.6f (5σ %.2g)",
-        mean, (double)v, 5 * sigma);
+  CHECK(other == 0 && fabs(mean - (double)v) < 5 * sigma,
+        "SR unbiased: mean %.6f vs %.6f (5σ %.2g)", mean, (double)v, 5 * sigma);
   /* a subnormal and a negative value */
   for (int i = 0; i < N; i++) x[i] = -0x1.4p-16f; /* between -2^-16 and -2^-15: P(up) = 0.25 */
   amp__fp8_quant_sr(AMP_E5M2, AMP_F32, N, x, 1.0f, q0, key, 5);
@@ -334,6 +341,55 @@ static void test_sr(void) {
   free(x), free(q0), free(q1);
 }
 
+/* ---- threads: 1 and 2 give the same bits ---------------------------------- */
+
+/* A linear big enough for the chunked quantisation and the parallel block
+ * rows, forward and backward in FP8 with `threads`; returns a checksum-free
+ * copy of y and the weight gradient in out (64·256 + 256·1024 floats). */
+static void run_threads(int threads, amp_fp8_scaling sc, float *out) {
+  amp_ctx_params cp = {.threads = threads};
+  amp_ctx *ctx = amp_ctx_create(&cp);
+  amp_rng rng;
+  amp_rng_seed(&rng, 9);
+  amp_module *lin = amp_nn_linear(ctx, &rng, 1024, 256, 1);
+  amp_fp8_params p = amp_fp8_defaults(sc);
+  p.grad_rounding = AMP_ROUND_STOCHASTIC;
+  p.seed = 5;
+  CHECK(amp_fp8_create(ctx, lin, &p) == AMP_OK, "create");
+  for (int step = 0; step < 2; step++) {
+    amp_tensor *x = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_F32, 2, (int64_t[]){64, 1024});
+    amp_rng xr;
+    amp_rng_seed(&xr, 100 + (uint64_t)step);
+    for (int i = 0; i < 64 * 1024; i++) ((float *)x->data)[i] = amp_rng_uniform(&xr, -2.0f, 2.0f);
+    amp_autocast_begin(ctx, AMP_BF16);
+    amp_fp8_begin(ctx);
+    amp_tensor *y = amp_module_forward(ctx, lin, x);
+    amp_fp8_end(ctx);
+    amp_tensor *l = amp_mean(ctx, amp_mul(ctx, y, y));
+    amp_autocast_end(ctx);
+    CHECK(l && amp_backward(ctx, l) == AMP_OK, "threads run: %s", amp_ctx_error(ctx));
+    if (step == 1) {
+      amp_convert(out, AMP_F32, y->data, y->dtype, 64 * 256);
+      memcpy(out + 64 * 256, amp_module_param(lin, 0, NULL)->grad->data,
+             sizeof(float) * 256 * 1024);
+    }
+    amp_ctx_step_reset(ctx);
+  }
+  amp_ctx_free(ctx);
+}
+
+static void test_threads(void) {
+  const size_t n = 64 * 256 + 256 * 1024;
+  float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+  for (int sc = 0; sc < 3; sc++) {
+    run_threads(1, (amp_fp8_scaling)sc, a);
+    run_threads(2, (amp_fp8_scaling)sc, b);
+    CHECK(memcmp(a, b, sizeof(float) * n) == 0, "scaling %d (SR gradients): 1 and 2 threads differ",
+          sc);
+  }
+  free(a), free(b);
+}
+
 /* ---- bad input --------------------------------------------------------------- */
 
 static void test_bad(void) {
@@ -343,7 +399,8 @@ static void test_bad(void) {
   amp_module *lin = amp_nn_linear(ctx, &rng, 4, 3, 1);
   amp_fp8_params p = amp_fp8_defaults(AMP_FP8_DELAYED);
   p.history_len = 0;
-  CHECK(amp_fp8_create(ctx, lin, &p) == AMP_ERR_INVALID_ARG && strstr(amp_ctx_error(ctx), "history"),
+  CHECK(amp_fp8_create(ctx, lin, &p) == AMP_ERR_INVALID_ARG &&
+            strstr(amp_ctx_error(ctx), "history"),
         "history 0 refused: %s", amp_ctx_error(ctx));
   amp_ctx_clear_error(ctx);
   p = amp_fp8_defaults((amp_fp8_scaling)7);
@@ -406,6 +463,7 @@ int main(void) {
   test_delayed_current();
   test_linear_by_hand();
   test_sr();
+  test_threads();
   test_bad();
   TEST_MAIN_END();
 }

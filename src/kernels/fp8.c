@@ -111,6 +111,9 @@ amp_status amp_fp8_quantize_blocks(amp_ctx *ctx, amp_dtype fmt, const void *src,
   const size_t es = amp_dtype_size(src_type);
   const int64_t nbr = amp__fp8_nblocks(rows, block_rows), nbc = amp__fp8_nblocks(cols, block_cols);
   const float fmax = amp__fp8_max(fmt);
+  /* block rows are independent: any split over threads gives the same bits */
+#pragma omp parallel for num_threads(amp__threads(ctx))                                            \
+    schedule(static) if (nbr > 1 && rows * cols >= 65536)
   for (int64_t bi = 0; bi < nbr; bi++) {
     int64_t r0 = bi * block_rows, r1 = r0 + block_rows < rows ? r0 + block_rows : rows;
     for (int64_t bj = 0; bj < nbc; bj++) {
