@@ -435,6 +435,59 @@ amp_status amp_gemm(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t
                     amp_dtype b_type, int64_t ldb, float beta, void *c, amp_dtype c_type,
                     int64_t ldc, const amp_epilogue *epilogue);
 
+/** A quantised GEMM operand: an FP8 matrix with its scales. Element (i, j)
+ *  (row-major as stored, 0 <= i < rows, 0 <= j < cols) stands for
+ *
+ *      to_f32(data[i·ld + j]) · scale_inv[(i / block_rows)·nbc + j / block_cols]
+ *
+ *  (one F32 multiplication; nbc = ceil(cols / block_cols)), so the scales
+ *  form a ceil(rows / block_rows) × nbc row-major grid. A per-tensor scale
+ *  is block_rows = rows, block_cols = cols; DeepSeek-V3 tiles are 1 × 128
+ *  (activations, gradients) and 128 × 128 (weights). Blocks at the right
+ *  and bottom edges may be partial (784 = 6·128 + 16 columns: the last
+ *  column block has 16 columns and its own scale); nothing is padded.
+ *  `scale_inv` is the dequantisation multiplier, 1/scale where the value
+ *  was quantised as fp8(x · scale) (Transformer Engine's convention). */
+typedef struct amp_fp8_matrix {
+  const uint8_t *data;    /**< rows × cols FP8 codes, row stride ld */
+  amp_dtype dtype;        /**< AMP_E4M3 or AMP_E5M2 */
+  int64_t rows, cols, ld; /**< as stored (ld >= cols) */
+  const float *scale_inv; /**< the scale grid (finite values) */
+  int64_t block_rows;     /**< >= 1 */
+  int64_t block_cols;     /**< >= 1 */
+} amp_fp8_matrix;
+
+/** amp_gemm() of quantised operands: C = alpha·op(A)·op(B) + beta·C, with A
+ *  and B given as FP8 matrices with scales (amp_fp8_matrix; as stored, A
+ *  is m×k or, transposed, k×m, and likewise B). Each operand is widened
+ *  exactly to F32 and multiplied by its block's scale_inv (one rounding,
+ *  the same multiplication as the descriptor's definition) into an F32
+ *  copy, and that copy goes through amp_gemm(): by construction the result
+ *  equals, bit for bit, amp_gemm() with F32 operands holding the
+ *  dequantised values, for any thread count and kernel table (FP32
+ *  accumulation; there is no FP8 arithmetic on CPUs). The F32 copies are
+ *  allocated per call (the training path reuses its own workspace).
+ *  Errors as amp_gemm(), and AMP_ERR_INVALID_ARG for a descriptor whose
+ *  dtype is not FP8, whose blocks are < 1, whose shape does not fit m, n,
+ *  k, or whose data or scales are NULL; AMP_ERR_NOMEM. */
+amp_status amp_gemm_fp8(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t n, int64_t k,
+                        float alpha, const amp_fp8_matrix *a, const amp_fp8_matrix *b, float beta,
+                        void *c, amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue);
+
+/** Quantises rows × cols values of `src` (F32 or BF16, row stride ld) to
+ *  `fmt` (AMP_E4M3 or AMP_E5M2) in blocks of block_rows × block_cols, each
+ *  with the power-of-two scale of DeepSeek-V3 / Transformer Engine's block
+ *  recipe: scale = fmt_max / amax rounded down to a power of two (amax the
+ *  block's max |x|; 1 when amax is 0 or not finite), q = fmt(x · scale)
+ *  rounded to nearest even and saturating. Writes the codes to dst
+ *  (rows × cols, packed) and the dequantisation multipliers 1/scale to
+ *  scale_inv (the block grid of amp_fp8_matrix), and fills *out to describe
+ *  them. AMP_ERR_INVALID_ARG for bad sizes, dtypes or NULL buffers. */
+amp_status amp_fp8_quantize_blocks(amp_ctx *ctx, amp_dtype fmt, const void *src, amp_dtype src_type,
+                                   int64_t rows, int64_t cols, int64_t ld, int64_t block_rows,
+                                   int64_t block_cols, uint8_t *dst, float *scale_inv,
+                                   amp_fp8_matrix *out);
+
 /* Elementwise kernels. Every buffer holds n elements of dtype `dt` (F32, F16
  * or BF16). The output may be the same buffer as an input (in place). They
  * return AMP_ERR_INVALID_ARG for n == 0 or NULL buffers and
@@ -1048,6 +1101,90 @@ void amp_ctx_set_module_observer(amp_ctx *ctx, amp_module_observer fn, void *use
 /** @} */
 
 /* ------------------------------------------------------------------------ */
+/* FP8 training recipes                                                     */
+/*                                                                          */
+/* Inside an FP8 region (amp_fp8_begin/end, normally nested inside a BF16   */
+/* autocast region) every amp_linear() runs its three GEMMs on FP8          */
+/* operands, exactly emulated: the forward quantises the input and the      */
+/* weight, saves them (not the 16-bit copies) for backward, and the         */
+/* backward quantises the output gradient. Products accumulate in F32       */
+/* (amp_gemm_fp8); the output is rounded once to the autocast dtype.        */
+/* Everything else (ReLU, softmax, loss, norms, convolutions, attention's   */
+/* matmuls) runs as autocast says. The scaling state is one row per tensor  */
+/* role (0 input, 1 weight, 2 output gradient) per parameter of the model   */
+/* (the weight's index in amp_module_param()), kept as three F32 buffers of */
+/* the model ("fp8.amax_history" [3·P, H], "fp8.scale" [3·P],               */
+/* "fp8.state" [2]: steps done, update pending), so checkpoints save and    */
+/* restore it and a resumed run gives the bits of an uninterrupted one.     */
+/* ------------------------------------------------------------------------ */
+
+/** @defgroup fp8 FP8 training
+ *  @{ */
+
+/** How FP8 scales are chosen. */
+typedef enum amp_fp8_scaling {
+  AMP_FP8_DELAYED = 0, /**< Transformer Engine DelayedScaling, HYBRID format:
+                            E4M3 input and weight, E5M2 gradients; per-tensor
+                            scale = (fmt_max / amax) / 2^margin, amax the max
+                            over the last `history_len` steps' amaxes (the
+                            history before this step); a step's amaxes enter
+                            the history after it. amax 0 or not finite keeps
+                            the previous scale (1 at the start); an infinite
+                            scale becomes FLT_MAX */
+  AMP_FP8_CURRENT = 1, /**< per-tensor scale from this tensor's own amax (one
+                            extra pass), same formula and formats */
+  AMP_FP8_BLOCK = 2    /**< DeepSeek-V3: E4M3 everywhere, 1 × 128 tiles for
+                            the input and the gradient, 128 × 128 blocks for
+                            the weight, power-of-two scales from each block's
+                            own amax (amp_fp8_quantize_blocks()) */
+} amp_fp8_scaling;
+
+/** FP8 recipe settings. */
+typedef struct amp_fp8_params {
+  amp_fp8_scaling scaling;
+  int history_len;            /**< delayed: amax history length H >= 1 (16) */
+  int margin;                 /**< delayed/current: 0..64 (0) */
+  amp_rounding grad_rounding; /**< E5M2 gradients: nearest even or stochastic */
+  uint64_t seed;              /**< stochastic rounding stream */
+} amp_fp8_params;
+
+/** Defaults for `s`: history 16, margin 0, round to nearest even, seed 0. */
+amp_fp8_params amp_fp8_defaults(amp_fp8_scaling s);
+
+/** Creates the FP8 scaling state of `model` and attaches it to ctx (one per
+ *  context; it lives as long as ctx): adds the three "fp8.*" buffers to the
+ *  model, so create it before saving or loading a checkpoint of the model
+ *  (a checkpoint with them does not load into a model without them, and
+ *  the reverse). Returns AMP_OK, or AMP_ERR_INVALID_ARG
+ *  (recorded) for an unknown scaling, history_len < 1 (or > 65536), a
+ *  margin outside 0..64, an unknown rounding, a model without parameters,
+ *  or a context that already has a state. */
+amp_status amp_fp8_create(amp_ctx *ctx, amp_module *model, const amp_fp8_params *p);
+
+/** Opens (begin) and closes (end) an FP8 region on ctx: amp_linear() calls
+ *  in between run in FP8 (weights must be parameters of the model given to
+ *  amp_fp8_create(), or their autocast copies). Not nested.
+ *  AMP_ERR_STATE when there is no state, on nesting, or end without begin. */
+amp_status amp_fp8_begin(amp_ctx *ctx);
+/** See amp_fp8_begin(). */
+amp_status amp_fp8_end(amp_ctx *ctx);
+
+/** Ends an FP8 step: with delayed scaling, each role's new scale is taken
+ *  from its history (which includes the amax just recorded), then the
+ *  history moves on by one step. amp_ctx_step_reset() calls it when
+ *  amaxes were recorded since the last one, so training loops need not.
+ *  No-op without a state. */
+void amp_fp8_step_end(amp_ctx *ctx);
+
+/** The current scale of role `role` (0 input, 1 weight, 2 gradient) of the
+ *  linear whose weight is parameter `param` of the model; the amax history
+ *  (newest first) through `hist` (may be NULL; H values). -1 when out of
+ *  range or without a state. For tests and diagnostics. */
+float amp_fp8_scale(const amp_ctx *ctx, int param, int role, const float **hist);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
 /* Optimizers                                                                */
 /*                                                                           */
 /* An optimizer works in place on its model's parameters in the context's   */
@@ -1164,7 +1301,11 @@ float *amp_optim_master_buffer(amp_optim *o);
  *  *v is NULL). Buffers have amp_optim_numel() elements; NULL when unused. */
 void amp_optim_state(amp_optim *o, int64_t **step, float **m, float **v);
 
-/** Rewrites every working copy from its master (after loading masters). */
+/** Rewrites every working copy from its master (after loading masters):
+ *  round to nearest even, or, with stochastic rounding after step S > 0,
+ *  the same random bits as the last step's write (stream offset
+ *  (S - 1)·numel), so that a resumed run has the working copy of an
+ *  uninterrupted one. */
 amp_status amp_optim_sync_work(amp_optim *o);
 
 /** @} */

@@ -1,6 +1,7 @@
 /* The scalar kernel table (the references every other table is tested
  * against) and the choice of a table for this CPU. */
 #include "../dtype/convert_internal.h"
+#include "../kernels/fp8_internal.h"
 #include "../kernels/gemm_internal.h"
 #include "../kernels/kernels_internal.h"
 #include "../optim/optim_internal.h"
@@ -33,6 +34,9 @@ const amp__kernels amp__kernels_scalar = {
     .sum_cols = amp__sum_cols_scalar,
     .gemm = amp__gemm_scalar,
     .optim_update = amp__optim_update_scalar,
+    .fp8_amax = amp__fp8_amax_scalar,
+    .fp8_quant = amp__fp8_quant_scalar,
+    .fp8_dequant = amp__fp8_dequant_scalar,
 };
 
 /* The tables this build has, best first. */

@@ -13,6 +13,7 @@
  * scalar reference, see amp_gemm). */
 #include "../core/internal.h"
 #include "../dtype/convert_internal.h"
+#include "../kernels/fp8_internal.h"
 #include "../kernels/gemm_internal.h"
 #include "../kernels/kernels_internal.h"
 #include "../optim/optim_internal.h"
@@ -31,7 +32,8 @@
       {[AMP_F16] = amp__cvt_f32_to_f16_sr_scalar, [AMP_BF16] = amp__cvt_f32_to_bf16_sr_scalar},    \
   .elt = amp__elt_avx2, .unscale = amp__unscale_avx2, .sum_chunk = amp__sum_chunk_avx2,            \
   .max_chunk = amp__max_chunk_avx2, .sum_cols = amp__sum_cols_avx2,                                \
-  .optim_update = amp__optim_update_avx2
+  .optim_update = amp__optim_update_avx2, .fp8_amax = amp__fp8_amax_avx2,                          \
+  .fp8_quant = amp__fp8_quant_avx2, .fp8_dequant = amp__fp8_dequant_avx2
 
 const amp__kernels amp__kernels_avx2 = {
     .name = "avx2",

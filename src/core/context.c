@@ -43,6 +43,7 @@ void amp_ctx_free(amp_ctx *ctx) {
   free(ctx->tape);
   free(ctx->cast_cache);
   free(ctx->scratch);
+  amp__fp8_free(ctx);
   amp__params_free(ctx);
   free(ctx);
 }
@@ -53,6 +54,7 @@ void amp_ctx_step_reset(amp_ctx *ctx) {
      arena: they are emptied with it. */
   amp__tape_reset(ctx);
   amp__autocast_reset(ctx);
+  amp__fp8_step_reset(ctx);
   amp__arena_reset(&ctx->arenas[AMP_ARENA_STEP]);
 }
 

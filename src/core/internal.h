@@ -65,6 +65,10 @@ struct amp_ctx {
   /* The module observer (amp_ctx_set_module_observer; src/nn/module.c). */
   amp_module_observer module_observer;
   void *module_observer_user;
+  /* FP8 training (src/autocast/fp8.c): the scaling state of amp_fp8_create
+   * (NULL: none) and whether an FP8 region is open. */
+  struct amp__fp8 *fp8;
+  int fp8_active;
 };
 
 /* The internal links of a tensor (see amp_tensor.internal_). */
@@ -104,6 +108,10 @@ void amp__arena_reset(amp__arena *a);
 void amp__arena_free(amp__arena *a);
 void amp__tape_reset(amp_ctx *ctx);
 void amp__autocast_reset(amp_ctx *ctx);
+/* FP8 (src/autocast/fp8.c): the end of an FP8 step when amaxes were
+ * recorded in it (amp_fp8_step_end), and freeing the state with ctx. */
+void amp__fp8_step_reset(amp_ctx *ctx);
+void amp__fp8_free(amp_ctx *ctx);
 
 /* A tensor struct of the given dtype and shape in `arena`, its data NULL:
  * amp_tensor_new() without the data (the caller points it somewhere). NULL

@@ -87,6 +87,12 @@ typedef struct amp__kernels {
   float (*max_chunk)(int dt, size_t n, const void *x, int *nan);
   /* acc[c] = sum over rows of x[r·ld + c], in row order, c < cols. */
   void (*sum_cols)(int dt, int64_t rows, int64_t cols, int64_t ld, const void *x, float *acc);
+  /* FP8 quantisation (kernels/fp8_internal.h; src F32 or BF16, fmt E4M3 or
+   * E5M2): max |x| (NaN ignored); q = fmt(x·scale) saturating, returning
+   * the same max; x = to_f32(q)·scale_inv. */
+  float (*fp8_amax)(int sdt, size_t n, const void *src);
+  float (*fp8_quant)(int fmt, int sdt, size_t n, const void *src, float scale, uint8_t *dst);
+  void (*fp8_dequant)(int fmt, size_t n, const uint8_t *src, float scale_inv, float *dst);
   /* A validated amp_gemm call with k >= 1 (threads inside). */
   amp_status (*gemm)(amp_ctx *ctx, const struct amp__gemm_args *g);
 

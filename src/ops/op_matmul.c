@@ -121,6 +121,7 @@ amp_tensor *amp_linear(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b
   int64_t shape[AMP_MAX_DIMS];
   memcpy(shape, c[0]->shape, sizeof shape);
   shape[c[0]->ndim - 1] = dout;
+  if (ctx->fp8_active) return amp__linear_fp8(ctx, c, dt, c[0]->ndim, shape);
   amp_tensor *y = amp__op_result(ctx, dt, c[0]->ndim, shape);
   if (!y) return NULL;
   amp_epilogue ep = {c[2] ? c[2]->data : NULL, dt, 0};
@@ -136,10 +137,12 @@ amp_status amp__linear_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *g
   int64_t dout = w->shape[0], din = w->shape[1], rows = x->numel / din;
   amp_dtype dt = g->dtype;
   amp_status s = AMP_OK;
-  if (x->requires_grad) /* dX = dY·W */
+  if (nd->aux) /* FP8: dX and dW from the quantised operands */
+    s = amp__linear_fp8_backward(ctx, nd, g);
+  else if (x->requires_grad) /* dX = dY·W */
     s = gemm_into_grad(ctx, x, AMP_NO_TRANS, AMP_NO_TRANS, rows, din, dout, g->data, dout, w->data,
                        din, dt, 0);
-  if (s == AMP_OK && w->requires_grad) /* dW (+)= dYᵀ·X */
+  if (s == AMP_OK && !nd->aux && w->requires_grad) /* dW (+)= dYᵀ·X */
     s = gemm_into_grad(ctx, w, AMP_TRANS, AMP_NO_TRANS, dout, din, rows, g->data, dout, x->data,
                        din, dt, 0);
   if (s == AMP_OK && b && b->requires_grad) { /* db (+)= column sums of dY, in F32 */

@@ -39,6 +39,8 @@ typedef struct amp__node {
   amp_tensor *saved; /* op-specific: a mask, argmax indices, statistics */
   int64_t iarg[6];   /* op-specific integers (strides, padding, ...) */
   float farg[2];     /* op-specific floats (scale, eps, ...) */
+  void *aux;         /* op-specific state in the step arena (FP8 linear: its
+                        quantised operands) */
 } amp__node;
 
 /* Backward of one node: `gout` is the gradient of n->out (dtype of n->out).
@@ -81,6 +83,13 @@ amp_tensor *amp__op_result(amp_ctx *ctx, amp_dtype dt, int ndim, const int64_t *
  * points at the node. Returns the node, or NULL when nothing was recorded (or
  * memory ran out, which is recorded on ctx). */
 amp__node *amp__record(amp_ctx *ctx, amp__op op, amp_tensor *out, int nin, amp_tensor *const *c);
+
+/* amp_linear() inside an FP8 region (op_linear_fp8.c): c[] the inputs after
+ * autocast (bias may be NULL), dt the compute dtype, shape the result's.
+ * Its backward, for a node whose aux is set. */
+amp_tensor *amp__linear_fp8(amp_ctx *ctx, amp_tensor *const *c, amp_dtype dt, int ndim,
+                            const int64_t *shape);
+amp_status amp__linear_fp8_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *g);
 
 /* The tensor that receives t's gradient, or NULL when t needs none: a leaf's
  * F32 gradient; for a 16-bit copy of a leaf, the leaf's F32 gradient; for an

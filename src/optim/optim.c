@@ -134,6 +134,9 @@ amp_status amp_optim_sync_work(amp_optim *o) {
   if (!o) return AMP_ERR_INVALID_ARG;
   if (!o->work) return AMP_OK;
   amp_convert_opts opts = {AMP_ROUND_NEAREST_EVEN, 0, 0, 0};
+  if (o->p.rounding == AMP_ROUND_STOCHASTIC && o->step > 0) /* the last step's own rounding */
+    opts = (amp_convert_opts){AMP_ROUND_STOCHASTIC, 0, o->p.seed,
+                              (uint64_t)(o->step - 1) * (uint64_t)o->n};
   return amp__convert(o->ctx, o->work, o->p.work_dtype, o->master, AMP_F32, (size_t)o->n, &opts);
 }
 

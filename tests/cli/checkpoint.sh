@@ -59,8 +59,8 @@ if command -v python3 >/dev/null; then
   done
   with_meta "$tmp/b.st" "$tmp/evil.st" config.model "mlp:32-x"
   expect_fail 1 "config.model = 'mlp:32-x' is not valid" train --resume "$tmp/evil.st" --quiet
-  with_meta "$tmp/b.st" "$tmp/evil.st" config.precision "fp8"
-  expect_fail 1 "config.precision = 'fp8' is not valid" eval --checkpoint "$tmp/evil.st"
+  with_meta "$tmp/b.st" "$tmp/evil.st" config.precision "fp4"
+  expect_fail 1 "config.precision = 'fp4' is not valid" eval --checkpoint "$tmp/evil.st"
 else
   echo "note: python3 not found; the crafted-checkpoint checks are skipped"
 fi

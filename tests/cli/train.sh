@@ -49,7 +49,7 @@ expect_fail 1 "loss scale is at its floor .* cannot go on" train --data syntheti
 
 # Bad flags and values.
 expect_fail 2 "unknown option '--frob'" train --frob 1
-expect_fail 2 "fp32, fp16 or bf16" train --precision fp8
+expect_fail 2 "fp32, fp16, bf16 or fp8" train --precision fp4
 expect_fail 2 "not a number" train --lr abc
 expect_fail 2 "whole number" train --batch 1.5
 expect_fail 2 "needs a value" train --epochs

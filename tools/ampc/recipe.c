@@ -44,13 +44,27 @@ static int parse_loss_scale(const char *s, ampc_recipe *r, char *msg, size_t cap
 int ampc_recipe_parse(const char *precision, const char *loss_scale, int master_weights,
                       ampc_recipe *r, char *msg, size_t cap) {
   if (strcmp(precision, "fp32") == 0)
-    *r = (ampc_recipe){AMP_F32, AMP_SCALER_NONE, 1, master_weights};
+    *r = (ampc_recipe){
+        .dt = AMP_F32, .scale_mode = AMP_SCALER_NONE, .scale = 1, .master_weights = master_weights};
   else if (strcmp(precision, "fp16") == 0)
-    *r = (ampc_recipe){AMP_F16, AMP_SCALER_DYNAMIC, 65536, master_weights};
+    *r = (ampc_recipe){.dt = AMP_F16,
+                       .scale_mode = AMP_SCALER_DYNAMIC,
+                       .scale = 65536,
+                       .master_weights = master_weights};
   else if (strcmp(precision, "bf16") == 0)
-    *r = (ampc_recipe){AMP_BF16, AMP_SCALER_NONE, 1, master_weights};
-  else {
-    snprintf(msg, cap, "--precision: '%s' is not fp32, fp16 or bf16", precision);
+    *r = (ampc_recipe){.dt = AMP_BF16,
+                       .scale_mode = AMP_SCALER_NONE,
+                       .scale = 1,
+                       .master_weights = master_weights};
+  else if (strcmp(precision, "fp8") == 0) { /* BF16 autocast, linears in FP8 */
+    *r = (ampc_recipe){.dt = AMP_BF16,
+                       .scale_mode = AMP_SCALER_NONE,
+                       .scale = 1,
+                       .master_weights = master_weights};
+    r->fp8 = 1;
+    r->fp8p = amp_fp8_defaults(AMP_FP8_DELAYED);
+  } else {
+    snprintf(msg, cap, "--precision: '%s' is not fp32, fp16, bf16 or fp8", precision);
     return 2;
   }
   if (loss_scale) {
@@ -59,6 +73,46 @@ int ampc_recipe_parse(const char *precision, const char *loss_scale, int master_
   }
   if (!master_weights && r->dt == AMP_F32) {
     snprintf(msg, cap, "--master-weights off needs a 16-bit --precision (it is %s)", precision);
+    return 2;
+  }
+  return 0;
+}
+
+int ampc_recipe_fp8(const char *scaling, const char *rounding, uint64_t seed, ampc_recipe *r,
+                    char *msg, size_t cap) {
+  r->rounding = AMP_ROUND_NEAREST_EVEN;
+  if (rounding && strcmp(rounding, "stochastic") == 0)
+    r->rounding = AMP_ROUND_STOCHASTIC;
+  else if (rounding && strcmp(rounding, "nearest") != 0) {
+    snprintf(msg, cap, "--rounding: '%s' is not nearest or stochastic", rounding);
+    return 2;
+  }
+  if (r->rounding == AMP_ROUND_STOCHASTIC && r->dt == AMP_F32) {
+    snprintf(msg, cap, "--rounding stochastic needs a 16-bit or fp8 --precision (it is fp32)");
+    return 2;
+  }
+  if (scaling && !r->fp8) {
+    snprintf(msg, cap, "--fp8-scaling needs --precision fp8");
+    return 2;
+  }
+  if (!r->fp8) return 0;
+  r->fp8p.grad_rounding = r->rounding;
+  r->fp8p.seed = seed;
+  if (!scaling || strcmp(scaling, "delayed") == 0) return 0;
+  double h;
+  if (strncmp(scaling, "delayed:", 8) == 0) {
+    if (!ampc_parse_double(scaling + 8, 1, 65536, &h) || h != floor(h)) {
+      snprintf(msg, cap, "--fp8-scaling delayed:H: '%s' is not a history length in 1..65536",
+               scaling + 8);
+      return 2;
+    }
+    r->fp8p.history_len = (int)h;
+  } else if (strcmp(scaling, "current") == 0)
+    r->fp8p.scaling = AMP_FP8_CURRENT;
+  else if (strcmp(scaling, "block") == 0)
+    r->fp8p.scaling = AMP_FP8_BLOCK;
+  else {
+    snprintf(msg, cap, "--fp8-scaling: '%s' is not delayed, delayed:H, current or block", scaling);
     return 2;
   }
   return 0;
@@ -103,6 +157,9 @@ int ampc_run_create(amp_ctx *ctx, const ampc_recipe *r, const long *sizes, int n
   if (lr >= 0) op.lr = (float)lr;
   op.work_dtype = r->dt;
   op.master_weights = r->master_weights;
+  op.rounding = r->rounding;
+  op.seed = seed;
+  if (r->fp8 && out->model && amp_fp8_create(ctx, out->model, &r->fp8p) != AMP_OK) return 0;
   out->opt = amp_optim_create(ctx, out->model, &op);
   amp_scaler_params sp = amp_scaler_defaults(r->scale_mode);
   sp.init_scale = r->scale;
@@ -114,7 +171,9 @@ int ampc_run_create(amp_ctx *ctx, const ampc_recipe *r, const long *sizes, int n
 amp_tensor *ampc_forward_loss(amp_ctx *ctx, const ampc_recipe *r, amp_module *model, amp_tensor *x,
                               amp_tensor *y, double loss_mul) {
   if (r->dt != AMP_F32) amp_autocast_begin(ctx, r->dt);
+  if (r->fp8) amp_fp8_begin(ctx);
   amp_tensor *logits = amp_module_forward(ctx, model, x);
+  if (r->fp8) amp_fp8_end(ctx);
   amp_tensor *loss = amp_cross_entropy(ctx, logits, y);
   if (r->dt != AMP_F32) amp_autocast_end(ctx);
   if (loss_mul != 1) loss = amp_mul_scalar(ctx, loss, (float)loss_mul);
@@ -187,7 +246,7 @@ static void shape_text(int ndim, const int64_t *shape, char *buf, size_t cap) {
 }
 
 /* Checks that f holds every parameter of `model` (and nothing else but
- * "optim.*" tensors); returns 1, or 0 with the message. */
+ * "optim.*" and "fp8.*" tensors); returns 1, or 0 with the message. */
 static int check_weights(const amp_safetensors *f, const char *path, amp_module *model, char *msg,
                          size_t cap) {
   char have[400], want[64], got[64];
@@ -225,7 +284,8 @@ static int check_weights(const amp_safetensors *f, const char *path, amp_module 
   }
   for (int i = 0; i < amp_safetensors_count(f); i++) {
     const amp_st_tensor *t = amp_safetensors_at(f, i);
-    int known = strncmp(t->name, "optim.", 6) == 0;
+    /* training state, not weights: the optimizer's moments, FP8 scaling */
+    int known = strncmp(t->name, "optim.", 6) == 0 || strncmp(t->name, "fp8.", 4) == 0;
     for (int j = 0; j < n && !known; j++) {
       const char *name;
       amp_module_param(model, j, &name);

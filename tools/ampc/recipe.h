@@ -8,6 +8,7 @@
 #include "ampc.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* A mixed-precision recipe. */
 typedef struct ampc_recipe {
@@ -15,6 +16,9 @@ typedef struct ampc_recipe {
   amp_scaler_mode scale_mode;
   float scale; /* the initial (or static) loss scale */
   int master_weights;
+  int fp8;               /* 1: --precision fp8 (dt is BF16; linears in FP8) */
+  amp_fp8_params fp8p;   /* its scaling (--fp8-scaling) and gradient rounding */
+  amp_rounding rounding; /* --rounding: the optimizer's 16-bit working copy */
 } ampc_recipe;
 
 /* The recipe of --precision fp32|fp16|bf16, --loss-scale dynamic|static:N|none
@@ -23,6 +27,14 @@ typedef struct ampc_recipe {
  * usage error, to be followed by a pointer to `ampc help`). */
 int ampc_recipe_parse(const char *precision, const char *loss_scale, int master_weights,
                       ampc_recipe *r, char *msg, size_t cap);
+
+/* Completes *r with --fp8-scaling delayed[:H]|current|block (NULL: delayed,
+ * H 16) and --rounding nearest|stochastic (NULL: nearest) and the seed of
+ * stochastic rounding. Returns 0, or 2 with a message in msg[0, cap): an
+ * unknown mode, H not in 1..65536, --fp8-scaling without --precision fp8,
+ * stochastic rounding with --precision fp32. */
+int ampc_recipe_fp8(const char *scaling, const char *rounding, uint64_t seed, ampc_recipe *r,
+                    char *msg, size_t cap);
 
 /* Parses the whole of `s` as a number in [lo, hi]; returns 1, else 0. */
 int ampc_parse_double(const char *s, double lo, double hi, double *out);
@@ -89,7 +101,7 @@ double ampc_evaluate(amp_ctx *ctx, amp_module *model, const amp_dataset *ds, amp
 
 /* Loads weights into the parameters of `model` (their FP32 values) from the
  * safetensors file `path`: an ampc checkpoint (F32 masters; its "optim.*"
- * tensors are ignored), an ampc export (F16/BF16), or a plain state dict
+ * and "fp8.*" tensors are ignored), an ampc export (F16/BF16), or a plain state dict
  * such as PyTorch's safetensors.torch.save_file(model.state_dict()) (F32,
  * F16 or BF16) under the model's names ("0.weight", "0.bias", "2.weight",
  * ... as nn.Sequential names them) with PyTorch's layouts (Linear weight

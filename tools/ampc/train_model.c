@@ -46,7 +46,10 @@ static amp_tensor *loss_of(mrun *R, amp_tensor *x, amp_tensor *y) {
   if (R->spec.kind == AMPC_MODEL_CNN)
     x = amp_reshape(ctx, x, 4, (int64_t[]){x->shape[0], 1, 28, 28});
   if (R->r.dt != AMP_F32) amp_autocast_begin(ctx, R->r.dt);
+  int fp8 = R->r.fp8 && amp_grad_enabled(ctx); /* FP8 linears in training (eval: bf16) */
+  if (fp8) amp_fp8_begin(ctx);
   amp_tensor *logits = amp_module_forward(ctx, R->model, x);
+  if (fp8) amp_fp8_end(ctx);
   if (logits) logits = amp_reshape(ctx, logits, 2, (int64_t[]){y->numel, -1});
   amp_tensor *yy = y ? amp_reshape(ctx, y, 1, (int64_t[]){y->numel}) : NULL;
   amp_tensor *loss = amp_cross_entropy(ctx, logits, yy);
@@ -124,6 +127,9 @@ static int setup(mrun *R) {
   if (o->lr >= 0) op.lr = (float)o->lr;
   op.work_dtype = R->r.dt;
   op.master_weights = R->r.master_weights;
+  op.rounding = R->r.rounding;
+  op.seed = o->seed;
+  if (R->model && R->r.fp8 && amp_fp8_create(ctx, R->model, &R->r.fp8p) != AMP_OK) return 1;
   R->opt = R->model ? amp_optim_create(ctx, R->model, &op) : NULL;
   amp_scaler_params sp = amp_scaler_defaults(R->r.scale_mode);
   sp.init_scale = R->r.scale;

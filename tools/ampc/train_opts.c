@@ -59,6 +59,15 @@ int train_opts_check_loss_scale(const char *v, char *msg, size_t cap) {
   return 0;
 }
 
+static int check_fp8_scaling(const char *v, char *msg, size_t cap) {
+  ampc_recipe r;
+  char m[256];
+  ampc_recipe_parse("fp8", NULL, 1, &r, m, sizeof m);
+  if (ampc_recipe_fp8(v, NULL, 0, &r, m, sizeof m) == 0) return 1;
+  snprintf(msg, cap, "is not delayed, delayed:H (H in 1..65536), current or block");
+  return 0;
+}
+
 static int parse_schedule(const char *s, float base, int64_t total, amp_lr_schedule *out);
 
 static int check_schedule(const char *v, char *msg, size_t cap) {
@@ -91,8 +100,19 @@ static const ampc_opt TRAIN_OPTS[] = {
          "start from these weights: an ampc checkpoint or export, or a safetensors state dict "
          "(PyTorch names 0.weight, 0.bias, ...)",
          NULL),
-    TOPT("precision", AMPC_OPT_ENUM, precision, "fp32|fp16|bf16", 0, 0,
-         "compute dtype of the mixed-precision recipe (default fp16)", NULL),
+    TOPT("precision", AMPC_OPT_ENUM, precision, "fp32|fp16|bf16|fp8", 0, 0,
+         "compute dtype of the mixed-precision recipe (default fp16); fp8: linear layers' GEMMs "
+         "on FP8 operands (exactly emulated, F32 accumulation), the rest in bf16",
+         NULL),
+    TOPT("fp8-scaling", AMPC_OPT_STR, fp8_scaling, "delayed[:H]|current|block", 0, 0,
+         "with --precision fp8: delayed (Transformer Engine, E4M3 forward, E5M2 gradients, amax "
+         "history of H steps, default 16), current (this step's amax) or block (DeepSeek-V3: "
+         "E4M3, 1x128 and 128x128 tiles, power-of-two scales); default delayed",
+         check_fp8_scaling),
+    TOPT("rounding", AMPC_OPT_ENUM, rounding, "nearest|stochastic", 0, 0,
+         "rounding of the optimizer's 16-bit working copy and of E5M2 gradients (seeded by "
+         "--seed; default nearest)",
+         NULL),
     TOPT("optim", AMPC_OPT_ENUM, optim, "adam|adamw|sgd", 0, 0, "optimizer (default adam)", NULL),
     TOPT("lr", AMPC_OPT_DOUBLE, lr, "X", 0, 1e3, "learning rate (default: the optimizer's)", NULL),
     TOPT("batch", AMPC_OPT_LONG, batch, "N", 1, 1 << 20, "batch size (default 128)", NULL),
@@ -187,6 +207,8 @@ void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t
   meta_add(m, "config.data", "%s", o->data);
   meta_add(m, "config.model", "%s", o->model);
   meta_add(m, "config.precision", "%s", o->precision);
+  if (o->fp8_scaling) meta_add(m, "config.fp8-scaling", "%s", o->fp8_scaling);
+  if (o->rounding) meta_add(m, "config.rounding", "%s", o->rounding);
   meta_add(m, "config.optim", "%s", o->optim);
   if (o->loss_scale) meta_add(m, "config.loss-scale", "%s", o->loss_scale);
   meta_add(m, "config.schedule", "%s", o->schedule);
@@ -207,6 +229,7 @@ void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t
 int train_opts_recipe(const train_opts *o, ampc_recipe *r) {
   char msg[512];
   int rc = ampc_recipe_parse(o->precision, o->loss_scale, o->master_weights, r, msg, sizeof msg);
+  if (!rc) rc = ampc_recipe_fp8(o->fp8_scaling, o->rounding, o->seed, r, msg, sizeof msg);
   if (rc == 1) fprintf(stderr, "ampc %s: %s\n", o->cmd, msg);
   if (rc == 2)
     fprintf(stderr, "ampc %s: %s\n(run `ampc help %s` for the options)\n", o->cmd, msg, o->cmd);
@@ -269,6 +292,8 @@ static const config_key CONFIG_KEYS[] = {
     CONFIG_KEY("data", data, OPT_STR, 0),
     CONFIG_KEY("model", model, OPT_STR, 1),
     CONFIG_KEY("precision", precision, OPT_STR, 1),
+    CONFIG_KEY("fp8-scaling", fp8_scaling, OPT_STR, 1),
+    CONFIG_KEY("rounding", rounding, OPT_STR, 1),
     CONFIG_KEY("optim", optim, OPT_STR, 1),
     CONFIG_KEY("loss-scale", loss_scale, OPT_STR, 1),
     CONFIG_KEY("schedule", schedule, OPT_STR, 0),
@@ -299,7 +324,11 @@ static int valid_string(const char *flag, const char *v) {
   char msg[256];
   if (strcmp(flag, "model") == 0) return ampc_parse_model(v, sizes, 33) != 0;
   if (strcmp(flag, "precision") == 0)
-    return strcmp(v, "fp32") == 0 || strcmp(v, "fp16") == 0 || strcmp(v, "bf16") == 0;
+    return strcmp(v, "fp32") == 0 || strcmp(v, "fp16") == 0 || strcmp(v, "bf16") == 0 ||
+           strcmp(v, "fp8") == 0;
+  if (strcmp(flag, "fp8-scaling") == 0) return check_fp8_scaling(v, msg, sizeof msg);
+  if (strcmp(flag, "rounding") == 0)
+    return strcmp(v, "nearest") == 0 || strcmp(v, "stochastic") == 0;
   if (strcmp(flag, "optim") == 0)
     return strcmp(v, "adam") == 0 || strcmp(v, "adamw") == 0 || strcmp(v, "sgd") == 0;
   if (strcmp(flag, "loss-scale") == 0)

@@ -17,13 +17,15 @@ typedef struct train_opts {
   const char *optim;
   const char *loss_scale; /* dynamic | static:N | none | NULL (recipe default) */
   const char *metrics;
-  const char *schedule; /* constant | step:N:G | cosine:W */
-  const char *save;     /* checkpoint to write (at the end, and every save_every steps) */
-  const char *resume;   /* checkpoint to continue from */
-  const char *init;     /* weights to start from (--init) */
-  double lr;            /* < 0: the optimizer's default */
-  double clip;          /* <= 0: none */
-  double loss_mul;      /* multiplies the loss (tests of underflow) */
+  const char *schedule;    /* constant | step:N:G | cosine:W */
+  const char *save;        /* checkpoint to write (at the end, and every save_every steps) */
+  const char *resume;      /* checkpoint to continue from */
+  const char *init;        /* weights to start from (--init) */
+  const char *fp8_scaling; /* --fp8-scaling delayed[:H]|current|block (NULL: delayed) */
+  const char *rounding;    /* --rounding nearest|stochastic (NULL: nearest) */
+  double lr;               /* < 0: the optimizer's default */
+  double clip;             /* <= 0: none */
+  double loss_mul;         /* multiplies the loss (tests of underflow) */
   long batch, epochs, threads, max_steps, synthetic_n, growth_interval, save_every;
   long log_every;         /* 0: a progress line per epoch when stderr is not a terminal */
   long steps, eval_every; /* GPT/CNN runs (train_model.c): 0 = the model's default */
