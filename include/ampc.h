@@ -586,9 +586,13 @@ size_t amp_tape_length(const amp_ctx *ctx);
 /* src/ops/ops.def, which is authoritative):                                 */
 /*   AMP_CAT_LOWER   matmul, linear, conv2d, bmm: to the region's dtype      */
 /*                   (F16 or BF16; products still accumulate in F32);        */
-/*   AMP_CAT_FP32    softmax, log_softmax, cross_entropy, mse, layer_norm,   */
-/*                   exp, log, sum, mean: to F32;                            */
-/*   AMP_CAT_PROMOTE add, sub, mul: to the widest input dtype;               */
+/*   AMP_CAT_FP32    softmax, log_softmax, cross_entropy, mse, exp, log,     */
+/*                   sum, mean: to F32 (cross_entropy reads 16-bit logits    */
+/*                   into F32 itself, without an F32 copy);                  */
+/*   AMP_CAT_NORM    layer_norm, batch_norm2d: no cast; statistics in F32,   */
+/*                   the result in the region's dtype;                       */
+/*   AMP_CAT_PROMOTE add, sub, mul: the widest input dtype (each input read  */
+/*                   in its own dtype, without a copy);                      */
 /*   AMP_CAT_SAME    relu, gelu, dropout, reshape, flatten, max_pool2d,      */
 /*                   mul_scalar, embedding: no cast.                         */
 /* Integer tensors pass through. A cast of a leaf (parameter) is made once   */
@@ -623,7 +627,8 @@ typedef enum amp_op_category {
   AMP_CAT_LOWER = 0,   /**< run in the autocast dtype */
   AMP_CAT_FP32 = 1,    /**< run in F32 */
   AMP_CAT_PROMOTE = 2, /**< run in the widest input dtype */
-  AMP_CAT_SAME = 3     /**< run in the input's dtype */
+  AMP_CAT_SAME = 3,    /**< run in the input's dtype */
+  AMP_CAT_NORM = 4     /**< statistics in F32, the result in the autocast dtype */
 } amp_op_category;
 
 /** Number of ops in the op table. */

@@ -1,22 +1,31 @@
 /* `ampc train --model gpt:...|cnn:...`: the GPT on byte-level text and the
  * CNN on Fashion-MNIST, step for step as a PyTorch AMP loop:
  *
- *   with autocast(dtype): loss = cross_entropy(model(x), y)
+ *   with autocast(dtype): loss = cross_entropy(model(x), y) [· --loss-mul]
  *   scaler.scale(loss).backward(); [unscale; clip]; scaler.step(opt); scaler.update()
  *
- * --steps N (default: 2000 for a GPT, 10 epochs for a CNN), --eval-every N
- * (the validation loss in nats per token over the first 20 validation
- * batches for a GPT; test accuracy for a CNN), --init FILE (PyTorch
- * weights), --save FILE (a checkpoint that `ampc sample` reads). */
+ * Length: --steps N, or --epochs N (passes over the training data: images
+ * for a CNN, the training text's batches for a GPT), capped by --max-steps;
+ * the default is 2000 steps for a GPT and --epochs' default for a CNN.
+ * --eval-every N (the validation loss in nats per token over the first 20
+ * validation batches for a GPT; test accuracy for a CNN), --init FILE
+ * (PyTorch weights), --save FILE (a checkpoint that `ampc sample` reads).
+ * Output as the MLP loop's: --metrics FILE (a JSON line per step, with
+ * val_loss or val_accuracy on evaluation steps), --json (the summary as one
+ * JSON object), --quiet (no evaluation or progress lines), --log-every N (a
+ * progress line every N steps on stderr). */
 #include "bench.h"
 #include "cli.h"
+#include "json_out.h"
 #include "model_data.h"
 #include "train_opts.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* Everything one GPT/CNN run holds. */
 typedef struct mrun {
@@ -33,8 +42,14 @@ typedef struct mrun {
   amp_dataset *train, *test;
   amp_loader *il;
   amp_lr_schedule sched;
-  int64_t steps, step, skipped, nonfinite;
-  double t_train, peak;
+  FILE *metrics;
+  double *step_ms; /* each step's time, for the median */
+  int64_t nms, cap_ms;
+  int64_t steps, step, skipped, nonfinite, per_epoch, bad_run;
+  int epochs_given;                /* --epochs on the command line */
+  double t_train, peak, last_eval; /* last_eval: -1 before the first */
+  float loss_v, gnorm;
+  int stepped;
 } mrun;
 
 enum { VAL_BATCHES = 20 };
@@ -132,14 +147,26 @@ static int setup(mrun *R) {
   if (R->spec.kind == AMPC_MODEL_GPT) {
     R->tl =
         amp_text_loader_create(ctx, R->text, AMP_TEXT_TRAIN, o->batch, R->spec.gpt.ctx, 1, o->seed);
-    R->steps = o->steps ? o->steps : 2000;
+    R->per_epoch = R->tl ? amp_text_loader_batches_per_epoch(R->tl) : 0;
   } else {
     amp_loader_params lp = {o->batch, 1, o->seed, 1, R->r.dt, 1};
     R->il = amp_loader_create(ctx, R->train, &lp);
-    R->steps = o->steps ? o->steps : (R->il ? amp_loader_batches_per_epoch(R->il) * o->epochs : 0);
+    R->per_epoch = R->il ? amp_loader_batches_per_epoch(R->il) : 0;
   }
   if (!R->model || !R->opt || !R->scaler || (!R->tl && !R->il)) {
     fprintf(stderr, "ampc train: %s\n", amp_ctx_error(ctx));
+    return 1;
+  }
+  if (R->per_epoch < 1) {
+    fprintf(stderr, "ampc train: --batch %ld is larger than the training set (%lld images)\n",
+            o->batch, (long long)amp_dataset_size(R->train));
+    return 2;
+  }
+  int gpt_default = R->spec.kind == AMPC_MODEL_GPT && !R->epochs_given;
+  R->steps = o->steps ? o->steps : gpt_default ? 2000 : R->per_epoch * o->epochs;
+  if (o->max_steps && o->max_steps < R->steps) R->steps = o->max_steps;
+  if (o->metrics && !(R->metrics = fopen(o->metrics, "w"))) {
+    fprintf(stderr, "ampc train: --metrics: cannot write '%s': %s\n", o->metrics, strerror(errno));
     return 1;
   }
   if (!train_opts_schedule(o->schedule, op.lr, R->steps, &R->sched)) return 2;
@@ -158,68 +185,220 @@ static int next_batch(mrun *R, amp_tensor **x, amp_tensor **y) {
 static float step(mrun *R) {
   amp_ctx *ctx = R->ctx;
   amp_ctx_step_reset(ctx);
+  amp_arena_reset_peak(ctx, AMP_ARENA_STEP);
   amp_tensor *x, *y;
   if (next_batch(R, &x, &y) != 1) return NAN;
   amp_optim_set_lr(R->opt, amp_lr_at(&R->sched, R->step));
   amp_tensor *loss = loss_of(R, x, y);
+  if (loss && R->o.loss_mul != 1) loss = amp_mul_scalar(ctx, loss, (float)R->o.loss_mul);
   if (!loss) return NAN;
-  float lv = *(float *)loss->data;
+  float lv = *(float *)loss->data; /* cross-entropy is F32 */
   if (!isfinite(lv)) R->nonfinite++;
   if (amp_backward(ctx, amp_scaler_scale(R->scaler, loss)) != AMP_OK) return NAN;
-  if (R->o.clip > 0) {
+  R->gnorm = NAN;
+  if (R->o.clip > 0 || R->metrics) {
     if (amp_scaler_unscale(R->scaler, R->opt) != AMP_OK) return NAN;
-    amp_optim_clip_grad_norm(R->opt, (float)R->o.clip, NULL);
+    amp_optim_clip_grad_norm(R->opt, (float)R->o.clip, &R->gnorm);
   }
   int stepped = amp_scaler_step(R->scaler, R->opt);
   if (stepped < 0) return NAN;
+  R->stepped = stepped;
   R->skipped += !stepped;
   amp_scaler_update(R->scaler);
   amp_optim_zero_grad(R->opt);
+  /* The step's own peak (the arena was reset above): what training holds,
+     not what an evaluation between steps held. The first step is left out
+     when there are more: its arena grows chunk by chunk, and the tails it
+     leaves count as used until the reset merges the chunks into one. */
   double peak = (double)amp_arena_peak_bytes(ctx, AMP_ARENA_STEP);
-  if (peak > R->peak) R->peak = peak;
+  if ((R->step > 0 || R->steps == 1) && peak > R->peak) R->peak = peak;
   return lv;
 }
 
-static void report_eval(mrun *R, float train_loss) {
-  double v = evaluate(R);
-  const char *what = R->spec.kind == AMPC_MODEL_GPT ? "val loss" : "test accuracy";
-  printf("step %lld: train loss %.4f, %s %.4f%s, scale %g, %lld skipped, %.1f s\n",
-         (long long)R->step, (double)train_loss, what, v,
-         R->spec.kind == AMPC_MODEL_GPT ? " nats/token" : "%",
-         (double)amp_scaler_get_scale(R->scaler), (long long)R->skipped, R->t_train);
-  fflush(stdout);
+/* The metrics line of the step just run (R->step counts it): step (from
+ * 0), epoch, loss, scale (the one the step used), skipped, lr, grad_norm (-1
+ * when not finite), as the MLP loop writes them, plus val_loss (GPT, nats
+ * per token) or val_accuracy (CNN, percent) when the step was followed by an
+ * evaluation (`val` >= 0). Returns 0, or -1 on a write error. */
+static int metrics_line(mrun *R, float scale_used, double val) {
+  cJSON *j = cJSON_CreateObject();
+  if (!j) return -1;
+  ampc_json_int(j, "step", R->step - 1);
+  ampc_json_int(j, "epoch", (R->step - 1) / R->per_epoch);
+  ampc_json_float(j, "loss", R->loss_v);
+  ampc_json_float(j, "scale", scale_used);
+  ampc_json_int(j, "skipped", !R->stepped);
+  ampc_json_float(j, "lr", amp_optim_lr(R->opt));
+  ampc_json_float(j, "grad_norm", isfinite(R->gnorm) ? R->gnorm : -1.0f);
+  if (val >= 0 && R->spec.kind == AMPC_MODEL_GPT) ampc_json_fmt(j, "val_loss", "%.6g", val);
+  if (val >= 0 && R->spec.kind == AMPC_MODEL_CNN) ampc_json_fmt(j, "val_accuracy", "%.4f", val);
+  return ampc_json_line(R->metrics, j);
 }
 
+/* An evaluation after the step just run; returns its value, or -1 after
+ * printing the error. */
+static double report_eval(mrun *R) {
+  double v = evaluate(R);
+  if (v < 0) {
+    fprintf(stderr, "ampc train: evaluation after step %lld: %s\n", (long long)R->step,
+            amp_ctx_status(R->ctx) != AMP_OK ? amp_ctx_error(R->ctx) : "no validation batch");
+    return -1;
+  }
+  R->last_eval = v;
+  if (R->o.quiet) return v;
+  const char *what = R->spec.kind == AMPC_MODEL_GPT ? "val loss" : "test accuracy";
+  FILE *f = R->o.json ? stderr : stdout; /* with --json, stdout holds the JSON alone */
+  fprintf(f, "step %lld: train loss %.4f, %s %.4f%s, scale %g, %lld skipped, %.1f s\n",
+          (long long)R->step, (double)R->loss_v, what, v,
+          R->spec.kind == AMPC_MODEL_GPT ? " nats/token" : "%",
+          (double)amp_scaler_get_scale(R->scaler), (long long)R->skipped, R->t_train);
+  fflush(f);
+  return v;
+}
+
+/* Keeps the step's time for the median (step_ms_median). */
+static void record_ms(mrun *R, double ms) {
+  if (R->nms == R->cap_ms) {
+    int64_t cap = R->cap_ms ? 2 * R->cap_ms : 1024;
+    double *p = realloc(R->step_ms, (size_t)cap * sizeof *p);
+    if (!p) return;
+    R->step_ms = p;
+    R->cap_ms = cap;
+  }
+  R->step_ms[R->nms++] = ms;
+}
+
+/* The steps, each with its metrics line, an evaluation every --eval-every
+ * steps and after the last, and a progress line every --log-every steps.
+ * Returns 0, or the exit status (message printed). */
 static int train_loop(mrun *R) {
-  float lv = NAN;
   int64_t every = R->o.eval_every ? R->o.eval_every : R->steps;
-  amp_arena_reset_peak(R->ctx, AMP_ARENA_STEP);
   while (R->step < R->steps) {
     double t0 = ampb_now();
-    lv = step(R);
-    R->t_train += ampb_now() - t0;
+    float scale_used = amp_scaler_get_scale(R->scaler);
+    R->loss_v = step(R);
+    double dt = ampb_now() - t0;
+    R->t_train += dt;
+    record_ms(R, 1e3 * dt);
     if (amp_ctx_status(R->ctx) != AMP_OK) {
       fprintf(stderr, "ampc train: step %lld: %s\n", (long long)R->step, amp_ctx_error(R->ctx));
       return 1;
     }
     R->step++;
-    if (R->step % every == 0 || R->step == R->steps) report_eval(R, lv);
+    R->bad_run = isfinite(R->loss_v) ? 0 : R->bad_run + 1;
+    if (R->bad_run >= 5) {
+      fprintf(stderr,
+              "ampc train: stopping: the loss itself has been non-finite for %lld consecutive "
+              "steps (step %lld, loss scale %g): lower the learning rate\n",
+              (long long)R->bad_run, (long long)R->step, (double)amp_scaler_get_scale(R->scaler));
+      return 1;
+    }
+    double val = -1;
+    if ((R->step % every == 0 || R->step == R->steps) && (val = report_eval(R)) < 0) return 1;
+    if (R->metrics && metrics_line(R, scale_used, val) != 0) {
+      fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", R->o.metrics);
+      return 1;
+    }
+    if (R->o.log_every > 0 && R->step % R->o.log_every == 0 && !R->o.quiet)
+      fprintf(stderr, "step %lld/%lld: loss %.4f, scale %g, %lld skipped\n", (long long)R->step,
+              (long long)R->steps, (double)R->loss_v, (double)amp_scaler_get_scale(R->scaler),
+              (long long)R->skipped);
   }
-  int64_t units = R->step * R->o.batch * (R->spec.kind == AMPC_MODEL_GPT ? R->spec.gpt.ctx : 1);
+  return 0;
+}
+
+/* The end: the state must be finite to be saved (else the run fails and no
+ * checkpoint is written), then --save. Returns 0, or the exit status. */
+static int finish(mrun *R) {
+  if (amp_checkpoint_check_finite(R->ctx, R->model, R->opt, R->scaler) != AMP_OK) {
+    fprintf(stderr, "ampc train: stopping at step %lld: the %s%s%s\n", (long long)R->step,
+            amp_ctx_error(R->ctx), R->o.save ? "; nothing saved to " : "",
+            R->o.save ? R->o.save : "");
+    return 1;
+  }
+  if (!R->o.save) return 0;
+  run_meta meta;
+  train_opts_meta(&R->o, R->step, R->skipped, R->nonfinite, &meta);
+  if (amp_checkpoint_save(R->ctx, R->o.save, R->model, R->opt, R->scaler, NULL, meta.kv, meta.n) !=
+      AMP_OK) {
+    fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(R->ctx));
+    return 1;
+  }
+  return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The --json summary: the MLP loop's keys (test_accuracy is the CNN's; null
+ * for a GPT, which has val_loss instead), plus nonfinite_losses and, for a
+ * GPT, tokens_per_s. */
+static void report_json(mrun *R, double median, double units_s, double rss_mb) {
+  const train_opts *o = &R->o;
+  int gpt = R->spec.kind == AMPC_MODEL_GPT;
+  size_t param_bytes =
+      (size_t)amp_optim_numel(R->opt) * (4 + (R->r.dt == AMP_F32 ? 0 : amp_dtype_size(R->r.dt)));
+  cJSON *j = cJSON_CreateObject();
+  if (!j) return;
+  ampc_json_str(j, "precision", o->precision);
+  ampc_json_str(j, "optim", o->optim);
+  ampc_json_str(j, "model", o->model);
+  ampc_json_int(j, "seed", (long long)o->seed);
+  ampc_json_int(j, "threads", o->threads);
+  ampc_json_int(j, "epochs", (R->steps + R->per_epoch - 1) / R->per_epoch);
+  ampc_json_int(j, "batch", o->batch);
+  ampc_json_fmt(j, "test_accuracy", "%.4f", gpt ? NAN : R->last_eval);
+  if (gpt) ampc_json_fmt(j, "val_loss", "%.6g", R->last_eval);
+  ampc_json_fmt(j, "final_loss", "%.6g", (double)R->loss_v);
+  ampc_json_int(j, "steps", R->step);
+  ampc_json_int(j, "skipped_steps", R->skipped);
+  ampc_json_int(j, "nonfinite_losses", R->nonfinite);
+  ampc_json_float(j, "final_scale", amp_scaler_get_scale(R->scaler));
+  ampc_json_fmt(j, "step_ms_median", "%.4f", median);
+  ampc_json_fmt(j, "samples_per_s", "%.1f", units_s / (gpt ? (double)R->spec.gpt.ctx : 1.0));
+  if (gpt) ampc_json_fmt(j, "tokens_per_s", "%.1f", units_s);
+  ampc_json_fmt(j, "peak_rss_mb", "%.1f", rss_mb);
+  ampc_json_fmt(j, "activation_bytes", "%.0f", R->peak);
+  ampc_json_int(j, "param_bytes", (long long)param_bytes);
+  ampc_json_int(j, "master_bytes", (long long)amp_optim_numel(R->opt) * 4);
+  ampc_json_int(j, "work_copy_bytes",
+                (long long)param_bytes - (long long)amp_optim_numel(R->opt) * 4);
+  ampc_json_int(j, "optimizer_bytes", (long long)amp_optim_bytes(R->opt));
+  ampc_json_str(j, "data", o->data);
+  ampc_json_str(j, "checkpoint", o->save);
+  ampc_json_str(j, "metrics", o->metrics);
+  if (ampc_json_line(stdout, j) != 0) fprintf(stderr, "ampc train: --json: out of memory\n");
+}
+
+/* The summary line (or JSON object) on stdout. */
+static void report(mrun *R) {
+  qsort(R->step_ms, (size_t)R->nms, sizeof(double), cmp_double);
+  double median = R->nms ? R->step_ms[R->nms / 2] : 0;
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  int gpt = R->spec.kind == AMPC_MODEL_GPT;
+  int64_t units = R->step * R->o.batch * (gpt ? R->spec.gpt.ctx : 1);
+  double units_s = R->t_train > 0 ? (double)units / R->t_train : 0;
+  if (R->o.json) {
+    report_json(R, median, units_s, (double)ru.ru_maxrss / 1024.0);
+    return;
+  }
   printf("%s: %lld steps (%lld skipped, %lld non-finite losses), final scale %g, %.0f %s/s, "
          "activations %.2f MiB\n",
          R->o.precision, (long long)R->step, (long long)R->skipped, (long long)R->nonfinite,
-         (double)amp_scaler_get_scale(R->scaler), (double)units / R->t_train,
-         R->spec.kind == AMPC_MODEL_GPT ? "tokens" : "images", R->peak / 1048576.0);
-  if (R->o.save) {
-    run_meta meta;
-    train_opts_meta(&R->o, R->step, R->skipped, R->nonfinite, &meta);
-    if (amp_checkpoint_save(R->ctx, R->o.save, R->model, R->opt, R->scaler, NULL, meta.kv,
-                            meta.n) != AMP_OK) {
-      fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(R->ctx));
+         (double)amp_scaler_get_scale(R->scaler), units_s, gpt ? "tokens" : "images",
+         R->peak / 1048576.0);
+}
+
+/* Whether the command line sets --NAME (as --NAME V or --NAME=V). */
+static int flag_given(int argc, char **argv, const char *name) {
+  size_t n = strlen(name);
+  for (int i = 1; i < argc; i++)
+    if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, n) == 0 &&
+        (argv[i][2 + n] == 0 || argv[i][2 + n] == '='))
       return 1;
-    }
-  }
   return 0;
 }
 
@@ -227,11 +406,17 @@ static int train_loop(mrun *R) {
 static int parse(int argc, char **argv, mrun *R) {
   int rc = train_opts_parse(argc, argv, &R->o);
   if (rc || (rc = train_opts_recipe(&R->o, &R->r))) return rc;
-  if (R->o.resume) return ampc_usage_error("%s", "--resume is for mlp: models only");
+  train_opts *o = &R->o;
+  if (o->resume) return ampc_usage_error("%s", "--resume is for mlp: models only");
   char msg[256];
-  if (ampc_parse_model_spec(R->o.model, &R->spec, msg, sizeof msg) != 1)
+  if (ampc_parse_model_spec(o->model, &R->spec, msg, sizeof msg) != 1)
     return ampc_usage_error("%s", msg);
-  const char *k = R->o.optim;
+  R->epochs_given = flag_given(argc, argv, "epochs");
+  if (R->epochs_given && o->steps)
+    return ampc_usage_error("%s", "--steps and --epochs both set the length of the run; give one");
+  if (ampc_is_default_data(o->data)) /* no --data: the model's own, recorded as such */
+    o->data = R->spec.kind == AMPC_MODEL_GPT ? "fortunes" : "fashion-mnist";
+  const char *k = o->optim;
   R->kind = strcmp(k, "adam") == 0    ? AMP_OPTIM_ADAM
             : strcmp(k, "adamw") == 0 ? AMP_OPTIM_ADAMW
             : strcmp(k, "sgd") == 0   ? AMP_OPTIM_SGD
@@ -269,12 +454,20 @@ int ampc_train_model_main(int argc, char **argv) {
   }
   mrun *R = calloc(1, sizeof *R);
   if (!R) return 1;
+  R->last_eval = -1;
   int rc = parse(argc, argv, R);
   if (!rc) {
     R->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)R->o.threads});
     rc = R->ctx ? setup(R) : 1;
     if (!rc) rc = train_loop(R);
+    if (!rc) rc = finish(R);
+    if (!rc) report(R);
   }
+  if (R->metrics && fclose(R->metrics) != 0 && rc == 0) {
+    fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", R->o.metrics);
+    rc = 1;
+  }
+  free(R->step_ms);
   amp_text_loader_free(R->tl);
   amp_loader_free(R->il);
   amp_text_free(R->text);
