@@ -96,6 +96,17 @@ steps=$(field "$out" steps)
 [ -n "$steps" ] && [ "$steps" -ge $((per - 1)) ] && [ "$steps" -le $((per + 1)) ] && ok ||
   bad "--epochs 1: $steps steps, about $per expected"
 expect_fail 2 "give one" train --model $spec --data text:"$dir/c.txt" --steps 3 --epochs 1
+# --save-every: the periodic saves leave the run's bits alone; --synthetic-n
+# has no meaning here
+run --precision fp16 --threads 1 --save "$dir/e.ckpt" --save-every 5 >/dev/null 2>&1
+cmp -s "$dir/a1.ckpt" "$dir/e.ckpt" && ok || bad "--save-every 5 changed the final checkpoint"
+expect_fail 2 "synthetic-n is for mlp" train --model $spec --synthetic-n 100 --steps 1
+# --resume: 6 steps, then the rest from the checkpoint (the model named by
+# it), gives the checkpoint of the 12 steps run at once, bit for bit
+run --precision fp16 --threads 1 --steps 6 --save "$dir/h.ckpt" >/dev/null 2>&1
+"$ampc" train --resume "$dir/h.ckpt" --steps 12 --threads 1 --save "$dir/r.ckpt" >/dev/null 2>&1
+cmp -s "$dir/a1.ckpt" "$dir/r.ckpt" && ok || bad "GPT: 6 steps + --resume to 12 differ from 12 steps"
+expect_fail 1 "eval and export handle mlp" eval --checkpoint "$dir/h.ckpt"
 # --quiet: no evaluation lines; --log-every: progress on stderr
 out=$(run --precision fp32 --quiet 2>&1)
 printf '%s' "$out" | grep -q "^step" && bad "--quiet printed: $out" || ok
@@ -123,6 +134,11 @@ if "$ampc" train "${c[@]}" --steps 1 --precision fp32 --quiet >/dev/null 2>"$dir
   a32=$(mem "${c[@]}" --precision fp32)
   a16=$(mem "${c[@]}" --precision fp16)
   ratio_ok "$a32" "$a16" && ok || bad "CNN activations: fp16 $a16 bytes vs fp32 $a32 (> 0.55)"
+  # --resume of a CNN: the loader's position comes back too
+  "$ampc" train "${c[@]}" --steps 4 --quiet --save "$dir/c4.ckpt" >/dev/null 2>&1
+  "$ampc" train "${c[@]}" --quiet --save "$dir/c2.ckpt" >/dev/null 2>&1
+  "$ampc" train --resume "$dir/c2.ckpt" --steps 4 --quiet --save "$dir/cr.ckpt" >/dev/null 2>&1
+  cmp -s "$dir/c4.ckpt" "$dir/cr.ckpt" && ok || bad "CNN: 2 steps + --resume to 4 differ from 4"
   # a batch larger than the training set is refused, not trained into NaN
   expect_fail 2 "larger than the training set" train --model cnn:fashion --batch 70000 --steps 1
 elif grep -q "dataset-fashion-mnist" "$dir/err"; then

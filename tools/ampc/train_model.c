@@ -13,7 +13,7 @@
  * Output as the MLP loop's: --metrics FILE (a JSON line per step, with
  * val_loss or val_accuracy on evaluation steps), --json (the summary as one
  * JSON object), --quiet (no evaluation or progress lines), --log-every N (a
- * progress line every N steps on stderr). */
+ * progress line every N steps on stderr), --save-every N. */
 #include "bench.h"
 #include "cli.h"
 #include "json_out.h"
@@ -46,6 +46,7 @@ typedef struct mrun {
   double *step_ms; /* each step's time, for the median */
   int64_t nms, cap_ms;
   int64_t steps, step, skipped, nonfinite, per_epoch, bad_run;
+  int64_t first;                   /* the step this process started at (> 0 after --resume) */
   int epochs_given;                /* --epochs on the command line */
   double t_train, peak, last_eval; /* last_eval: -1 before the first */
   float loss_v, gnorm;
@@ -121,6 +122,43 @@ static double evaluate(mrun *R) {
   return R->spec.kind == AMPC_MODEL_GPT ? sum / (double)n : 100.0 * (double)correct / (double)n;
 }
 
+/* --resume: the checkpoint's weights, optimizer and scaler state (and, for
+ * the CNN, the loader's position) and the run's counters; the GPT's text
+ * loader, a function of (seed, batch index), is moved on by the steps
+ * already run. Then the run goes on with the same bits as one that did not
+ * stop. Returns 0, or the exit status (message printed). */
+static int resume(mrun *R) {
+  amp_ctx *ctx = R->ctx;
+  amp_safetensors *f = NULL;
+  if (amp_checkpoint_load(ctx, R->o.resume, R->model, R->opt, R->scaler, R->il) != AMP_OK ||
+      amp_safetensors_read(ctx, R->o.resume, &f) != AMP_OK) {
+    fprintf(stderr, "ampc train: --resume: %s\n", amp_ctx_error(ctx));
+    return 1;
+  }
+  int ok = train_meta_count(f, "train.step", &R->step) &&
+           train_meta_count(f, "train.skipped", &R->skipped) &&
+           train_meta_count(f, "train.bad_losses", &R->nonfinite);
+  amp_safetensors_free(f);
+  if (!ok) {
+    fprintf(stderr,
+            "ampc train: --resume: %s has no valid train.step/train.skipped/"
+            "train.bad_losses counters (written by ampc train)\n",
+            R->o.resume);
+    return 1;
+  }
+  amp_tensor *x, *y;
+  for (int64_t i = 0; R->tl && i < R->step; i++) {
+    amp_ctx_step_reset(ctx);
+    if (amp_text_loader_next(R->tl, &x, &y) != 1) {
+      fprintf(stderr, "ampc train: --resume: %s\n", amp_ctx_error(ctx));
+      return 1;
+    }
+  }
+  amp_ctx_step_reset(ctx);
+  R->first = R->step;
+  return 0;
+}
+
 /* The data, model, optimizer, scaler and schedule; returns 0 or the exit
  * status. */
 static int setup(mrun *R) {
@@ -170,7 +208,7 @@ static int setup(mrun *R) {
     return 1;
   }
   if (!train_opts_schedule(o->schedule, op.lr, R->steps, &R->sched)) return 2;
-  return 0;
+  return o->resume ? resume(R) : 0;
 }
 
 /* The next training batch (a new epoch of images when one ends). */
@@ -211,7 +249,7 @@ static float step(mrun *R) {
      when there are more: its arena grows chunk by chunk, and the tails it
      leaves count as used until the reset merges the chunks into one. */
   double peak = (double)amp_arena_peak_bytes(ctx, AMP_ARENA_STEP);
-  if ((R->step > 0 || R->steps == 1) && peak > R->peak) R->peak = peak;
+  if ((R->step > R->first || R->steps - R->first == 1) && peak > R->peak) R->peak = peak;
   return lv;
 }
 
@@ -268,6 +306,26 @@ static void record_ms(mrun *R, double ms) {
   R->step_ms[R->nms++] = ms;
 }
 
+/* --save (at the end, and every --save-every steps): the state must be
+ * finite to be saved (else the run fails and the file is left as it was).
+ * Returns 0, or the exit status (message printed). */
+static int save(mrun *R) {
+  if (!R->o.save) return 0;
+  if (amp_checkpoint_check_finite(R->ctx, R->model, R->opt, R->scaler) != AMP_OK) {
+    fprintf(stderr, "ampc train: stopping at step %lld: the %s; %s is left as it was\n",
+            (long long)R->step, amp_ctx_error(R->ctx), R->o.save);
+    return 1;
+  }
+  run_meta meta;
+  train_opts_meta(&R->o, R->step, R->skipped, R->nonfinite, &meta);
+  if (amp_checkpoint_save(R->ctx, R->o.save, R->model, R->opt, R->scaler, R->il, meta.kv, meta.n) !=
+      AMP_OK) {
+    fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(R->ctx));
+    return 1;
+  }
+  return 0;
+}
+
 /* The steps, each with its metrics line, an evaluation every --eval-every
  * steps and after the last, and a progress line every --log-every steps.
  * Returns 0, or the exit status (message printed). */
@@ -299,30 +357,12 @@ static int train_loop(mrun *R) {
       fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", R->o.metrics);
       return 1;
     }
+    if (R->o.save_every && R->step % R->o.save_every == 0 && R->step < R->steps && save(R))
+      return 1;
     if (R->o.log_every > 0 && R->step % R->o.log_every == 0 && !R->o.quiet)
       fprintf(stderr, "step %lld/%lld: loss %.4f, scale %g, %lld skipped\n", (long long)R->step,
               (long long)R->steps, (double)R->loss_v, (double)amp_scaler_get_scale(R->scaler),
               (long long)R->skipped);
-  }
-  return 0;
-}
-
-/* The end: the state must be finite to be saved (else the run fails and no
- * checkpoint is written), then --save. Returns 0, or the exit status. */
-static int finish(mrun *R) {
-  if (amp_checkpoint_check_finite(R->ctx, R->model, R->opt, R->scaler) != AMP_OK) {
-    fprintf(stderr, "ampc train: stopping at step %lld: the %s%s%s\n", (long long)R->step,
-            amp_ctx_error(R->ctx), R->o.save ? "; nothing saved to " : "",
-            R->o.save ? R->o.save : "");
-    return 1;
-  }
-  if (!R->o.save) return 0;
-  run_meta meta;
-  train_opts_meta(&R->o, R->step, R->skipped, R->nonfinite, &meta);
-  if (amp_checkpoint_save(R->ctx, R->o.save, R->model, R->opt, R->scaler, NULL, meta.kv, meta.n) !=
-      AMP_OK) {
-    fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(R->ctx));
-    return 1;
   }
   return 0;
 }
@@ -407,10 +447,12 @@ static int parse(int argc, char **argv, mrun *R) {
   int rc = train_opts_parse(argc, argv, &R->o);
   if (rc || (rc = train_opts_recipe(&R->o, &R->r))) return rc;
   train_opts *o = &R->o;
-  if (o->resume) return ampc_usage_error("%s", "--resume is for mlp: models only");
   char msg[256];
   if (ampc_parse_model_spec(o->model, &R->spec, msg, sizeof msg) != 1)
     return ampc_usage_error("%s", msg);
+  if (flag_given(argc, argv, "synthetic-n"))
+    return ampc_usage_error("%s", "--synthetic-n is for mlp: models (GPT and CNN train on text "
+                                  "and Fashion-MNIST)");
   R->epochs_given = flag_given(argc, argv, "epochs");
   if (R->epochs_given && o->steps)
     return ampc_usage_error("%s", "--steps and --epochs both set the length of the run; give one");
@@ -425,14 +467,34 @@ static int parse(int argc, char **argv, mrun *R) {
   return 0;
 }
 
+static int is_family(const char *m) {
+  return m && (strncmp(m, "gpt", 3) == 0 || strncmp(m, "cnn:", 4) == 0);
+}
+
+/* The config.model of checkpoint `path`, when it is a GPT's or a CNN's. */
+static int checkpoint_is_family(const char *path) {
+  amp_ctx *ctx = amp_ctx_create(NULL);
+  amp_safetensors *f = NULL;
+  int yes = ctx && amp_safetensors_read(ctx, path, &f) == AMP_OK &&
+            is_family(amp_safetensors_meta(f, "config.model"));
+  amp_safetensors_free(f);
+  amp_ctx_free(ctx);
+  return yes;
+}
+
 int ampc_is_model_family(int argc, char **argv) {
-  const char *m = NULL; /* the last --model given (as --model X or --model=X) */
+  const char *m = NULL, *resume = NULL; /* the last --model and --resume given */
   for (int i = 0; i < argc; i++)
     if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
       m = argv[++i];
     else if (strncmp(argv[i], "--model=", 8) == 0)
       m = argv[i] + 8;
-  return m && (strncmp(m, "gpt", 3) == 0 || strncmp(m, "cnn:", 4) == 0);
+    else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc)
+      resume = argv[++i];
+    else if (strncmp(argv[i], "--resume=", 9) == 0)
+      resume = argv[i] + 9;
+  if (m) return is_family(m);
+  return resume && checkpoint_is_family(resume); /* the checkpoint's model */
 }
 
 /* Non-zero when this process is one of several ranks of an MPI launch (the
@@ -460,7 +522,7 @@ int ampc_train_model_main(int argc, char **argv) {
     R->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)R->o.threads});
     rc = R->ctx ? setup(R) : 1;
     if (!rc) rc = train_loop(R);
-    if (!rc) rc = finish(R);
+    if (!rc) rc = save(R);
     if (!rc) report(R);
   }
   if (R->metrics && fclose(R->metrics) != 0 && rc == 0) {
