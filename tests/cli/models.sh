@@ -66,6 +66,7 @@ fi
 # JSON object; the data actually used (the default data is named, also in
 # the checkpoint); skipped steps, non-finite losses and the final scale.
 out=$(run --precision fp16 --json --quiet --metrics "$dir/m.jsonl" --save "$dir/j.ckpt" 2>"$dir/err")
+printf '%s\n' "$out" >"$dir/j.json"
 n=$(printf '%s\n' "$out" | wc -l)
 if [ "$n" -eq 1 ] && [ "$(field "$out" steps)" = 12 ] && [ "$(field "$out" skipped_steps)" = 0 ] &&
   [ "$(field "$out" nonfinite_losses)" = 0 ] && [ -n "$(field "$out" final_scale)" ] &&
@@ -106,7 +107,12 @@ expect_fail 2 "synthetic-n is for mlp" train --model $spec --synthetic-n 100 --s
 run --precision fp16 --threads 1 --steps 6 --save "$dir/h.ckpt" >/dev/null 2>&1
 "$ampc" train --resume "$dir/h.ckpt" --steps 12 --threads 1 --save "$dir/r.ckpt" >/dev/null 2>&1
 cmp -s "$dir/a1.ckpt" "$dir/r.ckpt" && ok || bad "GPT: 6 steps + --resume to 12 differ from 12 steps"
-expect_fail 1 "eval and export handle mlp" eval --checkpoint "$dir/h.ckpt"
+# ampc eval of a GPT checkpoint: its run's last validation loss, exactly
+v=$(field "$("$ampc" eval --json "$dir/j.ckpt")" val_loss)
+[ -n "$v" ] && [ "$v" = "$(field "$(cat "$dir/j.json")" val_loss)" ] && ok ||
+  bad "eval of a GPT checkpoint: '$v' vs the run's $(cat "$dir/j.json")"
+expect_fail 2 "are for mlp: models" eval --model mlp:4-2 "$dir/j.ckpt"
+expect_fail 1 "export handles mlp: models" export --checkpoint "$dir/j.ckpt" -o "$dir/x.st"
 # --quiet: no evaluation lines; --log-every: progress on stderr
 out=$(run --precision fp32 --quiet 2>&1)
 printf '%s' "$out" | grep -q "^step" && bad "--quiet printed: $out" || ok
@@ -135,10 +141,18 @@ if "$ampc" train "${c[@]}" --steps 1 --precision fp32 --quiet >/dev/null 2>"$dir
   a16=$(mem "${c[@]}" --precision fp16)
   ratio_ok "$a32" "$a16" && ok || bad "CNN activations: fp16 $a16 bytes vs fp32 $a32 (> 0.55)"
   # --resume of a CNN: the loader's position comes back too
-  "$ampc" train "${c[@]}" --steps 4 --quiet --save "$dir/c4.ckpt" >/dev/null 2>&1
+  out=$("$ampc" train "${c[@]}" --steps 4 --quiet --json --save "$dir/c4.ckpt" 2>/dev/null)
+  # ampc eval of a CNN checkpoint: its run's test accuracy, exactly
+  e=$("$ampc" eval --json "$dir/c4.ckpt")
+  [ -n "$(field "$e" test_accuracy)" ] &&
+    [ "$(field "$e" test_accuracy)" = "$(field "$out" test_accuracy)" ] && ok ||
+    bad "eval of a CNN checkpoint: '$e' vs the run's '$out'"
   "$ampc" train "${c[@]}" --quiet --save "$dir/c2.ckpt" >/dev/null 2>&1
   "$ampc" train --resume "$dir/c2.ckpt" --steps 4 --quiet --save "$dir/cr.ckpt" >/dev/null 2>&1
   cmp -s "$dir/c4.ckpt" "$dir/cr.ckpt" && ok || bad "CNN: 2 steps + --resume to 4 differ from 4"
+  # the same bits with 1 and 2 threads (c2 ran with the default, 2)
+  "$ampc" train "${c[@]}" --quiet --threads 1 --save "$dir/c1.ckpt" >/dev/null 2>&1
+  cmp -s "$dir/c1.ckpt" "$dir/c2.ckpt" && ok || bad "CNN: 1 and 2 threads: different checkpoints"
   # a batch larger than the training set is refused, not trained into NaN
   expect_fail 2 "larger than the training set" train --model cnn:fashion --batch 70000 --steps 1
 elif grep -q "dataset-fashion-mnist" "$dir/err"; then

@@ -471,8 +471,8 @@ static int is_family(const char *m) {
   return m && (strncmp(m, "gpt", 3) == 0 || strncmp(m, "cnn:", 4) == 0);
 }
 
-/* The config.model of checkpoint `path`, when it is a GPT's or a CNN's. */
-static int checkpoint_is_family(const char *path) {
+/* Whether checkpoint `path`'s config.model is a GPT or a CNN. */
+int ampc_is_model_checkpoint(const char *path) {
   amp_ctx *ctx = amp_ctx_create(NULL);
   amp_safetensors *f = NULL;
   int yes = ctx && amp_safetensors_read(ctx, path, &f) == AMP_OK &&
@@ -494,7 +494,7 @@ int ampc_is_model_family(int argc, char **argv) {
     else if (strncmp(argv[i], "--resume=", 9) == 0)
       resume = argv[i] + 9;
   if (m) return is_family(m);
-  return resume && checkpoint_is_family(resume); /* the checkpoint's model */
+  return resume && ampc_is_model_checkpoint(resume); /* the checkpoint's model */
 }
 
 /* Non-zero when this process is one of several ranks of an MPI launch (the
@@ -530,6 +530,87 @@ int ampc_train_model_main(int argc, char **argv) {
     rc = 1;
   }
   free(R->step_ms);
+  amp_text_loader_free(R->tl);
+  amp_loader_free(R->il);
+  amp_text_free(R->text);
+  amp_dataset_free(R->train);
+  amp_dataset_free(R->test);
+  amp_ctx_free(R->ctx);
+  free(R);
+  return rc;
+}
+
+/* Prints the evaluation of ampc_eval_model(); returns the exit status. */
+static int eval_report(mrun *R, const char *path, double v, int json) {
+  int gpt = R->spec.kind == AMPC_MODEL_GPT;
+  if (!json) {
+    printf("%s: %s in %s, %s %.4f%s\n", path, R->o.model, R->o.precision,
+           gpt ? "val loss" : "test accuracy", v,
+           gpt ? " nats/token (20 validation batches)" : "%");
+    return 0;
+  }
+  cJSON *j = cJSON_CreateObject();
+  if (!j) return 1;
+  ampc_json_str(j, "checkpoint", path);
+  ampc_json_str(j, "model", R->o.model);
+  ampc_json_str(j, "precision", R->o.precision);
+  ampc_json_str(j, "data", R->o.data);
+  if (gpt) ampc_json_fmt(j, "val_loss", "%.6g", v);
+  if (!gpt) ampc_json_int(j, "test_samples", amp_dataset_size(R->test));
+  if (!gpt) ampc_json_fmt(j, "test_accuracy", "%.4f", v);
+  return ampc_json_line(stdout, j) != 0;
+}
+
+/* The run of checkpoint `path` rebuilt as its configuration says (R->o), its
+ * weights loaded; returns 0, or the exit status (message printed). */
+static int eval_load(mrun *R, const char *path, const char *precision, const char *data) {
+  amp_safetensors *f = NULL;
+  if (amp_safetensors_read(R->ctx, path, &f) != AMP_OK) {
+    fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->ctx));
+    return 1;
+  }
+  train_opts_default(&R->o);
+  R->o.cmd = "eval";
+  R->o.family_ok = 1;
+  int rc = train_opts_from_checkpoint(f, &R->o);
+  amp_safetensors_free(f);
+  if (rc) return rc;
+  if (precision) R->o.precision = precision;
+  if (data) R->o.data = data;
+  R->o.steps = 1; /* setup() makes a run; nothing trains */
+  char msg[256];
+  if ((rc = train_opts_recipe(&R->o, &R->r))) return rc;
+  if (ampc_parse_model_spec(R->o.model, &R->spec, msg, sizeof msg) != 1) {
+    fprintf(stderr, "ampc eval: %s: %s\n", path, msg);
+    return 1;
+  }
+  const char *k = R->o.optim;
+  R->kind = strcmp(k, "adamw") == 0 ? AMP_OPTIM_ADAMW
+            : strcmp(k, "sgd") == 0 ? AMP_OPTIM_SGD
+                                    : AMP_OPTIM_ADAM;
+  if ((rc = setup(R))) return rc;
+  if (amp_checkpoint_load(R->ctx, path, R->model, R->opt, NULL, NULL) != AMP_OK) {
+    fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->ctx));
+    return 1;
+  }
+  return 0;
+}
+
+int ampc_eval_model(const char *path, const char *precision, const char *data, long threads,
+                    int json) {
+  mrun *R = calloc(1, sizeof *R);
+  if (!R) return 1;
+  R->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)threads});
+  int rc = R->ctx ? eval_load(R, path, precision, data) : 1;
+  if (!rc) {
+    double v = evaluate(R);
+    if (v < 0) {
+      fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->ctx));
+      rc = 1;
+    } else {
+      rc = eval_report(R, path, v, json);
+    }
+  }
   amp_text_loader_free(R->tl);
   amp_loader_free(R->il);
   amp_text_free(R->text);

@@ -339,12 +339,12 @@ int train_opts_from_checkpoint(const amp_safetensors *f, train_opts *o) {
       return 1;
     }
     if (strcmp(key, "config.model") == 0 && o->cmd && strcmp(o->cmd, "train") != 0 &&
-        (strncmp(value, "gpt", 3) == 0 || strncmp(value, "cnn:", 4) == 0)) {
+        !o->family_ok && (strncmp(value, "gpt", 3) == 0 || strncmp(value, "cnn:", 4) == 0)) {
       fprintf(stderr,
-              "ampc %s: a checkpoint of a %.80s model: eval and export handle mlp: models (use "
-              "`ampc sample` for a GPT, `ampc train --resume` to continue its run, or --init to "
-              "start from its weights)\n",
-              o->cmd, value);
+              "ampc %s: a checkpoint of a %.80s model: %s handles mlp: models (use `ampc "
+              "eval` to score it, `ampc sample` for a GPT, `ampc train --resume` to continue its "
+              "run, or --init to start from its weights)\n",
+              o->cmd, value, o->cmd);
       return 1;
     }
     char *copy = strcpy(o->owned[o->nowned++], value); /* outlives the file */
