@@ -660,9 +660,13 @@ size_t amp_tape_length(const amp_ctx *ctx);
 /* src/ops/ops.def, which is authoritative):                                 */
 /*   AMP_CAT_LOWER   matmul, linear, conv2d, bmm: to the region's dtype      */
 /*                   (F16 or BF16; products still accumulate in F32);        */
-/*   AMP_CAT_FP32    softmax, log_softmax, cross_entropy, mse, layer_norm,   */
-/*                   exp, log, sum, mean: to F32;                            */
-/*   AMP_CAT_PROMOTE add, sub, mul: to the widest input dtype;               */
+/*   AMP_CAT_FP32    softmax, log_softmax, cross_entropy, mse, exp, log,     */
+/*                   sum, mean: to F32 (cross_entropy reads 16-bit logits    */
+/*                   into F32 itself, without an F32 copy);                  */
+/*   AMP_CAT_NORM    layer_norm, batch_norm2d: no cast; statistics in F32,   */
+/*                   the result in the region's dtype;                       */
+/*   AMP_CAT_PROMOTE add, sub, mul: the widest input dtype (each input read  */
+/*                   in its own dtype, without a copy);                      */
 /*   AMP_CAT_SAME    relu, gelu, dropout, reshape, flatten, max_pool2d,      */
 /*                   mul_scalar, embedding: no cast.                         */
 /* Integer tensors pass through. A cast of a leaf (parameter) is made once   */
@@ -697,7 +701,8 @@ typedef enum amp_op_category {
   AMP_CAT_LOWER = 0,   /**< run in the autocast dtype */
   AMP_CAT_FP32 = 1,    /**< run in F32 */
   AMP_CAT_PROMOTE = 2, /**< run in the widest input dtype */
-  AMP_CAT_SAME = 3     /**< run in the input's dtype */
+  AMP_CAT_SAME = 3,    /**< run in the input's dtype */
+  AMP_CAT_NORM = 4     /**< statistics in F32, the result in the autocast dtype */
 } amp_op_category;
 
 /** Number of ops in the op table. */
@@ -753,7 +758,8 @@ amp_tensor *amp_log_softmax(amp_ctx *ctx, amp_tensor *x);
 
 /** Cross-entropy from logits [N,C] and I32 labels [N] (each in 0..C-1),
  *  mean over N → [1], in the compute dtype (F32 under autocast).
- *  A label out of range is an error. Category fp32. */
+ *  A label out of range is an error. Category fp32; 16-bit logits are read
+ *  into the F32 log-softmax directly (no F32 copy of them). */
 amp_tensor *amp_cross_entropy(amp_ctx *ctx, amp_tensor *logits, amp_tensor *labels);
 
 /** Mean squared error mean((a-b)^2) of two tensors of the same shape → [1].
@@ -762,7 +768,8 @@ amp_tensor *amp_mse(amp_ctx *ctx, amp_tensor *a, amp_tensor *b);
 
 /** Layer normalisation over the last dimension (size D): (x - mean) /
  *  sqrt(var + eps) · w + b, with the biased variance; w and b are [D] or
- *  NULL. Category fp32. */
+ *  NULL. Category norm: the row statistics in F32, the inputs read in their
+ *  own dtypes, the result in the autocast dtype (else the widest input's). */
 amp_tensor *amp_layer_norm(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b, float eps);
 
 /** Elementwise e^x. Category fp32. */
@@ -847,8 +854,9 @@ amp_tensor *amp_concat(amp_ctx *ctx, int n, amp_tensor *const *xs, int axis);
  *  over q, k, v [B, heads, T, D] → [B, heads, T, D]; causal: query i sees
  *  keys 0..i. Category lower: the two matrix products run in the autocast
  *  dtype (accumulating in F32); the T×T scores, the mask and the softmax are
- *  F32 and the probabilities are kept for backward (4·B·heads·T² bytes; not
- *  fused). */
+ *  F32, and the probabilities are rounded once to the compute dtype, which
+ *  P·V takes and backward keeps (B·heads·T² elements: 2 bytes each in 16
+ *  bits; not fused). */
 amp_tensor *amp_attention(amp_ctx *ctx, amp_tensor *q, amp_tensor *k, amp_tensor *v, int causal);
 
 /** GELU with the tanh approximation (GPT-2's; PyTorch's
@@ -865,7 +873,7 @@ amp_tensor *amp_tanh(amp_ctx *ctx, amp_tensor *x);
  *  update them as PyTorch: r = (1-momentum)·r + momentum·batch statistic,
  *  with the unbiased variance for running_var. Eval (training = 0): normalise
  *  with the running statistics (required), which are not changed. Category
- *  fp32. */
+ *  norm: statistics in F32, the result in the autocast dtype. */
 amp_tensor *amp_batch_norm2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b,
                              amp_tensor *running_mean, amp_tensor *running_var, int training,
                              float momentum, float eps);
@@ -994,7 +1002,7 @@ typedef struct amp_gpt_config {
 amp_module *amp_nn_gpt(amp_ctx *ctx, amp_rng *rng, const amp_gpt_config *cfg);
 
 /** BatchNorm2d(channels) over [N,C,H,W] (amp_batch_norm2d(), category
- *  fp32): parameters weight (1) and bias (0); buffers running_mean (0) and
+ *  norm): parameters weight (1) and bias (0); buffers running_mean (0) and
  *  running_var (1), F32, updated with `momentum` (PyTorch: 0.1) in training
  *  mode and used in evaluation mode (amp_module_set_training()). */
 amp_module *amp_nn_batch_norm2d(amp_ctx *ctx, int64_t channels, float eps, float momentum);

@@ -260,6 +260,25 @@ static void test_tape(amp_ctx *ctx) {
   amp_ctx_clear_error(ctx);
 }
 
+/* add's backward hands its output gradient to its first input without a
+ * copy (amp__grad_pass): the sums must stay right when one tensor reaches
+ * an add twice (h + h), when the handed-on buffer is added to later
+ * (h used by three adds), and through a chain of adds. With h = 3x:
+ * y = ((h + h) + h) + (h + 0·h) gives dy/dx = 3·(1 + 1 + 1 + 1) = 12. */
+static void test_add_gradient_pass(amp_ctx *ctx) {
+  amp_tensor *x = amp_param_new(ctx, 1, (int64_t[]){5});
+  for (int i = 0; i < 5; i++) ((float *)x->data)[i] = (float)i - 2.0f;
+  amp_tensor *h = amp_mul_scalar(ctx, x, 3.0f);
+  amp_tensor *a = amp_add(ctx, amp_add(ctx, h, h), h);
+  amp_tensor *b = amp_add(ctx, h, amp_mul_scalar(ctx, h, 0.0f));
+  amp_tensor *y = amp_sum(ctx, amp_add(ctx, a, b));
+  CHECK(y && amp_backward(ctx, y) == AMP_OK, "backward: %s", amp_ctx_error(ctx));
+  int good = x->grad != NULL;
+  for (int i = 0; good && i < 5; i++) good = ((float *)x->grad->data)[i] == 12.0f;
+  CHECK(good, "d/dx of 3x+3x+3x+(3x+0) is 12 everywhere");
+  amp_ctx_step_reset(ctx);
+}
+
 static void test_errors(amp_ctx *ctx) {
   amp_tensor *a = amp_tensor_zeros(ctx, AMP_ARENA_STEP, AMP_F32, 2, (int64_t[]){2, 3});
   amp_tensor *b = amp_tensor_zeros(ctx, AMP_ARENA_STEP, AMP_F32, 2, (int64_t[]){4, 5});
@@ -303,6 +322,7 @@ int main(void) {
   test_harness_catches_errors(ctx);
   test_autocast(ctx);
   test_tape(ctx);
+  test_add_gradient_pass(ctx);
   test_errors(ctx);
   amp_ctx_free(ctx);
   TEST_MAIN_END();

@@ -187,30 +187,39 @@ static void test_threads_same_bits(void) {
   }
 }
 
-/* The attention's memory: the forward keeps P, 4·B·H·T² bytes, besides its
- * result; backward adds three F32 gradients of [B,H,T,D] and T² scratch. */
+/* The attention's memory: the forward keeps P, B·H·T² elements of the
+ * compute dtype (4 bytes in F32, 2 in F16: half), besides its result, plus
+ * one T×T F32 score matrix of scratch in 16 bits; backward writes the
+ * gradients of q, k, v in their dtype and adds T² scratch. */
 static void test_attention_memory(void) {
-  amp_ctx *ctx = amp_ctx_create(&(amp_ctx_params){.threads = 1});
-  int64_t shape[4] = {2, 3, 128, 16}, b = 2, h = 3, t = 128, d = 16;
-  amp_tensor *x[3];
-  for (int i = 0; i < 3; i++) {
-    x[i] = amp_tensor_zeros(ctx, AMP_ARENA_STEP, AMP_F32, 4, shape);
-    amp_tensor_set_requires_grad(ctx, x[i], 1);
+  const amp_dtype dts[2] = {AMP_F32, AMP_F16};
+  for (int di = 0; di < 2; di++) {
+    amp_dtype dt = dts[di];
+    size_t es = amp_dtype_size(dt);
+    amp_ctx *ctx = amp_ctx_create(&(amp_ctx_params){.threads = 1});
+    int64_t shape[4] = {2, 3, 128, 16}, b = 2, h = 3, t = 128, d = 16;
+    amp_tensor *x[3];
+    for (int i = 0; i < 3; i++) {
+      x[i] = amp_tensor_zeros(ctx, AMP_ARENA_STEP, dt, 4, shape);
+      amp_tensor_set_requires_grad(ctx, x[i], 1);
+    }
+    size_t before = amp_arena_used_bytes(ctx, AMP_ARENA_STEP);
+    amp_tensor *y = amp_attention(ctx, x[0], x[1], x[2], 1);
+    size_t fwd = amp_arena_used_bytes(ctx, AMP_ARENA_STEP) - before;
+    size_t p = es * (size_t)(b * h * t * t), out = es * (size_t)(b * h * t * d);
+    size_t scratch = dt == AMP_F32 ? 0 : (size_t)(4 * t * t);
+    CHECK(y && y->dtype == dt && fwd >= p + out + scratch && fwd <= p + out + scratch + 8192,
+          "attention forward (%s) kept %zu bytes; P is %zu, the result %zu, scratch %zu",
+          amp_dtype_name(dt), fwd, p, out, scratch);
+    amp_arena_reset_peak(ctx, AMP_ARENA_STEP);
+    size_t at = amp_arena_used_bytes(ctx, AMP_ARENA_STEP);
+    CHECK(y && amp_backward(ctx, amp_sum(ctx, y)) == AMP_OK, "backward: %s", amp_ctx_error(ctx));
+    size_t bwd = amp_arena_peak_bytes(ctx, AMP_ARENA_STEP) - at;
+    printf("attention B=%lld H=%lld T=%lld D=%lld %s: forward keeps %zu bytes (P: %zu), backward "
+           "peak +%zu bytes\n",
+           (long long)b, (long long)h, (long long)t, (long long)d, amp_dtype_name(dt), fwd, p, bwd);
+    amp_ctx_free(ctx);
   }
-  size_t before = amp_arena_used_bytes(ctx, AMP_ARENA_STEP);
-  amp_tensor *y = amp_attention(ctx, x[0], x[1], x[2], 1);
-  size_t fwd = amp_arena_used_bytes(ctx, AMP_ARENA_STEP) - before;
-  size_t p = (size_t)(4 * b * h * t * t), out = (size_t)(4 * b * h * t * d);
-  CHECK(y && fwd >= p + out && fwd <= p + out + (size_t)(4 * t * t) + 8192,
-        "attention forward kept %zu bytes; P is %zu, the result %zu", fwd, p, out);
-  amp_arena_reset_peak(ctx, AMP_ARENA_STEP);
-  size_t at = amp_arena_used_bytes(ctx, AMP_ARENA_STEP);
-  CHECK(y && amp_backward(ctx, amp_sum(ctx, y)) == AMP_OK, "backward: %s", amp_ctx_error(ctx));
-  size_t bwd = amp_arena_peak_bytes(ctx, AMP_ARENA_STEP) - at;
-  printf("attention B=%lld H=%lld T=%lld D=%lld F32: forward keeps %zu bytes (P: %zu), backward "
-         "peak +%zu bytes\n",
-         (long long)b, (long long)h, (long long)t, (long long)d, fwd, p, bwd);
-  amp_ctx_free(ctx);
 }
 
 /* ---- files for the PyTorch comparison (tests/torch_ops.py) ---- */

@@ -214,8 +214,8 @@ static void test_autocast(amp_ctx *ctx) {
     CHECK(pf && pf->dtype == AMP_F32, "max_pool2d (same) keeps f32");
     CHECK(e && e->dtype == AMP_F32, "embedding (same): an f32 weight stays f32");
     CHECK(e16 && e16->dtype == dt, "embedding (same) keeps the weight's %s", dn);
-    CHECK(ln && ln->dtype == AMP_F32 && ln16 && ln16->dtype == AMP_F32,
-          "layer_norm (fp32) runs in f32");
+    CHECK(ln && ln->dtype == dt && ln16 && ln16->dtype == dt,
+          "layer_norm (norm) returns %s (statistics in f32)", dn);
 
     /* The same ops outside autocast on inputs cast by hand: the same bits. */
     amp_tensor *xh = amp_tensor_cast(ctx, AMP_ARENA_STEP, x, dt);
@@ -227,11 +227,15 @@ static void test_autocast(amp_ctx *ctx) {
     CHECK(gc_same_bits(amp_max_pool2d(ctx, x, 3, 2, 2, 2), pf), "max_pool2d f32 bits");
     CHECK(gc_same_bits(amp_embedding(ctx, emb, idx), e), "embedding f32 bits");
     CHECK(gc_same_bits(amp_embedding(ctx, emb16, idx), e16), "embedding bits (%s)", dn);
+    /* layer_norm: the F32 layer norm of the upcast input, rounded once */
     amp_tensor *ya = amp_tensor_cast(ctx, AMP_ARENA_STEP, yh, AMP_F32);
-    CHECK(gc_same_bits(amp_layer_norm(ctx, ya, lw, lb, 1e-5f), ln), "layer_norm bits (%s)", dn);
+    amp_tensor *lnr = amp_layer_norm(ctx, ya, lw, lb, 1e-5f);
+    CHECK(lnr && gc_same_bits(amp_tensor_cast(ctx, AMP_ARENA_STEP, lnr, dt), ln),
+          "layer_norm bits (%s)", dn);
     amp_tensor *ea = amp_tensor_cast(ctx, AMP_ARENA_STEP, e16, AMP_F32);
-    CHECK(gc_same_bits(amp_layer_norm(ctx, ea, NULL, NULL, 1e-5f), ln16), "layer_norm bits (%s)",
-          dn);
+    amp_tensor *lnr16 = amp_layer_norm(ctx, ea, NULL, NULL, 1e-5f);
+    CHECK(lnr16 && gc_same_bits(amp_tensor_cast(ctx, AMP_ARENA_STEP, lnr16, dt), ln16),
+          "layer_norm bits (%s)", dn);
     /* ... and the conv without a bias, stride 2: the same bits too. */
     CHECK(amp_autocast_begin(ctx, dt) == AMP_OK, "begin");
     amp_tensor *y2 = amp_conv2d(ctx, x, w, NULL, 2, 2, 0, 0);
@@ -321,7 +325,8 @@ static void test_autocast_backward(amp_ctx *ctx) {
 }
 
 /* 16-bit intermediates everywhere: a 16-bit conv output through max_pool2d
- * (16-bit gradients) into layer_norm (F32 under autocast); a 16-bit weight
+ * (16-bit gradients) into layer_norm (16-bit result, F32 statistics, under
+ * autocast); a 16-bit weight
  * that is an op's result (an explicit cast of a parameter) in embedding and
  * conv2d, whose gradient is rounded once to 16 bits and reaches the F32
  * parameter through the cast. */
@@ -339,7 +344,7 @@ static void test_intermediates(amp_ctx *ctx) {
     amp_tensor *p = amp_max_pool2d(ctx, h, 2, 1, 2, 1);       /* [2,4,3,5] */
     amp_tensor *ln = amp_layer_norm(ctx, p, lw, lb, 1e-5f);
     amp_autocast_end(ctx);
-    CHECK(h && p && ln && p->dtype == dt && ln->dtype == AMP_F32, "dtypes (%s)", dn);
+    CHECK(h && p && ln && p->dtype == dt && ln->dtype == dt, "dtypes (%s)", dn);
     if (!h || !p || !ln) continue;
     float *seed = malloc(sizeof(float) * (size_t)ln->numel);
     for (int64_t i = 0; i < ln->numel; i++) seed[i] = (float)gc_uniform(-1, 1);

@@ -506,7 +506,7 @@ static double unit_roundoff(amp_dtype dt) {
 static amp_dtype expected_dtype(amp__op op, const run *r) {
   if (op == AMP__OP_CAST) return cast_target(r->in_dt);
   amp_op_category cat = amp__ops[op].category;
-  if (r->ac != AMP_F32 && cat == AMP_CAT_LOWER) return r->ac;
+  if (r->ac != AMP_F32 && (cat == AMP_CAT_LOWER || cat == AMP_CAT_NORM)) return r->ac;
   if (r->ac != AMP_F32 && cat == AMP_CAT_FP32) return AMP_F32;
   return r->in_dt;
 }

@@ -12,8 +12,12 @@
  * 1e-4 of the tensor's largest element, the 10 losses within 1e-4 relative.
  * F16 / BF16 autocast (u = 2^-11 / 2^-8, the unit roundoff): the operands of
  * every matrix product are rounded to the format (relative error u each),
- * the products accumulate in F32 and the softmax, layer norm, batch norm and
- * loss run in F32, so each layer adds O(u) relative error and the model's
+ * the products accumulate in F32, the attention softmax and the loss run in
+ * F32, and layer norm and batch norm compute their statistics in F32 and
+ * round their result once to the format (u: for layer norm the very rounding
+ * the next product's operand cast made before; attention's P is kept rounded
+ * to the format, as P·V already used it), so each layer adds O(u) relative
+ * error and the model's
  * depth (embeddings, 2 blocks of 4 products, head; or 2 convs and 2 linears)
  * multiplies it by a small constant: the loss within 4u relative, logits
  * within 16u and gradients within 32u of the tensor's largest element

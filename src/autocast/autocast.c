@@ -71,7 +71,7 @@ static int is_float(const amp_tensor *t) { return amp__dtype(t->dtype)->is_compu
 static amp_dtype compute_dtype(const amp_ctx *ctx, amp_op_category cat, amp_dtype widest) {
   amp_dtype ac = amp_autocast_dtype(ctx);
   if (ac != AMP_F32) {
-    if (cat == AMP_CAT_LOWER) return ac;
+    if (cat == AMP_CAT_LOWER || cat == AMP_CAT_NORM) return ac;
     if (cat == AMP_CAT_FP32) return AMP_F32;
   }
   return widest;
@@ -101,7 +101,7 @@ int amp__op_inputs(amp_ctx *ctx, amp__op op, int nin, amp_tensor *const *in, amp
     widest = nfloat++ ? amp__promote(widest, in[i]->dtype) : in[i]->dtype;
   }
   *dt = nfloat ? compute_dtype(ctx, amp__ops[op].category, widest) : AMP_F32;
-  if (!nfloat) return 1;
+  if (!nfloat || amp__ops[op].reads == AMP__READS_OWN) return 1;
   int autocasting = amp_autocast_dtype(ctx) != AMP_F32;
   for (int i = 0; i < nin; i++) {
     amp_tensor *t = in[i];

@@ -137,6 +137,27 @@ void *amp__grad_begin(amp_ctx *ctx, amp_tensor *t, amp_dtype dt) {
   return amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)dst->numel * amp_dtype_size(dt));
 }
 
+void *amp__grad_begin_acc(amp_ctx *ctx, amp_tensor *t, amp_dtype dt, int *acc) {
+  *acc = 0;
+  amp_tensor *owner = amp__master(t) ? amp__master(t) : t;
+  if (dt == AMP_F32 && owner->requires_grad && owner->grad && owner->grad->dtype == AMP_F32) {
+    amp_tensor *dst = amp__grad_of(ctx, t, acc);
+    return dst ? dst->data : NULL;
+  }
+  return amp__grad_begin(ctx, t, dt);
+}
+
+amp_status amp__grad_pass(amp_ctx *ctx, amp_tensor *t, const amp_tensor *g) {
+  if (!t || !t->requires_grad) return AMP_OK;
+  if (amp__master(t) || !amp__node_of(t) || t->grad || g->dtype != t->dtype || g->numel != t->numel)
+    return amp__grad_add(ctx, t, g->data, g->dtype);
+  amp_tensor *v = amp__tensor_header(ctx, AMP_ARENA_STEP, t->dtype, t->ndim, t->shape);
+  if (!v) return amp_ctx_status(ctx);
+  v->data = g->data;
+  t->grad = v;
+  return AMP_OK;
+}
+
 amp_status amp__grad_done(amp_ctx *ctx, amp_tensor *t, void *buf, amp_dtype dt) {
   if (!buf) return amp_ctx_status(ctx);
   amp_tensor *owner = amp__master(t) ? amp__master(t) : t;

@@ -1,14 +1,16 @@
-/* 2-D batch normalisation, category fp32: under autocast x, w and b are
- * upcast and it runs and returns F32. Per channel (over N·H·W), in training
- * mode the batch mean and the biased variance about it are computed in F32,
- * in two passes, in a fixed order, and the running statistics (F32 [C]) are
- * updated as PyTorch does: r = (1 - momentum)·r + momentum·s, with the
- * unbiased variance for running_var. In eval mode the running statistics
+/* 2-D batch normalisation, category norm: x, w and b are read in their own
+ * dtypes (no casts) and the result is stored in the compute dtype (the
+ * autocast dtype in a region, so a 16-bit convolution's output stays 16-bit
+ * through the norm, the ReLU and the pooling). Per channel (over N·H·W), in
+ * training mode the batch mean and the biased variance about it are computed
+ * in F32, in two passes, in a fixed order, and the running statistics (F32
+ * [C]) are updated as PyTorch does: r = (1 - momentum)·r + momentum·s, with
+ * the unbiased variance for running_var. In eval mode the running statistics
  * normalise and nothing is updated. Channels are independent and each is
  * reduced by one thread: the same bits for any thread count. Saved for
  * backward: [C, 2] = (mean, 1/sqrt(var + eps)). */
 #include "../dtype/dtype_inline.h"
-#include "ops_internal.h"
+#include "op_util.h"
 
 #include <math.h>
 #include <string.h>
@@ -66,11 +68,12 @@ amp_tensor *amp_batch_norm2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_ten
   float *s = st->data, *rm = running_mean ? running_mean->data : NULL;
   float *rv = running_var ? running_var->data : NULL;
   void *yd = y->data;
+  amp_dtype xt = c[0]->dtype, wt = c[1] ? c[1]->dtype : dt, bt = c[2] ? c[2]->dtype : dt;
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (c[0]->numel > 65536)
   for (int64_t k = 0; k < ch; k++) {
     float mean, var;
     if (training) {
-      channel_stats(xd, dt, n, ch, hw, k, &mean, &var);
+      channel_stats(xd, xt, n, ch, hw, k, &mean, &var);
       if (rm) {
         float unbiased = var * (float)(n * hw) / (float)(n * hw - 1);
         rm[k] = (1.0f - momentum) * rm[k] + momentum * mean;
@@ -81,14 +84,14 @@ amp_tensor *amp_batch_norm2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_ten
       var = rv[k];
     }
     float rstd = 1.0f / sqrtf(var + eps);
-    float wk = wd ? amp__load_f32(wd, dt, (size_t)k) : 1.0f;
-    float bk = bd ? amp__load_f32(bd, dt, (size_t)k) : 0.0f;
+    float wk = wd ? amp__load_f32(wd, wt, (size_t)k) : 1.0f;
+    float bk = bd ? amp__load_f32(bd, bt, (size_t)k) : 0.0f;
     s[2 * k] = mean;
     s[2 * k + 1] = rstd;
     for (int64_t i = 0; i < n; i++)
       for (int64_t p = 0; p < hw; p++) {
         size_t at = (size_t)((i * ch + k) * hw + p);
-        amp__store_f32(yd, dt, at, (amp__load_f32(xd, dt, at) - mean) * rstd * wk + bk);
+        amp__store_f32(yd, dt, at, (amp__load_f32(xd, xt, at) - mean) * rstd * wk + bk);
       }
   }
   amp__node *nd = amp__record(ctx, AMP__OP_BATCH_NORM2D, y, 3, c);
@@ -103,13 +106,14 @@ amp_tensor *amp_batch_norm2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_ten
  * in training (the statistics depend on x), rstd·w·g in eval. */
 amp_status amp__batch_norm2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *gy) {
   amp_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
-  amp_dtype dt = gy->dtype;
+  amp_dtype dt = gy->dtype, xt = x->dtype, wt = w ? w->dtype : dt;
+  amp_dtype gt = x->requires_grad ? amp__grad_dtype(x) : dt;
   int64_t n = x->shape[0], ch = x->shape[1], hw = x->shape[2] * x->shape[3];
   int training = (int)nd->iarg[0];
   const float *st = nd->saved->data;
   const void *xd = x->data, *g = gy->data, *wd = w ? w->data : NULL;
   float *dw = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)ch * 2 * sizeof(float));
-  void *dx = x->requires_grad ? amp__grad_begin(ctx, x, dt) : NULL;
+  void *dx = x->requires_grad ? amp__grad_begin(ctx, x, gt) : NULL;
   if (!dw || (x->requires_grad && !dx)) return amp_ctx_status(ctx);
   float *db = dw + ch;
   float cnt = (float)(n * hw);
@@ -121,20 +125,20 @@ amp_status amp__batch_norm2d_backward(amp_ctx *ctx, amp__node *nd, const amp_ten
         size_t at = (size_t)((i * ch + k) * hw + p);
         float gv = amp__load_f32(g, dt, at);
         sg += gv;
-        sgx += gv * ((amp__load_f32(xd, dt, at) - mean) * rstd);
+        sgx += gv * ((amp__load_f32(xd, xt, at) - mean) * rstd);
       }
     dw[k] = sgx;
     db[k] = sg;
     if (!dx) continue;
-    float wk = wd ? amp__load_f32(wd, dt, (size_t)k) : 1.0f, mg = sg / cnt, mgx = sgx / cnt;
+    float wk = wd ? amp__load_f32(wd, wt, (size_t)k) : 1.0f, mg = sg / cnt, mgx = sgx / cnt;
     for (int64_t i = 0; i < n; i++)
       for (int64_t p = 0; p < hw; p++) {
         size_t at = (size_t)((i * ch + k) * hw + p);
-        float gv = amp__load_f32(g, dt, at), xh = (amp__load_f32(xd, dt, at) - mean) * rstd;
-        amp__store_f32(dx, dt, at, rstd * wk * (training ? gv - mg - xh * mgx : gv));
+        float gv = amp__load_f32(g, dt, at), xh = (amp__load_f32(xd, xt, at) - mean) * rstd;
+        amp__store_f32(dx, gt, at, rstd * wk * (training ? gv - mg - xh * mgx : gv));
       }
   }
-  amp_status s = dx ? amp__grad_done(ctx, x, dx, dt) : AMP_OK;
+  amp_status s = dx ? amp__grad_done(ctx, x, dx, gt) : AMP_OK;
   if (s == AMP_OK && w && w->requires_grad) s = amp__grad_add(ctx, w, dw, AMP_F32);
   if (s == AMP_OK && b && b->requires_grad) s = amp__grad_add(ctx, b, db, AMP_F32);
   return s;

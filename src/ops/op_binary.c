@@ -1,7 +1,10 @@
 /* Binary arithmetic, category promote: add, sub, mul. b is either the shape
  * of a, or one row ([C] or [1,C] with C = a's last dimension) applied to
  * every row of a, or a single element. Each element is computed in F32 and
- * rounded once to the compute dtype. */
+ * rounded once to the compute dtype. Inputs of different dtypes are read in
+ * their own dtypes (ops.def: reads OWN), not cast: an F32 residual plus a
+ * 16-bit branch makes no F32 copy of the branch (the values are the same:
+ * the upcast is exact). */
 #include "../dtype/dtype_inline.h"
 #include "op_util.h"
 
@@ -48,23 +51,25 @@ static amp_tensor *binary(amp_ctx *ctx, amp__op op, int kind, amp_tensor *a, amp
   if (!y) return NULL;
   size_t n = (size_t)y->numel;
   const void *pa = c[0]->data, *pb = c[1]->data;
-  if (mode == BC_SAME && kind != K_SUB) {
+  amp_dtype at = c[0]->dtype, bt = c[1]->dtype;
+  if (mode == BC_SAME && kind != K_SUB && at == dt && bt == dt) {
     amp_status s = kind == K_ADD ? amp_vec_add(ctx, dt, n, pa, pb, y->data)
                                  : amp_vec_mul(ctx, dt, n, pa, pb, y->data);
     if (s != AMP_OK) return NULL;
   } else if (mode == BC_SAME) {
     for (size_t i = 0; i < n; i++)
-      amp__store_f32(y->data, dt, i, amp__load_f32(pa, dt, i) - amp__load_f32(pb, dt, i));
+      amp__store_f32(y->data, dt, i,
+                     apply(kind, amp__load_f32(pa, at, i), amp__load_f32(pb, bt, i)));
   } else if (mode == BC_SCALAR) {
-    float v = amp__load_f32(pb, dt, 0);
+    float v = amp__load_f32(pb, bt, 0);
     for (size_t i = 0; i < n; i++)
-      amp__store_f32(y->data, dt, i, apply(kind, amp__load_f32(pa, dt, i), v));
+      amp__store_f32(y->data, dt, i, apply(kind, amp__load_f32(pa, at, i), v));
   } else {
     size_t C = (size_t)cols;
     for (size_t r = 0; r < n / C; r++)
       for (size_t j = 0; j < C; j++)
         amp__store_f32(y->data, dt, r * C + j,
-                       apply(kind, amp__load_f32(pa, dt, r * C + j), amp__load_f32(pb, dt, j)));
+                       apply(kind, amp__load_f32(pa, at, r * C + j), amp__load_f32(pb, bt, j)));
   }
   amp__node *nd = amp__record(ctx, op, y, 2, c);
   if (nd) {
@@ -95,19 +100,20 @@ static amp_status binary_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor 
   amp_tensor *a = nd->in[0], *b = nd->in[1];
   int mode = (int)nd->iarg[0];
   size_t cols = (size_t)nd->iarg[1], n = (size_t)a->numel;
-  amp_dtype dt = g->dtype; /* the forward's compute dtype: a, b and g share it */
+  amp_dtype dt = g->dtype; /* the forward's compute dtype; a and b keep their own */
+  amp_dtype at = a->dtype, bt = b->dtype;
   amp_status s = AMP_OK;
   if (a->requires_grad) {
     if (kind != K_MUL) {
-      s = amp__grad_add(ctx, a, g->data, dt); /* da = g */
-    } else {                                  /* da = g·b, in F32, stored in the target's dtype */
+      s = amp__grad_pass(ctx, a, g); /* da = g, without a copy when it can */
+    } else {                         /* da = g·b, in F32, stored in the target's dtype */
       amp_dtype gdt = amp__grad_dtype(a);
       void *da = amp__grad_begin(ctx, a, gdt);
       if (!da) return amp_ctx_status(ctx);
       for (size_t i = 0; i < n; i++)
         amp__store_f32(da, gdt, i,
                        amp__load_f32(g->data, dt, i) *
-                           amp__load_f32(b->data, dt, bidx(mode, i, cols)));
+                           amp__load_f32(b->data, bt, bidx(mode, i, cols)));
       s = amp__grad_done(ctx, a, da, gdt);
     }
   }
@@ -119,7 +125,7 @@ static amp_status binary_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor 
     if (!db) return amp_ctx_status(ctx);
     for (size_t i = 0; i < n; i++) {
       float gi = amp__load_f32(g->data, dt, i);
-      amp__store_f32(db, gdt, i, kind == K_SUB ? -gi : gi * amp__load_f32(a->data, dt, i));
+      amp__store_f32(db, gdt, i, kind == K_SUB ? -gi : gi * amp__load_f32(a->data, at, i));
     }
     return amp__grad_done(ctx, b, db, gdt);
   }
@@ -131,7 +137,7 @@ static amp_status binary_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor 
     float *p = amp_arena_alloc(ctx, AMP_ARENA_STEP, n * sizeof(float));
     if (!p) return amp_ctx_status(ctx);
     for (size_t i = 0; i < n; i++)
-      p[i] = amp__load_f32(g->data, dt, i) * amp__load_f32(a->data, dt, i);
+      p[i] = amp__load_f32(g->data, dt, i) * amp__load_f32(a->data, at, i);
     src = p;
     sdt = AMP_F32;
   }

@@ -154,18 +154,26 @@ amp_status amp__conv2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *g
   }
 
   if (x->requires_grad) { /* dX = col2im(Wᵀ·dY[n]), accumulated in F32 */
-    float *dx = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)(nb * img_n) * 4);
+    /* One image at a time in F32, then added into x's gradient in its dtype
+       (rounded once, as a whole-batch F32 image added at the end would be):
+       an F32 copy of one image, not of the batch */
+    int acc;
+    amp_tensor *gx = amp__grad_of(ctx, x, &acc);
+    float *dxn = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)img_n * 4);
     float *dcol = direct ? NULL : amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)(kk * p) * 4);
-    if (!dx || (!direct && !dcol)) return amp_ctx_status(ctx);
-    if (!direct) memset(dx, 0, (size_t)(nb * img_n) * 4);
+    if (!gx || !dxn || (!direct && !dcol)) return amp_ctx_status(ctx);
     for (int64_t n = 0; n < nb && s == AMP_OK; n++) {
-      float *dxn = dx + n * img_n;
+      if (!direct) memset(dxn, 0, (size_t)img_n * 4);
       s = amp_gemm(ctx, AMP_TRANS, AMP_NO_TRANS, kk, p, o, 1.0f, w->data, dt, kk,
                    (const char *)gy->data + (size_t)(n * o * p) * es, dt, p, 0.0f,
                    direct ? dxn : dcol, AMP_F32, p, NULL);
       if (s == AMP_OK && !direct) s = amp_col2im(ctx, AMP_F32, &g, dcol, dxn);
+      for (int64_t i = 0; s == AMP_OK && i < img_n; i++) {
+        size_t at = (size_t)(n * img_n + i);
+        amp__store_f32(gx->data, gx->dtype, at,
+                       acc ? amp__load_f32(gx->data, gx->dtype, at) + dxn[i] : dxn[i]);
+      }
     }
-    if (s == AMP_OK) s = amp__grad_add(ctx, x, dx, AMP_F32);
   }
   return s;
 }

@@ -1,4 +1,6 @@
-/* Losses, computed in F32 under autocast: cross-entropy from logits. */
+/* Losses, computed in F32 under autocast: cross-entropy from logits (which
+ * reads 16-bit logits itself, into its F32 log-softmax, instead of on an F32
+ * copy: ops.def's reads OWN) and MSE. */
 #include "../dtype/dtype_inline.h"
 #include "op_util.h"
 
@@ -30,9 +32,9 @@ amp_tensor *amp_cross_entropy(amp_ctx *ctx, amp_tensor *logits, amp_tensor *labe
   amp_tensor *lsm = amp__op_result(ctx, AMP_F32, 2, c[0]->shape);
   amp_tensor *y = amp__op_result(ctx, dt, 1, (int64_t[]){1});
   if (!lsm || !y) return NULL;
-  const void *x = c[0]->data;
-  if (dt != AMP_F32) {
-    if (amp__convert(ctx, lsm->data, AMP_F32, x, dt, (size_t)lsm->numel, NULL) != AMP_OK)
+  const void *x = c[0]->data; /* in its own dtype (this op reads OWN): no F32 copy of it */
+  if (c[0]->dtype != AMP_F32) {
+    if (amp__convert(ctx, lsm->data, AMP_F32, x, c[0]->dtype, (size_t)lsm->numel, NULL) != AMP_OK)
       return NULL;
     x = lsm->data;
   }
@@ -52,15 +54,17 @@ amp_status amp__cross_entropy_backward(amp_ctx *ctx, amp__node *n, const amp_ten
   const int32_t *lab = labels->data;
   int64_t rows = x->shape[0], cols = x->shape[1];
   float scale = amp__load_f32(g->data, g->dtype, 0) / (float)rows;
-  void *dx = amp__grad_begin(ctx, x, x->dtype);
+  amp_dtype gt = amp__grad_dtype(x);
+  void *dx = amp__grad_begin(ctx, x, gt);
   if (!dx) return amp_ctx_status(ctx);
-  /* d/dx_ij = (softmax_ij - [j == y_i]) · g / N */
+  /* d/dx_ij = (softmax_ij - [j == y_i]) · g / N, in F32, rounded once to the
+     gradient's dtype */
   for (int64_t i = 0; i < rows; i++)
     for (int64_t j = 0; j < cols; j++) {
       float p = expf(l[i * cols + j]) - (j == lab[i] ? 1.0f : 0.0f);
-      amp__store_f32(dx, x->dtype, (size_t)(i * cols + j), p * scale);
+      amp__store_f32(dx, gt, (size_t)(i * cols + j), p * scale);
     }
-  return amp__grad_done(ctx, x, dx, x->dtype);
+  return amp__grad_done(ctx, x, dx, gt);
 }
 
 amp_tensor *amp_mse(amp_ctx *ctx, amp_tensor *a, amp_tensor *b) {

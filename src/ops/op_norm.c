@@ -1,9 +1,12 @@
-/* Layer normalisation over the last dimension (category fp32: under autocast
- * its inputs are upcast and it runs in F32). The row statistics are always
+/* Layer normalisation over the last dimension, category norm: its inputs
+ * are read in their own dtypes (no casts: an F32 residual is not copied to
+ * 16 bits, nor a 16-bit input to F32), the row statistics are always
  * computed in F32 (mean, then the biased variance about it, in two passes)
- * and saved as [rows, 2] = (mean, 1/sqrt(var + eps)) for backward. */
+ * and saved as [rows, 2] = (mean, 1/sqrt(var + eps)) for backward, and the
+ * result is stored in the compute dtype: the autocast dtype in a region,
+ * else the widest input dtype. */
 #include "../dtype/dtype_inline.h"
-#include "ops_internal.h"
+#include "op_util.h"
 
 #include <math.h>
 #include <string.h>
@@ -38,25 +41,26 @@ amp_tensor *amp_layer_norm(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tenso
   amp_tensor *stats = amp__op_result(ctx, AMP_F32, 2, (int64_t[]){rows, 2});
   if (!y || !stats) return NULL;
   const void *xd = c[0]->data, *wd = c[1] ? c[1]->data : NULL, *bd = c[2] ? c[2]->data : NULL;
+  amp_dtype xt = c[0]->dtype, wt = c[1] ? c[1]->dtype : dt, bt = c[2] ? c[2]->dtype : dt;
   float *st = stats->data;
   /* Rows are independent: any thread count gives the same bits. */
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (c[0]->numel > 65536)
   for (int64_t r = 0; r < rows; r++) {
     size_t o = (size_t)(r * d);
     float sum = 0.0f;
-    for (int64_t j = 0; j < d; j++) sum += amp__load_f32(xd, dt, o + (size_t)j);
+    for (int64_t j = 0; j < d; j++) sum += amp__load_f32(xd, xt, o + (size_t)j);
     float mean = sum / (float)d, ss = 0.0f;
     for (int64_t j = 0; j < d; j++) {
-      float t = amp__load_f32(xd, dt, o + (size_t)j) - mean;
+      float t = amp__load_f32(xd, xt, o + (size_t)j) - mean;
       ss += t * t;
     }
     float rstd = 1.0f / sqrtf(ss / (float)d + eps);
     st[2 * r] = mean;
     st[2 * r + 1] = rstd;
     for (int64_t j = 0; j < d; j++) {
-      float v = (amp__load_f32(xd, dt, o + (size_t)j) - mean) * rstd;
-      if (wd) v *= amp__load_f32(wd, dt, (size_t)j);
-      if (bd) v += amp__load_f32(bd, dt, (size_t)j);
+      float v = (amp__load_f32(xd, xt, o + (size_t)j) - mean) * rstd;
+      if (wd) v *= amp__load_f32(wd, wt, (size_t)j);
+      if (bd) v += amp__load_f32(bd, bt, (size_t)j);
       amp__store_f32(y->data, dt, o + (size_t)j, v);
     }
   }
@@ -70,35 +74,39 @@ amp_tensor *amp_layer_norm(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tenso
 
 amp_status amp__layer_norm_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *gy) {
   amp_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
-  amp_dtype dt = gy->dtype; /* the compute dtype of all inputs */
+  amp_dtype dt = gy->dtype; /* the result's dtype */
+  amp_dtype xt = x->dtype, wt = w ? w->dtype : dt;
   int64_t d = x->shape[x->ndim - 1], rows = x->numel / d;
   const float *st = nd->saved->data;
   const void *xd = x->data, *g = gy->data, *wd = w ? w->data : NULL;
   amp_status s = AMP_OK;
   if (x->requires_grad) {
-    void *dx = amp__grad_begin(ctx, x, dt);
+    amp_dtype gt = amp__grad_dtype(x);
+    int acc; /* an F32 gradient that holds a value (an F32 residual's): added in place */
+    void *dx = amp__grad_begin_acc(ctx, x, gt, &acc);
     if (!dx) return amp_ctx_status(ctx);
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (x->numel > 65536)
     for (int64_t r = 0; r < rows; r++) {
       size_t o = (size_t)(r * d);
       float mean = st[2 * r], rstd = st[2 * r + 1], m1 = 0.0f, m2 = 0.0f;
       for (int64_t j = 0; j < d; j++) {
-        float xh = (amp__load_f32(xd, dt, o + (size_t)j) - mean) * rstd;
+        float xh = (amp__load_f32(xd, xt, o + (size_t)j) - mean) * rstd;
         float gh = amp__load_f32(g, dt, o + (size_t)j);
-        if (wd) gh *= amp__load_f32(wd, dt, (size_t)j);
+        if (wd) gh *= amp__load_f32(wd, wt, (size_t)j);
         m1 += gh;
         m2 += gh * xh;
       }
       m1 /= (float)d;
       m2 /= (float)d;
       for (int64_t j = 0; j < d; j++) {
-        float xh = (amp__load_f32(xd, dt, o + (size_t)j) - mean) * rstd;
+        float xh = (amp__load_f32(xd, xt, o + (size_t)j) - mean) * rstd;
         float gh = amp__load_f32(g, dt, o + (size_t)j);
-        if (wd) gh *= amp__load_f32(wd, dt, (size_t)j);
-        amp__store_f32(dx, dt, o + (size_t)j, rstd * (gh - m1 - xh * m2));
+        if (wd) gh *= amp__load_f32(wd, wt, (size_t)j);
+        float v = rstd * (gh - m1 - xh * m2);
+        amp__store_f32(dx, gt, o + (size_t)j, acc ? ((float *)dx)[o + (size_t)j] + v : v);
       }
     }
-    s = amp__grad_done(ctx, x, dx, dt);
+    s = amp__grad_done(ctx, x, dx, gt);
     if (s != AMP_OK) return s;
   }
   int need_w = w && w->requires_grad, need_b = b && b->requires_grad;
@@ -114,7 +122,7 @@ amp_status amp__layer_norm_backward(amp_ctx *ctx, amp__node *nd, const amp_tenso
     float mean = st[2 * r], rstd = st[2 * r + 1];
     for (int64_t j = 0; j < d; j++) {
       float gv = amp__load_f32(g, dt, o + (size_t)j);
-      dw[j] += gv * ((amp__load_f32(xd, dt, o + (size_t)j) - mean) * rstd);
+      dw[j] += gv * ((amp__load_f32(xd, xt, o + (size_t)j) - mean) * rstd);
       db[j] += gv;
     }
   }

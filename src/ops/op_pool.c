@@ -82,11 +82,28 @@ amp_status amp__max_pool2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tenso
   if (!x->requires_grad) return AMP_OK;
   int64_t planes = x->shape[0] * x->shape[1], hw = x->shape[2] * x->shape[3];
   int64_t per = gy->shape[2] * gy->shape[3];
+  const int32_t *ad = nd->saved->data;
+  amp_dtype gdt = gy->dtype;
+  if (nd->iarg[0] <= nd->iarg[2] && nd->iarg[1] <= nd->iarg[3]) {
+    /* Windows that do not overlap: each input receives at most one value,
+       added straight into x's gradient in its dtype (the same bits as a sum
+       in F32 rounded once, without an F32 image of x) */
+    int acc;
+    amp_tensor *gx = amp__grad_of(ctx, x, &acc);
+    if (!gx) return amp_ctx_status(ctx);
+    amp_dtype t = gx->dtype;
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (x->numel > 65536)
+    for (int64_t pl = 0; pl < planes; pl++)
+      for (int64_t q = 0; q < per; q++) {
+        size_t out = (size_t)(pl * per + q), at = (size_t)(pl * hw + ad[out]);
+        float v = amp__load_f32(gy->data, gdt, out);
+        amp__store_f32(gx->data, t, at, acc ? amp__load_f32(gx->data, t, at) + v : v);
+      }
+    return AMP_OK;
+  }
   float *dx = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)x->numel * sizeof(float));
   if (!dx) return amp_ctx_status(ctx);
   memset(dx, 0, (size_t)x->numel * sizeof(float));
-  const int32_t *ad = nd->saved->data;
-  amp_dtype gdt = gy->dtype;
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (x->numel > 65536)
   for (int64_t pl = 0; pl < planes; pl++)
     for (int64_t q = 0; q < per; q++) { /* in output order: deterministic sums */

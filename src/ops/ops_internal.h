@@ -22,7 +22,7 @@
 
 /* Op identifiers: the lines of the op list (ops.def), in list order. */
 typedef enum amp__op {
-#define AMP__OP(id, name, category, backward) AMP__OP_##id,
+#define AMP__OP(id, name, category, reads, backward) AMP__OP_##id,
 #include "ops.def"
 #undef AMP__OP
   AMP__OP_COUNT
@@ -50,14 +50,21 @@ typedef amp_status (*amp__backward_fn)(amp_ctx *ctx, amp__node *n, const amp_ten
 
 /* The backward of every op of the list (flatten's is reshape's, declared
  * twice, which C allows). */
-#define AMP__OP(id, name, category, backward)                                                      \
+#define AMP__OP(id, name, category, reads, backward)                                               \
   amp_status backward(amp_ctx *ctx, amp__node *n, const amp_tensor *gout);
 #include "ops.def"
 #undef AMP__OP
 
+/* How an op takes its floating inputs (the `reads` column of ops.def). */
+typedef enum amp__op_reads {
+  AMP__READS_CAST = 0, /* cast to the compute dtype by amp__op_inputs() */
+  AMP__READS_OWN = 1   /* left in their own dtypes; the op loads each into F32 */
+} amp__op_reads;
+
 typedef struct amp__op_def {
   const char *name;
   amp_op_category category;
+  amp__op_reads reads;
   amp__backward_fn backward;
 } amp__op_def;
 
@@ -69,9 +76,11 @@ extern const amp__op_def amp__ops[AMP__OP_COUNT];
 
 /* Prepares an op's inputs: records an error and returns 0 when a required
  * input is NULL (unless an error is already recorded, which explains the
- * NULL); applies autocast and promotion to the floating inputs so that each
- * c[i] has the compute dtype (*dt); integer inputs and NULL optional inputs
- * pass through. Returns 1 on success. */
+ * NULL); sets the compute dtype (*dt) from the op's category, the autocast
+ * state and promotion and, for an op that reads CAST, casts the floating
+ * inputs so that each c[i] has dtype *dt (an op that reads OWN gets them
+ * as they are: c[i] = in[i]); integer inputs and NULL optional inputs pass
+ * through. Returns 1 on success. */
 int amp__op_inputs(amp_ctx *ctx, amp__op op, int nin, amp_tensor *const *in, amp_tensor **c,
                    unsigned optional, amp_dtype *dt);
 
@@ -108,6 +117,22 @@ amp_status amp__grad_add(amp_ctx *ctx, amp_tensor *t, const void *g, amp_dtype g
  * Returns NULL when t needs no gradient or memory ran out (check
  * ctx->status). */
 void *amp__grad_begin(amp_ctx *ctx, amp_tensor *t, amp_dtype dt);
+
+/* amp__grad_begin() for an F32 gradient that may already hold a value: when
+ * t's gradient buffer is F32 and holds one (*acc = 1), the buffer itself, to
+ * which the caller adds its values (dst = dst + v: the F32 addition that
+ * amp__grad_done() would do with a scratch buffer, so the same bits, without
+ * the scratch). Otherwise amp__grad_begin() with *acc = 0. Follow with
+ * amp__grad_done(). */
+void *amp__grad_begin_acc(amp_ctx *ctx, amp_tensor *t, amp_dtype dt, int *acc);
+
+/* Gives t the gradient g (t's element count) without a copy when t is an
+ * intermediate result with no gradient yet and g has t's dtype: t's
+ * gradient becomes a view of g's data. Otherwise amp__grad_add(). For a
+ * backward whose input gradient is its output gradient unchanged (add, a
+ * view): nothing reads g after that backward, and whatever is added to t's
+ * gradient later may overwrite it. */
+amp_status amp__grad_pass(amp_ctx *ctx, amp_tensor *t, const amp_tensor *g);
 
 /* Completes amp__grad_begin(): adds the scratch buffer into t's gradient when
  * one was used. */

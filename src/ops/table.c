@@ -7,13 +7,27 @@
  *   lower   — matrix products: their cost is in multiply-adds that F16/BF16
  *             tensor units and half the memory traffic make fast, and FP32
  *             accumulation keeps their error at k·2^-11 relative;
- *   fp32    — exponentials, logarithms, long reductions and normalisation:
+ *   fp32    — exponentials, logarithms, long reductions and losses:
  *             their range (exp overflows F16 above 11) or their accumulated
  *             rounding would cost accuracy;
+ *   norm    — layer and batch normalisation: the statistics (mean,
+ *             variance, running statistics) are computed and kept in F32
+ *             from the inputs as they are, and the result is stored in the
+ *             autocast dtype, as the 16-bit tensors that the next matrix
+ *             product would cast it to anyway: what follows a norm (and
+ *             what backward saves of it) is 16-bit, half the memory of
+ *             F32 (PyTorch's practice for batch norm); outside autocast,
+ *             the widest input dtype;
  *   promote — binary arithmetic: the wider input decides, so adding an F32
  *             residual or bias never loses its bits;
  *   same    — monotone or data-movement ops that do no arithmetic worth
- *             widening. */
+ *             widening.
+ *
+ * The reads column: ops that read OWN load a 16-bit input straight into F32
+ * registers instead of computing on an F32 copy made by a cast (cross-
+ * entropy of 16-bit logits, a norm of an F32 residual, an F32 residual plus
+ * a 16-bit branch): the same values (the upcast is exact) without the copy
+ * and its gradient. */
 #include "ops_internal.h"
 
 #include <string.h>
@@ -21,7 +35,8 @@
 /* One row per line of the op list (ops.def); the backward prototypes come
  * from the same list (ops_internal.h). */
 const amp__op_def amp__ops[AMP__OP_COUNT] = {
-#define AMP__OP(id, name, category, backward) [AMP__OP_##id] = {name, category, backward},
+#define AMP__OP(id, name, category, reads, backward)                                               \
+  [AMP__OP_##id] = {name, category, AMP__READS_##reads, backward},
 #include "ops.def"
 #undef AMP__OP
 };
@@ -43,6 +58,7 @@ const char *amp_op_category_name(amp_op_category c) {
   case AMP_CAT_FP32: return "fp32";
   case AMP_CAT_PROMOTE: return "promote";
   case AMP_CAT_SAME: return "same";
+  case AMP_CAT_NORM: return "norm";
   }
   return "invalid";
 }

@@ -1,5 +1,6 @@
-/* Bump arenas made of chunks. Allocation is a pointer bump; reset is O(1)
- * (the chunks are kept for the next step); peak use is tracked. */
+/* Bump arenas made of chunks. Allocation is a pointer bump; reset keeps the
+ * memory for the next step (merging several chunks into one); peak use is
+ * tracked. */
 #include "../core/internal.h"
 
 #include <stdint.h>
@@ -86,6 +87,20 @@ void *amp_arena_alloc(amp_ctx *ctx, amp_arena_kind kind, size_t bytes) {
 }
 
 void amp__arena_reset(amp__arena *a) {
+  /* Several chunks: the last use outgrew the first one. They become one
+     chunk of their total size (freed first, so no more memory is held), in
+     which a next step of the same shape bumps without leaving chunk tails
+     behind: the used figure is then the bytes the step allocated, not
+     those plus the tails its walk over the chunks skipped. If the
+     allocation fails, the arena starts empty and grows again. */
+  if (a->first && a->first->next) {
+    size_t total = 0;
+    for (amp__chunk *c = a->first; c; c = c->next) total += c->size;
+    size_t peak = a->peak;
+    amp__arena_free(a);
+    a->first = chunk_new(total);
+    a->peak = peak;
+  }
   a->cur = a->first;
   if (a->cur) a->cur->used = 0;
   a->used = 0;

@@ -15,6 +15,17 @@ int ampc_train_main(int argc, char **argv);
 int ampc_train_model_main(int argc, char **argv);
 int ampc_is_model_family(int argc, char **argv);
 
+/* `ampc eval` of a GPT/CNN checkpoint: non-zero when `path` is one. */
+int ampc_is_model_checkpoint(const char *path);
+
+/* `ampc eval` of a GPT/CNN checkpoint `path`: the validation loss (GPT, the
+ * first 20 validation batches, nats per token) or the test accuracy (CNN),
+ * under the checkpoint's recipe or `precision` (NULL: the checkpoint's), on
+ * its data or `data`. Prints a line, or one JSON object with `json`.
+ * Returns the exit status. */
+int ampc_eval_model(const char *path, const char *precision, const char *data, long threads,
+                    int json);
+
 /* `ampc sample`: text from a trained GPT checkpoint (sample.c). */
 int ampc_sample_main(int argc, char **argv);
 

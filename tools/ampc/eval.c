@@ -109,7 +109,9 @@ const ampc_cmd ampc_cmd_eval = {
     "Test accuracy of the weights in FILE: an ampc checkpoint (ampc train --save), an\n"
     "ampc export (F16/BF16), or a plain safetensors state dict such as PyTorch's\n"
     "safetensors.torch.save_file(model.state_dict()) of nn.Sequential(nn.Linear,\n"
-    "nn.ReLU, nn.Linear, ...) (names 0.weight, 0.bias, 2.weight, ...; then --model).",
+    "nn.ReLU, nn.Linear, ...) (names 0.weight, 0.bias, 2.weight, ...; then --model).\n"
+    "A GPT's or a CNN's checkpoint (ampc train --model gpt:...|cnn:... --save): the\n"
+    "validation loss (nats per token, 20 validation batches) or the test accuracy.",
     EVAL_OPTS,
     (int)(sizeof EVAL_OPTS / sizeof EVAL_OPTS[0]),
     1,
@@ -166,6 +168,12 @@ int ampc_eval_main(int argc, char **argv) {
                            pos[0]);
   if (npos) e.checkpoint = pos[0];
   if (!e.checkpoint) return ampc_opts_error(&ampc_cmd_eval, "which weights? (FILE)");
+  if (ampc_is_model_checkpoint(e.checkpoint)) { /* a GPT's or a CNN's run */
+    if (e.model || e.synthetic_n)
+      return ampc_opts_error(&ampc_cmd_eval, "--model and --synthetic-n are for mlp: models (%s)",
+                             e.checkpoint);
+    return ampc_eval_model(e.checkpoint, e.precision, e.data, e.threads, e.json);
+  }
   loaded L;
   memset(&L, 0, sizeof L);
   train_opts_default(&L.o);

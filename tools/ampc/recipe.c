@@ -371,8 +371,11 @@ static int parse_gpt(const char *p, amp_gpt_config *c, char *msg, size_t cap) {
              (long long)c->dim);
     return -1;
   }
-  if (c->vocab > 256 * 256) {
-    snprintf(msg, cap, "--model: vocab=%lld is larger than 65536", (long long)c->vocab);
+  if (c->vocab < 256 || c->vocab > 256 * 256) {
+    snprintf(msg, cap,
+             "--model: vocab=%lld: the tokens are bytes, so vocab must be at least 256 (and at "
+             "most 65536)",
+             (long long)c->vocab);
     return -1;
   }
   /* Bounds that keep a configuration from asking for more than this tool can

@@ -1,22 +1,31 @@
 /* `ampc train --model gpt:...|cnn:...`: the GPT on byte-level text and the
  * CNN on Fashion-MNIST, step for step as a PyTorch AMP loop:
  *
- *   with autocast(dtype): loss = cross_entropy(model(x), y)
+ *   with autocast(dtype): loss = cross_entropy(model(x), y) [· --loss-mul]
  *   scaler.scale(loss).backward(); [unscale; clip]; scaler.step(opt); scaler.update()
  *
- * --steps N (default: 2000 for a GPT, 10 epochs for a CNN), --eval-every N
- * (the validation loss in nats per token over the first 20 validation
- * batches for a GPT; test accuracy for a CNN), --init FILE (PyTorch
- * weights), --save FILE (a checkpoint that `ampc sample` reads). */
+ * Length: --steps N, or --epochs N (passes over the training data: images
+ * for a CNN, the training text's batches for a GPT), capped by --max-steps;
+ * the default is 2000 steps for a GPT and --epochs' default for a CNN.
+ * --eval-every N (the validation loss in nats per token over the first 20
+ * validation batches for a GPT; test accuracy for a CNN), --init FILE
+ * (PyTorch weights), --save FILE (a checkpoint that `ampc sample` reads).
+ * Output as the MLP loop's: --metrics FILE (a JSON line per step, with
+ * val_loss or val_accuracy on evaluation steps), --json (the summary as one
+ * JSON object), --quiet (no evaluation or progress lines), --log-every N (a
+ * progress line every N steps on stderr), --save-every N. */
 #include "bench.h"
 #include "cli.h"
+#include "json_out.h"
 #include "model_data.h"
 #include "train_opts.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* Everything one GPT/CNN run holds. */
 typedef struct mrun {
@@ -33,8 +42,15 @@ typedef struct mrun {
   amp_dataset *train, *test;
   amp_loader *il;
   amp_lr_schedule sched;
-  int64_t steps, step, skipped, nonfinite;
-  double t_train, peak;
+  FILE *metrics;
+  double *step_ms; /* each step's time, for the median */
+  int64_t nms, cap_ms;
+  int64_t steps, step, skipped, nonfinite, per_epoch, bad_run;
+  int64_t first;                   /* the step this process started at (> 0 after --resume) */
+  int epochs_given;                /* --epochs on the command line */
+  double t_train, peak, last_eval; /* last_eval: -1 before the first */
+  float loss_v, gnorm;
+  int stepped;
 } mrun;
 
 enum { VAL_BATCHES = 20 };
@@ -109,6 +125,43 @@ static double evaluate(mrun *R) {
   return R->spec.kind == AMPC_MODEL_GPT ? sum / (double)n : 100.0 * (double)correct / (double)n;
 }
 
+/* --resume: the checkpoint's weights, optimizer and scaler state (and, for
+ * the CNN, the loader's position) and the run's counters; the GPT's text
+ * loader, a function of (seed, batch index), is moved on by the steps
+ * already run. Then the run goes on with the same bits as one that did not
+ * stop. Returns 0, or the exit status (message printed). */
+static int resume(mrun *R) {
+  amp_ctx *ctx = R->ctx;
+  amp_safetensors *f = NULL;
+  if (amp_checkpoint_load(ctx, R->o.resume, R->model, R->opt, R->scaler, R->il) != AMP_OK ||
+      amp_safetensors_read(ctx, R->o.resume, &f) != AMP_OK) {
+    fprintf(stderr, "ampc train: --resume: %s\n", amp_ctx_error(ctx));
+    return 1;
+  }
+  int ok = train_meta_count(f, "train.step", &R->step) &&
+           train_meta_count(f, "train.skipped", &R->skipped) &&
+           train_meta_count(f, "train.bad_losses", &R->nonfinite);
+  amp_safetensors_free(f);
+  if (!ok) {
+    fprintf(stderr,
+            "ampc train: --resume: %s has no valid train.step/train.skipped/"
+            "train.bad_losses counters (written by ampc train)\n",
+            R->o.resume);
+    return 1;
+  }
+  amp_tensor *x, *y;
+  for (int64_t i = 0; R->tl && i < R->step; i++) {
+    amp_ctx_step_reset(ctx);
+    if (amp_text_loader_next(R->tl, &x, &y) != 1) {
+      fprintf(stderr, "ampc train: --resume: %s\n", amp_ctx_error(ctx));
+      return 1;
+    }
+  }
+  amp_ctx_step_reset(ctx);
+  R->first = R->step;
+  return 0;
+}
+
 /* The data, model, optimizer, scaler and schedule; returns 0 or the exit
  * status. */
 static int setup(mrun *R) {
@@ -138,18 +191,30 @@ static int setup(mrun *R) {
   if (R->spec.kind == AMPC_MODEL_GPT) {
     R->tl =
         amp_text_loader_create(ctx, R->text, AMP_TEXT_TRAIN, o->batch, R->spec.gpt.ctx, 1, o->seed);
-    R->steps = o->steps ? o->steps : 2000;
+    R->per_epoch = R->tl ? amp_text_loader_batches_per_epoch(R->tl) : 0;
   } else {
     amp_loader_params lp = {o->batch, 1, o->seed, 1, R->r.dt, 1};
     R->il = amp_loader_create(ctx, R->train, &lp);
-    R->steps = o->steps ? o->steps : (R->il ? amp_loader_batches_per_epoch(R->il) * o->epochs : 0);
+    R->per_epoch = R->il ? amp_loader_batches_per_epoch(R->il) : 0;
   }
   if (!R->model || !R->opt || !R->scaler || (!R->tl && !R->il)) {
     fprintf(stderr, "ampc train: %s\n", amp_ctx_error(ctx));
     return 1;
   }
+  if (R->per_epoch < 1) {
+    fprintf(stderr, "ampc train: --batch %ld is larger than the training set (%lld images)\n",
+            o->batch, (long long)amp_dataset_size(R->train));
+    return 2;
+  }
+  int gpt_default = R->spec.kind == AMPC_MODEL_GPT && !R->epochs_given;
+  R->steps = o->steps ? o->steps : gpt_default ? 2000 : R->per_epoch * o->epochs;
+  if (o->max_steps && o->max_steps < R->steps) R->steps = o->max_steps;
+  if (o->metrics && !(R->metrics = fopen(o->metrics, "w"))) {
+    fprintf(stderr, "ampc train: --metrics: cannot write '%s': %s\n", o->metrics, strerror(errno));
+    return 1;
+  }
   if (!train_opts_schedule(o->schedule, op.lr, R->steps, &R->sched)) return 2;
-  return 0;
+  return o->resume ? resume(R) : 0;
 }
 
 /* The next training batch (a new epoch of images when one ends). */
@@ -164,68 +229,222 @@ static int next_batch(mrun *R, amp_tensor **x, amp_tensor **y) {
 static float step(mrun *R) {
   amp_ctx *ctx = R->ctx;
   amp_ctx_step_reset(ctx);
+  amp_arena_reset_peak(ctx, AMP_ARENA_STEP);
   amp_tensor *x, *y;
   if (next_batch(R, &x, &y) != 1) return NAN;
   amp_optim_set_lr(R->opt, amp_lr_at(&R->sched, R->step));
   amp_tensor *loss = loss_of(R, x, y);
+  if (loss && R->o.loss_mul != 1) loss = amp_mul_scalar(ctx, loss, (float)R->o.loss_mul);
   if (!loss) return NAN;
-  float lv = *(float *)loss->data;
+  float lv = *(float *)loss->data; /* cross-entropy is F32 */
   if (!isfinite(lv)) R->nonfinite++;
   if (amp_backward(ctx, amp_scaler_scale(R->scaler, loss)) != AMP_OK) return NAN;
-  if (R->o.clip > 0) {
+  R->gnorm = NAN;
+  if (R->o.clip > 0 || R->metrics) {
     if (amp_scaler_unscale(R->scaler, R->opt) != AMP_OK) return NAN;
-    amp_optim_clip_grad_norm(R->opt, (float)R->o.clip, NULL);
+    amp_optim_clip_grad_norm(R->opt, (float)R->o.clip, &R->gnorm);
   }
   int stepped = amp_scaler_step(R->scaler, R->opt);
   if (stepped < 0) return NAN;
+  R->stepped = stepped;
   R->skipped += !stepped;
   amp_scaler_update(R->scaler);
   amp_optim_zero_grad(R->opt);
+  /* The step's own peak (the arena was reset above): what training holds,
+     not what an evaluation between steps held. The first step is left out
+     when there are more: its arena grows chunk by chunk, and the tails it
+     leaves count as used until the reset merges the chunks into one. */
   double peak = (double)amp_arena_peak_bytes(ctx, AMP_ARENA_STEP);
-  if (peak > R->peak) R->peak = peak;
+  if ((R->step > R->first || R->steps - R->first == 1) && peak > R->peak) R->peak = peak;
   return lv;
 }
 
-static void report_eval(mrun *R, float train_loss) {
-  double v = evaluate(R);
-  const char *what = R->spec.kind == AMPC_MODEL_GPT ? "val loss" : "test accuracy";
-  printf("step %lld: train loss %.4f, %s %.4f%s, scale %g, %lld skipped, %.1f s\n",
-         (long long)R->step, (double)train_loss, what, v,
-         R->spec.kind == AMPC_MODEL_GPT ? " nats/token" : "%",
-         (double)amp_scaler_get_scale(R->scaler), (long long)R->skipped, R->t_train);
-  fflush(stdout);
+/* The metrics line of the step just run (R->step counts it): step (from
+ * 0), epoch, loss, scale (the one the step used), skipped, lr, grad_norm (-1
+ * when not finite), as the MLP loop writes them, plus val_loss (GPT, nats
+ * per token) or val_accuracy (CNN, percent) when the step was followed by an
+ * evaluation (`val` >= 0). Returns 0, or -1 on a write error. */
+static int metrics_line(mrun *R, float scale_used, double val) {
+  cJSON *j = cJSON_CreateObject();
+  if (!j) return -1;
+  ampc_json_int(j, "step", R->step - 1);
+  ampc_json_int(j, "epoch", (R->step - 1) / R->per_epoch);
+  ampc_json_float(j, "loss", R->loss_v);
+  ampc_json_float(j, "scale", scale_used);
+  ampc_json_int(j, "skipped", !R->stepped);
+  ampc_json_float(j, "lr", amp_optim_lr(R->opt));
+  ampc_json_float(j, "grad_norm", isfinite(R->gnorm) ? R->gnorm : -1.0f);
+  if (val >= 0 && R->spec.kind == AMPC_MODEL_GPT) ampc_json_fmt(j, "val_loss", "%.6g", val);
+  if (val >= 0 && R->spec.kind == AMPC_MODEL_CNN) ampc_json_fmt(j, "val_accuracy", "%.4f", val);
+  return ampc_json_line(R->metrics, j);
 }
 
+/* An evaluation after the step just run; returns its value, or -1 after
+ * printing the error. */
+static double report_eval(mrun *R) {
+  double v = evaluate(R);
+  if (v < 0) {
+    fprintf(stderr, "ampc train: evaluation after step %lld: %s\n", (long long)R->step,
+            amp_ctx_status(R->ctx) != AMP_OK ? amp_ctx_error(R->ctx) : "no validation batch");
+    return -1;
+  }
+  R->last_eval = v;
+  if (R->o.quiet) return v;
+  const char *what = R->spec.kind == AMPC_MODEL_GPT ? "val loss" : "test accuracy";
+  FILE *f = R->o.json ? stderr : stdout; /* with --json, stdout holds the JSON alone */
+  fprintf(f, "step %lld: train loss %.4f, %s %.4f%s, scale %g, %lld skipped, %.1f s\n",
+          (long long)R->step, (double)R->loss_v, what, v,
+          R->spec.kind == AMPC_MODEL_GPT ? " nats/token" : "%",
+          (double)amp_scaler_get_scale(R->scaler), (long long)R->skipped, R->t_train);
+  fflush(f);
+  return v;
+}
+
+/* Keeps the step's time for the median (step_ms_median). */
+static void record_ms(mrun *R, double ms) {
+  if (R->nms == R->cap_ms) {
+    int64_t cap = R->cap_ms ? 2 * R->cap_ms : 1024;
+    double *p = realloc(R->step_ms, (size_t)cap * sizeof *p);
+    if (!p) return;
+    R->step_ms = p;
+    R->cap_ms = cap;
+  }
+  R->step_ms[R->nms++] = ms;
+}
+
+/* --save (at the end, and every --save-every steps): the state must be
+ * finite to be saved (else the run fails and the file is left as it was).
+ * Returns 0, or the exit status (message printed). */
+static int save(mrun *R) {
+  if (!R->o.save) return 0;
+  if (amp_checkpoint_check_finite(R->ctx, R->model, R->opt, R->scaler) != AMP_OK) {
+    fprintf(stderr, "ampc train: stopping at step %lld: the %s; %s is left as it was\n",
+            (long long)R->step, amp_ctx_error(R->ctx), R->o.save);
+    return 1;
+  }
+  run_meta meta;
+  train_opts_meta(&R->o, R->step, R->skipped, R->nonfinite, &meta);
+  if (amp_checkpoint_save(R->ctx, R->o.save, R->model, R->opt, R->scaler, R->il, meta.kv, meta.n) !=
+      AMP_OK) {
+    fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(R->ctx));
+    return 1;
+  }
+  return 0;
+}
+
+/* The steps, each with its metrics line, an evaluation every --eval-every
+ * steps and after the last, and a progress line every --log-every steps.
+ * Returns 0, or the exit status (message printed). */
 static int train_loop(mrun *R) {
-  float lv = NAN;
   int64_t every = R->o.eval_every ? R->o.eval_every : R->steps;
-  amp_arena_reset_peak(R->ctx, AMP_ARENA_STEP);
   while (R->step < R->steps) {
     double t0 = ampb_now();
-    lv = step(R);
-    R->t_train += ampb_now() - t0;
+    float scale_used = amp_scaler_get_scale(R->scaler);
+    R->loss_v = step(R);
+    double dt = ampb_now() - t0;
+    R->t_train += dt;
+    record_ms(R, 1e3 * dt);
     if (amp_ctx_status(R->ctx) != AMP_OK) {
       fprintf(stderr, "ampc train: step %lld: %s\n", (long long)R->step, amp_ctx_error(R->ctx));
       return 1;
     }
     R->step++;
-    if (R->step % every == 0 || R->step == R->steps) report_eval(R, lv);
+    R->bad_run = isfinite(R->loss_v) ? 0 : R->bad_run + 1;
+    if (R->bad_run >= 5) {
+      fprintf(stderr,
+              "ampc train: stopping: the loss itself has been non-finite for %lld consecutive "
+              "steps (step %lld, loss scale %g): lower the learning rate\n",
+              (long long)R->bad_run, (long long)R->step, (double)amp_scaler_get_scale(R->scaler));
+      return 1;
+    }
+    double val = -1;
+    if ((R->step % every == 0 || R->step == R->steps) && (val = report_eval(R)) < 0) return 1;
+    if (R->metrics && metrics_line(R, scale_used, val) != 0) {
+      fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", R->o.metrics);
+      return 1;
+    }
+    if (R->o.save_every && R->step % R->o.save_every == 0 && R->step < R->steps && save(R))
+      return 1;
+    if (R->o.log_every > 0 && R->step % R->o.log_every == 0 && !R->o.quiet)
+      fprintf(stderr, "step %lld/%lld: loss %.4f, scale %g, %lld skipped\n", (long long)R->step,
+              (long long)R->steps, (double)R->loss_v, (double)amp_scaler_get_scale(R->scaler),
+              (long long)R->skipped);
   }
-  int64_t units = R->step * R->o.batch * (R->spec.kind == AMPC_MODEL_GPT ? R->spec.gpt.ctx : 1);
+  return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The --json summary: the MLP loop's keys (test_accuracy is the CNN's; null
+ * for a GPT, which has val_loss instead), plus nonfinite_losses and, for a
+ * GPT, tokens_per_s. */
+static void report_json(mrun *R, double median, double units_s, double rss_mb) {
+  const train_opts *o = &R->o;
+  int gpt = R->spec.kind == AMPC_MODEL_GPT;
+  size_t param_bytes =
+      (size_t)amp_optim_numel(R->opt) * (4 + (R->r.dt == AMP_F32 ? 0 : amp_dtype_size(R->r.dt)));
+  cJSON *j = cJSON_CreateObject();
+  if (!j) return;
+  ampc_json_str(j, "precision", o->precision);
+  ampc_json_str(j, "optim", o->optim);
+  ampc_json_str(j, "model", o->model);
+  ampc_json_int(j, "seed", (long long)o->seed);
+  ampc_json_int(j, "threads", o->threads);
+  ampc_json_int(j, "epochs", (R->steps + R->per_epoch - 1) / R->per_epoch);
+  ampc_json_int(j, "batch", o->batch);
+  ampc_json_fmt(j, "test_accuracy", "%.4f", gpt ? NAN : R->last_eval);
+  if (gpt) ampc_json_fmt(j, "val_loss", "%.6g", R->last_eval);
+  ampc_json_fmt(j, "final_loss", "%.6g", (double)R->loss_v);
+  ampc_json_int(j, "steps", R->step);
+  ampc_json_int(j, "skipped_steps", R->skipped);
+  ampc_json_int(j, "nonfinite_losses", R->nonfinite);
+  ampc_json_float(j, "final_scale", amp_scaler_get_scale(R->scaler));
+  ampc_json_fmt(j, "step_ms_median", "%.4f", median);
+  ampc_json_fmt(j, "samples_per_s", "%.1f", units_s / (gpt ? (double)R->spec.gpt.ctx : 1.0));
+  if (gpt) ampc_json_fmt(j, "tokens_per_s", "%.1f", units_s);
+  ampc_json_fmt(j, "peak_rss_mb", "%.1f", rss_mb);
+  ampc_json_fmt(j, "activation_bytes", "%.0f", R->peak);
+  ampc_json_int(j, "param_bytes", (long long)param_bytes);
+  ampc_json_int(j, "master_bytes", (long long)amp_optim_numel(R->opt) * 4);
+  ampc_json_int(j, "work_copy_bytes",
+                (long long)param_bytes - (long long)amp_optim_numel(R->opt) * 4);
+  ampc_json_int(j, "optimizer_bytes", (long long)amp_optim_bytes(R->opt));
+  ampc_json_str(j, "data", o->data);
+  ampc_json_str(j, "checkpoint", o->save);
+  ampc_json_str(j, "metrics", o->metrics);
+  if (ampc_json_line(stdout, j) != 0) fprintf(stderr, "ampc train: --json: out of memory\n");
+}
+
+/* The summary line (or JSON object) on stdout. */
+static void report(mrun *R) {
+  qsort(R->step_ms, (size_t)R->nms, sizeof(double), cmp_double);
+  double median = R->nms ? R->step_ms[R->nms / 2] : 0;
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  int gpt = R->spec.kind == AMPC_MODEL_GPT;
+  int64_t units = R->step * R->o.batch * (gpt ? R->spec.gpt.ctx : 1);
+  double units_s = R->t_train > 0 ? (double)units / R->t_train : 0;
+  if (R->o.json) {
+    report_json(R, median, units_s, (double)ru.ru_maxrss / 1024.0);
+    return;
+  }
   printf("%s: %lld steps (%lld skipped, %lld non-finite losses), final scale %g, %.0f %s/s, "
          "activations %.2f MiB\n",
          R->o.precision, (long long)R->step, (long long)R->skipped, (long long)R->nonfinite,
-         (double)amp_scaler_get_scale(R->scaler), (double)units / R->t_train,
-         R->spec.kind == AMPC_MODEL_GPT ? "tokens" : "images", R->peak / 1048576.0);
-  if (R->o.save) {
-    run_meta meta;
-    train_opts_meta(&R->o, R->step, R->skipped, R->nonfinite, &meta);
-    if (amp_checkpoint_save(R->ctx, R->o.save, R->model, R->opt, R->scaler, NULL, meta.kv,
-                            meta.n) != AMP_OK) {
-      fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(R->ctx));
+         (double)amp_scaler_get_scale(R->scaler), units_s, gpt ? "tokens" : "images",
+         R->peak / 1048576.0);
+}
+
+/* Whether the command line sets --NAME (as --NAME V or --NAME=V). */
+static int flag_given(int argc, char **argv, const char *name) {
+  size_t n = strlen(name);
+  for (int i = 1; i < argc; i++)
+    if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, n) == 0 &&
+        (argv[i][2 + n] == 0 || argv[i][2 + n] == '='))
       return 1;
-    }
-  }
   return 0;
 }
 
@@ -233,11 +452,19 @@ static int train_loop(mrun *R) {
 static int parse(int argc, char **argv, mrun *R) {
   int rc = train_opts_parse(argc, argv, &R->o);
   if (rc || (rc = train_opts_recipe(&R->o, &R->r))) return rc;
-  if (R->o.resume) return ampc_usage_error("%s", "--resume is for mlp: models only");
+  train_opts *o = &R->o;
   char msg[256];
-  if (ampc_parse_model_spec(R->o.model, &R->spec, msg, sizeof msg) != 1)
+  if (ampc_parse_model_spec(o->model, &R->spec, msg, sizeof msg) != 1)
     return ampc_usage_error("%s", msg);
-  const char *k = R->o.optim;
+  if (flag_given(argc, argv, "synthetic-n"))
+    return ampc_usage_error("%s", "--synthetic-n is for mlp: models (GPT and CNN train on text "
+                                  "and Fashion-MNIST)");
+  R->epochs_given = flag_given(argc, argv, "epochs");
+  if (R->epochs_given && o->steps)
+    return ampc_usage_error("%s", "--steps and --epochs both set the length of the run; give one");
+  if (ampc_is_default_data(o->data)) /* no --data: the model's own, recorded as such */
+    o->data = R->spec.kind == AMPC_MODEL_GPT ? "fortunes" : "fashion-mnist";
+  const char *k = o->optim;
   R->kind = strcmp(k, "adam") == 0    ? AMP_OPTIM_ADAM
             : strcmp(k, "adamw") == 0 ? AMP_OPTIM_ADAMW
             : strcmp(k, "sgd") == 0   ? AMP_OPTIM_SGD
@@ -246,14 +473,34 @@ static int parse(int argc, char **argv, mrun *R) {
   return 0;
 }
 
+static int is_family(const char *m) {
+  return m && (strncmp(m, "gpt", 3) == 0 || strncmp(m, "cnn:", 4) == 0);
+}
+
+/* Whether checkpoint `path`'s config.model is a GPT or a CNN. */
+int ampc_is_model_checkpoint(const char *path) {
+  amp_ctx *ctx = amp_ctx_create(NULL);
+  amp_safetensors *f = NULL;
+  int yes = ctx && amp_safetensors_read(ctx, path, &f) == AMP_OK &&
+            is_family(amp_safetensors_meta(f, "config.model"));
+  amp_safetensors_free(f);
+  amp_ctx_free(ctx);
+  return yes;
+}
+
 int ampc_is_model_family(int argc, char **argv) {
-  const char *m = NULL; /* the last --model given (as --model X or --model=X) */
+  const char *m = NULL, *resume = NULL; /* the last --model and --resume given */
   for (int i = 0; i < argc; i++)
     if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
       m = argv[++i];
     else if (strncmp(argv[i], "--model=", 8) == 0)
       m = argv[i] + 8;
-  return m && (strncmp(m, "gpt", 3) == 0 || strncmp(m, "cnn:", 4) == 0);
+    else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc)
+      resume = argv[++i];
+    else if (strncmp(argv[i], "--resume=", 9) == 0)
+      resume = argv[i] + 9;
+  if (m) return is_family(m);
+  return resume && ampc_is_model_checkpoint(resume); /* the checkpoint's model */
 }
 
 /* Non-zero when this process is one of several ranks of an MPI launch (the
@@ -275,11 +522,100 @@ int ampc_train_model_main(int argc, char **argv) {
   }
   mrun *R = calloc(1, sizeof *R);
   if (!R) return 1;
+  R->last_eval = -1;
   int rc = parse(argc, argv, R);
   if (!rc) {
     R->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)R->o.threads});
     rc = R->ctx ? setup(R) : 1;
     if (!rc) rc = train_loop(R);
+    if (!rc) rc = save(R);
+    if (!rc) report(R);
+  }
+  if (R->metrics && fclose(R->metrics) != 0 && rc == 0) {
+    fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", R->o.metrics);
+    rc = 1;
+  }
+  free(R->step_ms);
+  amp_text_loader_free(R->tl);
+  amp_loader_free(R->il);
+  amp_text_free(R->text);
+  amp_dataset_free(R->train);
+  amp_dataset_free(R->test);
+  amp_ctx_free(R->ctx);
+  free(R);
+  return rc;
+}
+
+/* Prints the evaluation of ampc_eval_model(); returns the exit status. */
+static int eval_report(mrun *R, const char *path, double v, int json) {
+  int gpt = R->spec.kind == AMPC_MODEL_GPT;
+  if (!json) {
+    printf("%s: %s in %s, %s %.4f%s\n", path, R->o.model, R->o.precision,
+           gpt ? "val loss" : "test accuracy", v,
+           gpt ? " nats/token (20 validation batches)" : "%");
+    return 0;
+  }
+  cJSON *j = cJSON_CreateObject();
+  if (!j) return 1;
+  ampc_json_str(j, "checkpoint", path);
+  ampc_json_str(j, "model", R->o.model);
+  ampc_json_str(j, "precision", R->o.precision);
+  ampc_json_str(j, "data", R->o.data);
+  if (gpt) ampc_json_fmt(j, "val_loss", "%.6g", v);
+  if (!gpt) ampc_json_int(j, "test_samples", amp_dataset_size(R->test));
+  if (!gpt) ampc_json_fmt(j, "test_accuracy", "%.4f", v);
+  return ampc_json_line(stdout, j) != 0;
+}
+
+/* The run of checkpoint `path` rebuilt as its configuration says (R->o), its
+ * weights loaded; returns 0, or the exit status (message printed). */
+static int eval_load(mrun *R, const char *path, const char *precision, const char *data) {
+  amp_safetensors *f = NULL;
+  if (amp_safetensors_read(R->ctx, path, &f) != AMP_OK) {
+    fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->ctx));
+    return 1;
+  }
+  train_opts_default(&R->o);
+  R->o.cmd = "eval";
+  R->o.family_ok = 1;
+  int rc = train_opts_from_checkpoint(f, &R->o);
+  amp_safetensors_free(f);
+  if (rc) return rc;
+  if (precision) R->o.precision = precision;
+  if (data) R->o.data = data;
+  R->o.steps = 1; /* setup() makes a run; nothing trains */
+  char msg[256];
+  if ((rc = train_opts_recipe(&R->o, &R->r))) return rc;
+  if (ampc_parse_model_spec(R->o.model, &R->spec, msg, sizeof msg) != 1) {
+    fprintf(stderr, "ampc eval: %s: %s\n", path, msg);
+    return 1;
+  }
+  const char *k = R->o.optim;
+  R->kind = strcmp(k, "adamw") == 0 ? AMP_OPTIM_ADAMW
+            : strcmp(k, "sgd") == 0 ? AMP_OPTIM_SGD
+                                    : AMP_OPTIM_ADAM;
+  if ((rc = setup(R))) return rc;
+  if (amp_checkpoint_load(R->ctx, path, R->model, R->opt, NULL, NULL) != AMP_OK) {
+    fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->ctx));
+    return 1;
+  }
+  return 0;
+}
+
+int ampc_eval_model(const char *path, const char *precision, const char *data, long threads,
+                    int json) {
+  mrun *R = calloc(1, sizeof *R);
+  if (!R) return 1;
+  R->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)threads});
+  int rc = R->ctx ? eval_load(R, path, precision, data) : 1;
+  if (!rc) {
+    double v = evaluate(R);
+    if (v < 0) {
+      fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->ctx));
+      rc = 1;
+    } else {
+      rc = eval_report(R, path, v, json);
+    }
   }
   amp_text_loader_free(R->tl);
   amp_loader_free(R->il);

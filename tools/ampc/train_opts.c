@@ -93,7 +93,7 @@ static const ampc_opt TRAIN_OPTS[] = {
          "[,vocab=V] (default " AMPC_GPT_DEFAULT "); cnn:fashion, the reference CNN",
          check_model),
     TOPT("steps", AMPC_OPT_LONG, steps, "N", 1, 1099511627776.0,
-         "GPT/CNN: optimizer steps (default: the model's)", NULL),
+         "GPT/CNN: optimizer steps (default: 2000 for a GPT, --epochs for a CNN)", NULL),
     TOPT("eval-every", AMPC_OPT_LONG, eval_every, "N", 1, 1099511627776.0,
          "GPT/CNN: evaluate every N steps (val loss in nats per token, or test accuracy)", NULL),
     TOPT("init", AMPC_OPT_STR, init, "FILE", 0, 0,
@@ -116,7 +116,8 @@ static const ampc_opt TRAIN_OPTS[] = {
     TOPT("optim", AMPC_OPT_ENUM, optim, "adam|adamw|sgd", 0, 0, "optimizer (default adam)", NULL),
     TOPT("lr", AMPC_OPT_DOUBLE, lr, "X", 0, 1e3, "learning rate (default: the optimizer's)", NULL),
     TOPT("batch", AMPC_OPT_LONG, batch, "N", 1, 1 << 20, "batch size (default 128)", NULL),
-    TOPT("epochs", AMPC_OPT_LONG, epochs, "N", 1, 100000, "epochs (default 5)", NULL),
+    TOPT("epochs", AMPC_OPT_LONG, epochs, "N", 1, 100000,
+         "epochs (default 5); GPT/CNN: passes over the training data, instead of --steps", NULL),
     TOPT("max-steps", AMPC_OPT_LONG, max_steps, "N", 1, 1099511627776.0,
          "stop after N steps in all", NULL),
     TOPT("seed", AMPC_OPT_ULL, seed, "N", 0, 9007199254740992.0,
@@ -138,7 +139,7 @@ static const ampc_opt TRAIN_OPTS[] = {
          "training samples of --data synthetic (default 12000; test: N/6)", NULL),
     TOPT("metrics", AMPC_OPT_STR, metrics, "FILE.jsonl", 0, 0,
          "write one JSON object per step (step, epoch, loss, scale, skipped, lr, grad_norm) and "
-         "one per epoch (val_accuracy)",
+         "one per epoch (val_accuracy); GPT/CNN: val_loss or val_accuracy on evaluation steps",
          NULL),
     TOPT("save", AMPC_OPT_STR, save, "FILE", 0, 0, "write a checkpoint at the end", NULL),
     TOPT("save-every", AMPC_OPT_LONG, save_every, "N", 1, 1099511627776.0,
@@ -147,10 +148,11 @@ static const ampc_opt TRAIN_OPTS[] = {
          "continue the run of a checkpoint (its configuration is restored)", NULL),
     TOPT("log-every", AMPC_OPT_LONG, log_every, "N", 1, 1099511627776.0,
          "when stderr is not a terminal: a progress line every N steps (default: one per "
-         "epoch)",
+         "epoch; GPT/CNN: none)",
          NULL),
     TOPT("json", AMPC_OPT_FLAG, json, "", 0, 0, "print the summary as one JSON object", NULL),
-    TOPT("quiet", AMPC_OPT_FLAG, quiet, "", 0, 0, "no progress on stderr", NULL),
+    TOPT("quiet", AMPC_OPT_FLAG, quiet, "", 0, 0,
+         "no progress on stderr (GPT/CNN: no evaluation lines)", NULL),
 };
 
 const ampc_cmd ampc_cmd_train = {
@@ -221,6 +223,8 @@ void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t
   meta_add(m, "config.master-weights", "%s", o->master_weights ? "on" : "off");
   meta_add(m, "config.growth-interval", "%ld", o->growth_interval);
   if (o->synthetic_n) meta_add(m, "config.synthetic-n", "%ld", o->synthetic_n);
+  if (o->steps) meta_add(m, "config.steps", "%ld", o->steps); /* GPT/CNN runs */
+  if (o->eval_every) meta_add(m, "config.eval-every", "%ld", o->eval_every);
   meta_add(m, "train.step", "%lld", (long long)step);
   meta_add(m, "train.skipped", "%lld", (long long)skipped);
   meta_add(m, "train.bad_losses", "%lld", (long long)bad);
@@ -306,6 +310,8 @@ static const config_key CONFIG_KEYS[] = {
     CONFIG_KEY("master-weights", master_weights, OPT_INT, 1),
     CONFIG_KEY("growth-interval", growth_interval, OPT_LONG, 1),
     CONFIG_KEY("synthetic-n", synthetic_n, OPT_LONG, 0),
+    CONFIG_KEY("steps", steps, OPT_LONG, 0),
+    CONFIG_KEY("eval-every", eval_every, OPT_LONG, 0),
 };
 enum { NCONFIG_KEYS = (int)(sizeof CONFIG_KEYS / sizeof CONFIG_KEYS[0]) };
 
@@ -322,6 +328,10 @@ static int valid_string(const char *flag, const char *v) {
   ampc_recipe r;
   amp_lr_schedule sched;
   char msg[256];
+  if (strcmp(flag, "model") == 0 && (strncmp(v, "gpt", 3) == 0 || strncmp(v, "cnn:", 4) == 0)) {
+    ampc_model_spec spec;
+    return ampc_parse_model_spec(v, &spec, msg, sizeof msg) == 1;
+  }
   if (strcmp(flag, "model") == 0) return ampc_parse_model(v, sizes, 33) != 0;
   if (strcmp(flag, "precision") == 0)
     return strcmp(v, "fp32") == 0 || strcmp(v, "fp16") == 0 || strcmp(v, "bf16") == 0 ||
@@ -357,13 +367,13 @@ int train_opts_from_checkpoint(const amp_safetensors *f, train_opts *o) {
       fprintf(stderr, "ampc: the checkpoint's configuration is too large (%s)\n", key);
       return 1;
     }
-    if (strcmp(key, "config.model") == 0 &&
-        (strncmp(value, "gpt", 3) == 0 || strncmp(value, "cnn:", 4) == 0)) {
-      fprintf(
-          stderr,
-          "ampc %s: a checkpoint of a %.80s model: eval, export, diagnose and --resume "
-          "handle mlp: models (use `ampc sample` for a GPT, or --init to start from its weights)\n",
-          o->cmd ? o->cmd : "train", value);
+    if (strcmp(key, "config.model") == 0 && o->cmd && strcmp(o->cmd, "train") != 0 &&
+        !o->family_ok && (strncmp(value, "gpt", 3) == 0 || strncmp(value, "cnn:", 4) == 0)) {
+      fprintf(stderr,
+              "ampc %s: a checkpoint of a %.80s model: %s handles mlp: models (use `ampc "
+              "eval` to score it, `ampc sample` for a GPT, `ampc train --resume` to continue its "
+              "run, or --init to start from its weights)\n",
+              o->cmd, value, o->cmd);
       return 1;
     }
     char *copy = strcpy(o->owned[o->nowned++], value); /* outlives the file */

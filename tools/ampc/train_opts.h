@@ -33,6 +33,7 @@ typedef struct train_opts {
   int master_weights;
   int json;
   int quiet;
+  int family_ok;       /* train_opts_from_checkpoint() takes a GPT/CNN checkpoint (eval of one) */
   char owned[20][256]; /* string values taken from a checkpoint */
   int nowned;
 } train_opts;
