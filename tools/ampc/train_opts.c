@@ -93,6 +93,11 @@ static const ampc_opt TRAIN_OPTS[] = {
          NULL),
     TOPT("precision", AMPC_OPT_ENUM, precision, "fp32|fp16|bf16", 0, 0,
          "compute dtype of the mixed-precision recipe (default fp16)", NULL),
+    TOPT("qat", AMPC_OPT_ENUM, qat, "int8", 0, 0,
+         "MLP: quantization-aware training for INT8 inference (fake-quantized weights per "
+         "output channel and activations per tensor, moving-average observers, FP32 masters; "
+         "with --precision fp32); ampc export --int8 writes the INT8 model",
+         NULL),
     TOPT("optim", AMPC_OPT_ENUM, optim, "adam|adamw|sgd", 0, 0, "optimizer (default adam)", NULL),
     TOPT("lr", AMPC_OPT_DOUBLE, lr, "X", 0, 1e3, "learning rate (default: the optimizer's)", NULL),
     TOPT("batch", AMPC_OPT_LONG, batch, "N", 1, 1 << 20, "batch size (default 128)", NULL),
@@ -189,6 +194,7 @@ void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t
   meta_add(m, "config.precision", "%s", o->precision);
   meta_add(m, "config.optim", "%s", o->optim);
   if (o->loss_scale) meta_add(m, "config.loss-scale", "%s", o->loss_scale);
+  if (o->qat) meta_add(m, "config.qat", "%s", o->qat);
   meta_add(m, "config.schedule", "%s", o->schedule);
   if (o->lr >= 0) meta_add(m, "config.lr", "%.17g", o->lr);
   meta_add(m, "config.clip", "%.17g", o->clip);
@@ -207,6 +213,17 @@ void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t
 int train_opts_recipe(const train_opts *o, ampc_recipe *r) {
   char msg[512];
   int rc = ampc_recipe_parse(o->precision, o->loss_scale, o->master_weights, r, msg, sizeof msg);
+  if (!rc && o->qat) {
+    long sizes[33];
+    r->qat = 1;
+    if (r->dt != AMP_F32 || !ampc_parse_model(o->model, sizes, 33)) {
+      snprintf(msg, sizeof msg,
+               "--qat %s trains an mlp: model with --precision fp32 (the fake quantization "
+               "computes in F32); this run has --model %.80s --precision %s",
+               o->qat, o->model, o->precision);
+      rc = 2;
+    }
+  }
   if (rc == 1) fprintf(stderr, "ampc %s: %s\n", o->cmd, msg);
   if (rc == 2)
     fprintf(stderr, "ampc %s: %s\n(run `ampc help %s` for the options)\n", o->cmd, msg, o->cmd);
@@ -271,6 +288,7 @@ static const config_key CONFIG_KEYS[] = {
     CONFIG_KEY("precision", precision, OPT_STR, 1),
     CONFIG_KEY("optim", optim, OPT_STR, 1),
     CONFIG_KEY("loss-scale", loss_scale, OPT_STR, 1),
+    CONFIG_KEY("qat", qat, OPT_STR, 1),
     CONFIG_KEY("schedule", schedule, OPT_STR, 0),
     CONFIG_KEY("lr", lr, OPT_DOUBLE, 0),
     CONFIG_KEY("clip", clip, OPT_DOUBLE, 0),
@@ -305,6 +323,7 @@ static int valid_string(const char *flag, const char *v) {
   if (strcmp(flag, "loss-scale") == 0)
     return ampc_recipe_parse("fp16", v, 1, &r, msg, sizeof msg) == 0;
   if (strcmp(flag, "schedule") == 0) return parse_schedule(v, 1, 1, &sched);
+  if (strcmp(flag, "qat") == 0) return strcmp(v, "int8") == 0;
   return *v != '\0'; /* --data: an input directory, or "synthetic" */
 }
 

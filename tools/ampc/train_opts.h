@@ -21,6 +21,7 @@ typedef struct train_opts {
   const char *save;     /* checkpoint to write (at the end, and every save_every steps) */
   const char *resume;   /* checkpoint to continue from */
   const char *init;     /* weights to start from (--init) */
+  const char *qat;      /* NULL, or "int8": quantization-aware training */
   double lr;            /* < 0: the optimizer's default */
   double clip;          /* <= 0: none */
   double loss_mul;      /* multiplies the loss (tests of underflow) */
@@ -88,6 +89,7 @@ typedef struct loaded {
   long sizes[33];
   int nsizes;
   int has_config; /* the file says its model (config.model: an ampc checkpoint) */
+  int qat;        /* the file holds QAT observers: the model has QAT Linear layers */
 } loaded;
 
 /* Reads the weights file `path` (see ampc_load_weights()): an ampc
