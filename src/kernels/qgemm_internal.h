@@ -29,17 +29,28 @@ static inline float amp__round_even(float v) {
      1, so the addition rounds v to an integer, ties to even (2^23 is even),
      and subtracting 2^23 again is exact; |v| >= 2^23 is an integer already,
      and NaN stays NaN. tests/test_qgemm.c checks it against nearbyintf. */
-  const float t = copysignf(0x1p23f, v);
-  return fabsf(v) < 0x1p23f ? (v + t) - t : v;
+  const float t = copysignf(0x1p23f, v), r = (v + t) - t;
+  return fabsf(v) < 0x1p23f ? r : v;
+}
+
+/* The rule in F32 alone: the clamped code as a float (exact: |qmin|,
+ * |qmax| <= 2^24). */
+static inline float amp__quant_value(float x, float inv_scale, float zp, float qmin, float qmax) {
+  float v = amp__round_even(x * inv_scale) + zp;
+  v = v >= qmin ? v : qmin; /* NaN goes to qmin */
+  return v <= qmax ? v : qmax;
+}
+
+/* Whether the code of x lies in [qmin, qmax] before the clamp. */
+static inline int amp__quant_inside(float x, float inv_scale, float zp, float qmin, float qmax) {
+  const float v = amp__round_even(x * inv_scale) + zp;
+  return (v >= qmin) & (v <= qmax);
 }
 
 static inline int32_t amp__quant_code(float x, float inv_scale, int32_t zp, int32_t qmin,
                                       int32_t qmax, int *in) {
-  float v = amp__round_even(x * inv_scale) + (float)zp;
-  int inside = v >= (float)qmin && v <= (float)qmax;
-  if (in) *in = inside;
-  if (inside) return (int32_t)v;
-  return v > (float)qmax ? qmax : qmin;
+  if (in) *in = amp__quant_inside(x, inv_scale, (float)zp, (float)qmin, (float)qmax);
+  return (int32_t)amp__quant_value(x, inv_scale, (float)zp, (float)qmin, (float)qmax);
 }
 
 /* One block of C = A·Bᵀ on the calling thread: A is m × k u8 (row stride

@@ -13,10 +13,11 @@
 static int fq_params_ok(amp_ctx *ctx, const amp_tensor *x, int64_t nscale, const float *scale,
                         const int32_t *zp, int32_t qmin, int32_t qmax) {
   char sx[64];
-  if (!scale || !zp || qmin >= qmax || !(nscale == 1 || (x->ndim >= 1 && nscale == x->shape[0]))) {
+  if (!scale || !zp || qmin >= qmax || qmin < -(1 << 24) || qmax > (1 << 24) ||
+      !(nscale == 1 || (x->ndim >= 1 && nscale == x->shape[0]))) {
     amp__error(ctx, AMP_ERR_INVALID_ARG,
                "fake_quant: %lld scales for input %s (need 1, or one per index of axis 0), "
-               "range [%d, %d]",
+               "range [%d, %d] (need qmin < qmax, both in [-2^24, 2^24])",
                (long long)nscale, amp__shape_str(x, sx, sizeof sx), (int)qmin, (int)qmax);
     return 0;
   }
@@ -47,13 +48,19 @@ amp_tensor *amp_fake_quant(amp_ctx *ctx, amp_tensor *x, int64_t nscale, const fl
   amp_tensor *y = amp__unary_begin(ctx, AMP__OP_FAKE_QUANT, x, c);
   if (!y) return NULL;
   const size_t n = (size_t)y->numel, per = nscale > 1 ? n / (size_t)nscale : n;
+  const float lo = (float)qmin, hi = (float)qmax;
   for (int64_t ch = 0; ch < nscale; ch++) {
-    const float s = scale[ch], inv = 1.0f / s;
-    const int32_t z = zero_point[ch];
-    for (size_t i = (size_t)ch * per; i < (size_t)(ch + 1) * per; i++) {
-      int32_t q =
-          amp__quant_code(amp__load_f32(c[0]->data, c[0]->dtype, i), inv, z, qmin, qmax, NULL);
-      amp__store_f32(y->data, y->dtype, i, (float)(q - z) * s);
+    const float s = scale[ch], inv = 1.0f / s, z = (float)zero_point[ch];
+    const size_t i0 = (size_t)ch * per;
+    if (y->dtype == AMP_F32) { /* the same operations, without the per-element dtype switch */
+      const float *xf = (const float *)c[0]->data + i0;
+      float *yf = (float *)y->data + i0;
+      for (size_t i = 0; i < per; i++) yf[i] = (amp__quant_value(xf[i], inv, z, lo, hi) - z) * s;
+      continue;
+    }
+    for (size_t i = i0; i < i0 + per; i++) {
+      const float q = amp__quant_value(amp__load_f32(c[0]->data, c[0]->dtype, i), inv, z, lo, hi);
+      amp__store_f32(y->data, y->dtype, i, (q - z) * s);
     }
   }
   amp__node *node = amp__record(ctx, AMP__OP_FAKE_QUANT, y, 1, c);
@@ -78,14 +85,24 @@ amp_status amp__fake_quant_backward(amp_ctx *ctx, amp__node *n, const amp_tensor
   void *dx = amp__grad_begin(ctx, x, gdt);
   if (!dx) return amp_ctx_status(ctx);
   const size_t cnt = (size_t)g->numel, per = sv->nscale > 1 ? cnt / (size_t)sv->nscale : cnt;
+  const float lo = (float)sv->qmin, hi = (float)sv->qmax;
   for (int64_t ch = 0; ch < sv->nscale; ch++) {
-    const float inv = 1.0f / sv->scale[ch];
-    for (size_t i = (size_t)ch * per; i < (size_t)(ch + 1) * per; i++) {
-      int in;
-      amp__quant_code(amp__load_f32(x->data, x->dtype, i), inv, sv->zp[ch], sv->qmin, sv->qmax,
-                      &in);
-      amp__store_f32(dx, gdt, i, in ? amp__load_f32(g->data, g->dtype, i) : 0.0f);
+    const float inv = 1.0f / sv->scale[ch], z = (float)sv->zp[ch];
+    const size_t i0 = (size_t)ch * per;
+    if (x->dtype == AMP_F32 && g->dtype == AMP_F32 && gdt == AMP_F32) {
+      const float *xf = (const float *)x->data + i0, *gf = (const float *)g->data + i0;
+      float *df = (float *)dx + i0;
+      for (size_t i = 0; i < per; i++) {
+        const float gv = gf[i];
+        df[i] = amp__quant_inside(xf[i], inv, z, lo, hi) ? gv : 0.0f;
+      }
+      continue;
     }
+    for (size_t i = i0; i < i0 + per; i++)
+      amp__store_f32(dx, gdt, i,
+                     amp__quant_inside(amp__load_f32(x->data, x->dtype, i), inv, z, lo, hi)
+                         ? amp__load_f32(g->data, g->dtype, i)
+                         : 0.0f);
   }
   return amp__grad_done(ctx, x, dx, gdt);
 }

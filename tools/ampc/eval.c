@@ -125,10 +125,7 @@ const ampc_cmd ampc_cmd_eval = {
 static int score(const eval_opts *e, loaded *L) {
   ampc_recipe r;
   amp_dataset *test = NULL;
-  const char *qat = L->o.qat; /* a QAT model evaluates fake-quantized, in any precision */
-  L->o.qat = NULL;
   int rc = train_opts_recipe(&L->o, &r);
-  L->o.qat = qat;
   if (!rc && !load_test(L->ctx, &L->o, L->sizes, L->nsizes, &test)) {
     fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(L->ctx));
     rc = 1;

@@ -96,7 +96,7 @@ static const ampc_opt TRAIN_OPTS[] = {
     TOPT("qat", AMPC_OPT_ENUM, qat, "int8", 0, 0,
          "MLP: quantization-aware training for INT8 inference (fake-quantized weights per "
          "output channel and activations per tensor, moving-average observers, FP32 masters; "
-         "with --precision fp32); ampc export --int8 writes the INT8 model",
+         "under any --precision); ampc export --int8 writes the INT8 model",
          NULL),
     TOPT("optim", AMPC_OPT_ENUM, optim, "adam|adamw|sgd", 0, 0, "optimizer (default adam)", NULL),
     TOPT("lr", AMPC_OPT_DOUBLE, lr, "X", 0, 1e3, "learning rate (default: the optimizer's)", NULL),
@@ -216,11 +216,11 @@ int train_opts_recipe(const train_opts *o, ampc_recipe *r) {
   if (!rc && o->qat) {
     long sizes[33];
     r->qat = 1;
-    if (r->dt != AMP_F32 || !ampc_parse_model(o->model, sizes, 33)) {
+    if (!ampc_parse_model(o->model, sizes, 33)) {
       snprintf(msg, sizeof msg,
-               "--qat %s trains an mlp: model with --precision fp32 (the fake quantization "
-               "computes in F32); this run has --model %.80s --precision %s",
-               o->qat, o->model, o->precision);
+               "--qat %s trains mlp: models (quantization-aware Linear layers); this run has "
+               "--model %.80s",
+               o->qat, o->model);
       rc = 2;
     }
   }
