@@ -113,9 +113,7 @@ expect_fail 1 "2.bias must be f32 .*missing\|need 10 tensors" eval "$tmp/bad_mis
 # An INT8 export is not a checkpoint: export and --init refuse it by name.
 expect_fail 1 "0.weight is I8" export --checkpoint "$tmp/q8.st" --model mlp:16-8-3 "$tmp/y.st"
 [ ! -e "$tmp/y.st" ] && ok || bad "a refused export wrote a file"
-# The benchmark prints its four shapes (speeds are not asserted here: the
-# host may be loaded).
-n=$("$ampc" bench int8 --threads 1 | grep -c '"bench":"int8_gemm".*"speedup_cpu":[0-9]')
-[ "$n" = 4 ] && ok || bad "bench int8 printed $n rows"
+# The benchmark itself (`ampc bench int8`) is not run here: it takes seconds
+# with SIMD and minutes on the scalar kernels of a -DAMPC_SIMD=OFF build.
 expect_fail 2 "unknown option" bench int8 --fast
 finish
