@@ -107,9 +107,14 @@ int ampb_int8_suite(int threads) {
   const double floor = 1.5;
   amp_ctx *ctx = amp_ctx_create(&(amp_ctx_params){.threads = threads});
   if (!ctx) return 1;
-  const char *path = (amp_cpu_features() & AMP_CPU_AVX512VNNI) ? "avx512-vnni"
-                     : (amp_cpu_features() & AMP_CPU_AVX2)     ? "avx2"
-                                                               : "scalar";
+  /* The INT8 path of the context's kernel table (AMPC_KERNELS=avx2 picks
+     the AVX2 table on an AVX-512 machine). */
+  char desc[512];
+  amp_ctx_describe(ctx, desc, sizeof desc);
+  const int vnni = (amp_cpu_features() & AMP_CPU_AVX512VNNI) != 0;
+  const char *path = strstr(desc, "\"avx512\"") ? (vnni ? "avx512-vnni" : "avx2")
+                     : strstr(desc, "\"avx2\"") ? "avx2"
+                                                : "scalar";
   int rc = 0;
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] && !rc; i++) {
     int8_bufs b;
