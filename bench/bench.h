@@ -60,4 +60,10 @@ int ampb_convert_suite(int threads);
  * LLC. */
 int ampb_eltwise_suite(int threads);
 
+/* The INT8 set: amp_gemm_u8s8 against our F32 GEMM (and the INT8 Linear
+ * against the F32 Linear) at the reference MLP's inference shapes, batch
+ * 128 and 1000; CPU time, median of alternating rounds. Prints JSON lines
+ * (speedup_cpu, floor 1.5) and returns 0, or 1 on error. */
+int ampb_int8_suite(int threads);
+
 #endif

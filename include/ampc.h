@@ -69,8 +69,9 @@ typedef enum amp_dtype {
   AMP_E4M3 = 3, /**< OCP FP8 E4M3 ("FN"): bias 7, max 448, no inf, NaN S.1111.111 */
   AMP_E5M2 = 4, /**< OCP FP8 E5M2: bias 15, max 57344, IEEE-like inf/NaN */
   AMP_I32 = 5,  /**< 32-bit signed integer (labels, indices) */
-  AMP_U8 = 6,   /**< 8-bit unsigned integer (raw image bytes) */
-  AMP_DTYPE_COUNT = 7
+  AMP_U8 = 6,   /**< 8-bit unsigned integer (raw image bytes, quantized activations) */
+  AMP_I8 = 7,   /**< 8-bit signed integer (quantized weights of an INT8 export) */
+  AMP_DTYPE_COUNT = 8
 } amp_dtype;
 
 /** Size in bytes of one element of `t`; 0 for an invalid dtype. */
@@ -217,11 +218,12 @@ amp_status amp_dtype_range_of(amp_dtype t, amp_dtype_range *out);
 
 /** Bits returned by amp_cpu_features(). */
 enum {
-  AMP_CPU_AVX2 = 1u << 0,      /**< AVX2 */
-  AMP_CPU_FMA = 1u << 1,       /**< FMA3 */
-  AMP_CPU_F16C = 1u << 2,      /**< F16C half-precision conversions */
-  AMP_CPU_AVX512F = 1u << 3,   /**< AVX-512 Foundation (and OS support for ZMM state) */
-  AMP_CPU_AVX512BF16 = 1u << 4 /**< AVX512-BF16 (vdpbf16ps, vcvtne2ps2bf16) */
+  AMP_CPU_AVX2 = 1u << 0,       /**< AVX2 */
+  AMP_CPU_FMA = 1u << 1,        /**< FMA3 */
+  AMP_CPU_F16C = 1u << 2,       /**< F16C half-precision conversions */
+  AMP_CPU_AVX512F = 1u << 3,    /**< AVX-512 Foundation (and OS support for ZMM state) */
+  AMP_CPU_AVX512BF16 = 1u << 4, /**< AVX512-BF16 (vdpbf16ps, vcvtne2ps2bf16) */
+  AMP_CPU_AVX512VNNI = 1u << 5  /**< AVX512-VNNI and AVX512-BW (vpdpbusd: the INT8 GEMM) */
 };
 
 /** The SIMD features of this CPU that this build of ampc can use (0 in a
@@ -487,6 +489,55 @@ amp_status amp_fp8_quantize_blocks(amp_ctx *ctx, amp_dtype fmt, const void *src,
                                    int64_t rows, int64_t cols, int64_t ld, int64_t block_rows,
                                    int64_t block_cols, uint8_t *dst, float *scale_inv,
                                    amp_fp8_matrix *out);
+
+/** INT8 GEMM: C = A·Bᵀ with A an m × k matrix of u8 (row stride lda), B an
+ *  n × k matrix of s8 (row stride ldb: a Linear weight [out, in]) and C an
+ *  m × n matrix of int32 (row stride ldc), overwritten. The sums are exact
+ *  (k <= 65536, so that no partial sum of 255 · 128 products leaves int32):
+ *  the scalar reference, the AVX2 path (int16 widening and vpmaddwd) and the
+ *  AVX-512 path (vpdpbusd, where the CPU has AVX512-VNNI) give the same bits
+ *  for any thread count. Returns AMP_ERR_INVALID_ARG for m or n < 1, k
+ *  outside [0, 65536], NULL buffers or small leading dimensions. */
+amp_status amp_gemm_u8s8(amp_ctx *ctx, int64_t m, int64_t n, int64_t k, const uint8_t *a,
+                         int64_t lda, const int8_t *b, int64_t ldb, int32_t *c, int64_t ldc);
+
+/** Quantizes n F32 values to u8 with PyTorch's rule (fake_quantize's):
+ *  q = clamp(nearbyint(x · (1/scale)) + zero_point, 0, 255) in F32 arithmetic,
+ *  rounding half to even; NaN gives 0. AMP_ERR_INVALID_ARG for a scale that
+ *  is not finite and > 0, a zero point outside [0, 255] or NULL buffers. */
+amp_status amp_quantize_u8(amp_ctx *ctx, size_t n, const float *x, float scale, int32_t zero_point,
+                           uint8_t *q);
+
+/** Quantizes a rows × cols F32 matrix to s8, row r with scale[r] and zero
+ *  point 0 (symmetric, per output channel): q = clamp(nearbyint(w ·
+ *  (1/scale[r])), -128, 127). AMP_ERR_INVALID_ARG for a scale that is not
+ *  finite and > 0 (naming the row), bad sizes or NULL buffers. */
+amp_status amp_quantize_s8_rows(amp_ctx *ctx, int64_t rows, int64_t cols, const float *w,
+                                const float *scale, int8_t *q);
+
+/** An INT8 Linear layer on F32 input: x (m × k) is quantized to u8 with
+ *  (x_scale, x_zp) by amp_quantize_u8(), multiplied by the s8 weight w
+ *  (n × k, per-row scales w_scale[n]) with amp_gemm_u8s8() (INT32
+ *  accumulation), and requantized to F32: y[i, j] = (float)(acc[i, j] -
+ *  x_zp · Σ_p w[j, p]) · (x_scale · w_scale[j]) + bias[j] (bias may be
+ *  NULL), the integer part exact, then one rounding, one multiply and one
+ *  add. y is m × n. AMP_ERR_INVALID_ARG for bad sizes, NULL buffers, a
+ *  scale that is not finite and > 0, or x_zp outside [0, 255];
+ *  AMP_ERR_NOMEM. */
+amp_status amp_qlinear(amp_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x, float x_scale,
+                       int32_t x_zp, const int8_t *w, const float *w_scale, const float *bias,
+                       float *y);
+
+/** The quantization parameters of PyTorch's MinMax observers for quint8
+ *  [0, 255], affine (torch.per_tensor_affine): with lo = min(min_val, 0),
+ *  hi = max(max_val, 0), scale = max((hi - lo) / 255, FLT_EPSILON) and
+ *  zero_point = clamp(0 - round_half_even(lo / scale), 0, 255). */
+void amp_qparams_affine_u8(float min_val, float max_val, float *scale, int32_t *zero_point);
+
+/** The scale of PyTorch's symmetric qint8 [-128, 127] observers
+ *  (torch.per_channel_symmetric, zero point 0): max(max(-min(min_val, 0),
+ *  max(max_val, 0)) / 127.5, FLT_EPSILON). */
+float amp_qparams_symmetric_s8(float min_val, float max_val);
 
 /* Elementwise kernels. Every buffer holds n elements of dtype `dt` (F32, F16
  * or BF16). The output may be the same buffer as an input (in place). They
@@ -801,6 +852,18 @@ amp_tensor *amp_mul_scalar(amp_ctx *ctx, amp_tensor *x, float s);
 /** max(x, 0). Category same. */
 amp_tensor *amp_relu(amp_ctx *ctx, amp_tensor *x);
 
+/** Fake quantization (quantize, then dequantize), as PyTorch's
+ *  fake_quantize_per_tensor_affine (nscale == 1) or
+ *  fake_quantize_per_channel_affine along axis 0 (nscale == x->shape[0],
+ *  e.g. a Linear weight's output channels): q = clamp(nearbyint(x ·
+ *  (1/s)) + zp, qmin, qmax) and y = (q - zp) · s, computed in F32 and stored
+ *  in x's dtype. Backward is the straight-through estimator with PyTorch's
+ *  mask: dy passes where nearbyint(x/s) + zp lies in [qmin, qmax], else 0.
+ *  Scales must be finite and > 0, zero points in [qmin, qmax], qmin < qmax
+ *  (AMP_ERR_INVALID_ARG otherwise). The arrays are copied. Category same. */
+amp_tensor *amp_fake_quant(amp_ctx *ctx, amp_tensor *x, int64_t nscale, const float *scale,
+                           const int32_t *zero_point, int32_t qmin, int32_t qmax);
+
 /** GELU (erf form). Category same. */
 amp_tensor *amp_gelu(amp_ctx *ctx, amp_tensor *x);
 
@@ -934,6 +997,20 @@ typedef struct amp_module amp_module;
 
 /** Linear(in, out), with a bias when `bias` is non-zero. */
 amp_module *amp_nn_linear(amp_ctx *ctx, amp_rng *rng, int64_t in, int64_t out, int bias);
+
+/** Linear(in, out) for quantization-aware training with INT8 inference in
+ *  view (PyTorch's default QAT qconfig, see README "QAT vs mixed
+ *  precision"): the same parameters (and initialisation) as
+ *  amp_nn_linear(), and buffers "act_min", "act_max" [1], "weight_min",
+ *  "weight_max" [out] and "observed" [1] (0 until the first training
+ *  forward). In training mode a forward updates the moving-average min/max
+ *  observers (averaging constant 0.01; the first batch sets them) of its
+ *  input (per tensor) and its weight (per output channel), then computes
+ *  linear(fake_quant(x; quint8 affine), fake_quant(W; qint8 symmetric per
+ *  channel), b) with straight-through gradients into the FP32 weights. In
+ *  evaluation mode the observers stay; before any observation the layer is
+ *  a plain Linear. */
+amp_module *amp_nn_qat_linear(amp_ctx *ctx, amp_rng *rng, int64_t in, int64_t out, int bias);
 
 /** Conv2d(in_ch, out_ch, k×k, stride, padding), with a bias when `bias`. */
 amp_module *amp_nn_conv2d(amp_ctx *ctx, amp_rng *rng, int64_t in_ch, int64_t out_ch, int64_t k,

@@ -438,6 +438,31 @@ static void r_gelu_tanh(double *const *v, amp_tensor *const *in, double *out, co
 
 /* ---- the case rows, one per op of ops.def ---- */
 
+/* fake_quant, per channel along axis 0 (3 rows), scale 2^-11 and range
+ * [-4096, 4096] with zero points 100, 1, -50. The inputs lie on the BF16
+ * grid with magnitudes >= 2^-4, i.e. on multiples of 2^-11: inside the range
+ * the fake quantization returns them unchanged, outside it clamps them to
+ * (qmax - zp)·s or (qmin - zp)·s (neither of which is on the BF16 grid, so
+ * no input sits on a boundary). The reference is that function, which is
+ * also the straight-through estimator's surrogate (identity inside, constant
+ * outside): its finite differences are the STE's gradient. */
+static const float FQ_SCALE[3] = {0x1p-11f, 0x1p-11f, 0x1p-11f};
+static const int32_t FQ_ZP[3] = {100, 1, -50};
+enum { FQ_QMIN = -4096, FQ_QMAX = 4096 };
+static amp_tensor *o_fake_quant(amp_ctx *ctx, amp_tensor **x, const run *r) {
+  (void)r;
+  return amp_fake_quant(ctx, x[0], 3, FQ_SCALE, FQ_ZP, FQ_QMIN, FQ_QMAX);
+}
+static void r_fake_quant(double *const *v, amp_tensor *const *in, double *out, const run *r) {
+  (void)r;
+  const int64_t per = in[0]->numel / 3;
+  for (int64_t i = 0; i < in[0]->numel; i++) {
+    const double s = FQ_SCALE[i / per], z = FQ_ZP[i / per];
+    const double lo = (FQ_QMIN - z) * s, hi = (FQ_QMAX - z) * s;
+    out[i] = v[0][i] < lo ? lo : v[0][i] > hi ? hi : v[0][i];
+  }
+}
+
 #define F(...)                                                                                     \
   { IN_FLOAT, sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t), {__VA_ARGS__}, 0 }
 #define IDX(classes, ...)                                                                          \
@@ -492,6 +517,8 @@ static const op_case CASES[AMP__OP_COUNT] = {
         {o_batch_norm2d, r_batch_norm2d, {F(2, 3, 2, 2), F(3), F(3)}, 8, -2, 2, {0}, 1e-5},
     /* avg_pool2d 2x2 stride (1, 2): 4 terms forward, overlapping windows back */
     [AMP__OP_AVG_POOL2D] = {o_avg_pool2d, r_avg_pool2d, {F(2, 2, 5, 4)}, 4, -2, 2, {2, 2, 1, 2}, 0},
+    /* fake_quant: elementwise (K = 1), inputs in [-3, 3) so that some clamp */
+    [AMP__OP_FAKE_QUANT] = {o_fake_quant, r_fake_quant, {F(3, 5)}, 1, -3, 3, {0}, 0},
 };
 
 /* ---- the harness ---- */

@@ -4,6 +4,7 @@
 #include "../kernels/fp8_internal.h"
 #include "../kernels/gemm_internal.h"
 #include "../kernels/kernels_internal.h"
+#include "../kernels/qgemm_internal.h"
 #include "../optim/optim_internal.h"
 #include "../core/internal.h"
 
@@ -33,6 +34,7 @@ const amp__kernels amp__kernels_scalar = {
     .max_chunk = amp__max_chunk_scalar,
     .sum_cols = amp__sum_cols_scalar,
     .gemm = amp__gemm_scalar,
+    .qgemm = amp__qgemm_scalar,
     .optim_update = amp__optim_update_scalar,
     .fp8_amax = amp__fp8_amax_scalar,
     .fp8_quant = amp__fp8_quant_scalar,

@@ -16,6 +16,7 @@
 #include "../kernels/fp8_internal.h"
 #include "../kernels/gemm_internal.h"
 #include "../kernels/kernels_internal.h"
+#include "../kernels/qgemm_internal.h"
 #include "../optim/optim_internal.h"
 
 /* The entries both tables share (a new dtype's conversions go here once). */
@@ -41,6 +42,7 @@ const amp__kernels amp__kernels_avx2 = {
     .gemm_mr = 6,
     .gemm_nr = 16,
     .gemm = amp__gemm_avx2,
+    .qgemm = amp__qgemm_avx2,
     AMP__X86_SHARED_ENTRIES,
 };
 
@@ -50,5 +52,6 @@ const amp__kernels amp__kernels_avx512 = {
     .gemm_mr = 6,
     .gemm_nr = 32,
     .gemm = amp__gemm_avx512,
+    .qgemm = amp__qgemm_avx512,
     AMP__X86_SHARED_ENTRIES,
 };

@@ -40,6 +40,8 @@ static unsigned detect(void) {
       cpuid(7, 1, r); /* leaf 7, subleaf 1: EAX bit 5 is AVX512_BF16 */
       if (r[0] & (1u << 5)) f |= AMP_CPU_AVX512BF16;
     }
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
+      f |= AMP_CPU_AVX512VNNI;
   }
 #endif
   return f;

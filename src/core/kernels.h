@@ -96,6 +96,11 @@ typedef struct amp__kernels {
   /* A validated amp_gemm call with k >= 1 (threads inside). */
   amp_status (*gemm)(amp_ctx *ctx, const struct amp__gemm_args *g);
 
+  /* One block of the INT8 GEMM C = A·Bᵀ (u8 × s8 → int32, exact) on the
+   * calling thread (kernels/qgemm_internal.h); amp_gemm_u8s8 threads it. */
+  void (*qgemm)(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda, const int8_t *b,
+                int64_t ldb, int32_t *c, int64_t ldc);
+
   /* optim: the update rule over n parameters (optim/optim_internal.h). */
   void (*optim_update)(amp_optim_kind kind, const struct amp_optim_hyper *h, int64_t n, float *p,
                        const float *g, float *m, float *v, uint16_t *w16);

@@ -48,7 +48,8 @@ typedef struct amp__dtype_traits {
   X(AMP_E4M3, "e4m3", "F8_E4M3", 1, 1, 0, 0x7fu,       0x43e80001u)           \
   X(AMP_E5M2, "e5m2", "F8_E5M2", 1, 1, 0, 0x7cu,       0x47700000u)           \
   X(AMP_I32,  "i32",  "I32",     4, 0, 0, 0,           0)                     \
-  X(AMP_U8,   "u8",   "U8",      1, 0, 0, 0,           0)
+  X(AMP_U8,   "u8",   "U8",      1, 0, 0, 0,           0)                     \
+  X(AMP_I8,   "i8",   "I8",      1, 0, 0, 0,           0)
 // clang-format on
 
 #define AMP__DTYPE_TRAITS_ROW(e, nm, st, sz, fl, co, inf, ovf) [e] = {nm, st, sz, fl, co, inf, ovf},

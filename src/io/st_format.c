@@ -11,7 +11,6 @@ static const amp__st_dtype ST_DTYPES[] = {
     AMP__DTYPE_ROWS(ST_ROW){"I64", AMP_DTYPE_COUNT, 8},
     {"F64", AMP_DTYPE_COUNT, 8},
     {"BOOL", AMP_DTYPE_COUNT, 1},
-    {"I8", AMP_DTYPE_COUNT, 1},
     {"I16", AMP_DTYPE_COUNT, 2},
     {"U16", AMP_DTYPE_COUNT, 2},
     {"U32", AMP_DTYPE_COUNT, 4},

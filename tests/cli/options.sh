@@ -13,7 +13,7 @@ source "$(dirname "$0")/lib.bash"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-cmds=("train" "sample" "eval" "export" "plot" "diagnose" "bench gemm" "bench peak" "bench triad" "bench all")
+cmds=("train" "sample" "eval" "export" "plot" "diagnose" "bench gemm" "bench peak" "bench triad" "bench int8" "bench all")
 for c in "${cmds[@]}"; do
   # shellcheck disable=SC2086
   for form in "$c --help" "$c -h" "help $c"; do

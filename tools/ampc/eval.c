@@ -2,6 +2,7 @@
  * weights file's model that eval and export share. */
 #include "cli.h"
 #include "guard.h"
+#include "int8.h"
 #include "json_out.h"
 #include "train_opts.h"
 
@@ -50,10 +51,11 @@ int ampc_load_model(const char *cmd, const char *path, const char *model, loaded
   /* The file's tensors against the model its metadata (or --model) names,
      before that model is built. */
   if (!rc) rc = ampc_guard_checkpoint_model(cmd, path, f, L->o.model, L->sizes, L->nsizes);
+  L->qat = L->o.qat != NULL || ampc_file_is_qat(f);
   amp_safetensors_free(f);
   if (rc) return rc;
   char msg[1024];
-  L->model = ampc_build_mlp(L->ctx, L->sizes, L->nsizes, 0);
+  L->model = ampc_build_mlp_q(L->ctx, L->sizes, L->nsizes, 0, L->qat);
   if (!L->model) {
     fprintf(stderr, "ampc %s: %s\n", cmd, amp_ctx_error(L->ctx));
     return 1;
@@ -111,7 +113,9 @@ const ampc_cmd ampc_cmd_eval = {
     "safetensors.torch.save_file(model.state_dict()) of nn.Sequential(nn.Linear,\n"
     "nn.ReLU, nn.Linear, ...) (names 0.weight, 0.bias, 2.weight, ...; then --model).\n"
     "A GPT's or a CNN's checkpoint (ampc train --model gpt:...|cnn:... --save): the\n"
-    "validation loss (nats per token, 20 validation batches) or the test accuracy.",
+    "validation loss (nats per token, 20 validation batches) or the test accuracy.\n"
+    "A checkpoint of a --qat int8 run evaluates fake-quantized; an INT8 export (ampc\n"
+    "export --int8) runs integer GEMMs (u8 activations x s8 weights, INT32 sums).",
     EVAL_OPTS,
     (int)(sizeof EVAL_OPTS / sizeof EVAL_OPTS[0]),
     1,
@@ -145,16 +149,31 @@ static int score(const eval_opts *e, loaded *L) {
     ampc_json_str(j, "checkpoint", e->checkpoint);
     ampc_json_str(j, "model", L->o.model);
     ampc_json_str(j, "precision", L->o.precision);
+    if (L->qat) ampc_json_str(j, "qat", "int8 (fake-quantized)");
     ampc_json_str(j, "data", L->o.data);
     ampc_json_int(j, "test_samples", amp_dataset_size(test));
     ampc_json_fmt(j, "test_accuracy", "%.4f", 100 * acc);
     if (ampc_json_line(stdout, j) != 0) rc = 1;
   } else if (!rc) {
-    printf("%s: %s in %s, test accuracy %.2f%% on %lld samples\n", e->checkpoint, L->o.model,
-           L->o.precision, 100 * acc, (long long)amp_dataset_size(test));
+    printf("%s: %s in %s%s, test accuracy %.2f%% on %lld samples\n", e->checkpoint, L->o.model,
+           L->o.precision, L->qat ? " (QAT, fake-quantized int8)" : "", 100 * acc,
+           (long long)amp_dataset_size(test));
   }
   amp_dataset_free(test);
   return rc;
+}
+
+/* Non-zero when `path` is a readable INT8 export (else the normal path
+ * reports what is wrong with it). */
+static int is_int8(amp_ctx *ctx, const char *path) {
+  amp_safetensors *f = NULL;
+  if (amp_safetensors_read(ctx, path, &f) != AMP_OK) {
+    amp_ctx_clear_error(ctx);
+    return 0;
+  }
+  int r = ampc_int8_is_file(f);
+  amp_safetensors_free(f);
+  return r;
 }
 
 int ampc_eval_main(int argc, char **argv) {
@@ -180,6 +199,20 @@ int ampc_eval_main(int argc, char **argv) {
   L.o.cmd = "eval";
   L.ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)e.threads});
   if (!L.ctx) return 1;
+  int int8 = is_int8(L.ctx, e.checkpoint);
+  if (int8 && (e.precision || e.model)) {
+    amp_ctx_free(L.ctx);
+    return ampc_opts_error(&ampc_cmd_eval,
+                           "%s is an INT8 export: --precision and --model do not "
+                           "apply (it runs integer GEMMs, its tensors say the model)",
+                           e.checkpoint);
+  }
+  if (int8) {
+    ampc_int8_eval ie = {e.checkpoint, e.data, e.batch, e.synthetic_n, e.json};
+    rc = ampc_int8_eval_main(L.ctx, &ie);
+    amp_ctx_free(L.ctx);
+    return rc;
+  }
   rc = ampc_load_model("eval", e.checkpoint, e.model, &L);
   if (!rc) {
     if (!L.has_config) L.o.precision = "fp32";

@@ -1,6 +1,7 @@
 /* `ampc export`: the weights of a model alone, as safetensors (ampc's
  * export) or as a PyTorch state dict (torch.save's format). */
 #include "cli.h"
+#include "int8.h"
 #include "train_opts.h"
 
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 typedef struct export_opts {
   const char *checkpoint, *out, *dtype, *format, *model;
+  int int8;
 } export_opts;
 
 #define XOPT(name, s, kind, member, arg, help)                                                     \
@@ -25,6 +27,10 @@ static const ampc_opt EXPORT_OPTS[] = {
     XOPT("dtype", 0, AMPC_OPT_ENUM, dtype, "f16|bf16|f32",
          "element type (default f16 for safetensors, f32 for pytorch)"),
     XOPT("model", 0, AMPC_OPT_STR, model, "mlp:IN-H-...-OUT", "the model, when IN does not say it"),
+    XOPT("int8", 0, AMPC_OPT_FLAG, int8, "",
+         "the INT8 model of a --qat int8 checkpoint: I8 weights with F32 per-channel scales, "
+         "F32 biases, each layer's input scale and zero point (ampc eval runs it with integer "
+         "GEMMs); other checkpoints are refused"),
 };
 
 const ampc_cmd ampc_cmd_export = {
@@ -33,7 +39,10 @@ const ampc_cmd ampc_cmd_export = {
     "Writes the weights of IN alone: as safetensors in 16 bits (ampc's export, which ampc\n"
     "eval and ampc train --init read), or as a PyTorch state dict with nn.Sequential's\n"
     "names and layouts (0.weight [out, in], 0.bias, 2.weight, ...). The file is written\n"
-    "atomically (a temporary file renamed into place).",
+    "atomically (a temporary file renamed into place). With --int8, the INT8 model of a\n"
+    "checkpoint of `ampc train --qat int8` (per layer i: i.weight I8 [out, in],\n"
+    "i.weight_scale F32 [out], i.bias F32, i.input_scale F32 [1], i.input_zero_point\n"
+    "I32 [1]; y = (sum (q_x - zp)*q_w) * input_scale * weight_scale + bias).",
     EXPORT_OPTS,
     (int)(sizeof EXPORT_OPTS / sizeof EXPORT_OPTS[0]),
     1,
@@ -42,8 +51,40 @@ const ampc_cmd ampc_cmd_export = {
     "Exit status: 0 done, 1 failed, 2 bad usage.",
     "write the weights alone (safetensors, or a PyTorch state dict)"};
 
+/* --int8: refuses a checkpoint that was not QAT-trained (there are no
+ * observer ranges to take the activation scales from; post-training
+ * calibration is not done). */
+static int export_int8(const export_opts *x) {
+  loaded L;
+  memset(&L, 0, sizeof L);
+  train_opts_default(&L.o);
+  L.o.cmd = "export";
+  L.ctx = amp_ctx_create(NULL);
+  if (!L.ctx) return 1;
+  int rc = ampc_load_model("export", x->checkpoint, x->model, &L);
+  char msg[600];
+  if (!rc && !L.qat) {
+    fprintf(stderr,
+            "ampc export: --int8: %s was not trained with --qat int8: it has no observer ranges "
+            "to take the INT8 scales from (to fine-tune it for INT8: ampc train --init %s --qat "
+            "int8 --precision fp32 ...)\n",
+            x->checkpoint, x->checkpoint);
+    rc = 1;
+  }
+  if (!rc && !ampc_int8_export(L.ctx, x->out, L.model, L.o.model, L.o.data, L.o.synthetic_n, msg,
+                               sizeof msg)) {
+    fprintf(stderr, "ampc export: --int8: %s: %s\n", x->checkpoint, msg);
+    rc = 1;
+  }
+  if (!rc)
+    printf("wrote %s: %lld parameters in int8 (weights) and f32 (scales, biases)\n", x->out,
+           (long long)amp_module_param_numel(L.model));
+  amp_ctx_free(L.ctx);
+  return rc;
+}
+
 int ampc_export_main(int argc, char **argv) {
-  export_opts x = {NULL, NULL, NULL, "safetensors", NULL};
+  export_opts x = {NULL, NULL, NULL, "safetensors", NULL, 0};
   const char *pos[1];
   int npos = 0;
   int rc = ampc_opts_parse(&ampc_cmd_export, argc, argv, &x, pos, &npos);
@@ -60,6 +101,10 @@ int ampc_export_main(int argc, char **argv) {
                                            si.st_dev == so.st_dev && si.st_ino == so.st_ino))
     return ampc_opts_error(&ampc_cmd_export,
                            "the output %s is the input checkpoint: choose another name", x.out);
+  if (x.int8 && (x.dtype || strcmp(x.format, "safetensors") != 0))
+    return ampc_opts_error(&ampc_cmd_export, "--int8 writes I8 safetensors: leave out --dtype and "
+                                             "--format");
+  if (x.int8) return export_int8(&x);
   int torch = strcmp(x.format, "pytorch") == 0;
   amp_dtype dt = AMP_F16;
   if (amp_dtype_parse(x.dtype ? x.dtype : torch ? "f32" : "f16", &dt) != AMP_OK) return 2;

@@ -14,9 +14,9 @@
 
 /* The commands, in the order `ampc help` lists them. */
 static const ampc_cmd *const COMMANDS[] = {
-    &ampc_cmd_train,       &ampc_cmd_sample,    &ampc_cmd_eval,       &ampc_cmd_export,
-    &ampc_cmd_plot,        &ampc_cmd_diagnose,  &ampc_cmd_bench_gemm, &ampc_cmd_bench_peak,
-    &ampc_cmd_bench_triad, &ampc_cmd_bench_all,
+    &ampc_cmd_train,       &ampc_cmd_sample,     &ampc_cmd_eval,       &ampc_cmd_export,
+    &ampc_cmd_plot,        &ampc_cmd_diagnose,   &ampc_cmd_bench_gemm, &ampc_cmd_bench_peak,
+    &ampc_cmd_bench_triad, &ampc_cmd_bench_int8, &ampc_cmd_bench_all,
 };
 enum { NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]) };
 
@@ -86,6 +86,18 @@ const ampc_cmd ampc_cmd_bench_triad = {"bench triad",
                                        0,
                                        NULL,
                                        "triad memory bandwidth (GB/s)"};
+const ampc_cmd ampc_cmd_bench_int8 = {
+    "bench int8",
+    "[options]",
+    "The INT8 GEMM (u8 x s8, INT32 sums) against our F32 GEMM at the reference MLP's\n"
+    "inference shapes (batch 128 and 1000: M x 1024 x 784 and M x 10 x 1024), and the\n"
+    "INT8 Linear (quantize, GEMM, requantize) against the F32 Linear: CPU time, the\n"
+    "median of alternating rounds (JSON lines).",
+    BENCH_OPTS,
+    2,
+    0,
+    NULL,
+    "INT8 GEMM vs F32 GEMM at the MLP's inference shapes"};
 const ampc_cmd ampc_cmd_bench_all = {
     "bench all",
     "[options]",
@@ -161,17 +173,19 @@ static int gemm_main(int argc, char **argv) {
 
 static int bench_main(int argc, char **argv) {
   if (argc < 1) {
-    fprintf(stderr, "ampc bench: which benchmark? (gemm, peak, triad, all; see ampc help bench)\n");
+    fprintf(stderr,
+            "ampc bench: which benchmark? (gemm, peak, triad, int8, all; see ampc help bench)\n");
     return 2;
   }
   const char *what = argv[0];
   if (strcmp(what, "gemm") == 0) return gemm_main(argc - 1, argv + 1);
   const ampc_cmd *cmd = strcmp(what, "peak") == 0    ? &ampc_cmd_bench_peak
                         : strcmp(what, "triad") == 0 ? &ampc_cmd_bench_triad
+                        : strcmp(what, "int8") == 0  ? &ampc_cmd_bench_int8
                         : strcmp(what, "all") == 0   ? &ampc_cmd_bench_all
                                                      : NULL;
   if (!cmd) {
-    fprintf(stderr, "ampc bench: unknown benchmark '%s' (gemm, peak, triad, all)\n", what);
+    fprintf(stderr, "ampc bench: unknown benchmark '%s' (gemm, peak, triad, int8, all)\n", what);
     return 2;
   }
   bench_opts b = {2, 0};
@@ -188,9 +202,11 @@ static int bench_main(int argc, char **argv) {
            ampb_big_array_bytes(), ampb_triad_gbs(threads, ampb_big_array_bytes(), 5));
     return 0;
   }
+  if (cmd == &ampc_cmd_bench_int8) return ampb_int8_suite(threads) ? 1 : 0;
   rc = ampb_gemm_suite(threads);
   rc |= ampb_convert_suite(threads);
   rc |= ampb_eltwise_suite(threads);
+  rc |= ampb_int8_suite(threads);
   return rc ? 1 : 0;
 }
 
@@ -217,6 +233,10 @@ int main(int argc, char **argv) {
   if (argc >= 2 && (strcmp(argv[1], "train") == 0 || strcmp(argv[1], "eval") == 0 ||
                     strcmp(argv[1], "export") == 0 || strcmp(argv[1], "sample") == 0 ||
                     strcmp(argv[1], "diagnose") == 0))
+    prefer_passive_waits(argv);
+  /* bench int8 compares CPU times, which spinning threads would inflate by
+     however long the other thread waits for a core on a loaded host. */
+  if (argc >= 3 && strcmp(argv[1], "bench") == 0 && strcmp(argv[2], "int8") == 0)
     prefer_passive_waits(argv);
   if (argc < 2) {
     usage(stderr);

@@ -88,6 +88,6 @@ int ampc_opts_distance(const char *a, const char *b);
 /* The commands, for `ampc help CMD` (defined with their mains). */
 extern const ampc_cmd ampc_cmd_train, ampc_cmd_eval, ampc_cmd_export, ampc_cmd_plot,
     ampc_cmd_sample, ampc_cmd_diagnose, ampc_cmd_bench_gemm, ampc_cmd_bench_peak,
-    ampc_cmd_bench_triad, ampc_cmd_bench_all;
+    ampc_cmd_bench_triad, ampc_cmd_bench_int8, ampc_cmd_bench_all;
 
 #endif

@@ -138,12 +138,25 @@ int ampc_parse_model(const char *spec, long *sizes, int max) {
 }
 
 amp_module *ampc_build_mlp(amp_ctx *ctx, const long *sizes, int n, uint64_t seed) {
+  return ampc_build_mlp_q(ctx, sizes, n, seed, 0);
+}
+
+int ampc_file_is_qat(const amp_safetensors *f) {
+  for (int i = 0; i < amp_safetensors_count(f); i++) {
+    const char *dot = strrchr(amp_safetensors_at(f, i)->name, '.');
+    if (dot && strcmp(dot, ".act_min") == 0) return 1;
+  }
+  return 0;
+}
+
+amp_module *ampc_build_mlp_q(amp_ctx *ctx, const long *sizes, int n, uint64_t seed, int qat) {
   amp_rng rng;
   amp_rng_seed(&rng, seed);
   amp_module *layers[64];
   int k = 0;
   for (int i = 0; i + 1 < n && k + 2 <= 64; i++) {
-    layers[k++] = amp_nn_linear(ctx, &rng, sizes[i], sizes[i + 1], 1);
+    layers[k++] = qat ? amp_nn_qat_linear(ctx, &rng, sizes[i], sizes[i + 1], 1)
+                      : amp_nn_linear(ctx, &rng, sizes[i], sizes[i + 1], 1);
     if (i + 2 < n) layers[k++] = amp_nn_relu(ctx);
   }
   return amp_nn_sequential(ctx, k, layers);
@@ -152,7 +165,7 @@ amp_module *ampc_build_mlp(amp_ctx *ctx, const long *sizes, int n, uint64_t seed
 int ampc_run_create(amp_ctx *ctx, const ampc_recipe *r, const long *sizes, int n, uint64_t seed,
                     amp_optim_kind kind, double lr, int64_t growth_interval, ampc_run *out) {
   memset(out, 0, sizeof *out);
-  out->model = ampc_build_mlp(ctx, sizes, n, seed);
+  out->model = ampc_build_mlp_q(ctx, sizes, n, seed, r->qat);
   amp_optim_params op = amp_optim_defaults(kind);
   if (lr >= 0) op.lr = (float)lr;
   op.work_dtype = r->dt;
@@ -190,6 +203,7 @@ double ampc_evaluate(amp_ctx *ctx, amp_module *model, const amp_dataset *ds, amp
   amp_tensor *x, *y;
   float *row = NULL;
   amp_no_grad_begin(ctx);
+  amp_module_set_training(model, 0); /* QAT observers stay as they are */
   while (amp_loader_next(ld, &x, &y) == 1) {
     if (autocast) amp_autocast_begin(ctx, dt);
     amp_tensor *logits = amp_module_forward(ctx, model, x);
@@ -210,6 +224,7 @@ double ampc_evaluate(amp_ctx *ctx, amp_module *model, const amp_dataset *ds, amp
     amp_ctx_step_reset(ctx);
   }
   amp_no_grad_end(ctx);
+  amp_module_set_training(model, 1);
   free(row);
   amp_loader_free(ld);
   return total ? (double)correct / (double)total : -1;
@@ -291,10 +306,40 @@ static int check_weights(const amp_safetensors *f, const char *path, amp_module 
       amp_module_param(model, j, &name);
       known = strcmp(name, t->name) == 0;
     }
+    for (int j = 0; j < amp_module_buffer_count(model) && !known; j++) {
+      const char *name;
+      const amp_tensor *b = amp_module_buffer(model, j, &name);
+      if (strcmp(name, t->name) != 0) continue;
+      if (t->dtype != AMP_F32 || !fits(t, b)) {
+        shape_text(b->ndim, b->shape, want, sizeof want);
+        snprintf(msg, cap, "%s: buffer %.80s is not F32 %s", path, t->name, want);
+        return 0;
+      }
+      known = 1;
+    }
     if (!known) {
       snprintf(msg, cap, "%s: tensor %.80s is not a parameter of the model (is --model right?)",
                path, t->name);
       return 0;
+    }
+  }
+  return 1;
+}
+
+/* The model's buffers that f holds are finite; 1, or 0 with the message. */
+static int buffers_finite(const amp_safetensors *f, const char *path, amp_module *model, char *msg,
+                          size_t cap) {
+  for (int i = 0; i < amp_module_buffer_count(model); i++) {
+    const char *name;
+    amp_module_buffer(model, i, &name);
+    const amp_st_tensor *t = amp_safetensors_find(f, name);
+    for (size_t k = 0; t && k < t->bytes / 4; k++) {
+      float v;
+      memcpy(&v, (const char *)t->data + 4 * k, 4);
+      if (!isfinite(v)) {
+        snprintf(msg, cap, "%s: '%s' holds a non-finite value at index %zu", path, name, k);
+        return 0;
+      }
     }
   }
   return 1;
@@ -306,7 +351,7 @@ int ampc_load_weights(amp_ctx *ctx, const char *path, amp_module *model, char *m
     snprintf(msg, cap, "%s", amp_ctx_error(ctx));
     return 0;
   }
-  int ok = check_weights(f, path, model, msg, cap);
+  int ok = check_weights(f, path, model, msg, cap) && buffers_finite(f, path, model, msg, cap);
   for (int i = 0; ok && i < amp_module_param_count(model); i++) {
     const char *name;
     amp_tensor *p = amp_module_param(model, i, &name);
@@ -328,6 +373,12 @@ int ampc_load_weights(amp_ctx *ctx, const char *path, amp_module *model, char *m
         snprintf(msg, cap, "%s: '%s' holds a non-finite value at index %zu", path, name, k);
         ok = 0;
       }
+  }
+  for (int i = 0; ok && i < amp_module_buffer_count(model); i++) {
+    const char *name;
+    amp_tensor *b = amp_module_buffer(model, i, &name);
+    const amp_st_tensor *t = amp_safetensors_find(f, name);
+    if (t) memcpy(b->data, t->data, t->bytes); /* absent: the buffer keeps its value */
   }
   amp_safetensors_free(f);
   return ok;

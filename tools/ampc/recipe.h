@@ -19,6 +19,7 @@ typedef struct ampc_recipe {
   int fp8;               /* 1: --precision fp8 (dt is BF16; linears in FP8) */
   amp_fp8_params fp8p;   /* its scaling (--fp8-scaling) and gradient rounding */
   amp_rounding rounding; /* --rounding: the optimizer's 16-bit working copy */
+  int qat; /* 1: quantization-aware training for INT8 (--qat int8): QAT Linear layers */
 } ampc_recipe;
 
 /* The recipe of --precision fp32|fp16|bf16, --loss-scale dynamic|static:N|none
@@ -46,6 +47,15 @@ int ampc_parse_model(const char *spec, long *sizes, int max);
 /* The MLP sizes[0] -> ... -> sizes[n-1] (linear layers with bias, ReLU
  * between them), initialised from `seed`. NULL (error recorded) on failure. */
 amp_module *ampc_build_mlp(amp_ctx *ctx, const long *sizes, int n, uint64_t seed);
+
+/* The same MLP with QAT Linear layers (amp_nn_qat_linear: the same
+ * parameters and initialisation, plus the observers as buffers) when qat is
+ * non-zero; ampc_build_mlp() otherwise. */
+amp_module *ampc_build_mlp_q(amp_ctx *ctx, const long *sizes, int n, uint64_t seed, int qat);
+
+/* Non-zero when the safetensors file f holds QAT observers (a checkpoint of
+ * a --qat int8 run: "<layer>.act_min" tensors). */
+int ampc_file_is_qat(const amp_safetensors *f);
 
 /* A model of the GPT or CNN families, as --model names it:
  *   gpt:layers=L,dim=D,heads=H,ctx=T[,vocab=V]  (any subset of the keys, in
@@ -80,7 +90,7 @@ typedef struct ampc_run {
   amp_scaler *scaler;
 } ampc_run;
 
-/* Builds the MLP of `sizes` (from `seed`), its optimizer of `kind` for the
+/* Builds the MLP of `sizes` (from `seed`; QAT layers when r->qat), its optimizer of `kind` for the
  * recipe (lr < 0: the optimizer's default) and the recipe's loss scaler
  * (growth_interval <= 0: the scaler's default), in that order. Returns 1, or
  * 0 with the error recorded on ctx. */
@@ -106,7 +116,10 @@ double ampc_evaluate(amp_ctx *ctx, amp_module *model, const amp_dataset *ds, amp
  * F16 or BF16) under the model's names ("0.weight", "0.bias", "2.weight",
  * ... as nn.Sequential names them) with PyTorch's layouts (Linear weight
  * [out, in]). Every parameter must be there with its shape, and nothing
- * else. With an optimizer, call amp_optim_sync_work() afterwards. Returns
+ * else, except the model's buffers (a QAT model's observers, "0.act_min",
+ * ...), which are loaded when the file has them and left as they are when
+ * it has none (a QAT run started with --init from FP32 weights). With an
+ * optimizer, call amp_optim_sync_work() afterwards. Returns
  * 1, or 0 with a message (naming the file and what is missing or wrong) in
  * msg[0, cap); nothing is modified then. */
 int ampc_load_weights(amp_ctx *ctx, const char *path, amp_module *model, char *msg, size_t cap);

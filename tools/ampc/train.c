@@ -488,6 +488,11 @@ int ampc_train_main(int argc, char **argv) {
   if (!rc) rc = parse_all(argc, argv, T);
   if (!rc) rc = dist_resolve_batch(&T->D, &T->o.batch, T->o.resume, &T->D.global);
   if (!rc && !dist_same_config(&T->D, dist_config_hash(&T->D, &T->o))) rc = 2;
+  if (!rc && T->r.qat && T->D.size > 1) { /* each rank would observe other activations */
+    fprintf(stderr, "ampc train: --qat runs on one process (its observers would differ between "
+                    "ranks); use --accum K instead of mpirun\n");
+    rc = 2;
+  }
   if (rc) {
     free(T->data_abs);
     dist_finish(&T->D);

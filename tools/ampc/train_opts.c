@@ -113,6 +113,11 @@ static const ampc_opt TRAIN_OPTS[] = {
          "rounding of the optimizer's 16-bit working copy and of E5M2 gradients (seeded by "
          "--seed; default nearest)",
          NULL),
+    TOPT("qat", AMPC_OPT_ENUM, qat, "int8", 0, 0,
+         "MLP: quantization-aware training for INT8 inference (fake-quantized weights per "
+         "output channel and activations per tensor, moving-average observers, FP32 masters; "
+         "under any --precision); ampc export --int8 writes the INT8 model",
+         NULL),
     TOPT("optim", AMPC_OPT_ENUM, optim, "adam|adamw|sgd", 0, 0, "optimizer (default adam)", NULL),
     TOPT("lr", AMPC_OPT_DOUBLE, lr, "X", 0, 1e3, "learning rate (default: the optimizer's)", NULL),
     TOPT("batch", AMPC_OPT_LONG, batch, "N", 1, 1 << 20, "batch size (default 128)", NULL),
@@ -213,6 +218,7 @@ void train_opts_meta(const train_opts *o, int64_t step, int64_t skipped, int64_t
   if (o->rounding) meta_add(m, "config.rounding", "%s", o->rounding);
   meta_add(m, "config.optim", "%s", o->optim);
   if (o->loss_scale) meta_add(m, "config.loss-scale", "%s", o->loss_scale);
+  if (o->qat) meta_add(m, "config.qat", "%s", o->qat);
   meta_add(m, "config.schedule", "%s", o->schedule);
   if (o->lr >= 0) meta_add(m, "config.lr", "%.17g", o->lr);
   meta_add(m, "config.clip", "%.17g", o->clip);
@@ -234,6 +240,23 @@ int train_opts_recipe(const train_opts *o, ampc_recipe *r) {
   char msg[512];
   int rc = ampc_recipe_parse(o->precision, o->loss_scale, o->master_weights, r, msg, sizeof msg);
   if (!rc) rc = ampc_recipe_fp8(o->fp8_scaling, o->rounding, o->seed, r, msg, sizeof msg);
+  if (!rc && o->qat && r->fp8) {
+    snprintf(
+        msg, sizeof msg,
+        "--qat int8 and --precision fp8 do not combine (QAT trains F32/F16/BF16 Linear layers)");
+    rc = 2;
+  }
+  if (!rc && o->qat) {
+    long sizes[33];
+    r->qat = 1;
+    if (!ampc_parse_model(o->model, sizes, 33)) {
+      snprintf(msg, sizeof msg,
+               "--qat %s trains mlp: models (quantization-aware Linear layers); this run has "
+               "--model %.80s",
+               o->qat, o->model);
+      rc = 2;
+    }
+  }
   if (rc == 1) fprintf(stderr, "ampc %s: %s\n", o->cmd, msg);
   if (rc == 2)
     fprintf(stderr, "ampc %s: %s\n(run `ampc help %s` for the options)\n", o->cmd, msg, o->cmd);
@@ -300,6 +323,7 @@ static const config_key CONFIG_KEYS[] = {
     CONFIG_KEY("rounding", rounding, OPT_STR, 1),
     CONFIG_KEY("optim", optim, OPT_STR, 1),
     CONFIG_KEY("loss-scale", loss_scale, OPT_STR, 1),
+    CONFIG_KEY("qat", qat, OPT_STR, 1),
     CONFIG_KEY("schedule", schedule, OPT_STR, 0),
     CONFIG_KEY("lr", lr, OPT_DOUBLE, 0),
     CONFIG_KEY("clip", clip, OPT_DOUBLE, 0),
@@ -344,6 +368,7 @@ static int valid_string(const char *flag, const char *v) {
   if (strcmp(flag, "loss-scale") == 0)
     return ampc_recipe_parse("fp16", v, 1, &r, msg, sizeof msg) == 0;
   if (strcmp(flag, "schedule") == 0) return parse_schedule(v, 1, 1, &sched);
+  if (strcmp(flag, "qat") == 0) return strcmp(v, "int8") == 0;
   return *v != '\0'; /* --data: an input directory, or "synthetic" */
 }
 

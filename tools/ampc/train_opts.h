@@ -22,6 +22,7 @@ typedef struct train_opts {
   const char *resume;      /* checkpoint to continue from */
   const char *init;        /* weights to start from (--init) */
   const char *fp8_scaling; /* --fp8-scaling delayed[:H]|current|block (NULL: delayed) */
+  const char *qat;         /* NULL, or "int8": quantization-aware training */
   const char *rounding;    /* --rounding nearest|stochastic (NULL: nearest) */
   double lr;               /* < 0: the optimizer's default */
   double clip;             /* <= 0: none */
@@ -100,6 +101,7 @@ typedef struct loaded {
   long sizes[33];
   int nsizes;
   int has_config; /* the file says its model (config.model: an ampc checkpoint) */
+  int qat;        /* the file holds QAT observers: the model has QAT Linear layers */
 } loaded;
 
 /* Reads the weights file `path` (see ampc_load_weights()): an ampc
