@@ -204,29 +204,33 @@ static void test_simd_matches_ref(void) {
       h.bc1 = 1.0f - (float)pow(0.85, first ? 1 : 5);
       h.bc2_sqrt = (float)sqrt(1.0 - pow(0.995, first ? 1 : 5));
       int use_m = kind != AMP_OPTIM_SGD || mom, use_v = kind != AMP_OPTIM_SGD;
-      memcpy(pa, p0, n * sizeof(float));
-      memcpy(pb, p0, n * sizeof(float));
-      memcpy(ma, m0, n * sizeof(float));
-      memcpy(mb, m0, n * sizeof(float));
-      memcpy(va, v0, n * sizeof(float));
-      memcpy(vb, v0, n * sizeof(float));
-      uint16_t *wa = malloc(n * sizeof(uint16_t)), *wb = malloc(n * sizeof(uint16_t));
-      fast->optim_update((amp_optim_kind)kind, &h, n, pa, g, use_m ? ma : NULL, use_v ? va : NULL,
-                         wa);
-      amp__kernels_scalar.optim_update((amp_optim_kind)kind, &h, n, pb, g, use_m ? mb : NULL,
-                                       use_v ? vb : NULL, NULL);
-      CHECK(memcmp(pa, pb, n * sizeof(float)) == 0, "simd params differ: kind %d opt %d", kind,
-            opt);
-      CHECK(memcmp(ma, mb, n * sizeof(float)) == 0, "simd m differ: kind %d opt %d", kind, opt);
-      CHECK(memcmp(va, vb, n * sizeof(float)) == 0, "simd v differ: kind %d opt %d", kind, opt);
-      CHECK(memcmp(pa, p0, n * sizeof(float)) != 0, "the update changed nothing: kind %d opt %d",
-            kind, opt);
-      /* The F16 copy written in the same pass equals converting afterwards. */
-      amp_convert(wb, AMP_F16, pb, AMP_F32, n);
-      CHECK(memcmp(wa, wb, n * sizeof(uint16_t)) == 0, "fused f16 copy differs: kind %d opt %d",
-            kind, opt);
-      free(wa);
-      free(wb);
+      /* The working copy written in the same pass: F16, then BF16. */
+      for (int w = 0; w < 2; w++) {
+        const amp_dtype wdt = w ? AMP_BF16 : AMP_F16;
+        memcpy(pa, p0, n * sizeof(float));
+        memcpy(pb, p0, n * sizeof(float));
+        memcpy(ma, m0, n * sizeof(float));
+        memcpy(mb, m0, n * sizeof(float));
+        memcpy(va, v0, n * sizeof(float));
+        memcpy(vb, v0, n * sizeof(float));
+        uint16_t *wa = malloc(n * sizeof(uint16_t)), *wb = malloc(n * sizeof(uint16_t));
+        fast->optim_update((amp_optim_kind)kind, &h, n, pa, g, use_m ? ma : NULL, use_v ? va : NULL,
+                           wa, wdt);
+        amp__kernels_scalar.optim_update((amp_optim_kind)kind, &h, n, pb, g, use_m ? mb : NULL,
+                                         use_v ? vb : NULL, NULL, wdt);
+        CHECK(memcmp(pa, pb, n * sizeof(float)) == 0, "simd params differ: kind %d opt %d", kind,
+              opt);
+        CHECK(memcmp(ma, mb, n * sizeof(float)) == 0, "simd m differ: kind %d opt %d", kind, opt);
+        CHECK(memcmp(va, vb, n * sizeof(float)) == 0, "simd v differ: kind %d opt %d", kind, opt);
+        CHECK(memcmp(pa, p0, n * sizeof(float)) != 0, "the update changed nothing: kind %d opt %d",
+              kind, opt);
+        /* The copy written in the same pass equals converting afterwards. */
+        amp_convert(wb, wdt, pb, AMP_F32, n);
+        CHECK(memcmp(wa, wb, n * sizeof(uint16_t)) == 0, "fused %s copy differs: kind %d opt %d",
+              amp_dtype_name(wdt), kind, opt);
+        free(wa);
+        free(wb);
+      }
       cases++;
     }
   CHECK(cases >= 20, "simd cases %d", cases);

@@ -90,6 +90,42 @@ kernel_rows(const int rows, const int wide, const int mode, int64_t kc, const fl
 #undef KROW
 #undef KSTORE
 
+/* The epilogue of whole F32 tiles of C (bias none or F32), 16 columns at a
+ * time: v = alpha·acc [+ beta·C] [+ bias] [max(0, v)], the operations of
+ * amp__gemm_finish. A multiplication by 1 is exact (acc is never a
+ * signalling NaN; a signalling NaN in C is quieted by the addition either
+ * way, with the same payload), so alpha = 1 and beta = 1 skip it. */
+static int finish512(const amp__gemm_args *g, const float *tile, int64_t i0, int64_t rows,
+                     int64_t j0, int64_t cols) {
+  if (g->c_type != AMP_F32 || (g->bias && g->bias_type != AMP_F32) || j0 + cols > g->n) return 0;
+  const __m512 alpha = _mm512_set1_ps(g->alpha), beta = _mm512_set1_ps(g->beta);
+  const __m512 zero = _mm512_setzero_ps();
+  const int mul_a = g->alpha != 1.0f, has_beta = g->beta != 0.0f, mul_b = g->beta != 1.0f;
+  const int relu = g->relu;
+  const float *bias = g->bias;
+  const size_t ldc = (size_t)g->ldc;
+  float *const c = g->c;
+  for (int64_t s = 0; s < cols / NR; s++) {
+    const float *ts = tile + s * MR * NR;
+    const size_t j = (size_t)(j0 + s * NR);
+    const __m512 b = bias ? _mm512_loadu_ps(bias + j) : zero;
+    for (int64_t r = 0; r < rows; r++) {
+      float *cr = c + (size_t)(i0 + r) * ldc + j;
+      __m512 v = _mm512_load_ps(ts + r * NR);
+      if (mul_a) v = _mm512_mul_ps(alpha, v);
+      if (has_beta) {
+        __m512 cv = _mm512_loadu_ps(cr);
+        if (mul_b) cv = _mm512_mul_ps(beta, cv);
+        v = _mm512_add_ps(v, cv);
+      }
+      if (bias) v = _mm512_add_ps(v, b);
+      if (relu) v = _mm512_max_ps(zero, v);
+      _mm512_storeu_ps(cr, v);
+    }
+  }
+  return 1;
+}
+
 #define KERNEL(rows, wide, mode, name)                                                             \
   static __attribute__((noinline)) void name(int64_t kc, const float *pa, const void *pb0,         \
                                              const void *pb1, float *tile, int load) {             \
@@ -103,13 +139,17 @@ kernel_rows(const int rows, const int wide, const int mode, int64_t kc, const fl
   KERNEL(4, 0, mode, k4##sfx)                                                                      \
   KERNEL(2, 0, mode, k2##sfx)                                                                      \
   static const amp__gemm_ukernels uk##sfx = {                                                      \
-      1, mode == DOT, 0, {{k6##sfx, k4##sfx, k2##sfx}, {k6w##sfx, k4w##sfx, k2w##sfx}}};
+      1,                                                                                           \
+      mode == DOT,                                                                                 \
+      0,                                                                                           \
+      {{k6##sfx, k4##sfx, k2##sfx}, {k6w##sfx, k4w##sfx, k2w##sfx}},                               \
+      finish512};
 KERNELS(F32, _f32)
 /* F16 B is widened to F32 as it is packed, for the F32 kernels: on Zen 4
  * converting in the micro-kernel (vcvtph2ps on the FMA pipes) ran 8-16%
  * slower at the reference shapes. */
 static const amp__gemm_ukernels uk_f32_widen = {
-    1, 0, 1, {{k6_f32, k4_f32, k2_f32}, {k6w_f32, k4w_f32, k2w_f32}}};
+    1, 0, 1, {{k6_f32, k4_f32, k2_f32}, {k6w_f32, k4w_f32, k2w_f32}}, finish512};
 
 /* The dot kernels need AVX512-BF16 on top of AVX-512F (the file is built
  * with both; only these use BF16 instructions), and are called only when
