@@ -1,11 +1,15 @@
 /* AVX-512 GEMM micro-kernels, run by the packed driver of gemm_avx2.c (its
- * packing, task grid, K blocking and epilogue), chosen at run time by the
+ * packing, task grid and K blocking), chosen at run time by the
  * AVX-512 kernel table (backend/kernels_avx2.c, which holds both x86 tables):
  *
  *   F32 FMA: a 6 × 32 tile (12 ZMM accumulators over two packed B slivers,
  *   6 × 16 for a last odd sliver). Every element is still one FMA chain over
  *   k in order from 0, so the bits are the scalar reference's whatever the
  *   thread count or blocking. B in F16 is widened to F32 as it is packed.
+ *
+ *   The epilogue (alpha, beta, bias, ReLU, the store in C's dtype) of whole
+ *   tiles runs 16 columns at a time with the operations of amp__gemm_finish
+ *   (finish512); partial tiles use the driver's.
  *
  *   BF16 dot (A and B both BF16, AVX512-BF16, g->bf16_dot): vdpbf16ps over
  *   packed pairs (k, k + 1). Error model: the product of two BF16 values
