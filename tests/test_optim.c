@@ -160,13 +160,48 @@ static void test_formulas(void) {
   }
 }
 
-/* ---- the AVX2 path equals the scalar reference bit for bit ---- */
-static void test_simd_matches_ref(void) {
-  const amp__kernels *fast = amp__kernels_native();
-  if (fast == &amp__kernels_scalar) {
-    printf("test_optim: only the scalar kernel table here; the SIMD comparison is skipped\n");
-    return;
+/* The working copy's rounding on values an update leaves as they are (lr =
+ * 0): ties to even both ways for BF16 and F16, NaN (quieted, payload kept),
+ * infinities, the largest float, subnormals; the fast table's copy equals
+ * the scalar reference's for every kind of update. */
+static void test_simd_work_copy_specials(const amp__kernels *fast) {
+  enum { N = 1003 };
+  static float p0[N], g[N], pa[N], pb[N], ma[N], mb[N], va[N], vb[N];
+  static uint16_t wa[N], wb[N];
+  const uint32_t special[] = {0x7fc01234u, 0xffa00001u, 0x7f800000u, 0xff800000u, 0x7f7fffffu,
+                              0x00000001u, 0x80400000u, 0x3f808000u, 0x3f818000u, 0xbf818000u,
+                              0x3f801000u, 0x3f803000u, 0x477ff000u, 0x477fefffu};
+  const int ns = (int)(sizeof special / sizeof special[0]);
+  amp_rng r;
+  amp_rng_seed(&r, 7);
+  for (int i = 0; i < N; i++) {
+    /* Random upper halves with a tie or a near-tie in the lower half. */
+    uint32_t u = (amp_rng_next(&r) & 0xffff0000u) | (i % 3 == 0   ? 0x8000u
+                                                     : i % 3 == 1 ? 0x7fffu
+                                                                  : 0x8001u);
+    if (i % 7 == 0) u = special[(i / 7) % ns];
+    memcpy(&p0[i], &u, sizeof u);
+    g[i] = amp_rng_uniform(&r, -1, 1);
   }
+  amp_optim_hyper h;
+  memset(&h, 0, sizeof h);
+  h.gmul = 1.0f, h.beta1 = 0.9f, h.beta2 = 0.999f, h.eps = 1e-8f, h.bc1 = 0.1f, h.bc2_sqrt = 0.03f;
+  for (int kind = 0; kind <= AMP_OPTIM_ADAMW; kind++)
+    for (int w = 0; w < 2; w++) {
+      const amp_dtype wdt = w ? AMP_BF16 : AMP_F16;
+      memcpy(pa, p0, sizeof p0), memcpy(pb, p0, sizeof p0);
+      memset(ma, 0, sizeof ma), memset(mb, 0, sizeof mb);
+      memset(va, 0, sizeof va), memset(vb, 0, sizeof vb);
+      fast->optim_update((amp_optim_kind)kind, &h, N, pa, g, ma, va, wa, wdt);
+      amp__kernels_scalar.optim_update((amp_optim_kind)kind, &h, N, pb, g, mb, vb, wb, wdt);
+      CHECK(memcmp(wa, wb, sizeof wa) == 0, "%s: %s copy of specials differs", fast->name,
+            amp_dtype_name(wdt));
+      CHECK(memcmp(pa, pb, sizeof pa) == 0, "%s: lr = 0 params differ", fast->name);
+    }
+}
+
+/* ---- a SIMD table's update equals the scalar reference bit for bit ---- */
+static void test_simd_matches_ref(const amp__kernels *fast) {
   const int64_t n = 1003; /* 125 vectors + 3 */
   float *p0 = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
   float *m0 = malloc(n * sizeof(float)), *v0 = malloc(n * sizeof(float));
@@ -204,29 +239,33 @@ static void test_simd_matches_ref(void) {
       h.bc1 = 1.0f - (float)pow(0.85, first ? 1 : 5);
       h.bc2_sqrt = (float)sqrt(1.0 - pow(0.995, first ? 1 : 5));
       int use_m = kind != AMP_OPTIM_SGD || mom, use_v = kind != AMP_OPTIM_SGD;
-      memcpy(pa, p0, n * sizeof(float));
-      memcpy(pb, p0, n * sizeof(float));
-      memcpy(ma, m0, n * sizeof(float));
-      memcpy(mb, m0, n * sizeof(float));
-      memcpy(va, v0, n * sizeof(float));
-      memcpy(vb, v0, n * sizeof(float));
-      uint16_t *wa = malloc(n * sizeof(uint16_t)), *wb = malloc(n * sizeof(uint16_t));
-      fast->optim_update((amp_optim_kind)kind, &h, n, pa, g, use_m ? ma : NULL, use_v ? va : NULL,
-                         wa);
-      amp__kernels_scalar.optim_update((amp_optim_kind)kind, &h, n, pb, g, use_m ? mb : NULL,
-                                       use_v ? vb : NULL, NULL);
-      CHECK(memcmp(pa, pb, n * sizeof(float)) == 0, "simd params differ: kind %d opt %d", kind,
-            opt);
-      CHECK(memcmp(ma, mb, n * sizeof(float)) == 0, "simd m differ: kind %d opt %d", kind, opt);
-      CHECK(memcmp(va, vb, n * sizeof(float)) == 0, "simd v differ: kind %d opt %d", kind, opt);
-      CHECK(memcmp(pa, p0, n * sizeof(float)) != 0, "the update changed nothing: kind %d opt %d",
-            kind, opt);
-      /* The F16 copy written in the same pass equals converting afterwards. */
-      amp_convert(wb, AMP_F16, pb, AMP_F32, n);
-      CHECK(memcmp(wa, wb, n * sizeof(uint16_t)) == 0, "fused f16 copy differs: kind %d opt %d",
-            kind, opt);
-      free(wa);
-      free(wb);
+      /* The working copy written in the same pass: F16, then BF16. */
+      for (int w = 0; w < 2; w++) {
+        const amp_dtype wdt = w ? AMP_BF16 : AMP_F16;
+        memcpy(pa, p0, n * sizeof(float));
+        memcpy(pb, p0, n * sizeof(float));
+        memcpy(ma, m0, n * sizeof(float));
+        memcpy(mb, m0, n * sizeof(float));
+        memcpy(va, v0, n * sizeof(float));
+        memcpy(vb, v0, n * sizeof(float));
+        uint16_t *wa = malloc(n * sizeof(uint16_t)), *wb = malloc(n * sizeof(uint16_t));
+        fast->optim_update((amp_optim_kind)kind, &h, n, pa, g, use_m ? ma : NULL, use_v ? va : NULL,
+                           wa, wdt);
+        amp__kernels_scalar.optim_update((amp_optim_kind)kind, &h, n, pb, g, use_m ? mb : NULL,
+                                         use_v ? vb : NULL, NULL, wdt);
+        CHECK(memcmp(pa, pb, n * sizeof(float)) == 0, "simd params differ: kind %d opt %d", kind,
+              opt);
+        CHECK(memcmp(ma, mb, n * sizeof(float)) == 0, "simd m differ: kind %d opt %d", kind, opt);
+        CHECK(memcmp(va, vb, n * sizeof(float)) == 0, "simd v differ: kind %d opt %d", kind, opt);
+        CHECK(memcmp(pa, p0, n * sizeof(float)) != 0, "the update changed nothing: kind %d opt %d",
+              kind, opt);
+        /* The copy written in the same pass equals converting afterwards. */
+        amp_convert(wb, wdt, pb, AMP_F32, n);
+        CHECK(memcmp(wa, wb, n * sizeof(uint16_t)) == 0, "fused %s copy differs: kind %d opt %d",
+              amp_dtype_name(wdt), kind, opt);
+        free(wa);
+        free(wb);
+      }
       cases++;
     }
   CHECK(cases >= 20, "simd cases %d", cases);
@@ -754,7 +793,16 @@ static void test_param_store(void) {
 
 int main(void) {
   test_formulas();
-  test_simd_matches_ref();
+  const amp__kernels *native = amp__kernels_native();
+  if (native == &amp__kernels_scalar)
+    printf("test_optim: only the scalar kernel table here; the SIMD comparison is skipped\n");
+  else
+    test_simd_matches_ref(native), test_simd_work_copy_specials(native);
+#ifdef AMPC_HAVE_X86_SIMD
+  /* The AVX2 table too where the native one is wider (AVX-512). */
+  if (native != &amp__kernels_avx2 && native != &amp__kernels_scalar)
+    test_simd_matches_ref(&amp__kernels_avx2), test_simd_work_copy_specials(&amp__kernels_avx2);
+#endif
   test_work_copies();
   test_master_weights();
   test_clip();

@@ -97,7 +97,8 @@ amp__node *amp__record(amp_ctx *ctx, amp__op op, amp_tensor *out, int nin, amp_t
   return n;
 }
 
-amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate) {
+/* amp__grad_of, with a fresh target zeroed or (zero == 0) left as allocated. */
+static amp_tensor *grad_target(amp_ctx *ctx, amp_tensor *t, int *accumulate, int zero) {
   *accumulate = 0;
   if (!t || !t->requires_grad) return NULL;
   if (amp__master(t)) t = amp__master(t);
@@ -110,9 +111,19 @@ amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate) {
     return t->grad;
   }
   /* Zeroed, so that a caller that only asks (or a second caller before the
-     first writes) adds to zeros rather than to garbage. */
-  t->grad = amp_tensor_zeros(ctx, AMP_ARENA_STEP, t->dtype, t->ndim, t->shape);
+     first writes) adds to zeros rather than to garbage; a caller that
+     overwrites all of it asks for no zeroing. */
+  t->grad = zero ? amp_tensor_zeros(ctx, AMP_ARENA_STEP, t->dtype, t->ndim, t->shape)
+                 : amp_tensor_new(ctx, AMP_ARENA_STEP, t->dtype, t->ndim, t->shape);
   return t->grad;
+}
+
+amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate) {
+  return grad_target(ctx, t, accumulate, 1);
+}
+
+amp_tensor *amp__grad_of_overwrite(amp_ctx *ctx, amp_tensor *t, int *accumulate) {
+  return grad_target(ctx, t, accumulate, 0);
 }
 
 amp_status amp__grad_add(amp_ctx *ctx, amp_tensor *t, const void *g, amp_dtype gdt) {
@@ -130,7 +141,9 @@ amp_status amp__grad_add(amp_ctx *ctx, amp_tensor *t, const void *g, amp_dtype g
 
 void *amp__grad_begin(amp_ctx *ctx, amp_tensor *t, amp_dtype dt) {
   int acc;
-  amp_tensor *dst = amp__grad_of(ctx, t, &acc);
+  /* A fresh target is either returned, for the caller to overwrite, or
+     zeroed below: no need to zero it twice. */
+  amp_tensor *dst = amp__grad_of_overwrite(ctx, t, &acc);
   if (!dst) return NULL;
   if (!acc && dst->dtype == dt) return dst->data;
   if (!acc) memset(dst->data, 0, amp_tensor_bytes(dst)); /* now it accumulates */

@@ -103,7 +103,7 @@ typedef struct amp__kernels {
 
   /* optim: the update rule over n parameters (optim/optim_internal.h). */
   void (*optim_update)(amp_optim_kind kind, const struct amp_optim_hyper *h, int64_t n, float *p,
-                       const float *g, float *m, float *v, uint16_t *w16);
+                       const float *g, float *m, float *v, uint16_t *w16, int wdt);
 } amp__kernels;
 
 extern const amp__kernels amp__kernels_scalar;

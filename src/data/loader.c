@@ -134,6 +134,15 @@ int amp_loader_next(amp_loader *l, amp_tensor **x, amp_tensor **y) {
 #pragma omp parallel for num_threads(amp_ctx_threads(l->ctx)) schedule(static) if (b * f >= 65536)
     for (int64_t i = 0; i < b; i++) {
       const uint8_t *in = src + idx[i] * f;
+#if defined(__GNUC__)
+      /* The samples are scattered over the data set (mostly in DRAM): ask
+         for the row after next while this one is converted. */
+      if (i + 2 < b) {
+        const uint8_t *ahead = src + idx[i + 2] * f;
+        for (int64_t j = 0; j < f; j += 64) __builtin_prefetch(ahead + j, 0, 3);
+        __builtin_prefetch(ahead + f - 1, 0, 3);
+      }
+#endif
       if (wide) {
         float *row = (float *)tx->data + i * f;
         for (int64_t j = 0; j < f; j++) row[j] = l->lut[in[j]];

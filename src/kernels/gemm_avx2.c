@@ -24,6 +24,8 @@
  * caches). Below SERIAL_FMAS multiply-adds one thread does the whole call
  * (waking the others costs more than it saves). */
 enum { MR = AMP__GEMM_MR, NR = AMP__GEMM_NR, SERIAL_FMAS = 1 << 20 };
+/* How far ahead (in values along K) the transposing B packers prefetch. */
+enum { PF_B = 64 };
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -164,7 +166,14 @@ pack_b_dt(const amp__gemm_args *g, int64_t t, void *dst, const int bdt, const in
         for (int h = 0; h < NR; h += 8)
           transpose8x16(b16 + (size_t)(j0 + h) * ldb + (size_t)p, ldb, dh + p * NR + h, NR);
     } else { /* op(B)(p, j) = B[j·ldb + p]: transpose 8 × 8 blocks */
+      const size_t es = amp_dtype_size(bdt);
       for (; p + 8 <= K; p += 8) {
+        /* The sliver reads NR rows side by side, more streams than the
+           hardware prefetchers follow: ask for each row's line PF_B ahead. */
+        if ((p * (int64_t)es) % 64 == 0 && p + PF_B < K)
+          for (int q = 0; q < NR; q++)
+            _mm_prefetch((const char *)g->b + ((size_t)(j0 + q) * ldb + (size_t)(p + PF_B)) * es,
+                         _MM_HINT_T0);
         for (int h = 0; h < NR; h += 8) {
           __m256 r[8];
           for (int q = 0; q < 8; q++)
@@ -282,9 +291,9 @@ KERNEL(2, 1, kernel_2x16h)
 #undef KERNEL
 
 static const amp__gemm_ukernels avx2_f32 = {
-    0, 0, 0, {{kernel_6x16, kernel_4x16, kernel_2x16}, {NULL, NULL, NULL}}};
+    0, 0, 0, {{kernel_6x16, kernel_4x16, kernel_2x16}, {NULL, NULL, NULL}}, NULL};
 static const amp__gemm_ukernels avx2_f16 = {
-    0, 0, 0, {{kernel_6x16h, kernel_4x16h, kernel_2x16h}, {NULL, NULL, NULL}}};
+    0, 0, 0, {{kernel_6x16h, kernel_4x16h, kernel_2x16h}, {NULL, NULL, NULL}}, NULL};
 
 /* BF16 pair packing (vdpbf16ps operands): the 16-bit values as stored. */
 static inline uint16_t bf16_at(const amp__gemm_args *g, const void *base, int64_t r, int64_t c,
@@ -357,7 +366,11 @@ static void pack_b_pairs(const amp__gemm_args *g, int64_t t, void *dstv) {
       _mm256_store_si256((__m256i *)(dst + p2 * NR + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
     }
   } else if (g->tb && nr == NR) { /* pairs are adjacent in B's rows: transpose words */
-    for (; 2 * (p2 + 8) <= K; p2 += 8)
+    for (; 2 * (p2 + 8) <= K; p2 += 8) {
+      if (2 * p2 + PF_B < K) /* as in pack_b_dt: each row's line PF_B values ahead */
+        for (int q = 0; q < NR; q++)
+          _mm_prefetch((const char *)(b + (size_t)(j0 + q) * ldb + (size_t)(2 * p2 + PF_B)),
+                       _MM_HINT_T0);
       for (int h = 0; h < NR; h += 8) {
         __m256 r[8];
         for (int q = 0; q < 8; q++)
@@ -367,6 +380,7 @@ static void pack_b_pairs(const amp__gemm_args *g, int64_t t, void *dstv) {
         for (int q = 0; q < 8; q++)
           _mm256_store_ps((float *)(void *)(dst + (p2 + q) * NR + h), r[q]);
       }
+    }
   }
   for (; p2 < kp; p2++)
     for (int64_t q = 0; q < NR; q++) {
@@ -383,6 +397,34 @@ static void pack_b_pairs(const amp__gemm_args *g, int64_t t, void *dstv) {
     }
 }
 
+/* The whole-tile epilogue with C's dtype a compile-time constant and the
+ * call's flags in locals (stores through C could alias *g, which made the
+ * compiler reload them for every vector). */
+static inline __attribute__((always_inline)) void finish_whole(const amp__gemm_args *g,
+                                                               const float *tile, int64_t i0,
+                                                               int64_t mr, int64_t j0,
+                                                               const int cdt) {
+  const __m256 alpha = _mm256_set1_ps(g->alpha), beta = _mm256_set1_ps(g->beta);
+  const __m256 zero = _mm256_setzero_ps();
+  const int has_beta = g->beta != 0.0f, has_bias = g->bias != NULL, relu = g->relu;
+  const size_t ldc = (size_t)g->ldc;
+  void *const c = g->c;
+  __m256 bias[2] = {zero, zero};
+  if (has_bias)
+    for (int h = 0; h < 2; h++)
+      bias[h] = amp__avx2_load8(g->bias, g->bias_type, (size_t)(j0 + 8 * h));
+  for (int64_t r = 0; r < mr; r++) {
+    for (int h = 0; h < 2; h++) {
+      const size_t ci = (size_t)(i0 + r) * ldc + (size_t)(j0 + 8 * h);
+      __m256 v = _mm256_mul_ps(alpha, _mm256_load_ps(tile + r * NR + 8 * h));
+      if (has_beta) v = _mm256_add_ps(v, _mm256_mul_ps(beta, amp__avx2_load8(c, cdt, ci)));
+      if (has_bias) v = _mm256_add_ps(v, bias[h]);
+      if (relu) v = _mm256_max_ps(zero, v);
+      amp__avx2_store8(c, cdt, ci, v);
+    }
+  }
+}
+
 /* Writes the finished tile to C at (i0, j0): the operations of
  * amp__gemm_finish, eight columns at a time where the tile is whole. */
 static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, int64_t mr,
@@ -393,22 +435,10 @@ static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, 
       for (int64_t q = 0; q < nr; q++) amp__gemm_finish(g, i0 + r, j0 + q, tile[r * NR + q]);
     return;
   }
-  const __m256 alpha = _mm256_set1_ps(g->alpha), beta = _mm256_set1_ps(g->beta);
-  const __m256 zero = _mm256_setzero_ps();
-  __m256 bias[2] = {zero, zero};
-  if (g->bias)
-    for (int h = 0; h < 2; h++)
-      bias[h] = amp__avx2_load8(g->bias, g->bias_type, (size_t)(j0 + 8 * h));
-  for (int64_t r = 0; r < mr; r++) {
-    for (int h = 0; h < 2; h++) {
-      const size_t ci = (size_t)(i0 + r) * (size_t)g->ldc + (size_t)(j0 + 8 * h);
-      __m256 v = _mm256_mul_ps(alpha, _mm256_load_ps(tile + r * NR + 8 * h));
-      if (g->beta != 0.0f)
-        v = _mm256_add_ps(v, _mm256_mul_ps(beta, amp__avx2_load8(g->c, g->c_type, ci)));
-      if (g->bias) v = _mm256_add_ps(v, bias[h]);
-      if (g->relu) v = _mm256_max_ps(zero, v);
-      amp__avx2_store8(g->c, g->c_type, ci, v);
-    }
+  switch (g->c_type) {
+  case AMP_F16: finish_whole(g, tile, i0, mr, j0, AMP_F16); break;
+  case AMP_BF16: finish_whole(g, tile, i0, mr, j0, AMP_BF16); break;
+  default: finish_whole(g, tile, i0, mr, j0, AMP_F32); break;
   }
 }
 
@@ -516,7 +546,8 @@ static void run_task(const amp__gemm_args *g, const gemm_plan *pl, gemm_thread *
                       : 2](pairs ? (kc + 1) / 2 : kc, pas + (size_t)p0 * a_per_k,
                            pb0 + (size_t)p0 * b_per_k, two ? pb1 + (size_t)p0 * b_per_k : NULL,
                            tile, q > 0);
-        if (q == kb - 1) {
+        if (q == kb - 1 &&
+            !(pl->uk->finish && pl->uk->finish(g, tile, i0, rows, t * NR, (two + 1) * NR))) {
           finish_tile(g, tile, i0, rows, t * NR);
           if (two) finish_tile(g, tile + MR * NR, i0, rows, (t + 1) * NR);
         }

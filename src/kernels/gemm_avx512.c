@@ -1,11 +1,15 @@
 /* AVX-512 GEMM micro-kernels, run by the packed driver of gemm_avx2.c (its
- * packing, task grid, K blocking and epilogue), chosen at run time by the
+ * packing, task grid and K blocking), chosen at run time by the
  * AVX-512 kernel table (backend/kernels_avx2.c, which holds both x86 tables):
  *
  *   F32 FMA: a 6 × 32 tile (12 ZMM accumulators over two packed B slivers,
  *   6 × 16 for a last odd sliver). Every element is still one FMA chain over
  *   k in order from 0, so the bits are the scalar reference's whatever the
  *   thread count or blocking. B in F16 is widened to F32 as it is packed.
+ *
+ *   The epilogue (alpha, beta, bias, ReLU, the store in C's dtype) of whole
+ *   tiles runs 16 columns at a time with the operations of amp__gemm_finish
+ *   (finish512); partial tiles use the driver's.
  *
  *   BF16 dot (A and B both BF16, AVX512-BF16, g->bf16_dot): vdpbf16ps over
  *   packed pairs (k, k + 1). Error model: the product of two BF16 values
@@ -90,6 +94,90 @@ kernel_rows(const int rows, const int wide, const int mode, int64_t kc, const fl
 #undef KROW
 #undef KSTORE
 
+/* 16 consecutive values of dtype dt from index i, as F32 (exact). */
+static inline __attribute__((always_inline)) __m512 load16(const void *p, const int dt, size_t i) {
+  if (dt == AMP_F32) return _mm512_loadu_ps((const float *)p + i);
+  const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i));
+  if (dt == AMP_F16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* Stores 16 F32 values as dtype dt, rounded to nearest even as
+ * amp__store_f32 does (F16: vcvtps2ph; BF16: the integer rounding of
+ * amp__f32_to_bf16, NaN quieted with its payload kept). */
+static inline __attribute__((always_inline)) void store16(void *p, const int dt, size_t i,
+                                                          __m512 v) {
+  if (dt == AMP_F32) {
+    _mm512_storeu_ps((float *)p + i, v);
+    return;
+  }
+  __m256i h;
+  if (dt == AMP_F16) {
+    h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+  } else {
+    const __m512i x = _mm512_castps_si512(v);
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(
+        _mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+    const __m512i rne = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), lsb);
+    const __m512i quiet = _mm512_or_si512(x, _mm512_set1_epi32(0x400000));
+    h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_mask_blend_epi32(nan, rne, quiet), 16));
+  }
+  _mm256_storeu_si256((__m256i *)((uint16_t *)p + i), h);
+}
+
+/* The epilogue of whole tiles, 16 columns at a time, C of dtype cdt (a
+ * constant in each instance): v = alpha·acc [+ beta·C] [+ bias] [max(0,
+ * v)], the operations of amp__gemm_finish. A multiplication by 1 is exact
+ * (acc is never a signalling NaN; a signalling NaN in C is quieted by the
+ * addition either way, with the same payload), so alpha = 1 and beta = 1
+ * skip it. */
+static inline __attribute__((always_inline)) void finish_c(const amp__gemm_args *g,
+                                                           const float *tile, int64_t i0,
+                                                           int64_t rows, int64_t j0, int64_t cols,
+                                                           const int cdt) {
+  const __m512 alpha = _mm512_set1_ps(g->alpha), beta = _mm512_set1_ps(g->beta);
+  const __m512 zero = _mm512_setzero_ps();
+  const int mul_a = g->alpha != 1.0f, has_beta = g->beta != 0.0f, mul_b = g->beta != 1.0f;
+  const int relu = g->relu, bdt = g->bias_type;
+  const void *bias = g->bias;
+  const size_t ldc = (size_t)g->ldc;
+  void *const c = g->c;
+  for (int64_t s = 0; s < cols / NR; s++) {
+    const float *ts = tile + s * MR * NR;
+    const size_t j = (size_t)(j0 + s * NR);
+    const __m512 b = !bias            ? zero
+                     : bdt == AMP_F32 ? load16(bias, AMP_F32, j)
+                     : bdt == AMP_F16 ? load16(bias, AMP_F16, j)
+                                      : load16(bias, AMP_BF16, j);
+    for (int64_t r = 0; r < rows; r++) {
+      const size_t ci = (size_t)(i0 + r) * ldc + j;
+      __m512 v = _mm512_load_ps(ts + r * NR);
+      if (mul_a) v = _mm512_mul_ps(alpha, v);
+      if (has_beta) {
+        __m512 cv = load16(c, cdt, ci);
+        if (mul_b) cv = _mm512_mul_ps(beta, cv);
+        v = _mm512_add_ps(v, cv);
+      }
+      if (bias) v = _mm512_add_ps(v, b);
+      if (relu) v = _mm512_max_ps(zero, v);
+      store16(c, cdt, ci, v);
+    }
+  }
+}
+
+/* The amp__gemm_finisher of the AVX-512 kernels: whole tiles only. */
+static int finish512(const amp__gemm_args *g, const float *tile, int64_t i0, int64_t rows,
+                     int64_t j0, int64_t cols) {
+  if (j0 + cols > g->n) return 0;
+  switch (g->c_type) {
+  case AMP_F16: finish_c(g, tile, i0, rows, j0, cols, AMP_F16); break;
+  case AMP_BF16: finish_c(g, tile, i0, rows, j0, cols, AMP_BF16); break;
+  default: finish_c(g, tile, i0, rows, j0, cols, AMP_F32); break;
+  }
+  return 1;
+}
+
 #define KERNEL(rows, wide, mode, name)                                                             \
   static __attribute__((noinline)) void name(int64_t kc, const float *pa, const void *pb0,         \
                                              const void *pb1, float *tile, int load) {             \
@@ -103,13 +191,17 @@ kernel_rows(const int rows, const int wide, const int mode, int64_t kc, const fl
   KERNEL(4, 0, mode, k4##sfx)                                                                      \
   KERNEL(2, 0, mode, k2##sfx)                                                                      \
   static const amp__gemm_ukernels uk##sfx = {                                                      \
-      1, mode == DOT, 0, {{k6##sfx, k4##sfx, k2##sfx}, {k6w##sfx, k4w##sfx, k2w##sfx}}};
+      1,                                                                                           \
+      mode == DOT,                                                                                 \
+      0,                                                                                           \
+      {{k6##sfx, k4##sfx, k2##sfx}, {k6w##sfx, k4w##sfx, k2w##sfx}},                               \
+      finish512};
 KERNELS(F32, _f32)
 /* F16 B is widened to F32 as it is packed, for the F32 kernels: on Zen 4
  * converting in the micro-kernel (vcvtph2ps on the FMA pipes) ran 8-16%
  * slower at the reference shapes. */
 static const amp__gemm_ukernels uk_f32_widen = {
-    1, 0, 1, {{k6_f32, k4_f32, k2_f32}, {k6w_f32, k4w_f32, k2w_f32}}};
+    1, 0, 1, {{k6_f32, k4_f32, k2_f32}, {k6w_f32, k4w_f32, k2w_f32}}, finish512};
 
 /* The dot kernels need AVX512-BF16 on top of AVX-512F (the file is built
  * with both; only these use BF16 instructions), and are called only when

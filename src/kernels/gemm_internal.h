@@ -63,11 +63,18 @@ amp_status amp__gemm_avx2(amp_ctx *ctx, const amp__gemm_args *g);
 enum { AMP__GEMM_MR = 6, AMP__GEMM_NR = 16 };
 typedef void (*amp__gemm_ukernel)(int64_t kc, const float *pa, const void *pb0, const void *pb1,
                                   float *tile, int load);
+/* An epilogue for whole tiles (tile: `cols` / NR tiles of MR × NR one after
+ * the other, written to C at (i0, j0), `rows` rows): returns 0 when it does
+ * not handle this call (then the driver's AVX2 epilogue runs). The same
+ * operations as amp__gemm_finish, in vector form. */
+typedef int (*amp__gemm_finisher)(const struct amp__gemm_args *g, const float *tile, int64_t i0,
+                                  int64_t rows, int64_t j0, int64_t cols);
 typedef struct amp__gemm_ukernels {
   int wide;                  /* 1: k[1] takes two B slivers */
   int pairs;                 /* 1: BF16 pair packing (vdpbf16ps kernels) */
   int widen_b;               /* 1: F16 B is widened to F32 as it is packed */
   amp__gemm_ukernel k[2][3]; /* [one or two B slivers][rows 6, 4, 2] */
+  amp__gemm_finisher finish; /* NULL: the driver's AVX2 epilogue */
 } amp__gemm_ukernels;
 amp_status amp__gemm_avx_driver(amp_ctx *ctx, const amp__gemm_args *g,
                                 const amp__gemm_ukernels *uk);

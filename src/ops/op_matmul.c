@@ -11,7 +11,9 @@ static amp_status gemm_into_grad(amp_ctx *ctx, amp_tensor *t, amp_trans ta, amp_
                                  int64_t n, int64_t k, const void *a, int64_t lda, const void *b,
                                  int64_t ldb, amp_dtype dt, int64_t offset) {
   int acc;
-  amp_tensor *g = amp__grad_of(ctx, t, &acc);
+  /* A GEMM that covers all of a fresh target overwrites it (beta = 0). */
+  amp_tensor *g = offset == 0 && m * n == t->numel ? amp__grad_of_overwrite(ctx, t, &acc)
+                                                   : amp__grad_of(ctx, t, &acc);
   if (!g) return amp_ctx_status(ctx);
   char *c = (char *)g->data + (size_t)offset * amp_dtype_size(g->dtype);
   return amp_gemm(ctx, ta, tb, m, n, k, 1.0f, a, dt, lda, b, dt, ldb, acc ? 1.0f : 0.0f, c,

@@ -107,6 +107,11 @@ amp_status amp__linear_fp8_backward(amp_ctx *ctx, amp__node *nd, const amp_tenso
  * to add to (use beta = 1), 0 when it must be overwritten. */
 amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate);
 
+/* As amp__grad_of(), for a caller that writes every element of the target
+ * when *accumulate is 0 (a beta = 0 GEMM over all of it): a target allocated
+ * here is not zeroed first. */
+amp_tensor *amp__grad_of_overwrite(amp_ctx *ctx, amp_tensor *t, int *accumulate);
+
 /* Adds t->numel values g (dtype gdt) to t's gradient (see amp__grad_of()),
  * converting as needed. No-op when t needs no gradient. */
 amp_status amp__grad_add(amp_ctx *ctx, amp_tensor *t, const void *g, amp_dtype gdt);

@@ -114,7 +114,20 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
 
 void amp_optim_zero_grad(amp_optim *o) {
   if (!o) return;
-  memset(o->grad, 0, (size_t)o->n * sizeof(float));
+  /* Static contiguous halves (and so on) of the slab, one per thread: the
+     stores of one core fill the slab at about half its write bandwidth. */
+  const int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
+#pragma omp parallel num_threads(amp__threads(o->ctx)) if (nblocks > 8)
+  {
+#ifdef _OPENMP
+    const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    const int64_t tid = 0, nt = 1;
+#endif
+    const int64_t i0 = nblocks * tid / nt * BLOCK, i1 = nblocks * (tid + 1) / nt * BLOCK;
+    const int64_t end = i1 < o->n ? i1 : o->n;
+    if (end > i0) memset(o->grad + i0, 0, (size_t)(end - i0) * sizeof(float));
+  }
   o->grad_factor = 1.0f; /* a pending factor belonged to the gradients just dropped */
 }
 
@@ -158,15 +171,17 @@ static void next_hyper(const amp_optim *o, amp_optim_hyper *h) {
   h->bc2_sqrt = (float)sqrt(1.0 - pow((double)o->p.beta2, (double)t));
 }
 
-/* Updates block b and writes its working copy: the F16 copy with nearest
- * rounding inside the update's own pass, other copies by converting the
- * block just done (still in L1). */
+/* Updates block b and writes its working copy: an F16 or BF16 copy with
+ * nearest rounding inside the update's own pass, other copies (stochastic
+ * rounding, no master weights) by converting the block just done (still in
+ * L1). */
 static void update_block(amp_optim *o, const amp_optim_hyper *h, const amp__kernels *k, int64_t b) {
-  const int fused = o->work && o->p.work_dtype == AMP_F16 &&
+  const int fused = o->work && (o->p.work_dtype == AMP_F16 || o->p.work_dtype == AMP_BF16) &&
                     o->p.rounding == AMP_ROUND_NEAREST_EVEN && o->p.master_weights;
   int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
   k->optim_update(o->p.kind, h, len, o->master + i0, o->grad + i0, o->m ? o->m + i0 : NULL,
-                  o->v ? o->v + i0 : NULL, fused ? (uint16_t *)o->work + i0 : NULL);
+                  o->v ? o->v + i0 : NULL, fused ? (uint16_t *)o->work + i0 : NULL,
+                  (int)o->p.work_dtype);
   if (!fused) write_work(o, i0, len);
 }
 

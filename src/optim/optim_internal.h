@@ -36,12 +36,13 @@ typedef struct amp_optim_hyper {
  * tables (core/kernels.h; callers run amp__kernels_of(ctx)->optim_update).
  * The scalar reference and the AVX2 path do the same operations in the same
  * order (no FMA contraction): the same bits. With w16 non-NULL, also writes
- * each new value rounded to F16 (nearest even) there, in the same pass. */
+ * each new value rounded to nearest even to wdt (AMP_F16 or AMP_BF16) there,
+ * in the same pass: the bits amp_convert gives. */
 void amp__optim_update_scalar(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                              const float *g, float *m, float *v, uint16_t *w16);
+                              const float *g, float *m, float *v, uint16_t *w16, int wdt);
 #ifdef AMPC_HAVE_X86_SIMD
 void amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                            const float *g, float *m, float *v, uint16_t *w16);
+                            const float *g, float *m, float *v, uint16_t *w16, int wdt);
 #endif
 
 #endif

@@ -42,10 +42,13 @@ static void adam(int decoupled, const amp_optim_hyper *h, int64_t n, float *p, c
 }
 
 void amp__optim_update_scalar(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                              const float *g, float *m, float *v, uint16_t *w16) {
+                              const float *g, float *m, float *v, uint16_t *w16, int wdt) {
   if (kind == AMP_OPTIM_SGD)
     sgd(h, n, p, g, m);
   else
     adam(kind == AMP_OPTIM_ADAMW, h, n, p, g, m, v);
-  if (w16) amp__cvt_f32_to_f16_scalar(w16, p, (size_t)n, 0);
+  if (w16 && wdt == AMP_BF16)
+    amp__cvt_f32_to_bf16_scalar(w16, p, (size_t)n, 0);
+  else if (w16)
+    amp__cvt_f32_to_f16_scalar(w16, p, (size_t)n, 0);
 }

@@ -5,9 +5,18 @@
 
 #include "../dtype/simd_avx2.h"
 
+/* The 16-bit working copy of x (none when w16 is NULL). */
+static inline void store_work(uint16_t *w16, int wdt, int64_t i, __m256 x) {
+  if (!w16) return;
+  if (wdt == AMP_BF16)
+    amp__avx2_store8(w16, AMP_BF16, (size_t)i, x);
+  else
+    amp__avx2_store8(w16, AMP_F16, (size_t)i, x);
+}
+
 /* The leading multiple of 8 elements; returns how many were done. */
 static int64_t update8(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                       const float *g, float *m, float *v, uint16_t *w16) {
+                       const float *g, float *m, float *v, uint16_t *w16, int wdt) {
   const int64_t n8 = n & ~(int64_t)7;
   const __m256 gmul = _mm256_set1_ps(h->gmul), wd = _mm256_set1_ps(h->wd);
   const __m256 neg_lr = _mm256_set1_ps(-h->lr);
@@ -26,7 +35,7 @@ static int64_t update8(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n,
       }
       x = _mm256_add_ps(x, _mm256_mul_ps(neg_lr, d));
       _mm256_storeu_ps(p + i, x);
-      if (w16) amp__avx2_store8(w16, AMP_F16, (size_t)i, x);
+      store_work(w16, wdt, i, x);
     }
     return n8;
   }
@@ -52,15 +61,15 @@ static int64_t update8(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n,
     __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bc2), eps);
     x = _mm256_add_ps(x, _mm256_mul_ps(neg_step, _mm256_div_ps(mi, denom)));
     _mm256_storeu_ps(p + i, x);
-    if (w16) amp__avx2_store8(w16, AMP_F16, (size_t)i, x);
+    store_work(w16, wdt, i, x);
   }
   return n8;
 }
 
 void amp__optim_update_avx2(amp_optim_kind kind, const amp_optim_hyper *h, int64_t n, float *p,
-                            const float *g, float *m, float *v, uint16_t *w16) {
-  const int64_t d = update8(kind, h, n, p, g, m, v, w16);
+                            const float *g, float *m, float *v, uint16_t *w16, int wdt) {
+  const int64_t d = update8(kind, h, n, p, g, m, v, w16, wdt);
   if (d < n)
     amp__optim_update_scalar(kind, h, n - d, p + d, g + d, m ? m + d : NULL, v ? v + d : NULL,
-                             w16 ? w16 + d : NULL);
+                             w16 ? w16 + d : NULL, wdt);
 }
