@@ -46,8 +46,9 @@ int ampc_model_run_open(ampc_model_run *m) {
   const train_opts *o = &m->o;
   const char *cmd = o->cmd ? o->cmd : "train";
   amp_ctx *ctx = m->ctx;
-  int rc = m->spec.kind == AMPC_MODEL_GPT ? ampc_text_open(ctx, cmd, o->data, &m->text)
-                                          : ampc_images_open(ctx, cmd, o->data, &m->train, &m->test);
+  int rc = m->spec.kind == AMPC_MODEL_GPT
+               ? ampc_text_open(ctx, cmd, o->data, &m->text)
+               : ampc_images_open(ctx, cmd, o->data, &m->train, &m->test);
   if (rc) {
     if (rc == 1 && amp_ctx_status(ctx) != AMP_OK)
       fprintf(stderr, "ampc %s: %s\n", cmd, amp_ctx_error(ctx));
@@ -88,8 +89,8 @@ int ampc_model_run_next(ampc_model_run *m, amp_tensor **x, amp_tensor **y) {
   return got;
 }
 
-int ampc_model_run_step(ampc_model_run *m, amp_tensor *x, amp_tensor *y, double clip,
-                        int want_norm, float *lv, float *gnorm) {
+int ampc_model_run_step(ampc_model_run *m, amp_tensor *x, amp_tensor *y, double clip, int want_norm,
+                        float *lv, float *gnorm) {
   amp_ctx *ctx = m->ctx;
   *lv = *gnorm = NAN;
   amp_tensor *loss = ampc_model_run_loss(m, &m->r, x, y);

@@ -50,8 +50,8 @@ int ampc_model_run_next(ampc_model_run *m, amp_tensor **x, amp_tensor **y);
  * scaler's step and update, the gradients zeroed. Returns 1 (stepped), 0
  * (skipped: overflow) or -1 (an error, recorded on the context; *lv NaN
  * when no loss was computed). */
-int ampc_model_run_step(ampc_model_run *m, amp_tensor *x, amp_tensor *y, double clip,
-                        int want_norm, float *lv, float *gnorm);
+int ampc_model_run_step(ampc_model_run *m, amp_tensor *x, amp_tensor *y, double clip, int want_norm,
+                        float *lv, float *gnorm);
 
 /* Frees the data and loaders (the model, optimizer and scaler live on the
  * context). */
