@@ -327,21 +327,21 @@ static double not_normal(const diag_hist *h, int f) {
 static void fig_select(fig *g) {
   const diag_result *d = g->d;
   int n = d->n[g->role];
-  char *pick = calloc((size_t)(n ? n : 1), 1);
+  char *pick = n > DIAG_FIG_LAYERS ? calloc((size_t)n, 1) : NULL;
   g->nsel = 0;
-  for (int k = 0; k < DIAG_FIG_LAYERS && k < n; k++) {
+  if (!pick) { /* all of them (or, out of memory, the first ones) */
+    for (int i = 0; i < n && i < DIAG_FIG_LAYERS; i++) g->sel[g->nsel++] = i;
+    return;
+  }
+  for (int k = 0; k < DIAG_FIG_LAYERS; k++) {
     int best = -1;
     for (int i = 0; i < n; i++)
-      if (!(pick && pick[i]) && (best < 0 || not_normal(&d->e[g->role][i].h, d->fmt) >
-                                                 not_normal(&d->e[g->role][best].h, d->fmt)))
+      if (!pick[i] && (best < 0 || not_normal(&d->e[g->role][i].h, d->fmt) >
+                                       not_normal(&d->e[g->role][best].h, d->fmt)))
         best = i;
-    if (!pick) { /* no memory: the first layers */
-      g->sel[g->nsel++] = k;
-      continue;
-    }
     pick[best] = 1;
   }
-  for (int i = 0; pick && i < n; i++)
+  for (int i = 0; i < n; i++)
     if (pick[i]) g->sel[g->nsel++] = i;
   free(pick);
 }
