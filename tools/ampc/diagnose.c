@@ -94,15 +94,18 @@ const ampc_cmd ampc_cmd_diagnose = {
     "diagnose",
     "[options]",
     "Runs --steps training steps of a model (an MLP, a GPT or the CNN) in a recipe\n"
-    "(fp32, fp16, bf16 or fp8; or from --checkpoint) and\n"
-    "reports, per layer and tensor role (weights, activations, activation gradients,\n"
-    "weight gradients), the log2-magnitude histogram and the fraction of non-zero\n"
-    "values that F16, BF16, E4M3 and E5M2 would flush to zero, hold as subnormals or\n"
-    "overflow at the loss scale in force; it recommends a loss scale and names the\n"
-    "layers that lose most. Values are observed in an F32 pass over each step's batch\n"
+    "(fp32, fp16, bf16 or fp8; or from --checkpoint) and reports, per layer and\n"
+    "tensor role (weights, activations, activation gradients, weight gradients),\n"
+    "the log2-magnitude histogram and the fraction of non-zero values that F16,\n"
+    "BF16, E4M3 and E5M2 would flush to zero, hold as subnormals or overflow at the\n"
+    "loss scale in force; it recommends a loss scale and names the layers that\n"
+    "lose most. Values are observed in an F32 pass over each step's batch\n"
     "(gradients times the loss scale), then the recipe's step runs as in `ampc train`.\n"
     "MLP layers are its Linear and ReLU modules; GPT and CNN layers are every module\n"
-    "below the model, named by path (h.0.attn, h.0.mlp.c_fc, ...).",
+    "below the model but Sequential containers, named by path\n"
+    "(transformer.h.0.attn.c_attn; a module whose output is its last child's is\n"
+    "listed as the child). Figures draw at most 8 layers, those the format holds\n"
+    "worst, and summarise the rest.",
     DIAG_OPTS,
     (int)(sizeof DIAG_OPTS / sizeof DIAG_OPTS[0]),
     0,
