@@ -6,9 +6,12 @@
 # figures parse as XML with one series per layer; --checkpoint reads an ampc
 # checkpoint and an export (with --model); bad input (flags, a checkpoint
 # without or with an unknown model, unwritable --out) fails with a message
-# and a non-zero status and leaves no file behind.
-# Without data/mnist the MNIST part is skipped, without python3 the JSON and
-# SVG checks: then the script exits 77 (skipped) after the other checks.
+# and a non-zero status and leaves no file behind. A tiny GPT (fortunes) and
+# the CNN (Fashion-MNIST): every layer by its module path, sane fractions,
+# legible figures (the worst 8 layers drawn), the steps bit for bit train's.
+# Without data/mnist the MNIST part is skipped, without fortunes or
+# Fashion-MNIST that model's, without python3 the JSON and SVG checks: then
+# the script exits 77 (skipped) after the other checks.
 set -u
 ampc="$1"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -129,8 +132,8 @@ dj=$("$ampc" diagnose "${syn[@]}" --steps 20 --batch 16 --json 2>/dev/null)
 expect_fail 2 "unknown option '--step'; did you mean --steps" diagnose --step 3
 expect_fail 2 "not an integer" diagnose --steps -1
 expect_fail 2 "not an integer" diagnose --steps 1.5
-expect_fail 2 "diagnose runs the MLP" diagnose --model gpt:layers=1
-expect_fail 2 "is not fp32, fp16 or bf16" diagnose --precision fp8
+expect_fail 2 "is not mlp:IN-HIDDEN" diagnose --model rnn:3
+expect_fail 2 "is not fp32, fp16, bf16 or fp8" diagnose --precision fp4
 expect_fail 2 "is not dynamic, static:N or none" diagnose --loss-scale sometimes
 expect_fail 1 "does not say which model it holds" diagnose --data synthetic --checkpoint "$tmp/w16.st"
 expect_fail 1 "No such file\|cannot" diagnose --checkpoint "$tmp/missing.st"
@@ -138,6 +141,8 @@ expect_fail 1 "shape \\[48, 32\\] in the file" diagnose --data synthetic --model
   --checkpoint "$tmp/ck.st"
 if [ -n "$py" ]; then # checkpoints that name a GPT, or no model ampc knows
   for m in "gpt:layers=1,dim=8,heads=1,ctx=8" "rnn:32-5"; do
+    data=synthetic
+    [ "${m%%:*}" = gpt ] && data=fortunes # the GPT's data: then its weights are missing
     $py - "$tmp/ck.st" "$tmp/other.st" "$m" <<'PY'
 import json, struct, sys
 raw = open(sys.argv[1], 'rb').read()
@@ -148,10 +153,104 @@ h = json.dumps(head).encode()
 h += b' ' * (-len(h) % 8)
 open(sys.argv[2], 'wb').write(struct.pack('<Q', len(h)) + h + raw[8 + n:])
 PY
-    expect_fail 1 "gpt:layers=1.*model\|config.model = 'rnn:32-5' is not valid" diagnose \
-      --data synthetic --checkpoint "$tmp/other.st"
+    expect_fail 1 "not a checkpoint of gpt:layers=1\|config.model = 'rnn:32-5' is not valid" \
+      diagnose --data "$data" --checkpoint "$tmp/other.st"
   done
 fi
+# A GPT and the CNN (as `ampc train --model` takes them; each a few seconds of
+# CPU): every layer named by its module path, fractions that add up, the
+# figures with the worst 8 layers drawn and the rest summarised, and the
+# recipe's steps bit for bit `ampc train`'s (the same final loss and scale).
+gpt=(--model gpt:layers=2,dim=32,heads=2,ctx=16 --batch 4 --threads 2)
+cnn=(--model cnn:fashion --batch 8 --threads 2)
+if [ -n "$py" ] && "$ampc" train "${gpt[@]}" --steps 1 --quiet >/dev/null 2>&1; then
+  "$ampc" diagnose "${gpt[@]}" --steps 6 --loss-scale none --json --out "$tmp/gpt" \
+    >"$tmp/gpt.json" 2>"$tmp/err" && ok || bad "diagnose a GPT: $(cat "$tmp/err")"
+  $py - "$tmp/gpt.json" "$tmp/gpt" <<'PY' && ok || bad "the GPT's diagnosis is not what it should be"
+import json, sys, xml.etree.ElementTree as ET
+d = json.load(open(sys.argv[1]))
+layers = ['transformer.wte', 'transformer.wpe']
+for b in range(2):
+    p = f'transformer.h.{b}'
+    layers += [p + ' Block', p + '.ln_1', p + '.attn.c_attn', p + '.attn.c_proj', p + '.ln_2',
+               p + '.mlp.c_fc', p + '.mlp.c_proj']
+layers += ['transformer.ln_f']
+for role in ('activations', 'activation_grads'):
+    names = [e['name'] for e in d['roles'][role]]
+    assert names == layers, (role, names)
+assert len(d['roles']['weights']) == len(d['roles']['weight_grads']) == 2 + 12 * 2 + 2
+for role, L in d['roles'].items():
+    for e in L:
+        assert e['values'] > 0 and e['nans'] == 0, (role, e['name'])
+        assert sum(e['log2_hist']['counts']) == e['nonzero'], (role, e['name'])
+        for f in ('f16', 'bf16', 'e4m3', 'e5m2'):
+            fr = [e[f][c + '_frac'] for c in ('zero', 'subnormal', 'normal', 'overflow')]
+            assert all(0 <= x <= 1 for x in fr) and abs(sum(fr) - 1) < 1e-4, (role, e['name'], fr)
+# No scaling: F16 would flush some activation gradients (the QKV projection's
+# most) and the recommendation scales; BF16 needs none.
+g = {e['name']: e['f16']['zero_frac'] for e in d['roles']['activation_grads']}
+assert max(g.values()) > 0.001 and d['scale_max'] == 1, g
+rec = {f['name']: f['recommendation'] for f in d['formats']}
+assert rec['f16']['needed'] and rec['f16']['scale'] > 1 and not rec['bf16']['needed'], rec
+ns = '{http://www.w3.org/2000/svg}'
+root = ET.parse(sys.argv[2] + '/diagnose-activation_grads.svg').getroot()
+series = [p for p in root.iter(ns + 'path') if p.get('class') == 'series']
+rest = [t.text for t in root.iter(ns + 'text') if t.get('class') == 'rest']
+assert len(series) == 8 and len(rest) == 1 and '+ 9 more' in rest[0], (len(series), rest)
+PY
+  c=$(stat "$tmp/gpt.json" activations f16 cpu_s)
+  ge 20 "$c" && ok || bad "diagnose of the tiny GPT took $c s of CPU"
+  echo "tiny GPT: $(stat "$tmp/gpt.json" activation_grads f16 agg_zero) of the activation" \
+    "gradients flush in F16 unscaled; $c s CPU"
+  for p in fp16 fp8; do
+    t=$("$ampc" train "${gpt[@]}" --precision "$p" --steps 5 --quiet --json 2>/dev/null)
+    dj=$("$ampc" diagnose "${gpt[@]}" --precision "$p" --steps 5 --json 2>/dev/null)
+    [ -n "$(field "$t" final_loss)" ] &&
+      [ "$(field "$t" final_loss)" = "$(field "$dj" final_loss)" ] &&
+      [ "$(field "$t" final_scale)" = "$(field "$dj" final_scale)" ] && ok ||
+      bad "GPT $p: diagnose's steps differ from train's: $(field "$t" final_loss) vs" \
+        "$(field "$dj" final_loss)"
+  done
+  "$ampc" train "${gpt[@]}" --steps 2 --quiet --save "$tmp/gpt.ckpt" >/dev/null 2>&1 || bad "train"
+  "$ampc" diagnose --checkpoint "$tmp/gpt.ckpt" --steps 1 >"$tmp/g.txt" 2>"$tmp/err" &&
+    grep -q "transformer.h.1.attn.c_attn" "$tmp/g.txt" && ok ||
+    bad "diagnose a GPT checkpoint: $(cat "$tmp/err")"
+  expect_fail 2 "does not divide" diagnose --model gpt:layers=1,dim=32,heads=3
+  expect_fail 2 "ampc diagnose: --data 'synthetic': a GPT trains on" diagnose "${gpt[@]}" \
+    --data synthetic
+  printf 'tiny' >"$tmp/tiny.txt"
+  expect_fail 1 "a batch of 4 x 16 needs" diagnose "${gpt[@]}" --data "text:$tmp/tiny.txt"
+  expect_fail 2 "fp8-scaling needs --precision fp8" diagnose "${gpt[@]}" --fp8-scaling current
+else
+  skipped="$skipped fortunes"
+fi
+if [ -n "$py" ] && "$ampc" train "${cnn[@]}" --steps 1 --quiet >/dev/null 2>&1; then
+  t=$("$ampc" train "${cnn[@]}" --steps 2 --quiet --json 2>/dev/null)
+  "$ampc" diagnose "${cnn[@]}" --steps 2 --json >"$tmp/cnn.json" 2>"$tmp/err" ||
+    bad "diagnose the CNN: $(cat "$tmp/err")"
+  [ -n "$(field "$t" final_loss)" ] &&
+    [ "$(field "$t" final_loss)" = "$(field "$(cat "$tmp/cnn.json")" final_loss)" ] && ok ||
+    bad "CNN: diagnose's steps differ from train's"
+  $py - "$tmp/cnn.json" <<'PY' && ok || bad "the CNN's diagnosis is not what it should be"
+import json, sys
+d = json.load(open(sys.argv[1]))
+want = ['0 Conv2d', '1 BatchNorm2d', '2 ReLU', '3 MaxPool2d', '4 Conv2d', '5 BatchNorm2d',
+        '6 ReLU', '7 MaxPool2d', '8 Flatten', '9 Linear', '10 ReLU', '11 Linear']
+for role in ('activations', 'activation_grads'):
+    L = d['roles'][role]
+    assert [e['name'] for e in L] == want, [e['name'] for e in L]
+    for e in L:
+        assert e['values'] > 0 and 0 <= e['f16']['zero_frac'] <= 1, e['name']
+# ReLU zeroes about half of its outputs exactly (counted apart, not as a loss).
+relu = [e['zeros'] / e['values'] for e in d['roles']['activations'] if 'ReLU' in e['name']]
+assert all(0.2 < z < 0.8 for z in relu), relu
+PY
+  expect_fail 2 "is not a known CNN" diagnose --model cnn:mnist
+  expect_fail 2 "the CNN trains on fashion-mnist" diagnose "${cnn[@]}" --data fortunes
+else
+  skipped="$skipped fashion-mnist"
+fi
+
 printf 'x' >"$tmp/file"
 expect_fail 2 "is not a directory" diagnose "${syn[@]}" --steps 1 --out "$tmp/file"
 [ "$(cat "$tmp/file")" = x ] && ok || bad "--out FILE was changed"
@@ -163,8 +262,9 @@ expect_fail 1 "in the file" diagnose --data synthetic --synthetic-n 600 \
   --checkpoint "$tmp/ck.st" --model mlp:30-48-5 --out "$tmp/figs2"
 [ ! -e "$tmp/figs2" ] && ok || bad "a failed run created --out"
 "$ampc" diagnose --help | grep -q "usage: ampc diagnose" && ok || bad "diagnose --help"
-[ -z "$(find "$tmp" -name '*.tmp.*' -o -name 'diagnose-*' -not -path "$tmp/none/*")" ] && ok ||
-  bad "files left behind: $(find "$tmp" -name '*.tmp.*' -o -name 'diagnose-*' -not -path "$tmp/none/*")"
+left=$(find "$tmp" -name '*.tmp.*' -o -name 'diagnose-*' -not -path "$tmp/none/*" \
+  -not -path "$tmp/gpt/*")
+[ -z "$left" ] && ok || bad "files left behind: $left"
 
 if [ -n "$skipped" ]; then
   echo "SKIP (partly): missing$skipped; the other checks: $pass passed, $fail failed"

@@ -37,17 +37,29 @@ static double lost(const diag_hist *h, int f) {
   return diag_frac(h, f, DIAG_ZERO) + diag_frac(h, f, DIAG_OVERFLOW);
 }
 
+/* The width of the layer column: the longest name, 16 to 40. */
+static int name_width(const diag_result *d) {
+  int w = 16;
+  for (int role = 0; role < NROLES; role++)
+    for (int i = 0; i < d->n[role]; i++) {
+      int n = (int)strlen(d->e[role][i].name);
+      if (n > w) w = n > 40 ? 40 : n;
+    }
+  return w;
+}
+
 static void print_table(const diag_result *d, int role) {
+  const int w = name_width(d);
   printf("\n%s: %% of the non-zero values that %s would flush to zero / hold as subnormals / "
          "overflow\n",
          diag_role_title[role], "each format");
-  printf("  %-16s %10s %6s", "layer", "values", "zero%");
+  printf("  %-*s %10s %6s", w, "layer", "values", "zero%");
   for (int f = 0; f < DIAG_NFMT; f++)
     printf(" |%5s ->0  sub  ovf", amp_dtype_name(diag_formats[f]));
   printf("\n");
   for (int i = 0; i < d->n[role]; i++) {
     const diag_hist *h = &d->e[role][i].h;
-    printf("  %-16.16s %10lld %6.2f", d->e[role][i].name, (long long)h->n,
+    printf("  %-*.*s %10lld %6.2f", w, w, d->e[role][i].name, (long long)h->n,
            h->n ? 100.0 * (double)h->zeros / (double)h->n : 0.0);
     for (int f = 0; f < DIAG_NFMT; f++)
       printf(" |%9.1f%5.1f%5.1f", 100 * diag_frac(h, f, DIAG_ZERO),
@@ -297,8 +309,42 @@ enum { FW = 960, FLM = 70, FRM = 24, FTOP = 64, FPH = 300, RULER = 16 };
 typedef struct fig {
   const diag_result *d;
   int role;
-  double x0, x1, ymax; /* log2 range, fraction range */
+  double x0, x1, ymax;      /* log2 range, fraction range */
+  int sel[DIAG_FIG_LAYERS]; /* the layers drawn, in layer order */
+  int nsel;
 } fig;
+
+/* What format f does not hold as a normal value: flushed, subnormal or
+ * overflowed, of the non-zero values. */
+static double not_normal(const diag_hist *h, int f) {
+  return diag_frac(h, f, DIAG_ZERO) + diag_frac(h, f, DIAG_SUBNORMAL) +
+         diag_frac(h, f, DIAG_OVERFLOW);
+}
+
+/* The layers drawn: all of them up to DIAG_FIG_LAYERS, else the
+ * DIAG_FIG_LAYERS whose values the headline format holds worst (flushed,
+ * subnormal or overflowed; the first layer on ties), in layer order. */
+static void fig_select(fig *g) {
+  const diag_result *d = g->d;
+  int n = d->n[g->role];
+  char *pick = n > DIAG_FIG_LAYERS ? calloc((size_t)n, 1) : NULL;
+  g->nsel = 0;
+  if (!pick) { /* all of them (or, out of memory, the first ones) */
+    for (int i = 0; i < n && i < DIAG_FIG_LAYERS; i++) g->sel[g->nsel++] = i;
+    return;
+  }
+  for (int k = 0; k < DIAG_FIG_LAYERS; k++) {
+    int best = -1;
+    for (int i = 0; i < n; i++)
+      if (!pick[i] && (best < 0 || not_normal(&d->e[g->role][i].h, d->fmt) >
+                                       not_normal(&d->e[g->role][best].h, d->fmt)))
+        best = i;
+    pick[best] = 1;
+  }
+  for (int i = 0; i < n; i++)
+    if (pick[i]) g->sel[g->nsel++] = i;
+  free(pick);
+}
 
 static double fx(const fig *g, double e) {
   return FLM + (e - g->x0) / (g->x1 - g->x0) * (FW - FLM - FRM);
@@ -311,8 +357,8 @@ static void fig_range(fig *g) {
   const amp_dtype_range *r = &d->ranges[d->fmt];
   int lo = ilogb((double)r->min_subnormal) - 2, hi = ilogb((double)r->max) + 2;
   g->ymax = 0.05;
-  for (int i = 0; i < d->n[g->role]; i++) {
-    const diag_hist *h = &d->e[g->role][i].h;
+  for (int k = 0; k < g->nsel; k++) {
+    const diag_hist *h = &d->e[g->role][g->sel[k]].h;
     int blo, bhi;
     bin_span(h, 0, &blo, &bhi);
     if (blo > bhi) continue;
@@ -412,16 +458,18 @@ static void fig_rulers(FILE *f, const fig *g) {
           FLM, y);
 }
 
-/* One step-shaped line per layer, and the legend. */
+/* One step-shaped line per layer drawn, the legend, and a line for the
+ * layers left out. */
 static void fig_series(FILE *f, const fig *g) {
   const diag_result *d = g->d;
   int ly = FTOP + FPH + 44 + DIAG_NFMT * (RULER + 4) + 32;
-  for (int i = 0; i < d->n[g->role]; i++) {
+  for (int k = 0; k < g->nsel; k++) {
+    const int i = g->sel[k];
     const diag_hist *h = &d->e[g->role][i].h;
     double nz = (double)diag_nonzero(h);
     int blo, bhi;
     bin_span(h, 0, &blo, &bhi);
-    const char *c = ampc_svg_colour(i);
+    const char *c = ampc_svg_colour(k);
     if (blo <= bhi && nz > 0) {
       fprintf(
           f,
@@ -434,8 +482,8 @@ static void fig_series(FILE *f, const fig *g) {
       fprintf(f, " L%.1f %.1f\"/>\n", fx(g, bhi + DIAG_EMIN + 1), fy(g, 0));
     }
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"4\" fill=\"%s\"/>", FLM,
-            ly + 16 * i - 4, c);
-    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\">", FLM + 18, ly + 16 * i + 1);
+            ly + 16 * k - 4, c);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\">", FLM + 18, ly + 16 * k + 1);
     ampc_svg_text(f, d->e[g->role][i].name);
     fprintf(f,
             ": %.2f%% exactly zero; of the rest, in %s %.2f%% flush to zero, %.2f%% "
@@ -444,13 +492,22 @@ static void fig_series(FILE *f, const fig *g) {
             amp_dtype_name(diag_formats[d->fmt]), 100 * diag_frac(h, d->fmt, DIAG_ZERO),
             100 * diag_frac(h, d->fmt, DIAG_SUBNORMAL), 100 * diag_frac(h, d->fmt, DIAG_OVERFLOW));
   }
+  int rest = d->n[g->role] - g->nsel;
+  if (rest > 0)
+    fprintf(f,
+            "<text class=\"rest\" x=\"%d\" y=\"%d\" font-size=\"12\">+ %d more layer(s) not "
+            "drawn: %s holds their values no worse than those above (the text summary and "
+            "--json list every layer)</text>\n",
+            FLM, ly + 16 * g->nsel + 1, rest, amp_dtype_name(diag_formats[d->fmt]));
 }
 
 static int draw_role(FILE *f, const void *arg) {
   fig g = *(const fig *)arg;
+  fig_select(&g);
   fig_range(&g);
   const diag_result *d = g.d;
-  int height = FTOP + FPH + 44 + DIAG_NFMT * (RULER + 4) + 32 + 16 * d->n[g.role] + 8;
+  int lines = g.nsel + (d->n[g.role] > g.nsel);
+  int height = FTOP + FPH + 44 + DIAG_NFMT * (RULER + 4) + 32 + 16 * lines + 8;
   ampc_svg_begin(f, FW, height);
   fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"15\">", FLM);
   ampc_svg_text(f, diag_role_title[g.role]);
@@ -475,7 +532,7 @@ int diag_figures(const diag_result *d) {
   for (int role = 0; role < NROLES; role++) {
     char path[4200];
     diag_figure_path(d, role, path, sizeof path);
-    fig g = {d, role, 0, 1, 1};
+    fig g = {d, role, 0, 1, 1, {0}, 0};
     if (ampc_svg_save("diagnose", path, draw_role, &g) != 0) return 1;
   }
   return 0;

@@ -20,6 +20,8 @@
 #include "cli.h"
 #include "diagnose.h"
 #include "guard.h"
+#include "model_data.h"
+#include "model_run.h"
 
 #include <errno.h>
 #include <math.h>
@@ -35,28 +37,27 @@ typedef struct diag_opts {
   const char *checkpoint, *out;
 } diag_opts;
 
-static int check_mlp(const char *v, char *msg, size_t cap) {
-  long sizes[33];
-  if (ampc_parse_model(v, sizes, 33)) return 1;
-  snprintf(msg, cap,
-           "is not mlp:IN-HIDDEN-...-OUT (2 to 33 sizes in [1, 1048576]); diagnose runs the "
-           "MLP");
-  return 0;
-}
-
 #define DOPT(name, kind, member, arg, lo, hi, help, check)                                         \
   { name, 0, kind, offsetof(diag_opts, member), arg, lo, hi, help, check }
 
 static const ampc_opt DIAG_OPTS[] = {
-    DOPT("data", AMPC_OPT_STR, t.data, "DIR|synthetic", 0, 0,
-         "MNIST directory (IDX files), or synthetic data shaped by the model (default: the "
-         "checkpoint's, else data/mnist)",
+    DOPT("data", AMPC_OPT_STR, t.data, "DIR|synthetic|fortunes|text:PATH|fashion-mnist", 0, 0,
+         "MLP: MNIST directory (IDX files), or synthetic data shaped by the model (default "
+         "data/mnist); GPT: fortunes|text:PATH (default fortunes); CNN: fashion-mnist; "
+         "default: the checkpoint's",
          NULL),
-    DOPT("model", AMPC_OPT_STR, t.model, "mlp:IN-H-...-OUT", 0, 0,
-         "the MLP's layer sizes (default: the checkpoint's, else mlp:784-1024-10)", check_mlp),
-    DOPT("precision", AMPC_OPT_ENUM, t.precision, "fp32|fp16|bf16", 0, 0,
+    DOPT("model", AMPC_OPT_STR, t.model, "mlp:IN-H-...-OUT|gpt:...|cnn:fashion", 0, 0,
+         "the model: an MLP's layer sizes, a GPT (gpt:layers=L,dim=D,heads=H,ctx=T[,vocab=V]) "
+         "or the CNN, as `ampc train` takes it (default: the checkpoint's, else "
+         "mlp:784-1024-10)",
+         train_opts_check_model),
+    DOPT("precision", AMPC_OPT_ENUM, t.precision, "fp32|fp16|bf16|fp8", 0, 0,
          "the recipe whose steps run (default fp16); its format heads the summary (F16 for "
-         "fp32)",
+         "fp32, BF16 for fp8)",
+         NULL),
+    DOPT("fp8-scaling", AMPC_OPT_STR, t.fp8_scaling, "delayed[:H]|current|block", 0, 0,
+         "with --precision fp8: the FP8 scaling of the recipe's steps, as in `ampc train` "
+         "(default delayed)",
          NULL),
     DOPT("loss-scale", AMPC_OPT_STR, t.loss_scale, "dynamic|static:N|none", 0, 0,
          "loss scaling (default: dynamic for fp16, none otherwise)", train_opts_check_loss_scale),
@@ -92,13 +93,19 @@ static const ampc_opt DIAG_OPTS[] = {
 const ampc_cmd ampc_cmd_diagnose = {
     "diagnose",
     "[options]",
-    "Runs --steps training steps of the MLP in a recipe (or from --checkpoint) and\n"
-    "reports, per layer and tensor role (weights, activations, activation gradients,\n"
-    "weight gradients), the log2-magnitude histogram and the fraction of non-zero\n"
-    "values that F16, BF16, E4M3 and E5M2 would flush to zero, hold as subnormals or\n"
-    "overflow at the loss scale in force; it recommends a loss scale and names the\n"
-    "layers that lose most. Values are observed in an F32 pass over each step's batch\n"
-    "(gradients times the loss scale), then the recipe's step runs as in `ampc train`.",
+    "Runs --steps training steps of a model (an MLP, a GPT or the CNN) in a recipe\n"
+    "(fp32, fp16, bf16 or fp8; or from --checkpoint) and reports, per layer and\n"
+    "tensor role (weights, activations, activation gradients, weight gradients),\n"
+    "the log2-magnitude histogram and the fraction of non-zero values that F16,\n"
+    "BF16, E4M3 and E5M2 would flush to zero, hold as subnormals or overflow at the\n"
+    "loss scale in force; it recommends a loss scale and names the layers that\n"
+    "lose most. Values are observed in an F32 pass over each step's batch\n"
+    "(gradients times the loss scale), then the recipe's step runs as in `ampc train`.\n"
+    "MLP layers are its Linear and ReLU modules; GPT and CNN layers are every module\n"
+    "below the model but Sequential containers, named by path\n"
+    "(transformer.h.0.attn.c_attn; a module whose output is its last child's is\n"
+    "listed as the child). Figures draw at most 8 layers, those the format holds\n"
+    "worst, and summarise the rest.",
     DIAG_OPTS,
     (int)(sizeof DIAG_OPTS / sizeof DIAG_OPTS[0]),
     0,
@@ -122,7 +129,12 @@ typedef struct diag_run {
   long sizes[33];
   int nsizes;
   amp_ctx *ctx;
-  ampc_run run;
+  ampc_run run;      /* an MLP's run ... */
+  ampc_model_run mr; /* ... or a GPT's or the CNN's (family != 0) */
+  int family;        /* AMPC_MODEL_GPT or AMPC_MODEL_CNN; 0: an MLP */
+  amp_module *model; /* the run's, either kind */
+  amp_optim *opt;
+  amp_scaler *scaler;
   amp_dataset *train, *test;
   amp_loader *loader;
   leaf *leaves;
@@ -132,10 +144,24 @@ typedef struct diag_run {
   size_t tmp_n;
 } diag_run;
 
-/* Appends the leaf modules under m (path `path`) in forward order. */
+/* Whether the path's last part is a number (a Sequential's child: its
+ * type is added to the name, "0 Conv2d", "transformer.h.0 Block"). */
+static int numbered(const char *path) {
+  const char *p = strrchr(path, '.');
+  p = p ? p + 1 : path;
+  if (!*p) return 0;
+  while (*p >= '0' && *p <= '9') p++;
+  return *p == 0;
+}
+
+/* Appends the layers under m (path `path`) in module order: an MLP's leaf
+ * modules ("0 Linear"); a GPT's or the CNN's every module below the root
+ * but Sequential containers (whose output is their last child's), named by
+ * path ("transformer.h.0.attn.c_attn"; the type after a number). */
 static int collect_leaves(diag_run *D, const amp_module *m, const char *path) {
   int nc = amp_module_child_count(m);
-  if (nc == 0) {
+  int layer = D->family ? *path && strcmp(amp_module_type(m), "Sequential") != 0 : nc == 0;
+  if (layer) {
     leaf *l = realloc(D->leaves, sizeof *l * (size_t)(D->nleaves + 1));
     diag_entry *a = realloc(D->res.e[ROLE_ACTS], sizeof *a * (size_t)(D->nleaves + 1));
     if (a) D->res.e[ROLE_ACTS] = a;
@@ -145,13 +171,16 @@ static int collect_leaves(diag_run *D, const amp_module *m, const char *path) {
     if (!l || !a || !g) return 0;
     l[D->nleaves] = (leaf){m, NULL};
     const char *type = amp_module_type(m);
-    snprintf(a[D->nleaves].name, sizeof a->name, "%s%s%s", path, *path ? " " : "", type);
+    if (D->family && !numbered(path))
+      snprintf(a[D->nleaves].name, sizeof a->name, "%s", path);
+    else
+      snprintf(a[D->nleaves].name, sizeof a->name, "%s%s%s", path, *path ? " " : "", type);
     snprintf(g[D->nleaves].name, sizeof g->name, "%s", a[D->nleaves].name);
     diag_hist_init(&a[D->nleaves].h);
     diag_hist_init(&g[D->nleaves].h);
     D->nleaves++;
     D->res.n[ROLE_ACTS] = D->res.n[ROLE_ACT_GRADS] = D->nleaves;
-    return 1;
+    if (nc == 0) return 1;
   }
   for (int i = 0; i < nc; i++) {
     const char *name;
@@ -165,7 +194,7 @@ static int collect_leaves(diag_run *D, const amp_module *m, const char *path) {
 
 /* One entry per parameter for the weights and the weight gradients. */
 static int collect_params(diag_run *D) {
-  int n = amp_module_param_count(D->run.model);
+  int n = amp_module_param_count(D->model);
   const int roles[2] = {ROLE_WEIGHTS, ROLE_WEIGHT_GRADS};
   for (int k = 0; k < 2; k++) {
     int role = roles[k];
@@ -174,7 +203,7 @@ static int collect_params(diag_run *D) {
     D->res.n[role] = n;
     for (int i = 0; i < n; i++) {
       const char *name;
-      amp_module_param(D->run.model, i, &name);
+      amp_module_param(D->model, i, &name);
       snprintf(D->res.e[role][i].name, sizeof D->res.e[role][i].name, "%s", name);
       diag_hist_init(&D->res.e[role][i].h);
     }
@@ -182,11 +211,17 @@ static int collect_params(diag_run *D) {
   return 1;
 }
 
-/* The module observer: remembers each leaf's output (the first one). */
+/* The module observer: remembers each layer's output (the first one; none
+ * when the tensor is already a layer's, e.g. a Block whose output is its
+ * residual sum: the innermost module reports it first). */
 static void on_output(void *user, const amp_module *m, const amp_tensor *out) {
   diag_run *D = user;
-  for (int i = 0; i < D->nleaves; i++)
-    if (D->leaves[i].m == m && !D->leaves[i].out) D->leaves[i].out = out;
+  int at = -1;
+  for (int i = 0; i < D->nleaves; i++) {
+    if (D->leaves[i].out == out) return;
+    if (D->leaves[i].m == m && !D->leaves[i].out) at = i;
+  }
+  if (at >= 0) D->leaves[at].out = out;
 }
 
 /* Adds tensor t's values to h (converted to F32 when needed). */
@@ -211,15 +246,21 @@ static int add_tensor(diag_run *D, diag_hist *h, const amp_tensor *t, double sca
  * or 0 with a message printed. */
 static int observe(diag_run *D, amp_tensor *x, amp_tensor *y) {
   amp_ctx *ctx = D->ctx;
-  amp_tensor *x32 = x->dtype == AMP_F32 ? x : amp_tensor_cast(ctx, AMP_ARENA_STEP, x, AMP_F32);
+  int lowp = x->dtype == AMP_F16 || x->dtype == AMP_BF16; /* images; tokens stay int */
+  amp_tensor *x32 = lowp ? amp_tensor_cast(ctx, AMP_ARENA_STEP, x, AMP_F32) : x;
   ampc_recipe r32 = D->r;
   r32.dt = AMP_F32;
+  r32.fp8 = 0;
   for (int i = 0; i < D->nleaves; i++) D->leaves[i].out = NULL;
   amp_ctx_set_module_observer(ctx, on_output, D);
-  amp_tensor *loss = ampc_forward_loss(ctx, &r32, D->run.model, x32, y, D->d.t.loss_mul);
+  amp_tensor *loss = NULL;
+  if (!D->family)
+    loss = ampc_forward_loss(ctx, &r32, D->model, x32, y, D->d.t.loss_mul);
+  else if ((loss = ampc_model_run_loss(&D->mr, &r32, x32, y)) && D->d.t.loss_mul != 1)
+    loss = amp_mul_scalar(ctx, loss, (float)D->d.t.loss_mul);
   amp_ctx_set_module_observer(ctx, NULL, NULL);
-  double scale = amp_scaler_is_enabled(D->run.scaler) ? amp_scaler_get_scale(D->run.scaler) : 1;
-  if (!loss || amp_backward(ctx, amp_scaler_scale(D->run.scaler, loss)) != AMP_OK) {
+  double scale = amp_scaler_is_enabled(D->scaler) ? amp_scaler_get_scale(D->scaler) : 1;
+  if (!loss || amp_backward(ctx, amp_scaler_scale(D->scaler, loss)) != AMP_OK) {
     fprintf(stderr, "ampc diagnose: the observation pass failed: %s\n", amp_ctx_error(ctx));
     return 0;
   }
@@ -231,11 +272,11 @@ static int observe(diag_run *D, amp_tensor *x, amp_tensor *y) {
     if (out->grad) ok &= add_tensor(D, &D->res.e[ROLE_ACT_GRADS][i].h, out->grad, scale);
   }
   for (int i = 0; i < D->res.n[ROLE_WEIGHTS]; i++) {
-    const amp_tensor *p = amp_module_param(D->run.model, i, NULL);
+    const amp_tensor *p = amp_module_param(D->model, i, NULL);
     ok &= add_tensor(D, &D->res.e[ROLE_WEIGHTS][i].h, p, 1);
     if (p->grad) ok &= add_tensor(D, &D->res.e[ROLE_WEIGHT_GRADS][i].h, p->grad, scale);
   }
-  amp_optim_zero_grad(D->run.opt); /* the recipe's step starts from zero, as in train */
+  amp_optim_zero_grad(D->opt); /* the recipe's step starts from zero, as in train */
   if (!ok) fprintf(stderr, "ampc diagnose: out of memory\n");
   D->res.observed++;
   if (D->res.observed == 1 || scale < D->res.scale_min) D->res.scale_min = scale;
@@ -247,17 +288,29 @@ static int observe(diag_run *D, amp_tensor *x, amp_tensor *y) {
  * Returns 1, or 0 with a message printed. */
 static int recipe_step(diag_run *D, amp_tensor *x, amp_tensor *y) {
   amp_ctx *ctx = D->ctx;
-  amp_tensor *loss = ampc_forward_loss(ctx, &D->r, D->run.model, x, y, D->d.t.loss_mul);
+  if (D->family) { /* train_model.c's step (model_run.c) */
+    float lv, gnorm;
+    int stepped = ampc_model_run_step(&D->mr, x, y, D->d.t.clip, 0, &lv, &gnorm);
+    if (stepped < 0) {
+      fprintf(stderr, "ampc diagnose: step %ld: %s\n", D->res.steps, amp_ctx_error(ctx));
+      return 0;
+    }
+    D->res.final_loss = lv;
+    D->res.skipped += !stepped;
+    D->res.steps++;
+    return 1;
+  }
+  amp_tensor *loss = ampc_forward_loss(ctx, &D->r, D->model, x, y, D->d.t.loss_mul);
   float lv = NAN;
   if (loss) amp_convert(&lv, AMP_F32, loss->data, loss->dtype, 1);
   int stepped = -1;
-  if (loss && amp_backward(ctx, amp_scaler_scale(D->run.scaler, loss)) == AMP_OK)
-    stepped = amp_scaler_step(D->run.scaler, D->run.opt);
-  if (stepped < 0 || amp_scaler_update(D->run.scaler) != AMP_OK) {
+  if (loss && amp_backward(ctx, amp_scaler_scale(D->scaler, loss)) == AMP_OK)
+    stepped = amp_scaler_step(D->scaler, D->opt);
+  if (stepped < 0 || amp_scaler_update(D->scaler) != AMP_OK) {
     fprintf(stderr, "ampc diagnose: step %ld: %s\n", D->res.steps, amp_ctx_error(ctx));
     return 0;
   }
-  amp_optim_zero_grad(D->run.opt);
+  amp_optim_zero_grad(D->opt);
   D->res.final_loss = lv;
   D->res.skipped += !stepped;
   D->res.steps++;
@@ -267,12 +320,25 @@ static int recipe_step(diag_run *D, amp_tensor *x, amp_tensor *y) {
 /* The next batch, starting a new epoch when one ends; 1, or 0 (message). */
 static int next_batch(diag_run *D, amp_tensor **x, amp_tensor **y) {
   for (int tries = 0; tries < 2; tries++) {
-    int got = amp_loader_next(D->loader, x, y);
+    int got = D->family ? ampc_model_run_next(&D->mr, x, y) : amp_loader_next(D->loader, x, y);
     if (got == 1) return 1;
     if (got < 0) break;
   }
   fprintf(stderr, "ampc diagnose: no batch: %s\n", amp_ctx_error(D->ctx));
   return 0;
+}
+
+/* Drops the layers that never had an output of their own (a module whose
+ * output is its last child's, e.g. attn = attn.c_proj: the child holds it). */
+static void drop_unseen(diag_run *D) {
+  int k = 0;
+  for (int i = 0; i < D->nleaves; i++) {
+    if (D->res.e[ROLE_ACTS][i].h.n == 0 && D->res.e[ROLE_ACT_GRADS][i].h.n == 0) continue;
+    D->res.e[ROLE_ACTS][k] = D->res.e[ROLE_ACTS][i];
+    D->res.e[ROLE_ACT_GRADS][k] = D->res.e[ROLE_ACT_GRADS][i];
+    D->leaves[k++] = D->leaves[i];
+  }
+  D->nleaves = D->res.n[ROLE_ACTS] = D->res.n[ROLE_ACT_GRADS] = k;
 }
 
 /* The steps: each observed, then (with --steps N > 0) taken. */
@@ -284,7 +350,8 @@ static int run_steps(diag_run *D) {
     if (!next_batch(D, &x, &y) || !observe(D, x, y)) return 1;
     if (D->d.t.steps > 0 && !recipe_step(D, x, y)) return 1;
   }
-  D->res.final_scale = amp_scaler_get_scale(D->run.scaler);
+  D->res.final_scale = amp_scaler_get_scale(D->scaler);
+  if (D->family) drop_unseen(D);
   return 0;
 }
 
@@ -334,6 +401,7 @@ static int parse(diag_run *D, int argc, char **argv, int *has_config) {
   d->t.cmd = "diagnose";
   d->t.steps = 50;
   d->t.model = NULL;
+  d->t.family_ok = 1;
   rc = train_opts_from_checkpoint(f, &d->t);
   amp_safetensors_free(f);
   amp_ctx_free(ctx);
@@ -353,6 +421,15 @@ static int parse(diag_run *D, int argc, char **argv, int *has_config) {
  * of --checkpoint. Returns 0, or the exit status. */
 static int load_checkpoint(diag_run *D, int has_config) {
   const char *ck = D->d.checkpoint;
+  if (D->family) { /* names and shapes checked by the loader */
+    if (!has_config) return ampc_init_weights(D->ctx, D->model, ck) ? 1 : 0;
+    if (amp_checkpoint_load(D->ctx, ck, D->model, D->opt, D->scaler, D->mr.il) != AMP_OK) {
+      fprintf(stderr, "ampc diagnose: --checkpoint: %s is not a checkpoint of %s: %s\n", ck,
+              D->d.t.model, amp_ctx_error(D->ctx));
+      return 1;
+    }
+    return 0;
+  }
   amp_safetensors *f = NULL;
   if (amp_safetensors_read(D->ctx, ck, &f) != AMP_OK) {
     fprintf(stderr, "ampc diagnose: --checkpoint: %s\n", amp_ctx_error(D->ctx));
@@ -363,12 +440,12 @@ static int load_checkpoint(diag_run *D, int has_config) {
   if (rc) return rc;
   char msg[1024];
   if (has_config) {
-    if (amp_checkpoint_load(D->ctx, ck, D->run.model, D->run.opt, D->run.scaler, NULL) != AMP_OK) {
+    if (amp_checkpoint_load(D->ctx, ck, D->model, D->opt, D->scaler, NULL) != AMP_OK) {
       fprintf(stderr, "ampc diagnose: --checkpoint: %s\n", amp_ctx_error(D->ctx));
       return 1;
     }
-  } else if (!ampc_load_weights(D->ctx, ck, D->run.model, msg, sizeof msg) ||
-             amp_optim_sync_work(D->run.opt) != AMP_OK) {
+  } else if (!ampc_load_weights(D->ctx, ck, D->model, msg, sizeof msg) ||
+             amp_optim_sync_work(D->opt) != AMP_OK) {
     fprintf(stderr, "ampc diagnose: --checkpoint: %s\n", msg);
     return 1;
   }
@@ -376,13 +453,11 @@ static int load_checkpoint(diag_run *D, int has_config) {
 }
 
 /* Data, model, optimizer, scaler, loader and the tables of entries. */
-static int setup(diag_run *D, int has_config) {
+/* An MLP's run as `ampc train` makes it. */
+static int setup_mlp(diag_run *D, amp_optim_kind kind) {
   train_opts *o = &D->d.t;
   int rc = train_open_data(D->ctx, o, D->sizes, D->nsizes, &D->train, &D->test);
   if (rc) return rc;
-  amp_optim_kind kind = strcmp(o->optim, "adamw") == 0 ? AMP_OPTIM_ADAMW
-                        : strcmp(o->optim, "sgd") == 0 ? AMP_OPTIM_SGD
-                                                       : AMP_OPTIM_ADAM;
   int ok = ampc_run_create(D->ctx, &D->r, D->sizes, D->nsizes, o->seed, kind, o->lr,
                            o->growth_interval, &D->run);
   amp_loader_params lp = {o->batch, 1, o->seed, 0, D->r.dt, 1};
@@ -391,8 +466,36 @@ static int setup(diag_run *D, int has_config) {
     fprintf(stderr, "ampc diagnose: %s\n", amp_ctx_error(D->ctx));
     return 1;
   }
+  D->model = D->run.model;
+  D->opt = D->run.opt;
+  D->scaler = D->run.scaler;
+  return 0;
+}
+
+/* A GPT's or the CNN's run as `ampc train` makes it (model_run.c). */
+static int setup_family(diag_run *D, amp_optim_kind kind) {
+  ampc_model_run *m = &D->mr;
+  m->o = D->d.t;
+  m->r = D->r;
+  m->kind = kind;
+  m->ctx = D->ctx;
+  int rc = ampc_model_run_open(m);
+  if (rc) return rc;
+  D->model = m->model;
+  D->opt = m->opt;
+  D->scaler = m->scaler;
+  return 0;
+}
+
+static int setup(diag_run *D, int has_config) {
+  train_opts *o = &D->d.t;
+  amp_optim_kind kind = strcmp(o->optim, "adamw") == 0 ? AMP_OPTIM_ADAMW
+                        : strcmp(o->optim, "sgd") == 0 ? AMP_OPTIM_SGD
+                                                       : AMP_OPTIM_ADAM;
+  int rc = D->family ? setup_family(D, kind) : setup_mlp(D, kind);
+  if (rc) return rc;
   if (D->d.checkpoint && (rc = load_checkpoint(D, has_config))) return rc;
-  if (!collect_leaves(D, D->run.model, "") || !collect_params(D)) {
+  if (!collect_leaves(D, D->model, "") || !collect_params(D)) {
     fprintf(stderr, "ampc diagnose: out of memory\n");
     return 1;
   }
@@ -406,6 +509,7 @@ static void run_free(diag_run *D) {
   amp_loader_free(D->loader);
   amp_dataset_free(D->train);
   amp_dataset_free(D->test);
+  ampc_model_run_free(&D->mr);
   amp_ctx_free(D->ctx);
   free(D);
 }
@@ -417,9 +521,20 @@ static int configure(diag_run *D, int argc, char **argv, int *has_config) {
   train_opts *o = &D->d.t;
   if (!o->model) o->model = "mlp:784-1024-10";
   if ((rc = train_opts_recipe(o, &D->r))) return rc;
-  D->nsizes = ampc_parse_model(o->model, D->sizes, 33);
-  if (!D->nsizes) {
-    fprintf(stderr, "ampc diagnose: unknown model '%s' (diagnose runs mlp: models)\n", o->model);
+  char msg[256];
+  int fam = ampc_parse_model_spec(o->model, &D->mr.spec, msg, sizeof msg);
+  if (fam < 0) {
+    fprintf(stderr, "ampc diagnose: %s\n", msg);
+    return 1;
+  }
+  D->family = fam == 1 ? D->mr.spec.kind : 0;
+  if (D->family && ampc_is_default_data(o->data)) /* the model's own data, as train's */
+    o->data = D->family == AMPC_MODEL_GPT ? "fortunes" : "fashion-mnist";
+  D->nsizes = D->family ? 0 : ampc_parse_model(o->model, D->sizes, 33);
+  if (!D->family && !D->nsizes) {
+    fprintf(stderr,
+            "ampc diagnose: unknown model '%s' (diagnose runs mlp:, gpt: and cnn: models)\n",
+            o->model);
     return 1;
   }
   D->res.o = o;

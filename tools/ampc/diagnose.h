@@ -38,6 +38,10 @@ typedef struct diag_result {
  * (json != 0). Returns 0, or 1 after a message. */
 int diag_report(const diag_result *d, int json);
 
+/* The most layers one figure draws; with more, the ones the recipe's format
+ * holds worst are drawn and the rest summarised in one line. */
+enum { DIAG_FIG_LAYERS = 8 };
+
 /* Writes DIR/diagnose-<role>.svg for every role (atomically). Returns 0, or
  * 1 after a message. */
 int diag_figures(const diag_result *d);

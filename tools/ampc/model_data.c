@@ -9,25 +9,26 @@
 
 int ampc_is_default_data(const char *data) { return strcmp(data, "data/mnist") == 0; }
 
-int ampc_text_open(amp_ctx *ctx, const char *data, amp_text **out) {
+int ampc_text_open(amp_ctx *ctx, const char *cmd, const char *data, amp_text **out) {
   *out = NULL;
   if (ampc_is_default_data(data) || strcmp(data, "fortunes") == 0)
     return amp_text_load_fortunes(ctx, NULL, out) == AMP_OK ? 0 : 1;
   if (strncmp(data, "text:", 5) == 0 && data[5])
     return amp_text_load(ctx, data + 5, out) == AMP_OK ? 0 : 1;
-  fprintf(stderr, "ampc train: --data '%s': a GPT trains on text:PATH or fortunes\n", data);
+  fprintf(stderr, "ampc %s: --data '%s': a GPT trains on text:PATH or fortunes\n", cmd, data);
   return 2;
 }
 
-int ampc_images_open(amp_ctx *ctx, const char *data, amp_dataset **train, amp_dataset **test) {
+int ampc_images_open(amp_ctx *ctx, const char *cmd, const char *data, amp_dataset **train,
+                     amp_dataset **test) {
   *train = *test = NULL;
   if (!ampc_is_default_data(data) && strcmp(data, "fashion-mnist") != 0) {
-    fprintf(stderr, "ampc train: --data '%s': the CNN trains on fashion-mnist\n", data);
+    fprintf(stderr, "ampc %s: --data '%s': the CNN trains on fashion-mnist\n", cmd, data);
     return 2;
   }
   if (amp_fashion_mnist_load(ctx, NULL, 1, train) != AMP_OK ||
       amp_fashion_mnist_load(ctx, NULL, 0, test) != AMP_OK) {
-    fprintf(stderr, "ampc train: %s\n", amp_ctx_error(ctx));
+    fprintf(stderr, "ampc %s: %s\n", cmd, amp_ctx_error(ctx));
     return 1;
   }
   return 0;

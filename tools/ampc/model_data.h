@@ -8,12 +8,14 @@
 int ampc_is_default_data(const char *data);
 
 /* The corpus of --data text:PATH | fortunes (the default). Returns 0, or the
- * exit status (a message printed except for load errors, left on ctx). */
-int ampc_text_open(amp_ctx *ctx, const char *data, amp_text **out);
+ * exit status (a message "ampc CMD: ..." printed except for load errors,
+ * left on ctx). */
+int ampc_text_open(amp_ctx *ctx, const char *cmd, const char *data, amp_text **out);
 
 /* Fashion-MNIST's train and test sets for --data fashion-mnist (the
- * default). Returns 0, or the exit status (message printed). */
-int ampc_images_open(amp_ctx *ctx, const char *data, amp_dataset **train, amp_dataset **test);
+ * default). Returns 0, or the exit status (message "ampc CMD: ..."). */
+int ampc_images_open(amp_ctx *ctx, const char *cmd, const char *data, amp_dataset **train,
+                     amp_dataset **test);
 
 /* --init FILE: copies every parameter of `model` from the safetensors file
  * tensor of the same name (PyTorch state_dict names; F32, F16 or BF16, the

@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "json_out.h"
 #include "model_data.h"
+#include "model_run.h"
 #include "train_opts.h"
 
 #include <errno.h>
@@ -29,23 +30,12 @@
 
 /* Everything one GPT/CNN run holds. */
 typedef struct mrun {
-  train_opts o;
-  ampc_recipe r;
-  ampc_model_spec spec;
-  amp_optim_kind kind;
-  amp_ctx *ctx;
-  amp_module *model;
-  amp_optim *opt;
-  amp_scaler *scaler;
-  amp_text *text;
-  amp_text_loader *tl;
-  amp_dataset *train, *test;
-  amp_loader *il;
+  ampc_model_run m; /* options, recipe, model, optimizer, scaler, data (model_run.h) */
   amp_lr_schedule sched;
   FILE *metrics;
   double *step_ms; /* each step's time, for the median */
   int64_t nms, cap_ms;
-  int64_t steps, step, skipped, nonfinite, per_epoch, bad_run;
+  int64_t steps, step, skipped, nonfinite, bad_run;
   int64_t first;                   /* the step this process started at (> 0 after --resume) */
   int epochs_given;                /* --epochs on the command line */
   double t_train, peak, last_eval; /* last_eval: -1 before the first */
@@ -55,35 +45,22 @@ typedef struct mrun {
 
 enum { VAL_BATCHES = 20 };
 
-/* Mean cross-entropy of logits [..., C] against y (any shape) under the
- * recipe's autocast. */
+/* Mean cross-entropy under the run's recipe (model_run.c). */
 static amp_tensor *loss_of(mrun *R, amp_tensor *x, amp_tensor *y) {
-  amp_ctx *ctx = R->ctx;
-  if (R->spec.kind == AMPC_MODEL_CNN)
-    x = amp_reshape(ctx, x, 4, (int64_t[]){x->shape[0], 1, 28, 28});
-  if (R->r.dt != AMP_F32) amp_autocast_begin(ctx, R->r.dt);
-  int fp8 = R->r.fp8 && amp_grad_enabled(ctx); /* FP8 linears in training (eval: bf16) */
-  if (fp8) amp_fp8_begin(ctx);
-  amp_tensor *logits = amp_module_forward(ctx, R->model, x);
-  if (fp8) amp_fp8_end(ctx);
-  if (logits) logits = amp_reshape(ctx, logits, 2, (int64_t[]){y->numel, -1});
-  amp_tensor *yy = y ? amp_reshape(ctx, y, 1, (int64_t[]){y->numel}) : NULL;
-  amp_tensor *loss = amp_cross_entropy(ctx, logits, yy);
-  if (R->r.dt != AMP_F32) amp_autocast_end(ctx);
-  return loss;
+  return ampc_model_run_loss(&R->m, &R->m.r, x, y);
 }
 
 /* GPT: the mean loss over the first VAL_BATCHES validation batches (nats
  * per token). CNN: test accuracy in percent. -1 on error. */
 static double evaluate(mrun *R) {
-  amp_ctx *ctx = R->ctx;
+  amp_ctx *ctx = R->m.ctx;
   double sum = 0;
   int64_t n = 0, correct = 0;
-  amp_module_set_training(R->model, 0);
+  amp_module_set_training(R->m.model, 0);
   amp_no_grad_begin(ctx);
-  if (R->spec.kind == AMPC_MODEL_GPT) {
+  if (R->m.spec.kind == AMPC_MODEL_GPT) {
     amp_text_loader *vl =
-        amp_text_loader_create(ctx, R->text, AMP_TEXT_VAL, R->o.batch, R->spec.gpt.ctx, 0, 0);
+        amp_text_loader_create(ctx, R->m.text, AMP_TEXT_VAL, R->m.o.batch, R->m.spec.gpt.ctx, 0, 0);
     int64_t nb = vl ? amp_text_loader_batches_per_epoch(vl) : 0;
     amp_tensor *x, *y;
     for (int64_t b = 0; b < nb && b < VAL_BATCHES; b++) {
@@ -96,14 +73,14 @@ static double evaluate(mrun *R) {
     }
     amp_text_loader_free(vl);
   } else {
-    amp_loader_params lp = {1000, 0, 0, 0, R->r.dt, 1};
-    amp_loader *ld = amp_loader_create(ctx, R->test, &lp);
+    amp_loader_params lp = {1000, 0, 0, 0, R->m.r.dt, 1};
+    amp_loader *ld = amp_loader_create(ctx, R->m.test, &lp);
     amp_tensor *x, *y;
     while (ld && (amp_ctx_step_reset(ctx), amp_loader_next(ld, &x, &y) == 1)) {
       amp_tensor *xi = amp_reshape(ctx, x, 4, (int64_t[]){x->shape[0], 1, 28, 28});
-      if (R->r.dt != AMP_F32) amp_autocast_begin(ctx, R->r.dt);
-      amp_tensor *lg = amp_module_forward(ctx, R->model, xi);
-      if (R->r.dt != AMP_F32) amp_autocast_end(ctx);
+      if (R->m.r.dt != AMP_F32) amp_autocast_begin(ctx, R->m.r.dt);
+      amp_tensor *lg = amp_module_forward(ctx, R->m.model, xi);
+      if (R->m.r.dt != AMP_F32) amp_autocast_end(ctx);
       if (!lg) break;
       float *row = malloc(sizeof(float) * (size_t)lg->numel);
       amp_convert(row, AMP_F32, lg->data, lg->dtype, (size_t)lg->numel);
@@ -119,10 +96,10 @@ static double evaluate(mrun *R) {
     amp_loader_free(ld);
   }
   amp_no_grad_end(ctx);
-  amp_module_set_training(R->model, 1);
+  amp_module_set_training(R->m.model, 1);
   amp_ctx_step_reset(ctx);
   if (amp_ctx_status(ctx) != AMP_OK || n == 0) return -1;
-  return R->spec.kind == AMPC_MODEL_GPT ? sum / (double)n : 100.0 * (double)correct / (double)n;
+  return R->m.spec.kind == AMPC_MODEL_GPT ? sum / (double)n : 100.0 * (double)correct / (double)n;
 }
 
 /* --resume: the checkpoint's weights, optimizer and scaler state (and, for
@@ -131,10 +108,11 @@ static double evaluate(mrun *R) {
  * already run. Then the run goes on with the same bits as one that did not
  * stop. Returns 0, or the exit status (message printed). */
 static int resume(mrun *R) {
-  amp_ctx *ctx = R->ctx;
+  amp_ctx *ctx = R->m.ctx;
   amp_safetensors *f = NULL;
-  if (amp_checkpoint_load(ctx, R->o.resume, R->model, R->opt, R->scaler, R->il) != AMP_OK ||
-      amp_safetensors_read(ctx, R->o.resume, &f) != AMP_OK) {
+  if (amp_checkpoint_load(ctx, R->m.o.resume, R->m.model, R->m.opt, R->m.scaler, R->m.il) !=
+          AMP_OK ||
+      amp_safetensors_read(ctx, R->m.o.resume, &f) != AMP_OK) {
     fprintf(stderr, "ampc train: --resume: %s\n", amp_ctx_error(ctx));
     return 1;
   }
@@ -146,13 +124,13 @@ static int resume(mrun *R) {
     fprintf(stderr,
             "ampc train: --resume: %s has no valid train.step/train.skipped/"
             "train.bad_losses counters (written by ampc train)\n",
-            R->o.resume);
+            R->m.o.resume);
     return 1;
   }
   amp_tensor *x, *y;
-  for (int64_t i = 0; R->tl && i < R->step; i++) {
+  for (int64_t i = 0; R->m.tl && i < R->step; i++) {
     amp_ctx_step_reset(ctx);
-    if (amp_text_loader_next(R->tl, &x, &y) != 1) {
+    if (amp_text_loader_next(R->m.tl, &x, &y) != 1) {
       fprintf(stderr, "ampc train: --resume: %s\n", amp_ctx_error(ctx));
       return 1;
     }
@@ -162,94 +140,37 @@ static int resume(mrun *R) {
   return 0;
 }
 
-/* The data, model, optimizer, scaler and schedule; returns 0 or the exit
- * status. */
+/* The data, model, optimizer, scaler (model_run.c) and schedule; returns 0
+ * or the exit status. */
 static int setup(mrun *R) {
-  const train_opts *o = &R->o;
-  amp_ctx *ctx = R->ctx;
-  int rc = R->spec.kind == AMPC_MODEL_GPT ? ampc_text_open(ctx, o->data, &R->text)
-                                          : ampc_images_open(ctx, o->data, &R->train, &R->test);
-  if (rc) {
-    if (rc == 1 && amp_ctx_status(ctx) != AMP_OK)
-      fprintf(stderr, "ampc train: %s\n", amp_ctx_error(ctx));
-    return rc;
-  }
-  R->model = ampc_build_model(ctx, &R->spec, o->seed);
-  if (R->model && o->init && ampc_init_weights(ctx, R->model, o->init)) return 1;
-  amp_optim_params op = amp_optim_defaults(R->kind);
-  if (o->lr >= 0) op.lr = (float)o->lr;
-  op.work_dtype = R->r.dt;
-  op.master_weights = R->r.master_weights;
-  op.rounding = R->r.rounding;
-  op.seed = o->seed;
-  if (R->model && R->r.fp8 && amp_fp8_create(ctx, R->model, &R->r.fp8p) != AMP_OK) return 1;
-  R->opt = R->model ? amp_optim_create(ctx, R->model, &op) : NULL;
-  amp_scaler_params sp = amp_scaler_defaults(R->r.scale_mode);
-  sp.init_scale = R->r.scale;
-  sp.growth_interval = o->growth_interval;
-  R->scaler = amp_scaler_create(ctx, &sp);
-  if (R->spec.kind == AMPC_MODEL_GPT) {
-    R->tl =
-        amp_text_loader_create(ctx, R->text, AMP_TEXT_TRAIN, o->batch, R->spec.gpt.ctx, 1, o->seed);
-    R->per_epoch = R->tl ? amp_text_loader_batches_per_epoch(R->tl) : 0;
-  } else {
-    amp_loader_params lp = {o->batch, 1, o->seed, 1, R->r.dt, 1};
-    R->il = amp_loader_create(ctx, R->train, &lp);
-    R->per_epoch = R->il ? amp_loader_batches_per_epoch(R->il) : 0;
-  }
-  if (!R->model || !R->opt || !R->scaler || (!R->tl && !R->il)) {
-    fprintf(stderr, "ampc train: %s\n", amp_ctx_error(ctx));
-    return 1;
-  }
-  if (R->per_epoch < 1) {
-    fprintf(stderr, "ampc train: --batch %ld is larger than the training set (%lld images)\n",
-            o->batch, (long long)amp_dataset_size(R->train));
-    return 2;
-  }
-  int gpt_default = R->spec.kind == AMPC_MODEL_GPT && !R->epochs_given;
-  R->steps = o->steps ? o->steps : gpt_default ? 2000 : R->per_epoch * o->epochs;
+  const train_opts *o = &R->m.o;
+  int rc = ampc_model_run_open(&R->m);
+  if (rc) return rc;
+  int gpt_default = R->m.spec.kind == AMPC_MODEL_GPT && !R->epochs_given;
+  R->steps = o->steps ? o->steps : gpt_default ? 2000 : R->m.per_epoch * o->epochs;
   if (o->max_steps && o->max_steps < R->steps) R->steps = o->max_steps;
   if (o->metrics && !(R->metrics = fopen(o->metrics, "w"))) {
     fprintf(stderr, "ampc train: --metrics: cannot write '%s': %s\n", o->metrics, strerror(errno));
     return 1;
   }
-  if (!train_opts_schedule(o->schedule, op.lr, R->steps, &R->sched)) return 2;
+  if (!train_opts_schedule(o->schedule, R->m.lr, R->steps, &R->sched)) return 2;
   return o->resume ? resume(R) : 0;
-}
-
-/* The next training batch (a new epoch of images when one ends). */
-static int next_batch(mrun *R, amp_tensor **x, amp_tensor **y) {
-  if (R->tl) return amp_text_loader_next(R->tl, x, y);
-  int got = amp_loader_next(R->il, x, y);
-  if (got == 0) got = amp_loader_next(R->il, x, y); /* the next epoch */
-  return got;
 }
 
 /* One step; returns the loss (NaN after an error, recorded on ctx). */
 static float step(mrun *R) {
-  amp_ctx *ctx = R->ctx;
+  amp_ctx *ctx = R->m.ctx;
   amp_ctx_step_reset(ctx);
   amp_arena_reset_peak(ctx, AMP_ARENA_STEP);
   amp_tensor *x, *y;
-  if (next_batch(R, &x, &y) != 1) return NAN;
-  amp_optim_set_lr(R->opt, amp_lr_at(&R->sched, R->step));
-  amp_tensor *loss = loss_of(R, x, y);
-  if (loss && R->o.loss_mul != 1) loss = amp_mul_scalar(ctx, loss, (float)R->o.loss_mul);
-  if (!loss) return NAN;
-  float lv = *(float *)loss->data; /* cross-entropy is F32 */
+  if (ampc_model_run_next(&R->m, &x, &y) != 1) return NAN;
+  amp_optim_set_lr(R->m.opt, amp_lr_at(&R->sched, R->step));
+  float lv;
+  int stepped = ampc_model_run_step(&R->m, x, y, R->m.o.clip, R->metrics != NULL, &lv, &R->gnorm);
   if (!isfinite(lv)) R->nonfinite++;
-  if (amp_backward(ctx, amp_scaler_scale(R->scaler, loss)) != AMP_OK) return NAN;
-  R->gnorm = NAN;
-  if (R->o.clip > 0 || R->metrics) {
-    if (amp_scaler_unscale(R->scaler, R->opt) != AMP_OK) return NAN;
-    amp_optim_clip_grad_norm(R->opt, (float)R->o.clip, &R->gnorm);
-  }
-  int stepped = amp_scaler_step(R->scaler, R->opt);
   if (stepped < 0) return NAN;
   R->stepped = stepped;
   R->skipped += !stepped;
-  amp_scaler_update(R->scaler);
-  amp_optim_zero_grad(R->opt);
   /* The step's own peak (the arena was reset above): what training holds,
      not what an evaluation between steps held. The first step is left out
      when there are more: its arena grows chunk by chunk, and the tails it
@@ -268,14 +189,14 @@ static int metrics_line(mrun *R, float scale_used, double val) {
   cJSON *j = cJSON_CreateObject();
   if (!j) return -1;
   ampc_json_int(j, "step", R->step - 1);
-  ampc_json_int(j, "epoch", (R->step - 1) / R->per_epoch);
+  ampc_json_int(j, "epoch", (R->step - 1) / R->m.per_epoch);
   ampc_json_float(j, "loss", R->loss_v);
   ampc_json_float(j, "scale", scale_used);
   ampc_json_int(j, "skipped", !R->stepped);
-  ampc_json_float(j, "lr", amp_optim_lr(R->opt));
+  ampc_json_float(j, "lr", amp_optim_lr(R->m.opt));
   ampc_json_float(j, "grad_norm", isfinite(R->gnorm) ? R->gnorm : -1.0f);
-  if (val >= 0 && R->spec.kind == AMPC_MODEL_GPT) ampc_json_fmt(j, "val_loss", "%.6g", val);
-  if (val >= 0 && R->spec.kind == AMPC_MODEL_CNN) ampc_json_fmt(j, "val_accuracy", "%.4f", val);
+  if (val >= 0 && R->m.spec.kind == AMPC_MODEL_GPT) ampc_json_fmt(j, "val_loss", "%.6g", val);
+  if (val >= 0 && R->m.spec.kind == AMPC_MODEL_CNN) ampc_json_fmt(j, "val_accuracy", "%.4f", val);
   return ampc_json_line(R->metrics, j);
 }
 
@@ -285,17 +206,17 @@ static double report_eval(mrun *R) {
   double v = evaluate(R);
   if (v < 0) {
     fprintf(stderr, "ampc train: evaluation after step %lld: %s\n", (long long)R->step,
-            amp_ctx_status(R->ctx) != AMP_OK ? amp_ctx_error(R->ctx) : "no validation batch");
+            amp_ctx_status(R->m.ctx) != AMP_OK ? amp_ctx_error(R->m.ctx) : "no validation batch");
     return -1;
   }
   R->last_eval = v;
-  if (R->o.quiet) return v;
-  const char *what = R->spec.kind == AMPC_MODEL_GPT ? "val loss" : "test accuracy";
-  FILE *f = R->o.json ? stderr : stdout; /* with --json, stdout holds the JSON alone */
+  if (R->m.o.quiet) return v;
+  const char *what = R->m.spec.kind == AMPC_MODEL_GPT ? "val loss" : "test accuracy";
+  FILE *f = R->m.o.json ? stderr : stdout; /* with --json, stdout holds the JSON alone */
   fprintf(f, "step %lld: train loss %.4f, %s %.4f%s, scale %g, %lld skipped, %.1f s\n",
           (long long)R->step, (double)R->loss_v, what, v,
-          R->spec.kind == AMPC_MODEL_GPT ? " nats/token" : "%",
-          (double)amp_scaler_get_scale(R->scaler), (long long)R->skipped, R->t_train);
+          R->m.spec.kind == AMPC_MODEL_GPT ? " nats/token" : "%",
+          (double)amp_scaler_get_scale(R->m.scaler), (long long)R->skipped, R->t_train);
   fflush(f);
   return v;
 }
@@ -316,17 +237,17 @@ static void record_ms(mrun *R, double ms) {
  * finite to be saved (else the run fails and the file is left as it was).
  * Returns 0, or the exit status (message printed). */
 static int save(mrun *R) {
-  if (!R->o.save) return 0;
-  if (amp_checkpoint_check_finite(R->ctx, R->model, R->opt, R->scaler) != AMP_OK) {
+  if (!R->m.o.save) return 0;
+  if (amp_checkpoint_check_finite(R->m.ctx, R->m.model, R->m.opt, R->m.scaler) != AMP_OK) {
     fprintf(stderr, "ampc train: stopping at step %lld: the %s; %s is left as it was\n",
-            (long long)R->step, amp_ctx_error(R->ctx), R->o.save);
+            (long long)R->step, amp_ctx_error(R->m.ctx), R->m.o.save);
     return 1;
   }
   run_meta meta;
-  train_opts_meta(&R->o, R->step, R->skipped, R->nonfinite, &meta);
-  if (amp_checkpoint_save(R->ctx, R->o.save, R->model, R->opt, R->scaler, R->il, meta.kv, meta.n) !=
-      AMP_OK) {
-    fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(R->ctx));
+  train_opts_meta(&R->m.o, R->step, R->skipped, R->nonfinite, &meta);
+  if (amp_checkpoint_save(R->m.ctx, R->m.o.save, R->m.model, R->m.opt, R->m.scaler, R->m.il,
+                          meta.kv, meta.n) != AMP_OK) {
+    fprintf(stderr, "ampc train: --save: %s\n", amp_ctx_error(R->m.ctx));
     return 1;
   }
   return 0;
@@ -336,16 +257,16 @@ static int save(mrun *R) {
  * steps and after the last, and a progress line every --log-every steps.
  * Returns 0, or the exit status (message printed). */
 static int train_loop(mrun *R) {
-  int64_t every = R->o.eval_every ? R->o.eval_every : R->steps;
+  int64_t every = R->m.o.eval_every ? R->m.o.eval_every : R->steps;
   while (R->step < R->steps) {
     double t0 = ampb_now();
-    float scale_used = amp_scaler_get_scale(R->scaler);
+    float scale_used = amp_scaler_get_scale(R->m.scaler);
     R->loss_v = step(R);
     double dt = ampb_now() - t0;
     R->t_train += dt;
     record_ms(R, 1e3 * dt);
-    if (amp_ctx_status(R->ctx) != AMP_OK) {
-      fprintf(stderr, "ampc train: step %lld: %s\n", (long long)R->step, amp_ctx_error(R->ctx));
+    if (amp_ctx_status(R->m.ctx) != AMP_OK) {
+      fprintf(stderr, "ampc train: step %lld: %s\n", (long long)R->step, amp_ctx_error(R->m.ctx));
       return 1;
     }
     R->step++;
@@ -354,20 +275,20 @@ static int train_loop(mrun *R) {
       fprintf(stderr,
               "ampc train: stopping: the loss itself has been non-finite for %lld consecutive "
               "steps (step %lld, loss scale %g): lower the learning rate\n",
-              (long long)R->bad_run, (long long)R->step, (double)amp_scaler_get_scale(R->scaler));
+              (long long)R->bad_run, (long long)R->step, (double)amp_scaler_get_scale(R->m.scaler));
       return 1;
     }
     double val = -1;
     if ((R->step % every == 0 || R->step == R->steps) && (val = report_eval(R)) < 0) return 1;
     if (R->metrics && metrics_line(R, scale_used, val) != 0) {
-      fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", R->o.metrics);
+      fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", R->m.o.metrics);
       return 1;
     }
-    if (R->o.save_every && R->step % R->o.save_every == 0 && R->step < R->steps && save(R))
+    if (R->m.o.save_every && R->step % R->m.o.save_every == 0 && R->step < R->steps && save(R))
       return 1;
-    if (R->o.log_every > 0 && R->step % R->o.log_every == 0 && !R->o.quiet)
+    if (R->m.o.log_every > 0 && R->step % R->m.o.log_every == 0 && !R->m.o.quiet)
       fprintf(stderr, "step %lld/%lld: loss %.4f, scale %g, %lld skipped\n", (long long)R->step,
-              (long long)R->steps, (double)R->loss_v, (double)amp_scaler_get_scale(R->scaler),
+              (long long)R->steps, (double)R->loss_v, (double)amp_scaler_get_scale(R->m.scaler),
               (long long)R->skipped);
   }
   return 0;
@@ -382,10 +303,10 @@ static int cmp_double(const void *a, const void *b) {
  * for a GPT, which has val_loss instead), plus nonfinite_losses and, for a
  * GPT, tokens_per_s. */
 static void report_json(mrun *R, double median, double units_s, double rss_mb) {
-  const train_opts *o = &R->o;
-  int gpt = R->spec.kind == AMPC_MODEL_GPT;
-  size_t param_bytes =
-      (size_t)amp_optim_numel(R->opt) * (4 + (R->r.dt == AMP_F32 ? 0 : amp_dtype_size(R->r.dt)));
+  const train_opts *o = &R->m.o;
+  int gpt = R->m.spec.kind == AMPC_MODEL_GPT;
+  size_t param_bytes = (size_t)amp_optim_numel(R->m.opt) *
+                       (4 + (R->m.r.dt == AMP_F32 ? 0 : amp_dtype_size(R->m.r.dt)));
   cJSON *j = cJSON_CreateObject();
   if (!j) return;
   ampc_json_str(j, "precision", o->precision);
@@ -393,7 +314,7 @@ static void report_json(mrun *R, double median, double units_s, double rss_mb) {
   ampc_json_str(j, "model", o->model);
   ampc_json_int(j, "seed", (long long)o->seed);
   ampc_json_int(j, "threads", o->threads);
-  ampc_json_int(j, "epochs", (R->steps + R->per_epoch - 1) / R->per_epoch);
+  ampc_json_int(j, "epochs", (R->steps + R->m.per_epoch - 1) / R->m.per_epoch);
   ampc_json_int(j, "batch", o->batch);
   ampc_json_fmt(j, "test_accuracy", "%.4f", gpt ? NAN : R->last_eval);
   if (gpt) ampc_json_fmt(j, "val_loss", "%.6g", R->last_eval);
@@ -401,17 +322,17 @@ static void report_json(mrun *R, double median, double units_s, double rss_mb) {
   ampc_json_int(j, "steps", R->step);
   ampc_json_int(j, "skipped_steps", R->skipped);
   ampc_json_int(j, "nonfinite_losses", R->nonfinite);
-  ampc_json_float(j, "final_scale", amp_scaler_get_scale(R->scaler));
+  ampc_json_float(j, "final_scale", amp_scaler_get_scale(R->m.scaler));
   ampc_json_fmt(j, "step_ms_median", "%.4f", median);
-  ampc_json_fmt(j, "samples_per_s", "%.1f", units_s / (gpt ? (double)R->spec.gpt.ctx : 1.0));
+  ampc_json_fmt(j, "samples_per_s", "%.1f", units_s / (gpt ? (double)R->m.spec.gpt.ctx : 1.0));
   if (gpt) ampc_json_fmt(j, "tokens_per_s", "%.1f", units_s);
   ampc_json_fmt(j, "peak_rss_mb", "%.1f", rss_mb);
   ampc_json_fmt(j, "activation_bytes", "%.0f", R->peak);
   ampc_json_int(j, "param_bytes", (long long)param_bytes);
-  ampc_json_int(j, "master_bytes", (long long)amp_optim_numel(R->opt) * 4);
+  ampc_json_int(j, "master_bytes", (long long)amp_optim_numel(R->m.opt) * 4);
   ampc_json_int(j, "work_copy_bytes",
-                (long long)param_bytes - (long long)amp_optim_numel(R->opt) * 4);
-  ampc_json_int(j, "optimizer_bytes", (long long)amp_optim_bytes(R->opt));
+                (long long)param_bytes - (long long)amp_optim_numel(R->m.opt) * 4);
+  ampc_json_int(j, "optimizer_bytes", (long long)amp_optim_bytes(R->m.opt));
   ampc_json_str(j, "data", o->data);
   ampc_json_str(j, "checkpoint", o->save);
   ampc_json_str(j, "metrics", o->metrics);
@@ -424,17 +345,17 @@ static void report(mrun *R) {
   double median = R->nms ? R->step_ms[R->nms / 2] : 0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  int gpt = R->spec.kind == AMPC_MODEL_GPT;
-  int64_t units = R->step * R->o.batch * (gpt ? R->spec.gpt.ctx : 1);
+  int gpt = R->m.spec.kind == AMPC_MODEL_GPT;
+  int64_t units = R->step * R->m.o.batch * (gpt ? R->m.spec.gpt.ctx : 1);
   double units_s = R->t_train > 0 ? (double)units / R->t_train : 0;
-  if (R->o.json) {
+  if (R->m.o.json) {
     report_json(R, median, units_s, (double)ru.ru_maxrss / 1024.0);
     return;
   }
   printf("%s: %lld steps (%lld skipped, %lld non-finite losses), final scale %g, %.0f %s/s, "
          "activations %.2f MiB\n",
-         R->o.precision, (long long)R->step, (long long)R->skipped, (long long)R->nonfinite,
-         (double)amp_scaler_get_scale(R->scaler), units_s, gpt ? "tokens" : "images",
+         R->m.o.precision, (long long)R->step, (long long)R->skipped, (long long)R->nonfinite,
+         (double)amp_scaler_get_scale(R->m.scaler), units_s, gpt ? "tokens" : "images",
          R->peak / 1048576.0);
 }
 
@@ -450,11 +371,11 @@ static int flag_given(int argc, char **argv, const char *name) {
 
 /* The options and the recipe; returns 0 or the exit status. */
 static int parse(int argc, char **argv, mrun *R) {
-  int rc = train_opts_parse(argc, argv, &R->o);
-  if (rc || (rc = train_opts_recipe(&R->o, &R->r))) return rc;
-  train_opts *o = &R->o;
+  int rc = train_opts_parse(argc, argv, &R->m.o);
+  if (rc || (rc = train_opts_recipe(&R->m.o, &R->m.r))) return rc;
+  train_opts *o = &R->m.o;
   char msg[256];
-  if (ampc_parse_model_spec(o->model, &R->spec, msg, sizeof msg) != 1)
+  if (ampc_parse_model_spec(o->model, &R->m.spec, msg, sizeof msg) != 1)
     return ampc_usage_error("%s", msg);
   if (flag_given(argc, argv, "synthetic-n"))
     return ampc_usage_error("%s", "--synthetic-n is for mlp: models (GPT and CNN train on text "
@@ -463,13 +384,13 @@ static int parse(int argc, char **argv, mrun *R) {
   if (R->epochs_given && o->steps)
     return ampc_usage_error("%s", "--steps and --epochs both set the length of the run; give one");
   if (ampc_is_default_data(o->data)) /* no --data: the model's own, recorded as such */
-    o->data = R->spec.kind == AMPC_MODEL_GPT ? "fortunes" : "fashion-mnist";
+    o->data = R->m.spec.kind == AMPC_MODEL_GPT ? "fortunes" : "fashion-mnist";
   const char *k = o->optim;
-  R->kind = strcmp(k, "adam") == 0    ? AMP_OPTIM_ADAM
-            : strcmp(k, "adamw") == 0 ? AMP_OPTIM_ADAMW
-            : strcmp(k, "sgd") == 0   ? AMP_OPTIM_SGD
-                                      : (amp_optim_kind)-1;
-  if ((int)R->kind < 0) return ampc_usage_error("--optim: '%s' is not adam, adamw or sgd", k);
+  R->m.kind = strcmp(k, "adam") == 0    ? AMP_OPTIM_ADAM
+              : strcmp(k, "adamw") == 0 ? AMP_OPTIM_ADAMW
+              : strcmp(k, "sgd") == 0   ? AMP_OPTIM_SGD
+                                        : (amp_optim_kind)-1;
+  if ((int)R->m.kind < 0) return ampc_usage_error("--optim: '%s' is not adam, adamw or sgd", k);
   return 0;
 }
 
@@ -525,32 +446,28 @@ int ampc_train_model_main(int argc, char **argv) {
   R->last_eval = -1;
   int rc = parse(argc, argv, R);
   if (!rc) {
-    R->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)R->o.threads});
-    rc = R->ctx ? setup(R) : 1;
+    R->m.ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)R->m.o.threads});
+    rc = R->m.ctx ? setup(R) : 1;
     if (!rc) rc = train_loop(R);
     if (!rc) rc = save(R);
     if (!rc) report(R);
   }
   if (R->metrics && fclose(R->metrics) != 0 && rc == 0) {
-    fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", R->o.metrics);
+    fprintf(stderr, "ampc train: --metrics: error writing '%s'\n", R->m.o.metrics);
     rc = 1;
   }
   free(R->step_ms);
-  amp_text_loader_free(R->tl);
-  amp_loader_free(R->il);
-  amp_text_free(R->text);
-  amp_dataset_free(R->train);
-  amp_dataset_free(R->test);
-  amp_ctx_free(R->ctx);
+  ampc_model_run_free(&R->m);
+  amp_ctx_free(R->m.ctx);
   free(R);
   return rc;
 }
 
 /* Prints the evaluation of ampc_eval_model(); returns the exit status. */
 static int eval_report(mrun *R, const char *path, double v, int json) {
-  int gpt = R->spec.kind == AMPC_MODEL_GPT;
+  int gpt = R->m.spec.kind == AMPC_MODEL_GPT;
   if (!json) {
-    printf("%s: %s in %s, %s %.4f%s\n", path, R->o.model, R->o.precision,
+    printf("%s: %s in %s, %s %.4f%s\n", path, R->m.o.model, R->m.o.precision,
            gpt ? "val loss" : "test accuracy", v,
            gpt ? " nats/token (20 validation batches)" : "%");
     return 0;
@@ -558,45 +475,45 @@ static int eval_report(mrun *R, const char *path, double v, int json) {
   cJSON *j = cJSON_CreateObject();
   if (!j) return 1;
   ampc_json_str(j, "checkpoint", path);
-  ampc_json_str(j, "model", R->o.model);
-  ampc_json_str(j, "precision", R->o.precision);
-  ampc_json_str(j, "data", R->o.data);
+  ampc_json_str(j, "model", R->m.o.model);
+  ampc_json_str(j, "precision", R->m.o.precision);
+  ampc_json_str(j, "data", R->m.o.data);
   if (gpt) ampc_json_fmt(j, "val_loss", "%.6g", v);
-  if (!gpt) ampc_json_int(j, "test_samples", amp_dataset_size(R->test));
+  if (!gpt) ampc_json_int(j, "test_samples", amp_dataset_size(R->m.test));
   if (!gpt) ampc_json_fmt(j, "test_accuracy", "%.4f", v);
   return ampc_json_line(stdout, j) != 0;
 }
 
-/* The run of checkpoint `path` rebuilt as its configuration says (R->o), its
+/* The run of checkpoint `path` rebuilt as its configuration says (R->m.o), its
  * weights loaded; returns 0, or the exit status (message printed). */
 static int eval_load(mrun *R, const char *path, const char *precision, const char *data) {
   amp_safetensors *f = NULL;
-  if (amp_safetensors_read(R->ctx, path, &f) != AMP_OK) {
-    fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->ctx));
+  if (amp_safetensors_read(R->m.ctx, path, &f) != AMP_OK) {
+    fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->m.ctx));
     return 1;
   }
-  train_opts_default(&R->o);
-  R->o.cmd = "eval";
-  R->o.family_ok = 1;
-  int rc = train_opts_from_checkpoint(f, &R->o);
+  train_opts_default(&R->m.o);
+  R->m.o.cmd = "eval";
+  R->m.o.family_ok = 1;
+  int rc = train_opts_from_checkpoint(f, &R->m.o);
   amp_safetensors_free(f);
   if (rc) return rc;
-  if (precision) R->o.precision = precision;
-  if (data) R->o.data = data;
-  R->o.steps = 1; /* setup() makes a run; nothing trains */
+  if (precision) R->m.o.precision = precision;
+  if (data) R->m.o.data = data;
+  R->m.o.steps = 1; /* setup() makes a run; nothing trains */
   char msg[256];
-  if ((rc = train_opts_recipe(&R->o, &R->r))) return rc;
-  if (ampc_parse_model_spec(R->o.model, &R->spec, msg, sizeof msg) != 1) {
+  if ((rc = train_opts_recipe(&R->m.o, &R->m.r))) return rc;
+  if (ampc_parse_model_spec(R->m.o.model, &R->m.spec, msg, sizeof msg) != 1) {
     fprintf(stderr, "ampc eval: %s: %s\n", path, msg);
     return 1;
   }
-  const char *k = R->o.optim;
-  R->kind = strcmp(k, "adamw") == 0 ? AMP_OPTIM_ADAMW
-            : strcmp(k, "sgd") == 0 ? AMP_OPTIM_SGD
-                                    : AMP_OPTIM_ADAM;
+  const char *k = R->m.o.optim;
+  R->m.kind = strcmp(k, "adamw") == 0 ? AMP_OPTIM_ADAMW
+              : strcmp(k, "sgd") == 0 ? AMP_OPTIM_SGD
+                                      : AMP_OPTIM_ADAM;
   if ((rc = setup(R))) return rc;
-  if (amp_checkpoint_load(R->ctx, path, R->model, R->opt, NULL, NULL) != AMP_OK) {
-    fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->ctx));
+  if (amp_checkpoint_load(R->m.ctx, path, R->m.model, R->m.opt, NULL, NULL) != AMP_OK) {
+    fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->m.ctx));
     return 1;
   }
   return 0;
@@ -606,23 +523,19 @@ int ampc_eval_model(const char *path, const char *precision, const char *data, l
                     int json) {
   mrun *R = calloc(1, sizeof *R);
   if (!R) return 1;
-  R->ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)threads});
-  int rc = R->ctx ? eval_load(R, path, precision, data) : 1;
+  R->m.ctx = amp_ctx_create(&(amp_ctx_params){.threads = (int)threads});
+  int rc = R->m.ctx ? eval_load(R, path, precision, data) : 1;
   if (!rc) {
     double v = evaluate(R);
     if (v < 0) {
-      fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->ctx));
+      fprintf(stderr, "ampc eval: %s\n", amp_ctx_error(R->m.ctx));
       rc = 1;
     } else {
       rc = eval_report(R, path, v, json);
     }
   }
-  amp_text_loader_free(R->tl);
-  amp_loader_free(R->il);
-  amp_text_free(R->text);
-  amp_dataset_free(R->train);
-  amp_dataset_free(R->test);
-  amp_ctx_free(R->ctx);
+  ampc_model_run_free(&R->m);
+  amp_ctx_free(R->m.ctx);
   free(R);
   return rc;
 }

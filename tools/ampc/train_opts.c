@@ -35,7 +35,7 @@ void train_opts_default(train_opts *o) {
 }
 
 /* Validators of the string options (opts.h). */
-static int check_model(const char *v, char *msg, size_t cap) {
+int train_opts_check_model(const char *v, char *msg, size_t cap) {
   long sizes[33];
   if (ampc_parse_model(v, sizes, 33)) return 1;
   ampc_model_spec spec;
@@ -91,7 +91,7 @@ static const ampc_opt TRAIN_OPTS[] = {
     TOPT("model", AMPC_OPT_STR, model, "mlp:IN-H-...-OUT|gpt:...|cnn:fashion", 0, 0,
          "the MLP's layer sizes (default mlp:784-1024-10); gpt:layers=L,dim=D,heads=H,ctx=T"
          "[,vocab=V] (default " AMPC_GPT_DEFAULT "); cnn:fashion, the reference CNN",
-         check_model),
+         train_opts_check_model),
     TOPT("steps", AMPC_OPT_LONG, steps, "N", 1, 1099511627776.0,
          "GPT/CNN: optimizer steps (default: 2000 for a GPT, --epochs for a CNN)", NULL),
     TOPT("eval-every", AMPC_OPT_LONG, eval_every, "N", 1, 1099511627776.0,

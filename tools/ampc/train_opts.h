@@ -93,6 +93,9 @@ int train_open_data(amp_ctx *ctx, const train_opts *o, const long *sizes, int ns
  * or none, else 0 with the reason in msg. */
 int train_opts_check_loss_scale(const char *v, char *msg, size_t cap);
 
+/* The validator of --model: an mlp:, gpt: or cnn: spec (option tables). */
+int train_opts_check_model(const char *v, char *msg, size_t cap);
+
 /* A checkpoint's model, as eval and export rebuild it. */
 typedef struct loaded {
   amp_ctx *ctx;
