@@ -35,6 +35,7 @@ typedef struct mrun {
   amp_lr_schedule sched;
   int64_t steps, step, skipped, nonfinite;
   double t_train, peak;
+  amp_tape_saved_stats saved;
 } mrun;
 
 enum { VAL_BATCHES = 20 };
@@ -183,6 +184,7 @@ static float step(mrun *R) {
   amp_optim_zero_grad(R->opt);
   double peak = (double)amp_arena_peak_bytes(ctx, AMP_ARENA_STEP);
   if (peak > R->peak) R->peak = peak;
+  ampc_saved_max(ctx, &R->saved);
   return lv;
 }
 
@@ -213,10 +215,11 @@ static int train_loop(mrun *R) {
   }
   int64_t units = R->step * R->o.batch * (R->spec.kind == AMPC_MODEL_GPT ? R->spec.gpt.ctx : 1);
   printf("%s: %lld steps (%lld skipped, %lld non-finite losses), final scale %g, %.0f %s/s, "
-         "activations %.2f MiB\n",
+         "activations %.2f MiB (saved for backward %.3f MiB + weights %.3f MiB)\n",
          R->o.precision, (long long)R->step, (long long)R->skipped, (long long)R->nonfinite,
          (double)amp_scaler_get_scale(R->scaler), (double)units / R->t_train,
-         R->spec.kind == AMPC_MODEL_GPT ? "tokens" : "images", R->peak / 1048576.0);
+         R->spec.kind == AMPC_MODEL_GPT ? "tokens" : "images", R->peak / 1048576.0,
+         (double)R->saved.activation_bytes / 1048576.0, (double)R->saved.param_bytes / 1048576.0);
   if (R->o.save) {
     run_meta meta;
     train_opts_meta(&R->o, R->step, R->skipped, R->nonfinite, &meta);
