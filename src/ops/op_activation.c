@@ -6,6 +6,26 @@
 #include <math.h>
 #include <string.h>
 
+/* m = the bits x[i] > 0, eight to a byte, from the values' bits: an F32 is
+ * > 0 when its bits are 1..0x7f800000 (+inf included, NaN and the
+ * negatives not), a BF16 1..0x7f80, an F16 1..0x7c00. */
+static void relu_mask(amp_dtype dt, size_t cnt, const void *x, uint8_t *m) {
+#define RELU_MASK(T, TOP)                                                                          \
+  for (size_t j = 0; j < (cnt + 7) / 8; j++) {                                                     \
+    unsigned b = 0;                                                                                \
+    for (size_t k = 0; k < 8 && 8 * j + k < cnt; k++)                                              \
+      b |= (unsigned)((T)(((const T *)x)[8 * j + k] - 1u) < (T)(TOP)) << k;                        \
+    m[j] = (uint8_t)b;                                                                             \
+  }
+  if (dt == AMP_F32)
+    RELU_MASK(uint32_t, 0x7f800000u)
+  else if (dt == AMP_BF16)
+    RELU_MASK(uint16_t, 0x7f80u)
+  else
+    RELU_MASK(uint16_t, 0x7c00u)
+#undef RELU_MASK
+}
+
 /* ReLU saves for backward one bit per element, x > 0 (the exact test of
  * amp_vec_relu_backward), not x: 1/32 of an F32 input, 1/16 of a 16-bit one
  * (see amp_tape_saved()). */
@@ -20,10 +40,7 @@ amp_tensor *amp_relu(amp_ctx *ctx, amp_tensor *x) {
   int64_t nb = (int64_t)((cnt + 7) / 8);
   n->saved = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_U8, 1, &nb);
   if (!n->saved) return NULL;
-  uint8_t *m = n->saved->data;
-  memset(m, 0, (size_t)nb);
-  for (size_t i = 0; i < cnt; i++)
-    m[i >> 3] |= (uint8_t)((amp__load_f32(c[0]->data, c[0]->dtype, i) > 0.0f) << (i & 7));
+  relu_mask(c[0]->dtype, cnt, c[0]->data, n->saved->data);
   return y;
 }
 
