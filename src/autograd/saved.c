@@ -6,8 +6,8 @@
  * tensor (a mask, statistics, indices) and, for an FP8 linear, its FP8
  * operands and their scales instead of x and w. Shapes alone are not
  * counted. The buffers are counted as address ranges, merged, so a buffer
- * two nodes keep (relu's mask and nothing else; softmax's output that the
- * next op also keeps) and a view of it count once. */
+ * two nodes keep (a log-softmax output that the next op keeps too) and a
+ * view of it count once. */
 #include "../ops/ops_internal.h"
 
 #include <stdlib.h>
