@@ -701,6 +701,26 @@ int amp_grad_enabled(const amp_ctx *ctx);
 /** Number of entries on the tape (ops recorded since the last step reset). */
 size_t amp_tape_length(const amp_ctx *ctx);
 
+/** What the tape holds for backward (amp_tape_saved()). */
+typedef struct amp_tape_saved_stats {
+  size_t total_bytes;      /**< distinct bytes the recorded ops keep for backward */
+  size_t activation_bytes; /**< of which not parameters: activations, masks,
+                                statistics, labels, their FP8 copies */
+  size_t param_bytes;      /**< of which parameters or their 16-bit / FP8 copies */
+} amp_tape_saved_stats;
+
+/** Measures the memory saved for backward by the ops on the tape: for each
+ *  recorded op, the buffers its backward will read (the inputs whose values
+ *  enter a needed gradient, its saved tensor: relu's 1-bit mask,
+ *  log-softmax's result, norm statistics, ...; for an FP8 linear its FP8
+ *  operands with their scales instead of x and w), not those it only needs
+ *  the shape of. Each buffer counts once however many ops keep it, a view
+ *  by the bytes of its storage it covers. Call it after the forward (the
+ *  figure stays the same through amp_backward(), until the step reset):
+ *  with one forward per step this is the step's peak of saved-for-backward
+ *  memory. Returns AMP_OK, or an error (out of memory, NULL argument). */
+amp_status amp_tape_saved(amp_ctx *ctx, amp_tape_saved_stats *out);
+
 /** @} */
 
 /* ------------------------------------------------------------------------ */

@@ -36,6 +36,52 @@ static uint32_t f_bits(float f) {
 
 /* ---- kernels: SIMD against the scalar references ---------------------------- */
 
+/* The block-scaling row kernels against per-tile calls of the scalar
+ * references: random bit patterns (NaN, inf, subnormals), row lengths with
+ * partial tiles and tails, several tile widths, both sources and formats. */
+static void test_row_tiles(const amp__kernels *k) {
+  enum { N = 1100 };
+  float *x = malloc(sizeof(float) * N), a0[N], a1[N], sc[N];
+  uint16_t *xb = malloc(sizeof(uint16_t) * N);
+  uint8_t *q0 = malloc(N), *q1 = malloc(N);
+  const size_t colss[] = {784, 1024, 130, 7, 1, 1100}, bcs[] = {128, 1, 5, 16, 2000};
+  long bad = 0;
+  for (int round = 0; round < 60; round++) {
+    for (int i = 0; i < N; i++) {
+      uint32_t u = rnd() << 16 ^ rnd();
+      x[i] = round % 3 == 0 ? bits_f(u) : frand() * ldexpf(1.0f, (int)(rnd() % 40) - 20);
+      xb[i] = (uint16_t)(f_bits(x[i]) >> 16);
+    }
+    size_t cols = colss[round % 6], bc = bcs[(round / 6) % 5], nt = (cols + bc - 1) / bc;
+    for (int sdt = 0; sdt < 2; sdt++) {
+      const void *src = sdt ? (const void *)xb : (const void *)x;
+      int dt = sdt ? AMP_BF16 : AMP_F32;
+      for (size_t t = 0; t < nt; t++) a0[t] = a1[t] = (float)(t % 3) * 0.5f; /* accumulates */
+      for (size_t t = 0; t < nt; t++) {
+        size_t c0 = t * bc, len = c0 + bc < cols ? bc : cols - c0;
+        float m =
+            amp__fp8_amax_scalar(dt, len, sdt ? (const void *)(xb + c0) : (const void *)(x + c0));
+        if (m > a0[t]) a0[t] = m;
+        sc[t] = ldexpf(1.0f, (int)(rnd() % 60) - 30);
+      }
+      k->fp8_row_amax(dt, cols, bc, src, a1);
+      bad += memcmp(a0, a1, nt * sizeof(float)) != 0;
+      for (int fmt = AMP_E4M3; fmt <= AMP_E5M2; fmt++) {
+        for (size_t t = 0; t < nt; t++) {
+          size_t c0 = t * bc, len = c0 + bc < cols ? bc : cols - c0;
+          amp__fp8_quant_scalar(
+              fmt, dt, len, sdt ? (const void *)(xb + c0) : (const void *)(x + c0), sc[t], q0 + c0);
+        }
+        k->fp8_row_quant(fmt, dt, cols, bc, src, sc, q1);
+        bad += memcmp(q0, q1, cols) != 0;
+      }
+    }
+  }
+  CHECK(bad == 0, "%s: fp8 row tile kernels differ from the scalar reference in %ld cases", k->name,
+        bad);
+  free(x), free(xb), free(q0), free(q1);
+}
+
 static void test_kernels(const amp__kernels *k) {
   enum { N = 4099 };
   float *x = malloc(sizeof(float) * N);
@@ -94,6 +140,7 @@ static void test_kernels(const amp__kernels *k) {
             (double)scales[si], diff);
     }
   free(x), free(xb), free(q0), free(q1);
+  test_row_tiles(k);
 }
 
 /* ---- the GEMM: equal to amp_gemm on the dequantised values -------------- */
@@ -205,6 +252,73 @@ static void test_block(amp_ctx *ctx) {
                 AMP_OK &&
             sw[0] == 1.0f && qw[0] == 0,
         "an all-zero block has scale 1");
+}
+
+/* amp_fp8_quantize_blocks against the tile-by-tile algorithm it replaced
+ * (per tile: amax over its rows, the power-of-two scale, then the codes),
+ * written here with the scalar references: the same codes and scales,
+ * bit for bit, for 1 × 128 and 128 × 128 tiles, F32 and BF16 sources with
+ * NaN, inf and huge values, a row stride ld > cols, any thread count and
+ * kernel table. */
+static float ref_pow2(float fmax, float amax) {
+  if (!(amax > 0.0f) || !isfinite(amax)) return 1.0f;
+  float s = fmax / amax;
+  if (!isfinite(s)) s = FLT_MAX;
+  return bits_f(f_bits(s) & 0xff800000u);
+}
+
+static void test_block_ref(void) {
+  enum { R = 300, C = 784, LD = 790 };
+  float *x = malloc(sizeof(float) * R * LD);
+  uint16_t *xb = malloc(sizeof(uint16_t) * R * LD);
+  uint8_t *q0 = malloc(R * C), *q1 = malloc(R * C);
+  float s0[3 * 7], s1[3 * 7], s0b[R * 7], s1b[R * 7];
+  long bad = 0;
+  for (int i = 0; i < R * LD; i++) {
+    x[i] = frand() * ldexpf(1.0f, (int)(rnd() % 30) - 15);
+    if (rnd() % 5000 == 0) x[i] = bits_f(rnd() << 16 ^ rnd()); /* NaN, inf, huge, tiny */
+    xb[i] = (uint16_t)(f_bits(x[i]) >> 16);
+  }
+  for (int cfg = 0; cfg < 8; cfg++) {
+    int threads = 1 + cfg % 2, sdt = (cfg / 2) % 2, simd = cfg / 4;
+    amp_ctx_params cp = {.threads = threads, .no_simd = !simd};
+    amp_ctx *ctx = amp_ctx_create(&cp);
+    const void *src = sdt ? (const void *)xb : (const void *)x;
+    int dt = sdt ? AMP_BF16 : AMP_F32;
+    for (int wt = 0; wt < 2; wt++) {
+      int fmt = wt ? AMP_E4M3 : (cfg % 3 ? AMP_E4M3 : AMP_E5M2);
+      int64_t br = wt ? 128 : 1, nbr = (R + br - 1) / br;
+      float *sr = wt ? s0 : s0b, *sk = wt ? s1 : s1b;
+      for (int64_t bi = 0; bi < nbr; bi++)
+        for (int bj = 0; bj < 7; bj++) {
+          int64_t r0 = bi * br, r1 = r0 + br < R ? r0 + br : R, c0 = bj * 128;
+          size_t len = c0 + 128 < C ? 128 : (size_t)(C - c0);
+          float am = 0.0f;
+          for (int64_t r = r0; r < r1; r++) {
+            size_t off = (size_t)(r * LD + c0);
+            float a = amp__fp8_amax_scalar(
+                dt, len, sdt ? (const void *)(xb + off) : (const void *)(x + off));
+            if (a > am) am = a;
+          }
+          float sc = ref_pow2(fmt == AMP_E4M3 ? 448.0f : 57344.0f, am);
+          sr[bi * 7 + bj] = 1.0f / sc;
+          for (int64_t r = r0; r < r1; r++) {
+            size_t off = (size_t)(r * LD + c0);
+            amp__fp8_quant_scalar(fmt, dt, len,
+                                  sdt ? (const void *)(xb + off) : (const void *)(x + off), sc,
+                                  q0 + r * C + c0);
+          }
+        }
+      amp_fp8_matrix m;
+      bad += amp_fp8_quantize_blocks(ctx, fmt, src, dt, R, C, LD, br, 128, q1, sk, &m) != AMP_OK;
+      bad += memcmp(q0, q1, (size_t)R * C) != 0 ||
+             memcmp(sr, sk, sizeof(float) * (size_t)(nbr * 7)) != 0;
+    }
+    amp_ctx_free(ctx);
+  }
+  CHECK(bad == 0, "amp_fp8_quantize_blocks differs from the tile-by-tile reference in %ld cases",
+        bad);
+  free(x), free(xb), free(q0), free(q1);
 }
 
 /* ---- delayed and current scaling through a linear -------------------------- */
@@ -460,6 +574,7 @@ int main(void) {
   amp_ctx *ctx = amp_ctx_create(NULL);
   test_block(ctx);
   amp_ctx_free(ctx);
+  test_block_ref();
   test_delayed_current();
   test_linear_by_hand();
   test_sr();

@@ -39,6 +39,8 @@ const amp__kernels amp__kernels_scalar = {
     .fp8_amax = amp__fp8_amax_scalar,
     .fp8_quant = amp__fp8_quant_scalar,
     .fp8_dequant = amp__fp8_dequant_scalar,
+    .fp8_row_amax = amp__fp8_row_amax_scalar,
+    .fp8_row_quant = amp__fp8_row_quant_scalar,
 };
 
 /* The tables this build has, best first. */

@@ -34,7 +34,8 @@
   .elt = amp__elt_avx2, .unscale = amp__unscale_avx2, .sum_chunk = amp__sum_chunk_avx2,            \
   .max_chunk = amp__max_chunk_avx2, .sum_cols = amp__sum_cols_avx2,                                \
   .optim_update = amp__optim_update_avx2, .fp8_amax = amp__fp8_amax_avx2,                          \
-  .fp8_quant = amp__fp8_quant_avx2, .fp8_dequant = amp__fp8_dequant_avx2
+  .fp8_quant = amp__fp8_quant_avx2, .fp8_dequant = amp__fp8_dequant_avx2,                          \
+  .fp8_row_amax = amp__fp8_row_amax_avx2, .fp8_row_quant = amp__fp8_row_quant_avx2
 
 const amp__kernels amp__kernels_avx2 = {
     .name = "avx2",

@@ -93,6 +93,13 @@ typedef struct amp__kernels {
   float (*fp8_amax)(int sdt, size_t n, const void *src);
   float (*fp8_quant)(int fmt, int sdt, size_t n, const void *src, float scale, uint8_t *dst);
   void (*fp8_dequant)(int fmt, size_t n, const uint8_t *src, float scale_inv, float *dst);
+  /* One row of cols values cut into tiles of bc columns (the last may be
+   * shorter), tile t for block scaling: amax[t] = max(amax[t], max |x| of
+   * the tile) (NaN ignored); and the codes fmt(x·scale[t]) of each tile, as
+   * fp8_quant. */
+  void (*fp8_row_amax)(int sdt, size_t cols, size_t bc, const void *src, float *amax);
+  void (*fp8_row_quant)(int fmt, int sdt, size_t cols, size_t bc, const void *src,
+                        const float *scale, uint8_t *dst);
   /* A validated amp_gemm call with k >= 1 (threads inside). */
   amp_status (*gemm)(amp_ctx *ctx, const struct amp__gemm_args *g);
 

@@ -86,6 +86,25 @@ float amp__fp8_quant_sr(int fmt, int sdt, size_t n, const void *src, float scale
 
 /* ---- Block quantisation ---------------------------------------------------- */
 
+static inline const void *src_at(int sdt, const void *src, size_t i) {
+  return sdt == AMP_BF16 ? (const void *)((const uint16_t *)src + i)
+                         : (const void *)((const float *)src + i);
+}
+
+void amp__fp8_row_amax_scalar(int sdt, size_t cols, size_t bc, const void *src, float *amax) {
+  for (size_t c0 = 0, t = 0; c0 < cols; c0 += bc, t++) {
+    float a = amp__fp8_amax_scalar(sdt, c0 + bc < cols ? bc : cols - c0, src_at(sdt, src, c0));
+    if (a > amax[t]) amax[t] = a;
+  }
+}
+
+void amp__fp8_row_quant_scalar(int fmt, int sdt, size_t cols, size_t bc, const void *src,
+                               const float *scale, uint8_t *dst) {
+  for (size_t c0 = 0, t = 0; c0 < cols; c0 += bc, t++)
+    amp__fp8_quant_scalar(fmt, sdt, c0 + bc < cols ? bc : cols - c0, src_at(sdt, src, c0), scale[t],
+                          dst + c0);
+}
+
 /* fmt_max / amax rounded down to a power of two; 1 when amax is 0 or not
  * finite. */
 static float pow2_scale(float fmax, float amax) {
@@ -93,6 +112,25 @@ static float pow2_scale(float fmax, float amax) {
   float s = fmax / amax;
   if (!isfinite(s)) s = FLT_MAX;
   return amp__bits_f32(amp__f32_bits(s) & 0xff800000u);
+}
+
+/* One row of blocks (rows r0..r1): the tiles' amaxes row by row into the
+ * block row's slice of scale_inv, the scales there, the codes row by row
+ * (a row's data is still in L1 from the amax pass under 1 × bc tiles), and
+ * last the scales replaced by their inverses (exact: powers of two). */
+static void quant_block_row(const amp__kernels *k, amp_dtype fmt, const void *src, amp_dtype sdt,
+                            int64_t r0, int64_t r1, int64_t cols, int64_t ld, int64_t bc,
+                            int64_t nbc, uint8_t *dst, float *si) {
+  const size_t es = amp_dtype_size(sdt);
+  const float fmax = amp__fp8_max(fmt);
+  for (int64_t j = 0; j < nbc; j++) si[j] = 0.0f;
+  for (int64_t r = r0; r < r1; r++)
+    k->fp8_row_amax(sdt, (size_t)cols, (size_t)bc, (const char *)src + (size_t)(r * ld) * es, si);
+  for (int64_t j = 0; j < nbc; j++) si[j] = pow2_scale(fmax, si[j]);
+  for (int64_t r = r0; r < r1; r++)
+    k->fp8_row_quant(fmt, sdt, (size_t)cols, (size_t)bc, (const char *)src + (size_t)(r * ld) * es,
+                     si, dst + r * cols);
+  for (int64_t j = 0; j < nbc; j++) si[j] = 1.0f / si[j];
 }
 
 amp_status amp_fp8_quantize_blocks(amp_ctx *ctx, amp_dtype fmt, const void *src, amp_dtype src_type,
@@ -108,28 +146,14 @@ amp_status amp_fp8_quantize_blocks(amp_ctx *ctx, amp_dtype fmt, const void *src,
                       amp_dtype_name(fmt), amp_dtype_name(src_type), (long long)rows,
                       (long long)cols, (long long)ld, (long long)block_rows, (long long)block_cols);
   const amp__kernels *k = amp__kernels_of(ctx);
-  const size_t es = amp_dtype_size(src_type);
   const int64_t nbr = amp__fp8_nblocks(rows, block_rows), nbc = amp__fp8_nblocks(cols, block_cols);
-  const float fmax = amp__fp8_max(fmt);
   /* block rows are independent: any split over threads gives the same bits */
 #pragma omp parallel for num_threads(amp__threads(ctx))                                            \
     schedule(static) if (nbr > 1 && rows * cols >= 65536)
   for (int64_t bi = 0; bi < nbr; bi++) {
     int64_t r0 = bi * block_rows, r1 = r0 + block_rows < rows ? r0 + block_rows : rows;
-    for (int64_t bj = 0; bj < nbc; bj++) {
-      int64_t c0 = bj * block_cols, len = c0 + block_cols < cols ? block_cols : cols - c0;
-      float amax = 0.0f;
-      for (int64_t r = r0; r < r1; r++) {
-        float a =
-            k->fp8_amax(src_type, (size_t)len, (const char *)src + (size_t)(r * ld + c0) * es);
-        if (a > amax) amax = a;
-      }
-      float s = pow2_scale(fmax, amax);
-      scale_inv[bi * nbc + bj] = 1.0f / s; /* exact: a power of two */
-      for (int64_t r = r0; r < r1; r++)
-        k->fp8_quant(fmt, src_type, (size_t)len, (const char *)src + (size_t)(r * ld + c0) * es, s,
-                     dst + r * cols + c0);
-    }
+    quant_block_row(k, fmt, src, src_type, r0, r1, cols, ld, block_cols, nbc, dst,
+                    scale_inv + bi * nbc);
   }
   *out = (amp_fp8_matrix){dst, fmt, rows, cols, cols, scale_inv, block_rows, block_cols};
   return AMP_OK;

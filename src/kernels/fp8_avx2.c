@@ -130,3 +130,54 @@ void amp__fp8_dequant_avx2(int fmt, size_t n, const uint8_t *src, float scale_in
   }
   amp__fp8_dequant_scalar(fmt, n - i, src + i, scale_inv, dst + i);
 }
+
+/* ---- Block scaling: a row of 1 × bc tiles ----------------------------------- */
+
+/* A source pointer advanced by i elements. */
+static inline const void *at(int sdt, const void *src, size_t i) {
+  return sdt == AMP_BF16 ? (const void *)((const uint16_t *)src + i)
+                         : (const void *)((const float *)src + i);
+}
+
+#define ROW_AMAX_BODY(SDT)                                                                         \
+  for (size_t c0 = 0, t = 0; c0 < cols; c0 += bc, t++) {                                           \
+    size_t len = c0 + bc < cols ? bc : cols - c0, i = 0;                                           \
+    const void *s = at(SDT, src, c0);                                                              \
+    __m256 vm = _mm256_setzero_ps();                                                               \
+    for (; i + 8 <= len; i += 8) vm = _mm256_max_ps(abs8(load8(SDT, s, i)), vm);                   \
+    float m = hmax8(vm);                                                                           \
+    if (i < len) {                                                                                 \
+      float r = amp__fp8_amax_scalar(SDT, len - i, at(SDT, s, i));                                 \
+      if (r > m) m = r;                                                                            \
+    }                                                                                              \
+    if (m > amax[t]) amax[t] = m;                                                                  \
+  }
+
+void amp__fp8_row_amax_avx2(int sdt, size_t cols, size_t bc, const void *src, float *amax) {
+  if (sdt == AMP_BF16)
+    ROW_AMAX_BODY(AMP_BF16)
+  else
+    ROW_AMAX_BODY(AMP_F32)
+}
+
+#define ROW_QUANT_BODY(FMT, SDT)                                                                   \
+  for (size_t c0 = 0, t = 0; c0 < cols; c0 += bc, t++) {                                           \
+    size_t len = c0 + bc < cols ? bc : cols - c0, i = 0;                                           \
+    const void *s = at(SDT, src, c0);                                                              \
+    uint8_t *d = dst + c0;                                                                         \
+    __m256 vs = _mm256_set1_ps(scale[t]);                                                          \
+    for (; i + 8 <= len; i += 8) store8(d + i, encode8(FMT, _mm256_mul_ps(load8(SDT, s, i), vs))); \
+    if (i < len) amp__fp8_quant_scalar(FMT, SDT, len - i, at(SDT, s, i), scale[t], d + i);         \
+  }
+
+void amp__fp8_row_quant_avx2(int fmt, int sdt, size_t cols, size_t bc, const void *src,
+                             const float *scale, uint8_t *dst) {
+  if (fmt == AMP_E4M3 && sdt == AMP_BF16)
+    ROW_QUANT_BODY(AMP_E4M3, AMP_BF16)
+  else if (fmt == AMP_E4M3)
+    ROW_QUANT_BODY(AMP_E4M3, AMP_F32)
+  else if (sdt == AMP_BF16)
+    ROW_QUANT_BODY(AMP_E5M2, AMP_BF16)
+  else
+    ROW_QUANT_BODY(AMP_E5M2, AMP_F32)
+}

@@ -26,7 +26,17 @@ void amp__fp8_dequant_scalar(int fmt, size_t n, const uint8_t *src, float scale_
 float amp__fp8_quant_sr(int fmt, int sdt, size_t n, const void *src, float scale, uint8_t *dst,
                         uint64_t key, uint64_t idx0);
 
+/* Block scaling, one row of 1 × bc tiles (the kernel table's fp8_row_amax
+ * and fp8_row_quant): per tile, as amp__fp8_amax_scalar max-accumulated
+ * into amax[t], and as amp__fp8_quant_scalar with scale[t]. */
+void amp__fp8_row_amax_scalar(int sdt, size_t cols, size_t bc, const void *src, float *amax);
+void amp__fp8_row_quant_scalar(int fmt, int sdt, size_t cols, size_t bc, const void *src,
+                               const float *scale, uint8_t *dst);
+
 #ifdef AMPC_HAVE_X86_SIMD
+void amp__fp8_row_amax_avx2(int sdt, size_t cols, size_t bc, const void *src, float *amax);
+void amp__fp8_row_quant_avx2(int fmt, int sdt, size_t cols, size_t bc, const void *src,
+                             const float *scale, uint8_t *dst);
 float amp__fp8_amax_avx2(int sdt, size_t n, const void *src);
 float amp__fp8_quant_avx2(int fmt, int sdt, size_t n, const void *src, float scale, uint8_t *dst);
 void amp__fp8_dequant_avx2(int fmt, size_t n, const uint8_t *src, float scale_inv, float *dst);

@@ -45,6 +45,20 @@ amp_tensor *amp__linear_fp8(amp_ctx *ctx, amp_tensor *const *c, amp_dtype dt, in
   return y;
 }
 
+int amp__linear_fp8_saved(const amp__node *nd, amp_fp8_matrix *q, int *weight) {
+  const fp8_saved *sv = nd->aux;
+  int k = 0;
+  if (nd->in[1]->requires_grad) { /* dW reads q(X) */
+    q[k] = sv->qx;
+    weight[k++] = 0;
+  }
+  if (nd->in[0]->requires_grad) { /* dX reads q(W) */
+    q[k] = sv->qw;
+    weight[k++] = 1;
+  }
+  return k;
+}
+
 /* C (+)= op(A)·op(B) into t's gradient (any dtype). */
 static amp_status gemm_into(amp_ctx *ctx, amp_tensor *t, amp_trans ta, amp_trans tb, int64_t m,
                             int64_t n, int64_t k, const amp_fp8_matrix *a,

@@ -99,6 +99,10 @@ amp__node *amp__record(amp_ctx *ctx, amp__op op, amp_tensor *out, int nin, amp_t
 amp_tensor *amp__linear_fp8(amp_ctx *ctx, amp_tensor *const *c, amp_dtype dt, int ndim,
                             const int64_t *shape);
 amp_status amp__linear_fp8_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *g);
+/* The FP8 operands such a node keeps for its backward: the quantised x when
+ * w needs a gradient, the quantised w (weight[i] = 1) when x does. Returns
+ * how many (0..2) it wrote to q[] and weight[]. */
+int amp__linear_fp8_saved(const amp__node *nd, amp_fp8_matrix *q, int *weight);
 
 /* The tensor that receives t's gradient, or NULL when t needs none: a leaf's
  * F32 gradient; for a 16-bit copy of a leaf, the leaf's F32 gradient; for an

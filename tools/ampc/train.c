@@ -49,6 +49,7 @@ typedef struct trainer {
   int64_t step, skipped, bad_losses, ran;
   float loss_v;
   double t_train, activation_peak, acc;
+  amp_tape_saved_stats saved; /* the largest saved-for-backward figures of a step */
   int tty;
   char *data_abs; /* --data as an absolute path (for the checkpoint) */
   dist D;         /* --accum, MPI ranks (dist.h) */
@@ -311,6 +312,7 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
     if (T->step == T->D.o.dbg_step && T->D.o.dbg_micro == 0) /* --debug-nonfinite-grad */
       amp_optim_grad_buffer(opt)[0] = INFINITY;
   }
+  ampc_saved_max(ctx, &T->saved);
   float gnorm = NAN;
   if (T->o.clip > 0 || T->metrics) {
     if (amp_scaler_unscale(scaler, opt) != AMP_OK) return STEP_END;
@@ -441,6 +443,8 @@ static void report_json(trainer *T, double median, double sps, double rss_mb, si
   ampc_json_fmt(j, "samples_per_s", "%.1f", sps);
   ampc_json_fmt(j, "peak_rss_mb", "%.1f", rss_mb);
   ampc_json_fmt(j, "activation_bytes", "%.0f", T->activation_peak);
+  ampc_json_int(j, "saved_for_backward_bytes", (long long)T->saved.activation_bytes);
+  ampc_json_int(j, "saved_param_bytes", (long long)T->saved.param_bytes);
   ampc_json_int(j, "param_bytes", (long long)param_bytes);
   ampc_json_int(j, "master_bytes", (long long)amp_optim_numel(T->run.opt) * 4);
   ampc_json_int(j, "work_copy_bytes",
@@ -470,9 +474,12 @@ static void report(trainer *T) {
     report_json(T, median, sps, rss_mb, param_bytes);
   } else {
     printf("%s: test accuracy %.2f%%, final loss %.4f, %lld steps (%lld skipped), final scale "
-           "%g, %.3f ms/step, %.0f samples/s, activations %.2f MiB, peak RSS %.0f MiB\n",
+           "%g, %.3f ms/step, %.0f samples/s, activations %.2f MiB (saved for backward %.3f "
+           "MiB + weights %.3f MiB), peak RSS %.0f MiB\n",
            o->precision, 100 * T->acc, (double)T->loss_v, (long long)T->step, (long long)T->skipped,
-           scale, median, sps, T->activation_peak / 1048576.0, rss_mb);
+           scale, median, sps, T->activation_peak / 1048576.0,
+           (double)T->saved.activation_bytes / 1048576.0, (double)T->saved.param_bytes / 1048576.0,
+           rss_mb);
   }
 }
 

@@ -41,6 +41,7 @@ typedef struct mrun {
   double t_train, peak, last_eval; /* last_eval: -1 before the first */
   float loss_v, gnorm;
   int stepped;
+  amp_tape_saved_stats saved; /* the most any step kept for backward */
 } mrun;
 
 enum { VAL_BATCHES = 20 };
@@ -177,6 +178,7 @@ static float step(mrun *R) {
      leaves count as used until the reset merges the chunks into one. */
   double peak = (double)amp_arena_peak_bytes(ctx, AMP_ARENA_STEP);
   if ((R->step > R->first || R->steps - R->first == 1) && peak > R->peak) R->peak = peak;
+  ampc_saved_max(ctx, &R->saved);
   return lv;
 }
 
@@ -328,6 +330,8 @@ static void report_json(mrun *R, double median, double units_s, double rss_mb) {
   if (gpt) ampc_json_fmt(j, "tokens_per_s", "%.1f", units_s);
   ampc_json_fmt(j, "peak_rss_mb", "%.1f", rss_mb);
   ampc_json_fmt(j, "activation_bytes", "%.0f", R->peak);
+  ampc_json_int(j, "saved_for_backward_bytes", (long long)R->saved.activation_bytes);
+  ampc_json_int(j, "saved_param_bytes", (long long)R->saved.param_bytes);
   ampc_json_int(j, "param_bytes", (long long)param_bytes);
   ampc_json_int(j, "master_bytes", (long long)amp_optim_numel(R->m.opt) * 4);
   ampc_json_int(j, "work_copy_bytes",
@@ -353,10 +357,11 @@ static void report(mrun *R) {
     return;
   }
   printf("%s: %lld steps (%lld skipped, %lld non-finite losses), final scale %g, %.0f %s/s, "
-         "activations %.2f MiB\n",
+         "activations %.2f MiB (saved for backward %.3f MiB + weights %.3f MiB)\n",
          R->m.o.precision, (long long)R->step, (long long)R->skipped, (long long)R->nonfinite,
          (double)amp_scaler_get_scale(R->m.scaler), units_s, gpt ? "tokens" : "images",
-         R->peak / 1048576.0);
+         R->peak / 1048576.0, (double)R->saved.activation_bytes / 1048576.0,
+         (double)R->saved.param_bytes / 1048576.0);
 }
 
 /* Whether the command line sets --NAME (as --NAME V or --NAME=V). */

@@ -115,4 +115,14 @@ typedef struct loaded {
  * status. */
 int ampc_load_model(const char *cmd, const char *path, const char *model, loaded *L);
 
+/* Raises *m to what the tape now holds for backward (amp_tape_saved()),
+ * field by field; called once per step after backward, before the reset. */
+static inline void ampc_saved_max(amp_ctx *ctx, amp_tape_saved_stats *m) {
+  amp_tape_saved_stats s;
+  if (amp_tape_saved(ctx, &s) != AMP_OK) return;
+  if (s.total_bytes > m->total_bytes) m->total_bytes = s.total_bytes;
+  if (s.activation_bytes > m->activation_bytes) m->activation_bytes = s.activation_bytes;
+  if (s.param_bytes > m->param_bytes) m->param_bytes = s.param_bytes;
+}
+
 #endif
