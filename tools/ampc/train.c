@@ -427,13 +427,7 @@ static void report_json(trainer *T, double median, double sps, double rss_mb, si
   const train_opts *o = &T->o;
   cJSON *j = cJSON_CreateObject();
   if (!j) return;
-  ampc_json_str(j, "precision", o->precision);
-  ampc_json_str(j, "optim", o->optim);
-  ampc_json_str(j, "model", o->model);
-  ampc_json_int(j, "seed", (long long)o->seed);
-  ampc_json_int(j, "threads", o->threads);
-  ampc_json_int(j, "epochs", o->epochs);
-  ampc_json_int(j, "batch", o->batch);
+  train_json_head(j, o, o->epochs);
   ampc_json_fmt(j, "test_accuracy", "%.4f", 100 * T->acc);
   ampc_json_fmt(j, "final_loss", "%.6g", (double)T->loss_v);
   ampc_json_int(j, "steps", T->step);
@@ -441,18 +435,7 @@ static void report_json(trainer *T, double median, double sps, double rss_mb, si
   ampc_json_float(j, "final_scale", amp_scaler_get_scale(T->run.scaler));
   ampc_json_fmt(j, "step_ms_median", "%.4f", median);
   ampc_json_fmt(j, "samples_per_s", "%.1f", sps);
-  ampc_json_fmt(j, "peak_rss_mb", "%.1f", rss_mb);
-  ampc_json_fmt(j, "activation_bytes", "%.0f", T->activation_peak);
-  ampc_json_int(j, "saved_for_backward_bytes", (long long)T->saved.activation_bytes);
-  ampc_json_int(j, "saved_param_bytes", (long long)T->saved.param_bytes);
-  ampc_json_int(j, "param_bytes", (long long)param_bytes);
-  ampc_json_int(j, "master_bytes", (long long)amp_optim_numel(T->run.opt) * 4);
-  ampc_json_int(j, "work_copy_bytes",
-                (long long)param_bytes - (long long)amp_optim_numel(T->run.opt) * 4);
-  ampc_json_int(j, "optimizer_bytes", (long long)amp_optim_bytes(T->run.opt));
-  ampc_json_str(j, "data", o->data);
-  ampc_json_str(j, "checkpoint", o->save);
-  ampc_json_str(j, "metrics", o->metrics);
+  train_json_memory(j, o, rss_mb, T->activation_peak, &T->saved, param_bytes, T->run.opt);
   dist_json(&T->D, j, T->t_train);
   if (ampc_json_line(stdout, j) != 0) fprintf(stderr, "ampc train: --json: out of memory\n");
 }

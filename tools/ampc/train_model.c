@@ -311,13 +311,7 @@ static void report_json(mrun *R, double median, double units_s, double rss_mb) {
                        (4 + (R->m.r.dt == AMP_F32 ? 0 : amp_dtype_size(R->m.r.dt)));
   cJSON *j = cJSON_CreateObject();
   if (!j) return;
-  ampc_json_str(j, "precision", o->precision);
-  ampc_json_str(j, "optim", o->optim);
-  ampc_json_str(j, "model", o->model);
-  ampc_json_int(j, "seed", (long long)o->seed);
-  ampc_json_int(j, "threads", o->threads);
-  ampc_json_int(j, "epochs", (R->steps + R->m.per_epoch - 1) / R->m.per_epoch);
-  ampc_json_int(j, "batch", o->batch);
+  train_json_head(j, o, (R->steps + R->m.per_epoch - 1) / R->m.per_epoch);
   ampc_json_fmt(j, "test_accuracy", "%.4f", gpt ? NAN : R->last_eval);
   if (gpt) ampc_json_fmt(j, "val_loss", "%.6g", R->last_eval);
   ampc_json_fmt(j, "final_loss", "%.6g", (double)R->loss_v);
@@ -328,18 +322,7 @@ static void report_json(mrun *R, double median, double units_s, double rss_mb) {
   ampc_json_fmt(j, "step_ms_median", "%.4f", median);
   ampc_json_fmt(j, "samples_per_s", "%.1f", units_s / (gpt ? (double)R->m.spec.gpt.ctx : 1.0));
   if (gpt) ampc_json_fmt(j, "tokens_per_s", "%.1f", units_s);
-  ampc_json_fmt(j, "peak_rss_mb", "%.1f", rss_mb);
-  ampc_json_fmt(j, "activation_bytes", "%.0f", R->peak);
-  ampc_json_int(j, "saved_for_backward_bytes", (long long)R->saved.activation_bytes);
-  ampc_json_int(j, "saved_param_bytes", (long long)R->saved.param_bytes);
-  ampc_json_int(j, "param_bytes", (long long)param_bytes);
-  ampc_json_int(j, "master_bytes", (long long)amp_optim_numel(R->m.opt) * 4);
-  ampc_json_int(j, "work_copy_bytes",
-                (long long)param_bytes - (long long)amp_optim_numel(R->m.opt) * 4);
-  ampc_json_int(j, "optimizer_bytes", (long long)amp_optim_bytes(R->m.opt));
-  ampc_json_str(j, "data", o->data);
-  ampc_json_str(j, "checkpoint", o->save);
-  ampc_json_str(j, "metrics", o->metrics);
+  train_json_memory(j, o, rss_mb, R->peak, &R->saved, param_bytes, R->m.opt);
   if (ampc_json_line(stdout, j) != 0) fprintf(stderr, "ampc train: --json: out of memory\n");
 }
 

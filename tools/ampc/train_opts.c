@@ -1,6 +1,7 @@
 /* Options of `ampc train`: defaults, the command line, the configuration a
  * checkpoint carries, and the metadata a run writes into its checkpoints. */
 #include "train_opts.h"
+#include "json_out.h"
 
 #include <errno.h>
 #include <math.h>
@@ -546,4 +547,31 @@ int train_open_data(amp_ctx *ctx, const train_opts *o, const long *sizes, int ns
     return 1;
   }
   return 0;
+}
+
+void train_json_head(cJSON *j, const train_opts *o, long long epochs) {
+  ampc_json_str(j, "precision", o->precision);
+  ampc_json_str(j, "optim", o->optim);
+  ampc_json_str(j, "model", o->model);
+  ampc_json_int(j, "seed", (long long)o->seed);
+  ampc_json_int(j, "threads", o->threads);
+  ampc_json_int(j, "epochs", epochs);
+  ampc_json_int(j, "batch", o->batch);
+}
+
+void train_json_memory(cJSON *j, const train_opts *o, double rss_mb, double activation_peak,
+                       const amp_tape_saved_stats *saved, size_t param_bytes,
+                       const amp_optim *opt) {
+  long long masters = (long long)amp_optim_numel(opt) * 4;
+  ampc_json_fmt(j, "peak_rss_mb", "%.1f", rss_mb);
+  ampc_json_fmt(j, "activation_bytes", "%.0f", activation_peak);
+  ampc_json_int(j, "saved_for_backward_bytes", (long long)saved->activation_bytes);
+  ampc_json_int(j, "saved_param_bytes", (long long)saved->param_bytes);
+  ampc_json_int(j, "param_bytes", (long long)param_bytes);
+  ampc_json_int(j, "master_bytes", masters);
+  ampc_json_int(j, "work_copy_bytes", (long long)param_bytes - masters);
+  ampc_json_int(j, "optimizer_bytes", (long long)amp_optim_bytes(opt));
+  ampc_json_str(j, "data", o->data);
+  ampc_json_str(j, "checkpoint", o->save);
+  ampc_json_str(j, "metrics", o->metrics);
 }

@@ -125,4 +125,17 @@ static inline void ampc_saved_max(amp_ctx *ctx, amp_tape_saved_stats *m) {
   if (s.param_bytes > m->param_bytes) m->param_bytes = s.param_bytes;
 }
 
+/* The keys every `ampc train --json` summary starts with (the MLP loop in
+ * train.c and the GPT/CNN loop in train_model.c): precision, optim, model,
+ * seed, threads, epochs and batch. `j` is a cJSON object. */
+struct cJSON;
+void train_json_head(struct cJSON *j, const train_opts *o, long long epochs);
+
+/* The keys both summaries end with: peak RSS, the step arena's peak
+ * (activation_bytes), what backward keeps (saved_for_backward_bytes,
+ * saved_param_bytes), parameter, master, working-copy and optimizer bytes,
+ * and the data, checkpoint and metrics paths. */
+void train_json_memory(struct cJSON *j, const train_opts *o, double rss_mb, double activation_peak,
+                       const amp_tape_saved_stats *saved, size_t param_bytes, const amp_optim *opt);
+
 #endif
