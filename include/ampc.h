@@ -453,7 +453,9 @@ amp_status amp_gemm(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t
 typedef struct amp_fp8_matrix {
   const uint8_t *data;    /**< rows × cols FP8 codes, row stride ld */
   amp_dtype dtype;        /**< AMP_E4M3 or AMP_E5M2 */
-  int64_t rows, cols, ld; /**< as stored (ld >= cols) */
+  int64_t rows;           /**< rows as stored */
+  int64_t cols;           /**< columns as stored */
+  int64_t ld;             /**< row stride in elements (ld >= cols) */
   const float *scale_inv; /**< the scale grid (finite values) */
   int64_t block_rows;     /**< >= 1 */
   int64_t block_cols;     /**< >= 1 */
@@ -1246,7 +1248,7 @@ typedef enum amp_fp8_scaling {
 
 /** FP8 recipe settings. */
 typedef struct amp_fp8_params {
-  amp_fp8_scaling scaling;
+  amp_fp8_scaling scaling;    /**< delayed, current or block */
   int history_len;            /**< delayed: amax history length H >= 1 (16) */
   int margin;                 /**< delayed/current: 0..64 (0) */
   amp_rounding grad_rounding; /**< E5M2 gradients: nearest even or stochastic */
