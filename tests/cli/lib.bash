@@ -19,6 +19,12 @@ expect_fail() {
 }
 
 # field JSON KEY: the value of KEY in a one-line JSON object (quotes removed).
+# The kernel table the binary picks here (scalar, avx2, avx512), from
+# `ampc bench gemm --json`. The no-SIMD build reports scalar: the same bits as
+# the SIMD build (tests compare the tables), at a fraction of the speed.
+kernels_of() {
+  "$1" bench gemm --m 8 --n 8 --k 8 --reps 1 --threads 1 --json | sed -n 's/.*"kernels":"\([^"]*\)".*/\1/p'
+}
 field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" | tr -d '"'; }
 
 # finish: the summary line and the exit status.

@@ -136,7 +136,11 @@ a32=$(mem "${g[@]}" --precision fp32)
 a16=$(mem "${g[@]}" --precision fp16)
 ratio_ok "$a32" "$a16" && ok || bad "GPT activations: fp16 $a16 bytes vs fp32 $a32 (> 0.55)"
 c=(--model cnn:fashion --batch 32 --steps 2)
-if "$ampc" train "${c[@]}" --steps 1 --precision fp32 --quiet >/dev/null 2>"$dir/err"; then
+if [ "$(kernels_of "$ampc")" = scalar ]; then
+  # minutes on scalar kernels (each run ends with a 10000-image test pass);
+  # the numbers are the SIMD build's bit for bit, checked in its run
+  echo "note: scalar kernels: the CNN checks are left to the SIMD build"
+elif "$ampc" train "${c[@]}" --steps 1 --precision fp32 --quiet >/dev/null 2>"$dir/err"; then
   a32=$(mem "${c[@]}" --precision fp32)
   a16=$(mem "${c[@]}" --precision fp16)
   ratio_ok "$a32" "$a16" && ok || bad "CNN activations: fp16 $a16 bytes vs fp32 $a32 (> 0.55)"
