@@ -24,7 +24,9 @@ static void min_max(const amp_tensor *x, size_t i0, size_t n, float *lo, float *
   float mn = INFINITY, mx = -INFINITY;
   if (x->dtype == AMP_F32) { /* min and max do not depend on the order */
     const float *f = (const float *)x->data + i0;
+#if defined(__GNUC__) && !defined(__clang__) /* clang cannot vectorise it: -Wpass-failed */
 #pragma omp simd reduction(min : mn) reduction(max : mx)
+#endif
     for (size_t i = 0; i < n; i++) {
       mn = f[i] < mn ? f[i] : mn;
       mx = f[i] > mx ? f[i] : mx;
