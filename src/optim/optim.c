@@ -112,6 +112,19 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
   return o;
 }
 
+/* Inside a parallel region: this thread's static contiguous share [*b0, *b1)
+ * of nblocks blocks; returns the number of threads in the region. */
+static int64_t my_blocks(int64_t nblocks, int64_t *b0, int64_t *b1) {
+#ifdef _OPENMP
+  const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+  const int64_t tid = 0, nt = 1;
+#endif
+  *b0 = nblocks * tid / nt;
+  *b1 = nblocks * (tid + 1) / nt;
+  return nt;
+}
+
 void amp_optim_zero_grad(amp_optim *o) {
   if (!o) return;
   /* Static contiguous halves (and so on) of the slab, one per thread: the
@@ -119,12 +132,9 @@ void amp_optim_zero_grad(amp_optim *o) {
   const int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
 #pragma omp parallel num_threads(amp__threads(o->ctx)) if (nblocks > 8)
   {
-#ifdef _OPENMP
-    const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    const int64_t tid = 0, nt = 1;
-#endif
-    const int64_t i0 = nblocks * tid / nt * BLOCK, i1 = nblocks * (tid + 1) / nt * BLOCK;
+    int64_t b0, b1;
+    my_blocks(nblocks, &b0, &b1);
+    const int64_t i0 = b0 * BLOCK, i1 = b1 * BLOCK;
     const int64_t end = i1 < o->n ? i1 : o->n;
     if (end > i0) memset(o->grad + i0, 0, (size_t)(end - i0) * sizeof(float));
   }
@@ -216,12 +226,8 @@ int amp__optim_step_if_finite(amp_optim *o) {
      threads twice, and the gradients are still in the thread's cache. */
 #pragma omp parallel num_threads(amp__threads(o->ctx)) if (nblocks > 8)
   {
-#ifdef _OPENMP
-    const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    const int64_t tid = 0, nt = 1;
-#endif
-    const int64_t b0 = nblocks * tid / nt, b1 = nblocks * (tid + 1) / nt;
+    int64_t b0, b1;
+    const int64_t nt = my_blocks(nblocks, &b0, &b1);
     int mine = 0;
     for (int64_t b = b0; b < b1; b++) {
       const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
