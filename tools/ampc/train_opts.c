@@ -136,7 +136,10 @@ static const ampc_opt TRAIN_OPTS[] = {
     TOPT("master-weights", AMPC_OPT_ONOFF, master_weights, "", 0, 0,
          "keep FP32 master weights (default on; off updates the 16-bit weights directly)", NULL),
     TOPT("schedule", AMPC_OPT_STR, schedule, "constant|step:N:GAMMA|cosine:WARMUP", 0, 0,
-         "learning-rate schedule (default constant)", check_schedule),
+         "learning-rate schedule (default constant); cosine warms up linearly over WARMUP "
+         "steps, then decays to 0 at the run's last step (--epochs or --steps, capped by "
+         "--max-steps)",
+         check_schedule),
     TOPT("clip", AMPC_OPT_DOUBLE, clip, "NORM", 0, 1e30,
          "clip the gradient norm (unscaled) to NORM; 0: no clipping", NULL),
     TOPT("loss-mul", AMPC_OPT_DOUBLE, loss_mul, "X", 1e-30, 1e30,
