@@ -28,12 +28,12 @@ static size_t relu_mask8(size_t es, uint64_t top, size_t cnt, const void *x, uin
   const uint64_t sign = one << (w - 1), low = sign - one; /* top bits, the rest */
   const uint64_t gather = 0x0001000200040008ull;          /* bit 16k to bit 48 + k */
   for (size_t j = 0; j < cnt / 8; j++) {
-    uint64_t v[4];
-    memcpy(v, (const char *)x + 8 * j * es, 8 * es);
     unsigned b = 0;
     for (unsigned q = 0; q < es; q++) {
-      const uint64_t h = v[q] & low;
-      const uint64_t bad = (v[q] | (h + (low - top * one)) | ~(h + low)) & sign;
+      uint64_t v;
+      memcpy(&v, (const char *)x + (8 * j * es + 8 * q), 8);
+      const uint64_t h = v & low;
+      const uint64_t bad = (v | (h + (low - top * one)) | ~(h + low)) & sign;
       const uint64_t ok = (~bad & sign) >> (w - 1); /* 1 in the lowest bit of each good lane */
       if (es == 2)
         b |= (unsigned)((ok * gather) >> 48 & 15) << (4 * q);
@@ -102,15 +102,14 @@ static size_t relu_bwd8(size_t es, size_t cnt, const uint8_t *m, const char *g, 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   for (size_t j = 0; j < cnt / 8; j++) {
     const unsigned b = m[j];
-    uint64_t w[4];
-    memcpy(w, g + 8 * j * es, 8 * es);
-    if (es == 2) {
-      w[0] &= lanes16[b & 15];
-      w[1] &= lanes16[b >> 4];
-    } else {
-      for (unsigned q = 0; q < 4; q++) w[q] &= lanes32[(b >> (2 * q)) & 3];
+    /* One 64-bit word at a time (a wider copy through the stack stalls on
+       store forwarding). */
+    for (unsigned q = 0; q < es; q++) {
+      uint64_t w;
+      memcpy(&w, g + (8 * j * es + 8 * q), 8);
+      w &= es == 2 ? lanes16[(b >> (4 * q)) & 15] : lanes32[(b >> (2 * q)) & 3];
+      memcpy(dx + (8 * j * es + 8 * q), &w, 8);
     }
-    memcpy(dx + 8 * j * es, w, 8 * es);
   }
   return cnt & ~(size_t)7;
 #else
