@@ -18,46 +18,59 @@
   }
 
 /* The same test on the lanes of 64-bit words (four 16-bit or two 32-bit
- * lanes, little-endian), eight elements per mask byte: a lane's top bit
- * says sign | (|x| > top) | (|x| == 0), and a multiplication gathers the
- * lanes' (inverted) top bits into adjacent bits. Returns the elements done. */
-static size_t relu_mask8(size_t es, uint64_t top, size_t cnt, const void *x, uint8_t *m) {
+ * lanes, little-endian; wide: 32-bit), eight elements per mask byte: a
+ * lane's top bit in LANE_BAD says sign | (|x| > top) | (|x| == 0) (|x| the
+ * lane without its sign bit; the additions never carry into the next lane),
+ * and a multiplication or shift gathers the lanes' (inverted) top bits into
+ * adjacent bits. Returns the elements done. */
+#define LANE_BAD(v, one, sign, top)                                                                \
+  (((v) | (((v) & ((sign) - (one))) + ((sign) - (one) - (top) * (one))) |                          \
+    ~(((v) & ((sign) - (one))) + ((sign) - (one)))) &                                              \
+   (sign))
+static size_t relu_mask8(int wide, uint64_t top, size_t cnt, const void *x, uint8_t *m) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  const int w = (int)(8 * es); /* lane width in bits */
-  const uint64_t one = es == 2 ? 0x0001000100010001ull : 0x0000000100000001ull;
-  const uint64_t sign = one << (w - 1), low = sign - one; /* top bits, the rest */
-  const uint64_t gather = 0x0001000200040008ull;          /* bit 16k to bit 48 + k */
-  for (size_t j = 0; j < cnt / 8; j++) {
-    unsigned b = 0;
-    for (unsigned q = 0; q < es; q++) {
-      uint64_t v;
-      memcpy(&v, (const char *)x + (8 * j * es + 8 * q), 8);
-      const uint64_t h = v & low;
-      const uint64_t bad = (v | (h + (low - top * one)) | ~(h + low)) & sign;
-      const uint64_t ok = (~bad & sign) >> (w - 1); /* 1 in the lowest bit of each good lane */
-      if (es == 2)
-        b |= (unsigned)((ok * gather) >> 48 & 15) << (4 * q);
-      else
-        b |= (unsigned)((ok | ok >> 31) & 3) << (2 * q);
+  const char *p = x;
+  if (!wide) { /* four 16-bit lanes a word, two words a byte */
+    const uint64_t one = 0x0001000100010001ull, sign = one << 15;
+    const uint64_t gather = 0x0001000200040008ull; /* bit 16k to bit 48 + k */
+    for (size_t j = 0; j < cnt / 8; j++, p += 16) {
+      uint64_t v0, v1;
+      memcpy(&v0, p, 8);
+      memcpy(&v1, p + 8, 8);
+      const uint64_t ok0 = (~LANE_BAD(v0, one, sign, top) & sign) >> 15; /* bit 16k: lane k */
+      const uint64_t ok1 = (~LANE_BAD(v1, one, sign, top) & sign) >> 15;
+      m[j] = (uint8_t)((ok0 * gather) >> 48 & 15) | (uint8_t)(((ok1 * gather) >> 48 & 15) << 4);
     }
-    m[j] = (uint8_t)b;
+  } else { /* two 32-bit lanes a word, four words a byte */
+    const uint64_t one = 0x0000000100000001ull, sign = one << 31;
+    for (size_t j = 0; j < cnt / 8; j++, p += 32) {
+      unsigned b = 0;
+      for (unsigned q = 0; q < 4; q++) {
+        uint64_t v;
+        memcpy(&v, p + 8 * q, 8);
+        const uint64_t ok = (~LANE_BAD(v, one, sign, top) & sign) >> 31; /* bits 0 and 32 */
+        b |= (unsigned)((ok | ok >> 31) & 3) << (2 * q);
+      }
+      m[j] = (uint8_t)b;
+    }
   }
   return cnt & ~(size_t)7;
 #else
-  (void)es, (void)top, (void)x, (void)m;
+  (void)wide, (void)top, (void)x, (void)m;
   return 0;
 #endif
 }
+#undef LANE_BAD
 
 static void relu_mask(amp_dtype dt, size_t cnt, const void *x, uint8_t *m) {
   if (dt == AMP_F32) {
-    size_t i0 = relu_mask8(4, 0x7f800000u, cnt, x, m);
+    size_t i0 = relu_mask8(1, 0x7f800000u, cnt, x, m);
     RELU_MASK(uint32_t, 0x7f800000u, i0)
   } else if (dt == AMP_BF16) {
-    size_t i0 = relu_mask8(2, 0x7f80u, cnt, x, m);
+    size_t i0 = relu_mask8(0, 0x7f80u, cnt, x, m);
     RELU_MASK(uint16_t, 0x7f80u, i0)
   } else {
-    size_t i0 = relu_mask8(2, 0x7c00u, cnt, x, m);
+    size_t i0 = relu_mask8(0, 0x7c00u, cnt, x, m);
     RELU_MASK(uint16_t, 0x7c00u, i0)
   }
 }
