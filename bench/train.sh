@@ -4,6 +4,9 @@
 # on the CPU, all measured in this run with the same thread count; prints
 # JSON lines with the ratios and the issue's floors.
 #   bench/train.sh [AMPC] [THREADS] [STEPS]
+# AMPC_KERNELS=avx2 bench/train.sh runs every ampc with the AVX2 kernel table
+# (as on an AVX2-only CPU: the fp16 floor's case); the machine line's
+# "kernels" says which table ran.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ampc="${1:-$root/build/ampc}"
@@ -22,15 +25,26 @@ field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" | tr -d '"'; 
 # times). bf16 runs with the context's default BF16 GEMM (the AVX512-BF16
 # dot-product kernel where the CPU has it; AMPC_BF16_DOT=0 for the exact
 # FMA path); the machine line says which.
-runs32=() runs16=() runsbf=() pairs=() pairsbf=()
+# Each run's CPU time (user + system, the whole run: start, steps and the
+# test pass) is kept too: on a loaded host it moves less than wall time, and
+# its ratios are printed beside the wall ones.
+runs32=() runs16=() runsbf=() pairs=() pairsbf=() cpu16=() cpubf=()
+cpu=$(mktemp)
+trap 'rm -f "$cpu"' EXIT
+timed() { # PRECISION: the run's JSON line; its CPU seconds go to $cpu
+  /usr/bin/time -f '%U %S' -o "$cpu" "$ampc" "${args[@]}" --precision "$1"
+}
+cpus() { awk '{ printf "%.2f", $1 + $2 }' "$cpu"; }
 for _ in 1 2 3 4 5; do
-  f32=$("$ampc" "${args[@]}" --precision fp32)
-  f16=$("$ampc" "${args[@]}" --precision fp16)
-  fbf=$("$ampc" "${args[@]}" --precision bf16)
+  f32=$(timed fp32) u32=$(cpus)
+  f16=$(timed fp16) u16=$(cpus)
+  fbf=$(timed bf16) ubf=$(cpus)
   a=$(field "$f32" step_ms_median) b=$(field "$f16" step_ms_median) c=$(field "$fbf" step_ms_median)
   runs32+=("$a") runs16+=("$b") runsbf+=("$c")
   pairs+=("$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.4f", b / a }')")
   pairsbf+=("$(awk -v a="$a" -v c="$c" 'BEGIN { printf "%.4f", c / a }')")
+  cpu16+=("$(awk -v a="$u32" -v b="$u16" 'BEGIN { printf "%.4f", b / a }')")
+  cpubf+=("$(awk -v a="$u32" -v c="$ubf" 'BEGIN { printf "%.4f", c / a }')")
 done
 median5() { printf '%s\n' "$@" | sort -g | sed -n 3p; }
 torch=$(/usr/bin/python3 "$root/bench/torch_mlp.py" --threads "$threads" --steps "$steps" --data "$data" 2>/dev/null ||
@@ -44,11 +58,13 @@ rbf=$(median5 "${pairsbf[@]}")
 # gradients and the hidden layer's input gradient; the input needs none)
 # over the fp32 step time, against the FMA peak measured in this run.
 peak=$(field "$("$ampc" bench peak --threads "$threads")" gflops)
-dot=$(AMPC_BF16_DOT="${AMPC_BF16_DOT:-}" "$ampc" bench gemm --m 8 --n 8 --k 8 --a bf16 --b bf16 --c f32 --threads 1 --reps 1 --json | sed -n 's/.*"bf16_gemm":"\([^"]*\)".*/\1/p')
+gj=$(AMPC_BF16_DOT="${AMPC_BF16_DOT:-}" "$ampc" bench gemm --m 8 --n 8 --k 8 --a bf16 --b bf16 --c f32 --threads 1 --reps 1 --json)
+dot=$(printf '%s' "$gj" | sed -n 's/.*"bf16_gemm":"\([^"]*\)".*/\1/p')
+kern=$(printf '%s' "$gj" | sed -n 's/.*"kernels":"\([^"]*\)".*/\1/p')
 a32=$(field "$f32" activation_bytes)
 a16=$(field "$f16" activation_bytes)
 tt=$(field "$torch" step_ms_median)
-echo "{\"bench\":\"train_step\",\"threads\":$threads,\"steps\":$steps,\"ampc_fp32_ms\":$t32,\"ampc_fp16_ms\":$t16,\"ampc_bf16_ms\":$tbf,\"bf16_gemm\":\"$dot\",\"torch_fp32_ms\":${tt:-null},\"ampc_fp32_runs\":\"${runs32[*]}\",\"ampc_fp16_runs\":\"${runs16[*]}\",\"ampc_bf16_runs\":\"${runsbf[*]}\",\"fp16_over_fp32_pairs\":\"${pairs[*]}\",\"bf16_over_fp32_pairs\":\"${pairsbf[*]}\"}"
+echo "{\"bench\":\"train_step\",\"threads\":$threads,\"steps\":$steps,\"ampc_fp32_ms\":$t32,\"ampc_fp16_ms\":$t16,\"ampc_bf16_ms\":$tbf,\"kernels\":\"$kern\",\"bf16_gemm\":\"$dot\",\"torch_fp32_ms\":${tt:-null},\"ampc_fp32_runs\":\"${runs32[*]}\",\"ampc_fp16_runs\":\"${runs16[*]}\",\"ampc_bf16_runs\":\"${runsbf[*]}\",\"fp16_over_fp32_pairs\":\"${pairs[*]}\",\"bf16_over_fp32_pairs\":\"${pairsbf[*]}\",\"cpu_fp16_over_fp32_pairs\":\"${cpu16[*]}\",\"cpu_bf16_over_fp32_pairs\":\"${cpubf[*]}\",\"cpu_fp16_over_fp32\":$(median5 "${cpu16[@]}"),\"cpu_bf16_over_fp32\":$(median5 "${cpubf[@]}"),\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 awk -v t32="$t32" -v t16="$t16" -v r16="$r16" -v rbf="$rbf" -v dot="$dot" -v peak="${peak:-0}" -v tt="${tt:-0}" -v a32="$a32" -v a16="$a16" 'BEGIN {
   printf "{\"bench\":\"train_ratios\",\"fp16_over_fp32\":%.3f,\"floor_fp16_over_fp32\":1.0,\"pass_fp16_le_fp32\":%s,", r16, (r16 <= 1 ? "true" : "false");
   printf "\"bf16_over_fp32\":%.3f,", rbf;

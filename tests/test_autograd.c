@@ -316,12 +316,68 @@ static void test_errors(amp_ctx *ctx) {
   amp_ctx_step_reset(ctx);
 }
 
+/* ReLU's backward from the saved bit mask (op_activation.c, eight elements
+ * per mask byte with a scalar tail) equals amp_vec_relu_backward on x, and
+ * its forward amp_vec_relu, bit for bit: random bit patterns with zeros of
+ * both signs, infinities, NaNs, subnormals and the largest finite values, at
+ * lengths around multiples of 8. */
+static void test_relu_bits(amp_ctx *ctx) {
+  static const amp_dtype dts[3] = {AMP_F32, AMP_F16, AMP_BF16};
+  static const uint32_t sp32[] = {0,           0x80000000u, 0x7f800000u, 0xff800000u,
+                                  0x7fc00000u, 0x7f800001u, 0xffc00000u, 1,
+                                  0x80000001u, 0x7f7fffffu, 0x3f800000u};
+  static const uint16_t sp16[] = {0,      0x8000, 0x7c00, 0xfc00, 0x7e00, 0x7c01, 0x7f80, 0xff80,
+                                  0x7fc0, 0x7f81, 1,      0x8001, 0x7bff, 0x7f7f, 0x3c00};
+  uint64_t r = 0x9E3779B97F4A7C15ull;
+  for (int d = 0; d < 3; d++)
+    for (int64_t n = 1; n <= 1043; n = n < 20 ? n + 1 : n * 3 + 1) {
+      amp_dtype dt = dts[d];
+      size_t es = amp_dtype_size(dt);
+      amp_tensor *x0 = amp_tensor_new(ctx, AMP_ARENA_STEP, dt, 1, &n);
+      amp_tensor *gt = amp_tensor_new(ctx, AMP_ARENA_STEP, dt, 1, &n);
+      for (int64_t i = 0; i < n; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t bits = (uint32_t)(r >> 32), gb = (uint32_t)r & 0x3fffffffu;
+        if (i % 3 == 0) bits = es == 4 ? sp32[(r >> 8) % 11] : sp16[(r >> 8) % 15];
+        if (i % 5 == 0) gb |= 0x80000000u; /* negative, and -0 below */
+        if (i % 7 == 0) gb &= 0x80000000u;
+        if (es == 4) {
+          ((uint32_t *)x0->data)[i] = bits;
+          ((uint32_t *)gt->data)[i] = gb;
+        } else {
+          ((uint16_t *)x0->data)[i] = (uint16_t)bits;
+          ((uint16_t *)gt->data)[i] = (uint16_t)((gb >> 16 & 0x8000) | (gb & 0x3bff));
+        }
+      }
+      amp_tensor_set_requires_grad(ctx, x0, 1);
+      amp_tensor *x = amp_mul_scalar(ctx, x0, 1.0f); /* not a leaf: its gradient is dx */
+      amp_tensor *y = amp_relu(ctx, x);
+      amp_tensor *loss = amp_sum(ctx, amp_mul(ctx, y, gt));
+      CHECK(loss && amp_backward(ctx, loss) == AMP_OK, "relu backward (%s, n %lld)",
+            amp_dtype_name(dt), (long long)n);
+      if (!loss || !x->grad || !y->grad) {
+        amp_ctx_step_reset(ctx);
+        continue;
+      }
+      void *ry = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)n * es);
+      void *rdx = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)n * es);
+      amp_vec_relu(ctx, dt, (size_t)n, x->data, ry);
+      amp_vec_relu_backward(ctx, dt, (size_t)n, x->data, y->grad->data, rdx);
+      CHECK(memcmp(ry, y->data, (size_t)n * es) == 0, "relu forward bits (%s, n %lld)",
+            amp_dtype_name(dt), (long long)n);
+      CHECK(x->grad->dtype == dt && memcmp(rdx, x->grad->data, (size_t)n * es) == 0,
+            "relu backward bits (%s, n %lld)", amp_dtype_name(dt), (long long)n);
+      amp_ctx_step_reset(ctx);
+    }
+}
+
 int main(void) {
   amp_ctx *ctx = amp_ctx_create(&(amp_ctx_params){.threads = 2});
   test_gradients(ctx);
   test_harness_catches_errors(ctx);
   test_autocast(ctx);
   test_tape(ctx);
+  test_relu_bits(ctx);
   test_add_gradient_pass(ctx);
   test_errors(ctx);
   amp_ctx_free(ctx);

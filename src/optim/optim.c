@@ -237,7 +237,10 @@ int amp__optim_step_if_finite(amp_optim *o) {
     atomic_fetch_add_explicit(&arrived, 1, memory_order_acq_rel);
     amp__wait_at_least(&arrived, (int)nt);
     const int step = !atomic_load(&bad);
-    for (int64_t b = b0; b < b1; b++) {
+    /* Last checked, first updated: the blocks checked last are still in
+       this thread's L2 (its share of a large model is not). Each element's
+       update depends on no other's, so the order changes no bit. */
+    for (int64_t b = b1 - 1; b >= b0; b--) {
       if (step) update_block(o, &h, k, b);
       /* Leave the gradients unscaled, as an explicit unscale would (g times
          the same factor): the block is still in this thread's cache. */
