@@ -54,8 +54,6 @@ amp_status amp__fp8_attach(amp_ctx *ctx, amp_tensor *const *params, int n, const
 void amp__fp8_free(amp_ctx *ctx) {
   amp__fp8 *f = ctx->fp8;
   if (!f) return;
-  free(f->ws[0]);
-  free(f->ws[1]);
   for (int i = 0; i < f->nparams; i++) {
     free(f->wc[i].q);
     free(f->wc[i].scale_inv);
@@ -134,21 +132,6 @@ int amp__fp8_slot(amp_ctx *ctx, const amp_tensor *w) {
   return -1;
 }
 
-float *amp__fp8_workspace(amp_ctx *ctx, int which, size_t n) {
-  amp__fp8 *f = ctx->fp8;
-  if (f->ws_n[which] < n) {
-    free(f->ws[which]);
-    f->ws[which] = malloc(sizeof(float) * n);
-    f->ws_n[which] = f->ws[which] ? n : 0;
-    if (!f->ws[which]) {
-      amp__error(ctx, AMP_ERR_NOMEM, "linear (fp8): out of memory (%zu floats)", n);
-      return NULL;
-    }
-  }
-  return f->ws[which];
-}
-
-/* Per-tensor quantisation (delayed or current scaling). */
 /* One pass over n values in chunks spread over the context's threads:
  * amax (quant == 0) or quantisation returning the amax (stochastic when
  * key != 0). Elementwise work and a max are exact, so the chunking and the
