@@ -221,6 +221,9 @@ static void test_gemm_equal(amp_ctx *const *ctxs, int nctx, amp_ctx *ref, const 
           bad += s0 != AMP_OK || s1 != AMP_OK || s2 != AMP_OK ||
                  memcmp(c0, c1, sizeof(float) * (size_t)(m * n)) ||
                  memcmp(c3, c1, sizeof(float) * (size_t)(m * n));
+          if (memcmp(c0, c1, sizeof(float) * (size_t)(m * n)))
+            printf("differs: table %s, m %lld n %lld k %lld, transposes %d, blocks %d\n",
+                   amp__kernels_of(ctxs[x])->name, (long long)m, (long long)n, (long long)k, t, b);
           runs++;
         }
         free(qa), free(qb), free(sa), free(sb), free(da), free(db), free(c0), free(c1), free(c2),

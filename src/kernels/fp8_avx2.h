@@ -31,8 +31,7 @@ static inline __attribute__((always_inline)) __m256 amp__avx2_fp8_decode8(int fm
 }
 
 /* Eight consecutive FP8 codes from p, widened to F32. */
-static inline __attribute__((always_inline)) __m256 amp__avx2_fp8_load8(int fmt,
-                                                                        const uint8_t *p) {
+static inline __attribute__((always_inline)) __m256 amp__avx2_fp8_load8(int fmt, const uint8_t *p) {
   return amp__avx2_fp8_decode8(fmt, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
 

@@ -131,7 +131,7 @@ static inline __attribute__((always_inline)) void pack_a_dt(const amp__gemm_args
 /* ---- FP8 operands: each element widened to code · block scale (the
  * value amp__gemm_fp8_at gives, with the same F32 multiplication) as it is
  * packed, so the packed panels hold what packing an F32 copy of the
- * dequantised operand would. ---- */
+ * dequantised operand would. fmt is a constant in each instance. ---- */
 
 /* Scale row of stored row r (the scales of its row of blocks). */
 static inline const float *fp8_srow(const amp__gemm_scales *f, int64_t r) {
@@ -158,22 +158,42 @@ static inline __m256 fp8_scale8(const amp__gemm_scales *f, const float *srow, in
   return _mm256_loadu_ps(sc);
 }
 
-/* dst[l·stride] = stored (r, c0 + l) for l < len: the edges of slivers. */
-static void fp8_row_seg(const amp__gemm_args *g, int which, int64_t r, int64_t c0, int64_t len,
-                        float *dst, int64_t stride) {
-  const amp__gemm_scales *f = which ? &g->b8 : &g->a8;
-  const int fmt = which ? g->b_type : g->a_type;
-  const uint8_t *q =
-      (const uint8_t *)(which ? g->b : g->a) + (size_t)r * (size_t)(which ? g->ldb : g->lda);
+/* dst[l·stride] = stored (r, c0 + l) for l < len (the edges of slivers):
+ * block by block, eight codes at a time (the last few through a zeroed
+ * copy, so nothing past the segment is read). */
+static inline __attribute__((always_inline)) void fp8_row_seg(const uint8_t *q, int64_t ld,
+                                                              const amp__gemm_scales *f, int64_t r,
+                                                              int64_t c0, int64_t len, float *dst,
+                                                              int64_t stride, const int fmt) {
+  const uint8_t *row = q + (size_t)r * (size_t)ld;
   const float *srow = fp8_srow(f, r);
-  for (int64_t l = 0, b = c0 / f->bc, end = (b + 1) * f->bc; l < len; l++) {
-    if (c0 + l == end) b++, end += f->bc;
-    const float v = fmt == AMP_E4M3 ? amp__e4m3_to_f32(q[c0 + l]) : amp__e5m2_to_f32(q[c0 + l]);
-    dst[l * stride] = v * srow[b];
+  for (int64_t c = c0, end = c0 + len; c < end;) {
+    const int64_t b = c / f->bc, bend = (b + 1) * f->bc < end ? (b + 1) * f->bc : end;
+    const __m256 vs = _mm256_set1_ps(srow[b]);
+    for (int64_t n8; c < bend; c += n8) {
+      n8 = bend - c < 8 ? bend - c : 8;
+      float *d = dst + (c - c0) * stride;
+      __m256 v;
+      if (n8 == 8) {
+        v = amp__avx2_fp8_load8(fmt, row + c);
+      } else {
+        uint8_t t[8] = {0};
+        for (int64_t l = 0; l < n8; l++) t[l] = row[c + l];
+        v = amp__avx2_fp8_load8(fmt, t);
+      }
+      v = _mm256_mul_ps(v, vs);
+      if (n8 == 8 && stride == 1) {
+        _mm256_storeu_ps(d, v);
+      } else {
+        float o[8];
+        _mm256_storeu_ps(o, v);
+        for (int64_t l = 0; l < n8; l++) d[l * stride] = o[l];
+      }
+    }
   }
 }
 
-/* pack_a_dt for an FP8 A (fmt a constant in each instance). */
+/* pack_a_dt for an FP8 A. */
 static inline __attribute__((always_inline)) void pack_a_fp8(const amp__gemm_args *g, int64_t s,
                                                              float *dst, const int fmt) {
   int64_t i0, mr;
@@ -183,25 +203,25 @@ static inline __attribute__((always_inline)) void pack_a_fp8(const amp__gemm_arg
   const uint8_t *a = g->a;
   const amp__gemm_scales *f = &g->a8;
   int64_t p = 0;
-  if (!g->ta) { /* rows i0 .. of A: transpose 8-wide chunks */
-    if (mr == MR) {
-      const float *srow[MR];
-      for (int q = 0; q < MR; q++) srow[q] = fp8_srow(f, i0 + q);
-      for (; p + 8 <= K; p += 8) {
-        int64_t b;
-        const int one = fp8_one_block(f, p, &b);
-        __m256 r[8];
-        for (int q = 0; q < MR; q++)
-          r[q] = _mm256_mul_ps(amp__avx2_fp8_load8(fmt, a + (size_t)(i0 + q) * lda + (size_t)p),
-                               fp8_scale8(f, srow[q], p, b, one));
-        r[6] = r[7] = _mm256_setzero_ps();
-        transpose8(r);
-        for (int q = 0; q < 8; q++) store6(dst + (p + q) * MR, r[q]);
-      }
+  if (!g->ta) { /* rows i0 .. i0 + mr of A: transpose 8-wide chunks (rows past mr: 0) */
+    const float *srow[MR];
+    for (int q = 0; q < mr; q++) srow[q] = fp8_srow(f, i0 + q);
+    for (; p + 8 <= K; p += 8) {
+      int64_t b;
+      const int one = fp8_one_block(f, p, &b);
+      __m256 r[8];
+      for (int q = 0; q < MR; q++)
+        r[q] = q < mr
+                   ? _mm256_mul_ps(amp__avx2_fp8_load8(fmt, a + (size_t)(i0 + q) * lda + (size_t)p),
+                                   fp8_scale8(f, srow[q], p, b, one))
+                   : _mm256_setzero_ps();
+      r[6] = r[7] = _mm256_setzero_ps();
+      transpose8(r);
+      for (int q = 0; q < 8; q++) store6(dst + (p + q) * MR, r[q]);
     }
     for (int q = 0; q < MR && p < K; q++) {
       if (q < mr)
-        fp8_row_seg(g, 0, i0 + q, p, K - p, dst + p * MR + q, MR);
+        fp8_row_seg(a, g->lda, f, i0 + q, p, K - p, dst + p * MR + q, MR, fmt);
       else
         for (int64_t pp = p; pp < K; pp++) dst[pp * MR + q] = 0.0f;
     }
@@ -217,13 +237,13 @@ static inline __attribute__((always_inline)) void pack_a_fp8(const amp__gemm_arg
       }
     }
     for (; p < K; p++) {
-      fp8_row_seg(g, 0, p, i0, mr, dst + p * MR, 1);
+      fp8_row_seg(a, g->lda, f, p, i0, mr, dst + p * MR, 1, fmt);
       for (int64_t q = mr; q < MR; q++) dst[p * MR + q] = 0.0f;
     }
   }
 }
 
-/* pack_b_dt for an FP8 B (fmt a constant in each instance), packed as F32. */
+/* pack_b_dt for an FP8 B, packed as F32. */
 static inline __attribute__((always_inline)) void pack_b_fp8(const amp__gemm_args *g, int64_t t,
                                                              float *df, const int fmt) {
   const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, K = g->k;
@@ -231,7 +251,7 @@ static inline __attribute__((always_inline)) void pack_b_fp8(const amp__gemm_arg
   const uint8_t *bq = g->b;
   const amp__gemm_scales *f = &g->b8;
   int64_t p = 0;
-  if (nr == NR && !g->tb) { /* row p of B holds op(B)(p, j0 ..) */
+  if (!g->tb && nr == NR) { /* row p of B holds op(B)(p, j0 ..) */
     int64_t b0, b1;
     const int one0 = fp8_one_block(f, j0, &b0), one1 = fp8_one_block(f, j0 + 8, &b1);
     for (int64_t rb = 0, next = f->br; p < K; p++) {
@@ -243,12 +263,17 @@ static inline __attribute__((always_inline)) void pack_b_fp8(const amp__gemm_arg
       _mm256_store_ps(df + p * NR + 8, _mm256_mul_ps(amp__avx2_fp8_load8(fmt, row + 8),
                                                      fp8_scale8(f, srow, j0 + 8, b1, one1)));
     }
-  } else if (nr == NR) { /* rows j0 .. of B: transpose 8 × 8 blocks */
+  } else if (!g->tb) { /* a partial sliver: nr columns of each row, then zeros */
+    for (; p < K; p++) {
+      fp8_row_seg(bq, g->ldb, f, p, j0, nr, df + p * NR, 1, fmt);
+      for (int64_t q = nr; q < NR; q++) df[p * NR + q] = 0.0f;
+    }
+  } else { /* rows j0 .. j0 + nr of B: transpose 8 × 8 blocks (rows past nr: 0) */
     const float *srow[NR];
-    for (int q = 0; q < NR; q++) srow[q] = fp8_srow(f, j0 + q);
+    for (int q = 0; q < nr; q++) srow[q] = fp8_srow(f, j0 + q);
     for (; p + 8 <= K; p += 8) {
       if (p % 64 == 0 && p + PF_B < K) /* as in pack_b_dt */
-        for (int q = 0; q < NR; q++)
+        for (int q = 0; q < nr; q++)
           _mm_prefetch((const char *)(bq + (size_t)(j0 + q) * ldb + (size_t)(p + PF_B)),
                        _MM_HINT_T0);
       int64_t b;
@@ -256,26 +281,19 @@ static inline __attribute__((always_inline)) void pack_b_fp8(const amp__gemm_arg
       for (int h = 0; h < NR; h += 8) {
         __m256 r[8];
         for (int q = 0; q < 8; q++)
-          r[q] =
-              _mm256_mul_ps(amp__avx2_fp8_load8(fmt, bq + (size_t)(j0 + h + q) * ldb + (size_t)p),
-                            fp8_scale8(f, srow[h + q], p, b, one));
+          r[q] = h + q < nr ? _mm256_mul_ps(amp__avx2_fp8_load8(
+                                                fmt, bq + (size_t)(j0 + h + q) * ldb + (size_t)p),
+                                            fp8_scale8(f, srow[h + q], p, b, one))
+                            : _mm256_setzero_ps();
         transpose8(r);
         for (int q = 0; q < 8; q++) _mm256_store_ps(df + (p + q) * NR + h, r[q]);
       }
     }
-  }
-  if (p == K) return;
-  if (g->tb) {
-    for (int q = 0; q < NR; q++) {
+    for (int q = 0; q < NR && p < K; q++) {
       if (q < nr)
-        fp8_row_seg(g, 1, j0 + q, p, K - p, df + p * NR + q, NR);
+        fp8_row_seg(bq, g->ldb, f, j0 + q, p, K - p, df + p * NR + q, NR, fmt);
       else
         for (int64_t pp = p; pp < K; pp++) df[pp * NR + q] = 0.0f;
-    }
-  } else {
-    for (; p < K; p++) {
-      fp8_row_seg(g, 1, p, j0, nr, df + p * NR, 1);
-      for (int64_t q = nr; q < NR; q++) df[p * NR + q] = 0.0f;
     }
   }
 }
