@@ -587,6 +587,10 @@ int main(void) {
     test_kernels(&amp__kernels_avx2);
   else
     printf("skipped: the AVX2 FP8 kernel tests (this CPU lacks AVX2/FMA/F16C)\n");
+  if (amp__kernels_usable(&amp__kernels_avx512))
+    test_kernels(&amp__kernels_avx512);
+  else
+    printf("skipped: the AVX-512 FP8 kernel tests (this CPU lacks AVX-512F)\n");
 #endif
   for (int threads = 1; threads <= 2; threads++) {
     char what[128] = "";

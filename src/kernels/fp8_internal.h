@@ -40,6 +40,10 @@ void amp__fp8_row_quant_avx2(int fmt, int sdt, size_t cols, size_t bc, const voi
 float amp__fp8_amax_avx2(int sdt, size_t n, const void *src);
 float amp__fp8_quant_avx2(int fmt, int sdt, size_t n, const void *src, float scale, uint8_t *dst);
 void amp__fp8_dequant_avx2(int fmt, size_t n, const uint8_t *src, float scale_inv, float *dst);
+/* AVX-512F encoders (kernels/fp8_avx512.c, the AVX-512 table's entries). */
+float amp__fp8_quant_avx512(int fmt, int sdt, size_t n, const void *src, float scale, uint8_t *dst);
+void amp__fp8_row_quant_avx512(int fmt, int sdt, size_t cols, size_t bc, const void *src,
+                               const float *scale, uint8_t *dst);
 #endif
 
 /* The largest finite value of fmt (448 for E4M3, 57344 for E5M2). */
