@@ -463,14 +463,14 @@ typedef struct amp_fp8_matrix {
 
 /** amp_gemm() of quantised operands: C = alpha·op(A)·op(B) + beta·C, with A
  *  and B given as FP8 matrices with scales (amp_fp8_matrix; as stored, A
- *  is m×k or, transposed, k×m, and likewise B). Each operand is widened
+ *  is m×k or, transposed, k×m, and likewise B). Each element is widened
  *  exactly to F32 and multiplied by its block's scale_inv (one rounding,
- *  the same multiplication as the descriptor's definition) into an F32
- *  copy, and that copy goes through amp_gemm(): by construction the result
- *  equals, bit for bit, amp_gemm() with F32 operands holding the
- *  dequantised values, for any thread count and kernel table (FP32
- *  accumulation; there is no FP8 arithmetic on CPUs). The F32 copies are
- *  allocated per call (the training path reuses its own workspace).
+ *  the same multiplication as the descriptor's definition) as the GEMM
+ *  packs it (the scalar reference table: into an F32 copy first), and the
+ *  F32 GEMM runs on those values: the result equals, bit for bit,
+ *  amp_gemm() with F32 operands holding the dequantised values, for any
+ *  thread count and kernel table (FP32 accumulation; there is no FP8
+ *  arithmetic on CPUs).
  *  Errors as amp_gemm(), and AMP_ERR_INVALID_ARG for a descriptor whose
  *  dtype is not FP8, whose blocks are < 1, whose shape does not fit m, n,
  *  k, or whose data or scales are NULL; AMP_ERR_NOMEM. */

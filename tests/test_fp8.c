@@ -1,7 +1,7 @@
 /* FP8 training pieces: the AVX2 encode/amax/decode kernels against their
  * scalar references (bit for bit), amp_gemm_fp8 against amp_gemm on the
  * dequantised F32 matrices (bit for bit; shapes with partial blocks, both
- * transposes, 1 and 2 threads, scalar and SIMD tables), the recipes' scale
+ * transposes, 1 and 2 threads, the scalar, AVX2 and AVX-512 tables), the recipes' scale
  * arithmetic against hand computations (delayed, current, block),
  * stochastic rounding to E5M2 (reproducible, unbiased) and bad input. */
 #include "check.h"
@@ -167,14 +167,23 @@ static void make_q(amp_fp8_matrix *q, int64_t r, int64_t c, int64_t br, int64_t 
     }
 }
 
-static void test_gemm_equal(amp_ctx *ctx, const char *what) {
-  const int64_t shapes[][3] = {{1, 1, 1},      {7, 10, 784},   {128, 10, 1024},
-                               {33, 130, 129}, {130, 257, 17}, {6, 16, 256}};
-  const int64_t blocks[][2] = {{0, 0}, {1, 128}, {128, 128}, {3, 5}};
+/* amp_gemm_fp8 on each context's kernel table (whose packers widen the FP8
+ * operands) against amp_gemm of the dequantised F32 copies on the same
+ * table and on the scalar reference table (ref): the same bits. Shapes with whole and
+ * partial slivers (MR = 6 rows, NR = 16 columns, 8-wide chunks along K),
+ * the MLP's edges (784, 10, 1024), blocks that are the whole matrix, 1 ×
+ * 128, 128 × 128 and odd ones (3 × 5, 7 × 12: block edges inside the
+ * packers' 8-wide chunks), both transposes. */
+static void test_gemm_equal(amp_ctx *const *ctxs, int nctx, amp_ctx *ref, const char *what) {
+  const int64_t shapes[][3] = {{1, 1, 1},      {7, 10, 784}, {128, 10, 1024}, {33, 130, 129},
+                               {130, 257, 17}, {6, 16, 256}, {10, 40, 128},   {64, 48, 200},
+                               {12, 784, 20},  {20, 17, 784}};
+  const int64_t blocks[][2] = {{0, 0}, {1, 128}, {128, 128}, {3, 5}, {7, 12}};
+  const int nb = (int)(sizeof blocks / sizeof blocks[0]);
   int bad = 0, runs = 0;
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
     for (int t = 0; t < 4; t++)
-      for (int b = 0; b < 4; b++) {
+      for (int b = 0; b < nb; b++) {
         int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
         amp_trans ta = t & 1 ? AMP_TRANS : AMP_NO_TRANS, tb = t & 2 ? AMP_TRANS : AMP_NO_TRANS;
         int64_t ar = ta ? k : m, ac = ta ? m : k, br_ = tb ? n : k, bc_ = tb ? k : n;
@@ -186,22 +195,39 @@ static void test_gemm_equal(amp_ctx *ctx, const char *what) {
         float *da = malloc(sizeof(float) * (size_t)(ar * ac)),
               *db = malloc(sizeof(float) * (size_t)(br_ * bc_));
         float *c0 = malloc(sizeof(float) * (size_t)(m * n)),
-              *c1 = malloc(sizeof(float) * (size_t)(m * n));
+              *c1 = malloc(sizeof(float) * (size_t)(m * n)),
+              *c2 = malloc(sizeof(float) * (size_t)(m * n)),
+              *c3 = malloc(sizeof(float) * (size_t)(m * n));
         amp_fp8_matrix A, B;
-        make_q(&A, ar, ac, abr, abc, AMP_E4M3, qa, sa, da);
+        make_q(&A, ar, ac, abr, abc, (s + b) % 3 ? AMP_E4M3 : AMP_E5M2, qa, sa, da);
         make_q(&B, br_, bc_, bbr, bbc, b % 2 ? AMP_E5M2 : AMP_E4M3, qb, sb, db);
-        for (int64_t i = 0; i < m * n; i++) c0[i] = c1[i] = frand();
-        float bias[300];
-        for (int i = 0; i < 300; i++) bias[i] = frand();
+        for (int64_t i = 0; i < m * n; i++) c0[i] = c1[i] = c2[i] = frand();
+        float bias[800];
+        for (int i = 0; i < 800; i++) bias[i] = frand();
         amp_epilogue ep = {bias, AMP_F32, 1};
         const amp_epilogue *e = s % 2 ? &ep : NULL;
         float beta = t == 3 ? 0.5f : 0.0f;
-        amp_status s0 = amp_gemm(ctx, ta, tb, m, n, k, 1.5f, da, AMP_F32, ac, db, AMP_F32, bc_,
+        amp_status s0 = amp_gemm(ref, ta, tb, m, n, k, 1.5f, da, AMP_F32, ac, db, AMP_F32, bc_,
                                  beta, c0, AMP_F32, n, e);
-        amp_status s1 = amp_gemm_fp8(ctx, ta, tb, m, n, k, 1.5f, &A, &B, beta, c1, AMP_F32, n, e);
-        bad += s0 != AMP_OK || s1 != AMP_OK || memcmp(c0, c1, sizeof(float) * (size_t)(m * n));
-        runs++;
-        free(qa), free(qb), free(sa), free(sb), free(da), free(db), free(c0), free(c1);
+        for (int x = 0; x < nctx; x++) {
+          memcpy(c1, c2, sizeof(float) * (size_t)(m * n)); /* C as it was */
+          memcpy(c3, c2, sizeof(float) * (size_t)(m * n));
+          amp_status s2 = amp__kernels_of(ctxs[x]) == amp__kernels_of(ref) /* done: c0 */
+                              ? (memcpy(c3, c0, sizeof(float) * (size_t)(m * n)), s0)
+                              : amp_gemm(ctxs[x], ta, tb, m, n, k, 1.5f, da, AMP_F32, ac, db,
+                                         AMP_F32, bc_, beta, c3, AMP_F32, n, e);
+          amp_status s1 =
+              amp_gemm_fp8(ctxs[x], ta, tb, m, n, k, 1.5f, &A, &B, beta, c1, AMP_F32, n, e);
+          bad += s0 != AMP_OK || s1 != AMP_OK || s2 != AMP_OK ||
+                 memcmp(c0, c1, sizeof(float) * (size_t)(m * n)) ||
+                 memcmp(c3, c1, sizeof(float) * (size_t)(m * n));
+          if (memcmp(c0, c1, sizeof(float) * (size_t)(m * n)))
+            printf("differs: table %s, m %lld n %lld k %lld, transposes %d, blocks %d\n",
+                   amp__kernels_of(ctxs[x])->name, (long long)m, (long long)n, (long long)k, t, b);
+          runs++;
+        }
+        free(qa), free(qb), free(sa), free(sb), free(da), free(db), free(c0), free(c1), free(c2),
+            free(c3);
       }
   CHECK(bad == 0, "%s: amp_gemm_fp8 differs from amp_gemm of the dequantised values in %d of %d",
         what, bad, runs);
@@ -561,15 +587,38 @@ int main(void) {
     test_kernels(&amp__kernels_avx2);
   else
     printf("skipped: the AVX2 FP8 kernel tests (this CPU lacks AVX2/FMA/F16C)\n");
+  if (amp__kernels_usable(&amp__kernels_avx512))
+    test_kernels(&amp__kernels_avx512);
+  else
+    printf("skipped: the AVX-512 FP8 kernel tests (this CPU lacks AVX-512F)\n");
 #endif
   for (int threads = 1; threads <= 2; threads++) {
-    amp_ctx_params cp = {.threads = threads};
-    amp_ctx *fast = amp_ctx_create(&cp);
-    test_gemm_equal(fast, threads == 1 ? "native, 1 thread" : "native, 2 threads");
+    char what[128] = "";
     amp_ctx_params sp = {.threads = threads, .no_simd = 1};
-    amp_ctx *ref = amp_ctx_create(&sp);
-    test_gemm_equal(ref, threads == 1 ? "scalar, 1 thread" : "scalar, 2 threads");
-    amp_ctx_free(fast), amp_ctx_free(ref);
+    amp_ctx *ref = amp_ctx_create(&sp), *ctxs[3];
+    const amp__kernels *tables[] = {
+        &amp__kernels_scalar,
+#ifdef AMPC_HAVE_X86_SIMD
+        &amp__kernels_avx2,
+        &amp__kernels_avx512,
+#endif
+    };
+    int nctx = 0;
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+      amp_ctx_params cp = {.threads = threads};
+      ctxs[nctx] = amp_ctx_create(&cp);
+      if (amp__ctx_set_kernels(ctxs[nctx], tables[i])) {
+        snprintf(what + strlen(what), sizeof what - strlen(what), "%s ", tables[i]->name);
+        nctx++;
+      } else {
+        printf("skipped: the FP8 GEMM on the %s table (this CPU lacks it)\n", tables[i]->name);
+        amp_ctx_free(ctxs[nctx]);
+      }
+    }
+    snprintf(what + strlen(what), sizeof what - strlen(what), "tables, %d thread(s)", threads);
+    test_gemm_equal(ctxs, nctx, ref, what);
+    for (int i = 0; i < nctx; i++) amp_ctx_free(ctxs[i]);
+    amp_ctx_free(ref);
   }
   amp_ctx *ctx = amp_ctx_create(NULL);
   test_block(ctx);

@@ -54,8 +54,6 @@ amp_status amp__fp8_attach(amp_ctx *ctx, amp_tensor *const *params, int n, const
 void amp__fp8_free(amp_ctx *ctx) {
   amp__fp8 *f = ctx->fp8;
   if (!f) return;
-  free(f->ws[0]);
-  free(f->ws[1]);
   for (int i = 0; i < f->nparams; i++) {
     free(f->wc[i].q);
     free(f->wc[i].scale_inv);
@@ -134,61 +132,61 @@ int amp__fp8_slot(amp_ctx *ctx, const amp_tensor *w) {
   return -1;
 }
 
-float *amp__fp8_workspace(amp_ctx *ctx, int which, size_t n) {
-  amp__fp8 *f = ctx->fp8;
-  if (f->ws_n[which] < n) {
-    free(f->ws[which]);
-    f->ws[which] = malloc(sizeof(float) * n);
-    f->ws_n[which] = f->ws[which] ? n : 0;
-    if (!f->ws[which]) {
-      amp__error(ctx, AMP_ERR_NOMEM, "linear (fp8): out of memory (%zu floats)", n);
-      return NULL;
-    }
-  }
-  return f->ws[which];
-}
-
-/* Per-tensor quantisation (delayed or current scaling). */
-/* One pass over n values in chunks spread over the context's threads:
- * amax (quant == 0) or quantisation returning the amax (stochastic when
- * key != 0). Elementwise work and a max are exact, so the chunking and the
- * thread count change no bit. */
+/* The quantisation of t (n values) with scale *s into dst, in fixed chunks
+ * spread over the context's threads in one parallel region: under current
+ * scaling (cur) first the amax pass, from which every thread computes the
+ * same scale (stored in *s), then the codes (stochastic when key != 0).
+ * Returns the codes pass's amax. Elementwise work and a max are exact and
+ * both passes split the chunks alike (a thread's chunks are still in its
+ * cache for the second), so the chunking and the thread count change no
+ * bit. */
 enum { QCHUNK = 1 << 15 };
-static float quant_pass(amp_ctx *ctx, int quant, amp_dtype fmt, const amp_tensor *t, size_t n,
-                        float s, uint8_t *dst, uint64_t key, uint64_t idx0) {
+static float quant_pass(amp_ctx *ctx, const amp__fp8 *f, int cur, amp_dtype fmt,
+                        const amp_tensor *t, size_t n, float *s, uint8_t *dst, uint64_t key,
+                        uint64_t idx0) {
   const amp__kernels *k = amp__kernels_of(ctx);
   const size_t es = amp_dtype_size(t->dtype), nc = (n + QCHUNK - 1) / QCHUNK;
-  float amax = 0.0f;
-  (void)es;
-#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static)                           \
-    reduction(max                                                                                  \
-              : amax) if (nc > 1)
-  for (size_t c = 0; c < nc; c++) {
-    size_t i0 = c * QCHUNK, len = n - i0 < QCHUNK ? n - i0 : QCHUNK;
-    const void *src = (const char *)t->data + i0 * es;
-    float a = !quant ? k->fp8_amax(t->dtype, len, src)
-              : key  ? amp__fp8_quant_sr(fmt, t->dtype, len, src, s, dst + i0, key, idx0 + i0)
-                     : k->fp8_quant(fmt, t->dtype, len, src, s, dst + i0);
-    amax = a > amax ? a : amax;
+  const float s0 = *s, fmax = amp__fp8_max(fmt);
+  const int margin = f->p.margin;
+  float amax0 = 0.0f, amax = 0.0f;
+#pragma omp parallel num_threads(amp__threads(ctx)) if (nc > 1)
+  {
+    float sc = s0;
+    if (cur) {
+#pragma omp for schedule(static) reduction(max : amax0)
+      for (size_t c = 0; c < nc; c++) {
+        size_t i0 = c * QCHUNK, len = n - i0 < QCHUNK ? n - i0 : QCHUNK;
+        float a = k->fp8_amax(t->dtype, len, (const char *)t->data + i0 * es);
+        amax0 = a > amax0 ? a : amax0;
+      }
+      sc = te_scale(fmax, amax0, margin, 1.0f); /* amax0 is complete after the loop */
+    }
+#pragma omp for schedule(static) reduction(max : amax)
+    for (size_t c = 0; c < nc; c++) {
+      size_t i0 = c * QCHUNK, len = n - i0 < QCHUNK ? n - i0 : QCHUNK;
+      const void *src = (const char *)t->data + i0 * es;
+      float a = key ? amp__fp8_quant_sr(fmt, t->dtype, len, src, sc, dst + i0, key, idx0 + i0)
+                    : k->fp8_quant(fmt, t->dtype, len, src, sc, dst + i0);
+      amax = a > amax ? a : amax;
+    }
   }
+  if (cur) *s = te_scale(fmax, amax0, margin, 1.0f);
   return amax;
 }
 
-/* Per-tensor quantisation (delayed or current scaling). */
+/* Per-tensor quantisation (delayed or current scaling: this tensor's own
+ * amax, one more pass). */
 static void quantize_tensor(amp_ctx *ctx, amp__fp8 *f, int row, amp_dtype fmt, const amp_tensor *t,
                             size_t n, uint8_t *dst, float *scale_inv) {
+  const int cur = f->p.scaling == AMP_FP8_CURRENT;
   float s = f->scale[row];
-  if (f->p.scaling == AMP_FP8_CURRENT) { /* this tensor's own amax: one more pass */
-    s = te_scale(amp__fp8_max(fmt), quant_pass(ctx, 0, fmt, t, n, 1.0f, NULL, 0, 0), f->p.margin,
-                 1.0f);
-    f->scale[row] = s;
-  }
   uint64_t key = 0, idx0 = 0;
   if (fmt == AMP_E5M2 && f->p.grad_rounding == AMP_ROUND_STOCHASTIC) {
     key = amp__sr_key(f->p.seed) | 1u; /* never 0, which means nearest here */
     idx0 = ((uint64_t)f->state[0] << 40) + ((uint64_t)f->sr_calls++ << 32);
   }
-  float amax = quant_pass(ctx, 1, fmt, t, n, s, dst, key, idx0);
+  float amax = quant_pass(ctx, f, cur, fmt, t, n, &s, dst, key, idx0);
+  if (cur) f->scale[row] = s;
   float *h0 = f->hist + (size_t)row * (size_t)f->hlen;
   if (isfinite(amax) && amax > *h0) *h0 = amax; /* non-finite amaxes are not recorded */
   *scale_inv = 1.0f / s;

@@ -11,15 +11,13 @@ enum { AMP__FP8_INPUT = 0, AMP__FP8_WEIGHT = 1, AMP__FP8_GRAD = 2 };
 
 typedef struct amp__fp8 {
   amp_fp8_params p;
-  int hlen;            /* columns of the history: history_len (delayed) or 1 */
-  int nparams;         /* rows: 3 · nparams */
-  amp_tensor **params; /* the model's parameters, in amp_module_param() order */
-  float *hist;         /* [3·nparams][hlen], newest first ("fp8.amax_history") */
-  float *scale;        /* [3·nparams] ("fp8.scale") */
-  float *state;        /* [2]: steps ended, 1 when amaxes are pending ("fp8.state") */
-  uint32_t sr_calls;   /* stochastic quantisations in this step (their stream) */
-  float *ws[2];        /* the F32 copies of the GEMM operands (grow-only) */
-  size_t ws_n[2];
+  int hlen;                /* columns of the history: history_len (delayed) or 1 */
+  int nparams;             /* rows: 3 · nparams */
+  amp_tensor **params;     /* the model's parameters, in amp_module_param() order */
+  float *hist;             /* [3·nparams][hlen], newest first ("fp8.amax_history") */
+  float *scale;            /* [3·nparams] ("fp8.scale") */
+  float *state;            /* [2]: steps ended, 1 when amaxes are pending ("fp8.state") */
+  uint32_t sr_calls;       /* stochastic quantisations in this step (their stream) */
   struct amp__fp8_wcache { /* per parameter: its quantised weight of this step */
     uint8_t *q;
     float *scale_inv;
@@ -45,9 +43,5 @@ int amp__fp8_slot(amp_ctx *ctx, const amp_tensor *w);
  * *out. Returns 1, or 0 with the error recorded. */
 int amp__fp8_quantize(amp_ctx *ctx, int slot, int role, const amp_tensor *t, int64_t rows,
                       int64_t cols, amp_fp8_matrix *out);
-
-/* The F32 workspace `which` (0, 1) of at least n floats; NULL (recorded)
- * when out of memory. */
-float *amp__fp8_workspace(amp_ctx *ctx, int which, size_t n);
 
 #endif

@@ -1,10 +1,13 @@
 /* FP8 quantisation: the scalar reference kernels (entries of the scalar
  * kernel table), stochastic rounding to FP8, block quantisation with
  * power-of-two scales, and the quantised-operand GEMM (amp_gemm_fp8), which
- * widens each operand into an F32 copy (to_f32(q) · scale_inv) and runs
- * amp_gemm on the copies: the result is by construction the F32 GEMM of
- * the dequantised values. */
+ * hands the FP8 operands with their scales to the GEMM kernels: they widen
+ * each element to to_f32(q) · scale_inv as they pack it (the scalar
+ * reference as it loads it), the value the F32 copy of the dequantised
+ * operand would hold, so the result is the F32 GEMM of the dequantised
+ * values bit for bit, without the copies. */
 #include "fp8_internal.h"
+#include "gemm_internal.h"
 
 #include "../dtype/convert_internal.h"
 #include "../dtype/dtype_inline.h"
@@ -188,16 +191,40 @@ void amp__fp8_dequant_matrix(const amp__kernels *k, const amp_fp8_matrix *q, flo
   }
 }
 
+/* The scales of q as the GEMM's descriptor. */
+static amp__gemm_scales gemm_scales(const amp_fp8_matrix *q) {
+  return (amp__gemm_scales){q->scale_inv, q->block_rows, q->block_cols,
+                            amp__fp8_nblocks(q->cols, q->block_cols)};
+}
+
 amp_status amp__gemm_fp8(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t n, int64_t k,
                          float alpha, const amp_fp8_matrix *a, const amp_fp8_matrix *b, float beta,
-                         void *c, amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue,
-                         float *wa, float *wb) {
-  const amp__kernels *kt = amp__kernels_of(ctx);
-  int threads = amp__threads(ctx);
-  amp__fp8_dequant_matrix(kt, a, wa, threads);
-  amp__fp8_dequant_matrix(kt, b, wb, threads);
-  return amp_gemm(ctx, ta, tb, m, n, k, alpha, wa, AMP_F32, a->cols, wb, AMP_F32, b->cols, beta, c,
-                  c_type, ldc, epilogue);
+                         void *c, amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue) {
+  amp_status st = amp__gemm_check_c(ctx, ta, tb, n, c, c_type, ldc, epilogue);
+  if (st != AMP_OK) return st;
+  const void *bias = epilogue ? epilogue->bias : NULL;
+  amp__gemm_args g = {.ta = ta == AMP_TRANS,
+                      .tb = tb == AMP_TRANS,
+                      .m = m,
+                      .n = n,
+                      .k = k,
+                      .alpha = alpha,
+                      .beta = beta,
+                      .a = a->data,
+                      .a_type = (int)a->dtype,
+                      .lda = a->ld,
+                      .b = b->data,
+                      .b_type = (int)b->dtype,
+                      .ldb = b->ld,
+                      .c = c,
+                      .c_type = (int)c_type,
+                      .ldc = ldc,
+                      .bias = bias,
+                      .bias_type = bias ? (int)epilogue->bias_dtype : 0,
+                      .relu = epilogue ? epilogue->relu != 0 : 0,
+                      .a8 = gemm_scales(a),
+                      .b8 = gemm_scales(b)};
+  return amp__gemm_run(ctx, &g);
 }
 
 amp_status amp_gemm_fp8(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t n, int64_t k,
@@ -213,12 +240,5 @@ amp_status amp_gemm_fp8(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int
                       "k=%lld with these transposes",
                       (long long)a->rows, (long long)a->cols, (long long)b->rows,
                       (long long)b->cols, (long long)m, (long long)n, (long long)k);
-  float *wa = malloc(sizeof(float) * (size_t)(a->rows * a->cols));
-  float *wb = malloc(sizeof(float) * (size_t)(b->rows * b->cols));
-  amp_status st = wa && wb ? amp__gemm_fp8(ctx, ta, tb, m, n, k, alpha, a, b, beta, c, c_type, ldc,
-                                           epilogue, wa, wb)
-                           : amp__error(ctx, AMP_ERR_NOMEM, "amp_gemm_fp8: out of memory");
-  free(wa);
-  free(wb);
-  return st;
+  return amp__gemm_fp8(ctx, ta, tb, m, n, k, alpha, a, b, beta, c, c_type, ldc, epilogue);
 }

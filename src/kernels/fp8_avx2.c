@@ -5,6 +5,8 @@
  * code. The same bits as the references (tests/test_fp8.c). */
 #include "fp8_internal.h"
 
+#include "fp8_avx2.h"
+
 #include <immintrin.h>
 
 /* Eight source values as F32. */
@@ -102,31 +104,11 @@ float amp__fp8_quant_avx2(int fmt, int sdt, size_t n, const void *src, float sca
   return t > m ? t : m;
 }
 
-/* Eight FP8 codes (in 32-bit lanes) to F32, exactly as the references. */
-static inline __m256 decode8(int fmt, __m256i v) {
-  __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24);
-  __m256i mag = _mm256_and_si256(v, _mm256_set1_epi32(0x7f));
-  if (fmt == AMP_E5M2) { /* E5M2 is the top byte of an F16 */
-    __m256i h = _mm256_slli_epi32(v, 8);
-    __m128i h16 = _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    return _mm256_cvtph_ps(h16);
-  }
-  /* E4M3: normal e >= 1: (e + 120) << 23 | m << 20, i.e. (mag << 20) + (120 << 23) */
-  __m256i norm = _mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23));
-  __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(0x1p-9f)); /* e == 0 */
-  __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag);
-  __m256i bits = _mm256_blendv_epi8(norm, _mm256_castps_si256(sub), is_sub);
-  __m256i is_nan = _mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7f));
-  bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x7fc00000), is_nan);
-  return _mm256_castsi256_ps(_mm256_or_si256(bits, sign));
-}
-
 void amp__fp8_dequant_avx2(int fmt, size_t n, const uint8_t *src, float scale_inv, float *dst) {
   __m256 vs = _mm256_set1_ps(scale_inv);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i)));
-    _mm256_storeu_ps(dst + i, _mm256_mul_ps(decode8(fmt, v), vs));
+    _mm256_storeu_ps(dst + i, _mm256_mul_ps(amp__avx2_fp8_load8(fmt, src + i), vs));
   }
   amp__fp8_dequant_scalar(fmt, n - i, src + i, scale_inv, dst + i);
 }

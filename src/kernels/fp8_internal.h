@@ -40,6 +40,10 @@ void amp__fp8_row_quant_avx2(int fmt, int sdt, size_t cols, size_t bc, const voi
 float amp__fp8_amax_avx2(int sdt, size_t n, const void *src);
 float amp__fp8_quant_avx2(int fmt, int sdt, size_t n, const void *src, float scale, uint8_t *dst);
 void amp__fp8_dequant_avx2(int fmt, size_t n, const uint8_t *src, float scale_inv, float *dst);
+/* AVX-512F encoders (kernels/fp8_avx512.c, the AVX-512 table's entries). */
+float amp__fp8_quant_avx512(int fmt, int sdt, size_t n, const void *src, float scale, uint8_t *dst);
+void amp__fp8_row_quant_avx512(int fmt, int sdt, size_t cols, size_t bc, const void *src,
+                               const float *scale, uint8_t *dst);
 #endif
 
 /* The largest finite value of fmt (448 for E4M3, 57344 for E5M2). */
@@ -49,13 +53,11 @@ static inline float amp__fp8_max(int fmt) { return fmt == AMP_E4M3 ? 448.0f : 57
  * (i, j)'s scale. */
 static inline int64_t amp__fp8_nblocks(int64_t len, int64_t blk) { return (len + blk - 1) / blk; }
 
-/* amp_gemm_fp8() with caller-provided F32 workspaces for the dequantised
- * operands (wa: a->rows·a->cols floats, wb: b->rows·b->cols), operands
- * already validated. */
+/* amp_gemm_fp8() with the operands already validated (descriptors and
+ * shapes; C and the epilogue are checked here). */
 amp_status amp__gemm_fp8(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t n, int64_t k,
                          float alpha, const amp_fp8_matrix *a, const amp_fp8_matrix *b, float beta,
-                         void *c, amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue,
-                         float *wa, float *wb);
+                         void *c, amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue);
 
 /* Dequantises the whole of q into dst (q->rows × q->cols, packed). */
 void amp__fp8_dequant_matrix(const amp__kernels *k, const amp_fp8_matrix *q, float *dst,

@@ -3,13 +3,13 @@
 #include "gemm_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 static int gemm_dtype_ok(amp_dtype t) { return amp__dtype(t)->is_compute; }
 
 /* The reference: per element, one fmaf chain over k in order from 0. The
  * fast path performs the same chain, so the two agree bit for bit. */
-amp_status amp__gemm_scalar(amp_ctx *ctx, const amp__gemm_args *g) {
-  (void)ctx;
+static void gemm_ref(const amp__gemm_args *g) {
   const int64_t m = g->m, n = g->n, k = g->k;
   const size_t sai = g->ta ? 1 : (size_t)g->lda, sap = g->ta ? (size_t)g->lda : 1;
   const size_t sbp = g->tb ? 1 : (size_t)g->ldb, sbj = g->tb ? (size_t)g->ldb : 1;
@@ -25,7 +25,40 @@ amp_status amp__gemm_scalar(amp_ctx *ctx, const amp__gemm_args *g) {
       amp__gemm_finish(g, i, j, acc);
     }
   }
-  return AMP_OK;
+}
+
+/* An FP8 operand (rows × cols stored, leading dimension *ld) widened to
+ * F32 (amp__gemm_fp8_at), packed: *p, *dt and *ld then describe the copy.
+ * Returns the copy to free, or NULL when out of memory. */
+static float *widen_fp8(const void **p, int *dt, int64_t *ld, const amp__gemm_scales *f,
+                        int64_t rows, int64_t cols) {
+  float *w = malloc(sizeof(float) * (size_t)(rows * cols));
+  for (int64_t r = 0; w && r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) w[r * cols + c] = amp__gemm_fp8_at(*p, *dt, *ld, f, r, c);
+  *p = w, *dt = AMP_F32, *ld = cols;
+  return w;
+}
+
+/* FP8 operands are widened (code · block scale) into F32 copies first: the
+ * value of every element, as the packers of the fast paths compute it. */
+amp_status amp__gemm_scalar(amp_ctx *ctx, const amp__gemm_args *g) {
+  if (!amp__gemm_is_fp8(g->a_type) && !amp__gemm_is_fp8(g->b_type)) {
+    gemm_ref(g);
+    return AMP_OK;
+  }
+  amp__gemm_args w = *g;
+  float *wa = NULL, *wb = NULL;
+  int ok = 1;
+  if (amp__gemm_is_fp8(g->a_type))
+    ok = (wa = widen_fp8(&w.a, &w.a_type, &w.lda, &g->a8, g->ta ? g->k : g->m,
+                         g->ta ? g->m : g->k)) != NULL;
+  if (ok && amp__gemm_is_fp8(g->b_type))
+    ok = (wb = widen_fp8(&w.b, &w.b_type, &w.ldb, &g->b8, g->tb ? g->n : g->k,
+                         g->tb ? g->k : g->n)) != NULL;
+  if (ok) gemm_ref(&w);
+  free(wa);
+  free(wb);
+  return ok ? AMP_OK : amp__error(ctx, AMP_ERR_NOMEM, "amp_gemm_fp8: out of memory");
 }
 
 /* k == 0: there are no products, so C = beta·C (then the epilogue). */
@@ -95,18 +128,42 @@ amp_status amp_gemm(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t
                       .ldc = ldc,
                       .bias = bias,
                       .bias_type = bias ? (int)epilogue->bias_dtype : 0,
-                      .relu = epilogue ? epilogue->relu != 0 : 0,
-                      .threads = amp__threads(ctx)};
+                      .relu = epilogue ? epilogue->relu != 0 : 0};
+  return amp__gemm_run(ctx, &g);
+}
+
+amp_status amp__gemm_run(amp_ctx *ctx, amp__gemm_args *g) {
+  g->threads = amp__threads(ctx);
   if (ctx) {
-    g.blk = ctx->gemm_blk;
-    g.bf16_dot = ctx->bf16_dot;
+    g->blk = ctx->gemm_blk;
+    g->bf16_dot = ctx->bf16_dot;
   } else {
-    amp__gemm_blocking_for(amp__kernels_of(NULL), &g.blk);
-    g.bf16_dot = amp__bf16_dot_enabled(0);
+    amp__gemm_blocking_for(amp__kernels_of(NULL), &g->blk);
+    g->bf16_dot = amp__bf16_dot_enabled(0);
   }
-  if (k == 0) {
-    gemm_scale_only(&g);
+  if (g->k == 0) {
+    gemm_scale_only(g);
     return AMP_OK;
   }
-  return amp__kernels_of(ctx)->gemm(ctx, &g);
+  return amp__kernels_of(ctx)->gemm(ctx, g);
+}
+
+amp_status amp__gemm_check_c(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t n, const void *c,
+                             amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue) {
+  if ((ta != AMP_NO_TRANS && ta != AMP_TRANS) || (tb != AMP_NO_TRANS && tb != AMP_TRANS))
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_gemm: bad transpose flag ta=%d tb=%d", (int)ta,
+                      (int)tb);
+  if (!c) return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_gemm: NULL buffer (c is NULL)");
+  if (ldc < n)
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_gemm: ldc=%lld too small (need >= %lld)",
+                      (long long)ldc, (long long)n);
+  if (!gemm_dtype_ok(c_type))
+    return amp__error(ctx, AMP_ERR_UNSUPPORTED,
+                      "amp_gemm: unsupported dtype c=%s (need f32, f16 or bf16)",
+                      amp_dtype_name(c_type));
+  if (epilogue && epilogue->bias && !gemm_dtype_ok(epilogue->bias_dtype))
+    return amp__error(ctx, AMP_ERR_UNSUPPORTED,
+                      "amp_gemm: unsupported epilogue bias_dtype %s (need f32, f16 or bf16)",
+                      amp_dtype_name(epilogue->bias_dtype));
+  return AMP_OK;
 }

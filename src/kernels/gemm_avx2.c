@@ -11,6 +11,7 @@
 #include "gemm_internal.h"
 
 #include "../dtype/simd_avx2.h"
+#include "fp8_avx2.h"
 
 #include <immintrin.h>
 #include <stdatomic.h>
@@ -127,10 +128,182 @@ static inline __attribute__((always_inline)) void pack_a_dt(const amp__gemm_args
   }
 }
 
+/* ---- FP8 operands: each element widened to code · block scale (the
+ * value amp__gemm_fp8_at gives, with the same F32 multiplication) as it is
+ * packed, so the packed panels hold what packing an F32 copy of the
+ * dequantised operand would. fmt is a constant in each instance. ---- */
+
+/* Scale row of stored row r (the scales of its row of blocks). */
+static inline const float *fp8_srow(const amp__gemm_scales *f, int64_t r) {
+  return f->scale_inv + (r / f->br) * f->nbc;
+}
+
+/* Whether stored columns c .. c + 7 lie in one block (*b, returns 1). */
+static inline int fp8_one_block(const amp__gemm_scales *f, int64_t c, int64_t *b) {
+  if (f->nbc == 1) {
+    *b = 0;
+    return 1;
+  }
+  *b = c / f->bc;
+  return c + 8 <= (*b + 1) * f->bc;
+}
+
+/* The scales of stored columns c .. c + 7 in scale row srow (b, one: from
+ * fp8_one_block). */
+static inline __m256 fp8_scale8(const amp__gemm_scales *f, const float *srow, int64_t c, int64_t b,
+                                int one) {
+  if (one) return _mm256_set1_ps(srow[b]);
+  float sc[8];
+  for (int l = 0; l < 8; l++) sc[l] = srow[(c + l) / f->bc];
+  return _mm256_loadu_ps(sc);
+}
+
+/* dst[l·stride] = stored (r, c0 + l) for l < len (the edges of slivers):
+ * block by block, eight codes at a time (the last few through a zeroed
+ * copy, so nothing past the segment is read). */
+static inline __attribute__((always_inline)) void fp8_row_seg(const uint8_t *q, int64_t ld,
+                                                              const amp__gemm_scales *f, int64_t r,
+                                                              int64_t c0, int64_t len, float *dst,
+                                                              int64_t stride, const int fmt) {
+  const uint8_t *row = q + (size_t)r * (size_t)ld;
+  const float *srow = fp8_srow(f, r);
+  for (int64_t c = c0, end = c0 + len; c < end;) {
+    const int64_t b = c / f->bc, bend = (b + 1) * f->bc < end ? (b + 1) * f->bc : end;
+    const __m256 vs = _mm256_set1_ps(srow[b]);
+    for (int64_t n8; c < bend; c += n8) {
+      n8 = bend - c < 8 ? bend - c : 8;
+      float *d = dst + (c - c0) * stride;
+      __m256 v;
+      if (n8 == 8) {
+        v = amp__avx2_fp8_load8(fmt, row + c);
+      } else {
+        uint8_t t[8] = {0};
+        for (int64_t l = 0; l < n8; l++) t[l] = row[c + l];
+        v = amp__avx2_fp8_load8(fmt, t);
+      }
+      v = _mm256_mul_ps(v, vs);
+      if (n8 == 8 && stride == 1) {
+        _mm256_storeu_ps(d, v);
+      } else {
+        float o[8];
+        _mm256_storeu_ps(o, v);
+        for (int64_t l = 0; l < n8; l++) d[l * stride] = o[l];
+      }
+    }
+  }
+}
+
+/* pack_a_dt for an FP8 A. */
+static inline __attribute__((always_inline)) void pack_a_fp8(const amp__gemm_args *g, int64_t s,
+                                                             float *dst, const int fmt) {
+  int64_t i0, mr;
+  sliver_rows(g->m, s, &i0, &mr);
+  const int64_t K = g->k;
+  const size_t lda = (size_t)g->lda;
+  const uint8_t *a = g->a;
+  const amp__gemm_scales *f = &g->a8;
+  int64_t p = 0;
+  if (!g->ta) { /* rows i0 .. i0 + mr of A: transpose 8-wide chunks (rows past mr: 0) */
+    const float *srow[MR];
+    for (int q = 0; q < mr; q++) srow[q] = fp8_srow(f, i0 + q);
+    for (; p + 8 <= K; p += 8) {
+      int64_t b;
+      const int one = fp8_one_block(f, p, &b);
+      __m256 r[8];
+      for (int q = 0; q < MR; q++)
+        r[q] = q < mr
+                   ? _mm256_mul_ps(amp__avx2_fp8_load8(fmt, a + (size_t)(i0 + q) * lda + (size_t)p),
+                                   fp8_scale8(f, srow[q], p, b, one))
+                   : _mm256_setzero_ps();
+      r[6] = r[7] = _mm256_setzero_ps();
+      transpose8(r);
+      for (int q = 0; q < 8; q++) store6(dst + (p + q) * MR, r[q]);
+    }
+    for (int q = 0; q < MR && p < K; q++) {
+      if (q < mr)
+        fp8_row_seg(a, g->lda, f, i0 + q, p, K - p, dst + p * MR + q, MR, fmt);
+      else
+        for (int64_t pp = p; pp < K; pp++) dst[pp * MR + q] = 0.0f;
+    }
+  } else { /* row p of A holds op(A)(i0 .., p) */
+    if (mr == MR && i0 + 8 <= g->m) {
+      int64_t b;
+      const int one = fp8_one_block(f, i0, &b);
+      for (int64_t rb = 0, next = f->br; p < K; p++) {
+        if (p == next) rb++, next += f->br;
+        store6(dst + p * MR,
+               _mm256_mul_ps(amp__avx2_fp8_load8(fmt, a + (size_t)p * lda + (size_t)i0),
+                             fp8_scale8(f, f->scale_inv + rb * f->nbc, i0, b, one)));
+      }
+    }
+    for (; p < K; p++) {
+      fp8_row_seg(a, g->lda, f, p, i0, mr, dst + p * MR, 1, fmt);
+      for (int64_t q = mr; q < MR; q++) dst[p * MR + q] = 0.0f;
+    }
+  }
+}
+
+/* pack_b_dt for an FP8 B, packed as F32. */
+static inline __attribute__((always_inline)) void pack_b_fp8(const amp__gemm_args *g, int64_t t,
+                                                             float *df, const int fmt) {
+  const int64_t j0 = t * NR, nr = g->n - j0 < NR ? g->n - j0 : NR, K = g->k;
+  const size_t ldb = (size_t)g->ldb;
+  const uint8_t *bq = g->b;
+  const amp__gemm_scales *f = &g->b8;
+  int64_t p = 0;
+  if (!g->tb && nr == NR) { /* row p of B holds op(B)(p, j0 ..) */
+    int64_t b0, b1;
+    const int one0 = fp8_one_block(f, j0, &b0), one1 = fp8_one_block(f, j0 + 8, &b1);
+    for (int64_t rb = 0, next = f->br; p < K; p++) {
+      if (p == next) rb++, next += f->br;
+      const float *srow = f->scale_inv + rb * f->nbc;
+      const uint8_t *row = bq + (size_t)p * ldb + (size_t)j0;
+      _mm256_store_ps(df + p * NR, _mm256_mul_ps(amp__avx2_fp8_load8(fmt, row),
+                                                 fp8_scale8(f, srow, j0, b0, one0)));
+      _mm256_store_ps(df + p * NR + 8, _mm256_mul_ps(amp__avx2_fp8_load8(fmt, row + 8),
+                                                     fp8_scale8(f, srow, j0 + 8, b1, one1)));
+    }
+  } else if (!g->tb) { /* a partial sliver: nr columns of each row, then zeros */
+    for (; p < K; p++) {
+      fp8_row_seg(bq, g->ldb, f, p, j0, nr, df + p * NR, 1, fmt);
+      for (int64_t q = nr; q < NR; q++) df[p * NR + q] = 0.0f;
+    }
+  } else { /* rows j0 .. j0 + nr of B: transpose 8 × 8 blocks (rows past nr: 0) */
+    const float *srow[NR];
+    for (int q = 0; q < nr; q++) srow[q] = fp8_srow(f, j0 + q);
+    for (; p + 8 <= K; p += 8) {
+      if (p % 64 == 0 && p + PF_B < K) /* as in pack_b_dt */
+        for (int q = 0; q < nr; q++)
+          _mm_prefetch((const char *)(bq + (size_t)(j0 + q) * ldb + (size_t)(p + PF_B)),
+                       _MM_HINT_T0);
+      int64_t b;
+      const int one = fp8_one_block(f, p, &b);
+      for (int h = 0; h < NR; h += 8) {
+        __m256 r[8];
+        for (int q = 0; q < 8; q++)
+          r[q] = h + q < nr ? _mm256_mul_ps(amp__avx2_fp8_load8(
+                                                fmt, bq + (size_t)(j0 + h + q) * ldb + (size_t)p),
+                                            fp8_scale8(f, srow[h + q], p, b, one))
+                            : _mm256_setzero_ps();
+        transpose8(r);
+        for (int q = 0; q < 8; q++) _mm256_store_ps(df + (p + q) * NR + h, r[q]);
+      }
+    }
+    for (int q = 0; q < NR && p < K; q++) {
+      if (q < nr)
+        fp8_row_seg(bq, g->ldb, f, j0 + q, p, K - p, df + p * NR + q, NR, fmt);
+      else
+        for (int64_t pp = p; pp < K; pp++) df[pp * NR + q] = 0.0f;
+    }
+  }
+}
+
 /* pack_a with the dtype a compile-time constant in each instance, so the
  * loads need no per-element dispatch. */
 static void pack_a(const amp__gemm_args *g, int64_t s, float *dst) {
   switch (g->a_type) {
+  case AMP_E4M3: pack_a_fp8(g, s, dst, AMP_E4M3); break;
+  case AMP_E5M2: pack_a_fp8(g, s, dst, AMP_E5M2); break;
   case AMP_F16: pack_a_dt(g, s, dst, AMP_F16); break;
   case AMP_BF16: pack_a_dt(g, s, dst, AMP_BF16); break;
   default: pack_a_dt(g, s, dst, AMP_F32); break;
@@ -199,6 +372,8 @@ pack_b_dt(const amp__gemm_args *g, int64_t t, void *dst, const int bdt, const in
 /* pack_b with the dtype a compile-time constant. */
 static void pack_b(const amp__gemm_args *g, int64_t t, void *dst, int widen) {
   switch (g->b_type) {
+  case AMP_E4M3: pack_b_fp8(g, t, dst, AMP_E4M3); break;
+  case AMP_E5M2: pack_b_fp8(g, t, dst, AMP_E5M2); break;
   case AMP_F16:
     if (widen)
       pack_b_dt(g, t, dst, AMP_F16, 0);

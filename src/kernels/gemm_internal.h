@@ -3,9 +3,20 @@
 #define AMPC_GEMM_INTERNAL_H
 
 #include "../core/internal.h"
+#include "../dtype/convert_internal.h"
 #include "../dtype/dtype_inline.h"
 
-/* A validated amp_gemm call. Dtypes are AMP_F32, AMP_F16 or AMP_BF16. */
+/* The scales of an FP8 operand (amp_gemm_fp8): stored element (r, c) stands
+ * for to_f32(code) · scale_inv[(r / br) · nbc + c / bc], one F32
+ * multiplication, and every GEMM path widens it with exactly that
+ * multiplication while it reads the operand. */
+typedef struct amp__gemm_scales {
+  const float *scale_inv;
+  int64_t br, bc, nbc; /* block rows and columns, blocks per row of blocks */
+} amp__gemm_scales;
+
+/* A validated amp_gemm call. Dtypes are AMP_F32, AMP_F16 or AMP_BF16, and
+ * for A and B also AMP_E4M3 or AMP_E5M2 (amp_gemm_fp8, scales in a8, b8). */
 typedef struct amp__gemm_args {
   int ta, tb; /* non-zero: the operand is transposed */
   int64_t m, n, k;
@@ -23,9 +34,30 @@ typedef struct amp__gemm_args {
   int bias_type;
   int relu;
   int threads;
-  amp__gemm_blocking blk; /* the context's cache blocking */
-  int bf16_dot;           /* 1: BF16 × BF16 may use vdpbf16ps (see amp_gemm) */
+  amp__gemm_blocking blk;  /* the context's cache blocking */
+  int bf16_dot;            /* 1: BF16 × BF16 may use vdpbf16ps (see amp_gemm) */
+  amp__gemm_scales a8, b8; /* the scales of FP8 operands (unused otherwise) */
 } amp__gemm_args;
+
+static inline int amp__gemm_is_fp8(int dt) { return dt == AMP_E4M3 || dt == AMP_E5M2; }
+
+/* Stored element (r, c) of an FP8 operand (codes q, leading dimension ld)
+ * as the F32 value it stands for (see amp__gemm_scales). */
+static inline float amp__gemm_fp8_at(const void *q, int fmt, int64_t ld, const amp__gemm_scales *f,
+                                     int64_t r, int64_t c) {
+  const uint8_t code = ((const uint8_t *)q)[(size_t)r * (size_t)ld + (size_t)c];
+  const float v = fmt == AMP_E4M3 ? amp__e4m3_to_f32(code) : amp__e5m2_to_f32(code);
+  return v * f->scale_inv[(r / f->br) * f->nbc + c / f->bc];
+}
+
+/* Fills in the context's settings (threads, blocking, BF16 dot) and runs
+ * the validated call g (m, n >= 1, k >= 0) on the context's kernel table. */
+amp_status amp__gemm_run(amp_ctx *ctx, amp__gemm_args *g);
+
+/* amp_gemm's checks of the transpose flags, C and the epilogue, with its
+ * messages (amp_gemm_fp8 checks its operands itself). */
+amp_status amp__gemm_check_c(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t n, const void *c,
+                             amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue);
 
 /* Writes C(i, j) from acc, the F32 sum of products for that element. Both
  * paths finish every element with exactly these operations (SIMD code does

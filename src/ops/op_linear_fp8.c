@@ -27,13 +27,11 @@ amp_tensor *amp__linear_fp8(amp_ctx *ctx, amp_tensor *const *c, amp_dtype dt, in
   if (!amp__fp8_quantize(ctx, slot, AMP__FP8_INPUT, x, rows, din, &sv.qx) ||
       !amp__fp8_quantize(ctx, slot, AMP__FP8_WEIGHT, w, dout, din, &sv.qw))
     return NULL;
-  float *wa = amp__fp8_workspace(ctx, 0, (size_t)(rows * din));
-  float *wb = amp__fp8_workspace(ctx, 1, (size_t)(dout * din));
   amp_tensor *y = amp__op_result(ctx, dt, ndim, shape);
-  if (!wa || !wb || !y) return NULL;
+  if (!y) return NULL;
   amp_epilogue ep = {b ? b->data : NULL, dt, 0};
   if (amp__gemm_fp8(ctx, AMP_NO_TRANS, AMP_TRANS, rows, dout, din, 1.0f, &sv.qx, &sv.qw, 0.0f,
-                    y->data, dt, dout, &ep, wa, wb) != AMP_OK)
+                    y->data, dt, dout, &ep) != AMP_OK)
     return NULL;
   amp__node *nd = amp__record(ctx, AMP__OP_LINEAR, y, b ? 3 : 2, c);
   if (nd) {
@@ -66,11 +64,8 @@ static amp_status gemm_into(amp_ctx *ctx, amp_tensor *t, amp_trans ta, amp_trans
   int acc;
   amp_tensor *g = amp__grad_of(ctx, t, &acc);
   if (!g) return amp_ctx_status(ctx);
-  float *wa = amp__fp8_workspace(ctx, 0, (size_t)(a->rows * a->cols));
-  float *wb = amp__fp8_workspace(ctx, 1, (size_t)(b->rows * b->cols));
-  if (!wa || !wb) return amp_ctx_status(ctx);
   return amp__gemm_fp8(ctx, ta, tb, m, n, k, 1.0f, a, b, acc ? 1.0f : 0.0f, g->data, g->dtype, n,
-                       NULL, wa, wb);
+                       NULL);
 }
 
 amp_status amp__linear_fp8_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *g) {
