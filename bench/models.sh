@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Training speed of the default GPT (tokens/s) and the Fashion-MNIST CNN
+# (images/s) in ampc fp32, fp16 and bf16 against PyTorch CPU FP32 (Debian's
+# python3-torch, bench/models_torch.py: the same models, batches and
+# threads), side by side: each round runs ampc's three precisions and
+# PyTorch back to back, ROUNDS rounds alternating, and the ratios are the
+# medians of the per-round ratios (a shared host's load drifts over
+# seconds). Prints a machine line and one JSON line per model with the
+# medians, the ratios and the floors of issue 13 (GPT 2x, CNN 1.25x).
+#   bench/models.sh [AMPC] [THREADS] [ROUNDS]
+# Environment: GPT_STEPS (12), CNN_STEPS (12), TORCH_STEPS (10).
+# Default runtime about 1-3 minutes on 2 cores.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ampc="${1:-$root/build/ampc}"
+threads="${2:-2}"
+rounds="${3:-3}"
+gsteps="${GPT_STEPS:-12}" csteps="${CNN_STEPS:-12}" tsteps="${TORCH_STEPS:-10}"
+field() { printf '%s' "$1" | sed -n "s/.*\"$2\": *\([^,}]*\).*/\1/p" | tr -d '"' | head -n 1; }
+cnn_data=fashion-mnist
+"$ampc" train --model cnn:fashion --data "$cnn_data" --batch 8 --steps 1 --quiet >/dev/null 2>&1 ||
+  cnn_data=synthetic
+
+cpu=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -n 1)
+kern=$("$ampc" bench gemm --m 8 --n 8 --k 8 --threads 1 --reps 1 --json 2>/dev/null |
+  sed -n 's/.*"kernels":"\([^"]*\)".*/\1/p')
+printf '{"bench":"models_machine","cpu":"%s","nproc":%s,"threads":%s,"rounds":%s,"kernels":"%s","loadavg_start":"%s","cnn_data":"%s"}\n' \
+  "$cpu" "$(nproc)" "$threads" "$rounds" "${kern:-unknown}" "$(cut -d' ' -f1-3 /proc/loadavg)" "$cnn_data"
+
+declare -A per
+run_ampc() { # model precision -> per-second figure
+  local out
+  if [ "$1" = gpt ]; then
+    out=$("$ampc" train --model gpt --data fortunes --batch 16 --steps "$gsteps" --threads "$threads" \
+      --precision "$2" --json --quiet)
+    field "$out" tokens_per_s
+  else
+    out=$("$ampc" train --model cnn:fashion --data "$cnn_data" --batch 128 --steps "$csteps" \
+      --threads "$threads" --precision "$2" --json --quiet)
+    field "$out" samples_per_s
+  fi
+}
+for r in $(seq 1 "$rounds"); do
+  for p in fp32 fp16 bf16; do per[gpt,$p,$r]=$(run_ampc gpt "$p"); done
+  t=$(/usr/bin/python3 "$root/bench/models_torch.py" --threads "$threads" --steps "$tsteps" 2>/dev/null ||
+    true)
+  per[gpt,torch,$r]=$(printf '%s\n' "$t" | grep '"gpt"' | sed -n 's/.*"per_s": *\([0-9.e+]*\).*/\1/p')
+  per[cnn,torch,$r]=$(printf '%s\n' "$t" | grep '"cnn"' | sed -n 's/.*"per_s": *\([0-9.e+]*\).*/\1/p')
+  for p in fp32 fp16 bf16; do per[cnn,$p,$r]=$(run_ampc cnn "$p"); done
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+for m in gpt cnn; do
+  floor=$([ "$m" = gpt ] && echo 2.0 || echo 1.25)
+  unit=$([ "$m" = gpt ] && echo tokens || echo images)
+  line="{\"bench\":\"models\",\"model\":\"$m\",\"unit\":\"${unit}_per_s\",\"threads\":$threads,\"rounds\":$rounds"
+  tv=()
+  for r in $(seq 1 "$rounds"); do tv+=("${per[$m,torch,$r]:-0}"); done
+  tmed=$(median "${tv[@]}")
+  line+=",\"torch_fp32\":$tmed,\"torch_runs\":\"${tv[*]}\""
+  pass=true
+  for p in fp32 fp16 bf16; do
+    av=() rv=()
+    for r in $(seq 1 "$rounds"); do
+      a=${per[$m,$p,$r]:-0} t=${per[$m,torch,$r]:-0}
+      av+=("$a")
+      rv+=("$(awk -v a="$a" -v t="$t" 'BEGIN { printf "%.3f", t > 0 ? a / t : 0 }')")
+    done
+    ratio=$(median "${rv[@]}")
+    ok=$(awk -v x="$ratio" -v f="$floor" 'BEGIN { print (x >= f) ? "true" : "false" }')
+    [ "$ok" = true ] || pass=false
+    line+=",\"ampc_$p\":$(median "${av[@]}"),\"${p}_over_torch\":$ratio,\"pass_$p\":$ok"
+    line+=",\"${p}_runs\":\"${av[*]}\",\"${p}_ratio_runs\":\"${rv[*]}\""
+  done
+  [ "$tmed" != 0 ] || { pass=false; line+=",\"torch\":\"unavailable (install python3-torch)\""; }
+  echo "$line,\"floor_over_torch\":$floor,\"pass\":$pass}"
+done
+printf '{"bench":"models_end","loadavg_end":"%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
