@@ -54,14 +54,18 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--gpt-batch", type=int, default=16)
     ap.add_argument("--cnn-batch", type=int, default=128)
+    ap.add_argument("--only", choices=("gpt", "cnn"), help="time one model only")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     c = dict(vocab=256, ctx=64, layers=4, dim=128, heads=4)  # ampc's default GPT
     B, T = a.gpt_batch, c["ctx"]
-    r = timed(GPTModel(c), lambda: (torch.randint(0, 256, (B, T)), torch.randint(0, 256, (B * T,))),
-              lambda m, x, y: F.cross_entropy(m(x).view(-1, 256), y), a.steps, B * T)
-    print(json.dumps(dict(model="gpt", unit="tokens", batch=B, threads=a.threads, **r)))
+    if a.only != "cnn":
+        r = timed(GPTModel(c), lambda: (torch.randint(0, 256, (B, T)), torch.randint(0, 256, (B * T,))),
+                  lambda m, x, y: F.cross_entropy(m(x).view(-1, 256), y), a.steps, B * T)
+        print(json.dumps(dict(model="gpt", unit="tokens", batch=B, threads=a.threads, **r)))
+    if a.only == "gpt":
+        return
     N = a.cnn_batch
     r = timed(fashion_cnn(), lambda: (torch.randn(N, 1, 28, 28), torch.randint(0, 10, (N,))),
               lambda m, x, y: F.cross_entropy(m(x), y), a.steps, N)
