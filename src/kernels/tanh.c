@@ -29,7 +29,7 @@ void amp__tanh_act(amp_ctx *ctx, int op, int dt, int gdt, size_t n, const void *
   const int ydt = op <= AMP__GELU_FWD ? dt : gdt;
   size_t nb = (n + TANH_BLOCK - 1) / TANH_BLOCK;
   int nt = amp__threads(ctx);
-  if (nt > (int)nb) nt = (int)nb;
+  if (nt > (int)nb) nt = nb > 0 ? (int)nb : 1;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (size_t k = 0; k < nb; k++) {
     size_t i0 = k * TANH_BLOCK, len = n - i0 < TANH_BLOCK ? n - i0 : TANH_BLOCK;

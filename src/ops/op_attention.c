@@ -45,7 +45,7 @@ static void masked_softmax(amp_ctx *ctx, float *s, int64_t rows, int64_t t, int 
  * with any thread count, so the split changes none). */
 static int team(amp_ctx *ctx, int64_t bh) {
   int nt = amp__threads(ctx);
-  return nt > bh ? (int)bh : nt;
+  return nt > bh ? (bh > 0 ? (int)bh : 1) : nt;
 }
 
 amp_tensor *amp_attention(amp_ctx *ctx, amp_tensor *q, amp_tensor *k, amp_tensor *v, int causal) {
