@@ -24,7 +24,8 @@ static inline float tree16(__m256 lo, __m256 hi, int is_max) {
 }
 
 /* Elements i .. i+cnt-1 (cnt <= 16) of p as F32, zero beyond cnt. */
-static inline void load16z(int dt, const void *p, size_t i, size_t cnt, __m256 *lo, __m256 *hi) {
+static inline __attribute__((always_inline)) void load16z(int dt, const void *p, size_t i,
+                                                          size_t cnt, __m256 *lo, __m256 *hi) {
   if (cnt == 16) {
     *lo = amp__avx2_load8(p, dt, i);
     *hi = amp__avx2_load8(p, dt, i + 8);
