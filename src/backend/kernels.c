@@ -4,6 +4,7 @@
 #include "../kernels/fp8_internal.h"
 #include "../kernels/gemm_internal.h"
 #include "../kernels/kernels_internal.h"
+#include "../kernels/norm_internal.h"
 #include "../kernels/qgemm_internal.h"
 #include "../optim/optim_internal.h"
 #include "../core/internal.h"
@@ -29,6 +30,11 @@ const amp__kernels amp__kernels_scalar = {
     .from_f32_sr =
         {[AMP_F16] = amp__cvt_f32_to_f16_sr_scalar, [AMP_BF16] = amp__cvt_f32_to_bf16_sr_scalar},
     .elt = amp__elt_scalar,
+    .tanh_act = amp__tanh_act_scalar,
+    .ln_fwd = amp__ln_fwd_scalar,
+    .ln_bwd = amp__ln_bwd_scalar,
+    .ln_wb = amp__ln_wb_scalar,
+    .softmax_row = amp__softmax_row_scalar,
     .unscale = amp__unscale_scalar,
     .sum_chunk = amp__sum_chunk_scalar,
     .max_chunk = amp__max_chunk_scalar,

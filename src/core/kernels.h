@@ -36,6 +36,7 @@
 
 struct amp__gemm_args;  /* kernels/gemm_internal.h */
 struct amp_optim_hyper; /* optim/optim_internal.h */
+struct amp__ln_args;    /* kernels/norm_internal.h */
 
 /* Flags of the from_f32 conversions. */
 enum {
@@ -80,6 +81,20 @@ typedef struct amp__kernels {
   /* kernels (dt is F32, F16 or BF16; see kernels/kernels_internal.h). */
   /* y = op(a, b) element-wise (AMP__ADD, ...; b unused by unary ops). */
   void (*elt)(int op, int dt, size_t n, float s, const void *a, const void *b, void *y);
+  /* The tanh family (kernels/tanh_internal.h, op AMP__TANH_FWD ...):
+   * forward y = tanh(v) or gelu_tanh(v), y in dt; backward y = g·(1 − v²)
+   * (v the forward's result) or g·gelu_tanh'(v) (v the input), v and g in
+   * dt, y in gdt (dt, or F32 for an F32 leaf's gradient). */
+  void (*tanh_act)(int op, int dt, int gdt, size_t n, const void *v, const void *g, void *y);
+  /* Layer norm rows r0 .. r1-1 (kernels/norm_internal.h): forward (y and
+   * the row statistics), backward dx, and dw/db summed over all rows in
+   * order (one thread). */
+  void (*ln_fwd)(const struct amp__ln_args *a, int64_t r0, int64_t r1);
+  void (*ln_bwd)(const struct amp__ln_args *a, int64_t r0, int64_t r1);
+  void (*ln_wb)(const struct amp__ln_args *a, int64_t rows);
+  /* Softmax of the first lim of t F32 scores in place, the rest set to 0
+   * (attention's causal mask; kernels/norm_internal.h). */
+  void (*softmax_row)(float *row, size_t lim, size_t t);
   /* g *= s (when mul), then 1 when some element is inf/NaN in dt. */
   int (*unscale)(int dt, size_t n, void *g, float s, int mul);
   /* One reduction chunk (n <= AMP__RCHUNK) in the lane-blocked order. */

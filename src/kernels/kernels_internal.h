@@ -87,6 +87,13 @@ float amp__sum_chunk_scalar(int dt, size_t n, const void *x);
 float amp__max_chunk_scalar(int dt, size_t n, const void *x, int *nan);
 void amp__sum_cols_scalar(int dt, int64_t rows, int64_t cols, int64_t ld, const void *x,
                           float *acc);
+void amp__tanh_act_scalar(int op, int dt, int gdt, size_t n, const void *v, const void *g, void *y);
+
+/* The tanh-family op (AMP__TANH_FWD ...; tanh_internal.h) over n elements,
+ * in blocks split over ctx's threads, with ctx's table (same bits for any
+ * thread count). g is NULL for the forward ops. */
+void amp__tanh_act(amp_ctx *ctx, int op, int dt, int gdt, size_t n, const void *v, const void *g,
+                   void *y);
 
 #ifdef AMPC_HAVE_X86_SIMD
 /* Their AVX2/F16C versions (eltwise_avx2.c). */
@@ -95,6 +102,9 @@ int amp__unscale_avx2(int dt, size_t n, void *g, float s, int mul);
 float amp__sum_chunk_avx2(int dt, size_t n, const void *x);
 float amp__max_chunk_avx2(int dt, size_t n, const void *x, int *nan);
 void amp__sum_cols_avx2(int dt, int64_t rows, int64_t cols, int64_t ld, const void *x, float *acc);
+void amp__tanh_act_avx2(int op, int dt, int gdt, size_t n, const void *v, const void *g, void *y);
+/* AVX-512F (tanh_avx512.c). */
+void amp__tanh_act_avx512(int op, int dt, int gdt, size_t n, const void *v, const void *g, void *y);
 #endif
 
 #endif

@@ -6,6 +6,7 @@
  * 16-bit branch makes no F32 copy of the branch (the values are the same:
  * the upcast is exact). */
 #include "../dtype/dtype_inline.h"
+#include "../kernels/kernels_internal.h"
 #include "op_util.h"
 
 #include <string.h>
@@ -22,6 +23,27 @@ static int same_shape(const amp_tensor *a, const amp_tensor *b) {
 
 static float apply(int kind, float x, float y) {
   return kind == K_ADD ? x + y : kind == K_SUB ? x - y : x * y;
+}
+
+/* y = a + b or a·b in F32 for operands of other dtypes (an F32 residual plus
+ * a 16-bit branch): blocks of MIX_BLOCK elements are widened exactly to F32
+ * on the stack and go through the F32 vector kernel (the F32 operation of
+ * the scalar loop, with amp_vec_add's NaN rule), split over threads. */
+#define MIX_BLOCK 2048
+static void mixed_f32(amp_ctx *ctx, int kind, size_t n, const void *pa, amp_dtype at,
+                      const void *pb, amp_dtype bt, float *y) {
+  const amp__kernels *kt = amp__kernels_of(ctx);
+  const size_t nb = (n + MIX_BLOCK - 1) / MIX_BLOCK;
+  const int op = kind == K_ADD ? AMP__ADD : AMP__MUL;
+#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (n > 65536)
+  for (size_t k = 0; k < nb; k++) {
+    float wa[MIX_BLOCK], wb[MIX_BLOCK];
+    size_t i0 = k * MIX_BLOCK, len = n - i0 < MIX_BLOCK ? n - i0 : MIX_BLOCK;
+    const float *ua = (const float *)pa + i0, *ub = (const float *)pb + i0;
+    if (at != AMP_F32) kt->to_f32[at](wa, amp__at(pa, at, i0), len), ua = wa;
+    if (bt != AMP_F32) kt->to_f32[bt](wb, amp__at(pb, bt, i0), len), ub = wb;
+    kt->elt(op, AMP_F32, len, 0.0f, ua, ub, y + i0);
+  }
 }
 
 static amp_tensor *binary(amp_ctx *ctx, amp__op op, int kind, amp_tensor *a, amp_tensor *b) {
@@ -56,6 +78,8 @@ static amp_tensor *binary(amp_ctx *ctx, amp__op op, int kind, amp_tensor *a, amp
     amp_status s = kind == K_ADD ? amp_vec_add(ctx, dt, n, pa, pb, y->data)
                                  : amp_vec_mul(ctx, dt, n, pa, pb, y->data);
     if (s != AMP_OK) return NULL;
+  } else if (mode == BC_SAME && kind != K_SUB && dt == AMP_F32) {
+    mixed_f32(ctx, kind, n, pa, at, pb, bt, y->data);
   } else if (mode == BC_SAME) {
     for (size_t i = 0; i < n; i++)
       amp__store_f32(y->data, dt, i,

@@ -1,15 +1,32 @@
 /* Layer normalisation over the last dimension, category norm: its inputs
  * are read in their own dtypes (no casts: an F32 residual is not copied to
  * 16 bits, nor a 16-bit input to F32), the row statistics are always
- * computed in F32 (mean, then the biased variance about it, in two passes)
- * and saved as [rows, 2] = (mean, 1/sqrt(var + eps)) for backward, and the
+ * computed in F32 (mean, then the biased variance about it, in two passes,
+ * each sum in the 16-lane order of kernels/norm_internal.h, which also gives
+ * the formulas) and saved as [rows, 2] = (mean, 1/sqrt(var + eps)) for backward, and the
  * result is stored in the compute dtype: the autocast dtype in a region,
  * else the widest input dtype. */
-#include "../dtype/dtype_inline.h"
+#include "../kernels/norm_internal.h"
 #include "op_util.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
+
+/* Forward (bwd = 0) or backward dx of all rows: each thread takes one
+ * contiguous range of rows (rows are independent: the same bits with any
+ * thread count); small problems stay on the calling thread. */
+static void ln_rows(amp_ctx *ctx, const amp__ln_args *a, int64_t rows, int bwd) {
+  const amp__kernels *k = amp__kernels_of(ctx);
+  int nt = amp__threads(ctx);
+  if ((int64_t)a->d * rows < 32768 || rows < nt) nt = 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int id = omp_get_thread_num(), n = omp_get_num_threads();
+    int64_t r0 = rows * id / n, r1 = rows * (id + 1) / n;
+    (bwd ? k->ln_bwd : k->ln_fwd)(a, r0, r1);
+  }
+}
 
 amp_tensor *amp_layer_norm(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b, float eps) {
   amp_tensor *in[3] = {x, w, b}, *c[3];
@@ -42,28 +59,18 @@ amp_tensor *amp_layer_norm(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tenso
   if (!y || !stats) return NULL;
   const void *xd = c[0]->data, *wd = c[1] ? c[1]->data : NULL, *bd = c[2] ? c[2]->data : NULL;
   amp_dtype xt = c[0]->dtype, wt = c[1] ? c[1]->dtype : dt, bt = c[2] ? c[2]->dtype : dt;
-  float *st = stats->data;
-  /* Rows are independent: any thread count gives the same bits. */
-#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (c[0]->numel > 65536)
-  for (int64_t r = 0; r < rows; r++) {
-    size_t o = (size_t)(r * d);
-    float sum = 0.0f;
-    for (int64_t j = 0; j < d; j++) sum += amp__load_f32(xd, xt, o + (size_t)j);
-    float mean = sum / (float)d, ss = 0.0f;
-    for (int64_t j = 0; j < d; j++) {
-      float t = amp__load_f32(xd, xt, o + (size_t)j) - mean;
-      ss += t * t;
-    }
-    float rstd = 1.0f / sqrtf(ss / (float)d + eps);
-    st[2 * r] = mean;
-    st[2 * r + 1] = rstd;
-    for (int64_t j = 0; j < d; j++) {
-      float v = (amp__load_f32(xd, xt, o + (size_t)j) - mean) * rstd;
-      if (wd) v *= amp__load_f32(wd, wt, (size_t)j);
-      if (bd) v += amp__load_f32(bd, bt, (size_t)j);
-      amp__store_f32(y->data, dt, o + (size_t)j, v);
-    }
-  }
+  amp__ln_args a = {.d = (size_t)d,
+                    .xdt = xt,
+                    .ydt = dt,
+                    .wdt = wt,
+                    .bdt = bt,
+                    .eps = eps,
+                    .x = xd,
+                    .w = wd,
+                    .b = bd,
+                    .y = y->data,
+                    .stat = stats->data};
+  ln_rows(ctx, &a, rows, 0);
   amp__node *nd = amp__record(ctx, AMP__OP_LAYER_NORM, y, 3, c);
   if (nd) {
     nd->saved = stats;
@@ -85,27 +92,18 @@ amp_status amp__layer_norm_backward(amp_ctx *ctx, amp__node *nd, const amp_tenso
     int acc; /* an F32 gradient that holds a value (an F32 residual's): added in place */
     void *dx = amp__grad_begin_acc(ctx, x, gt, &acc);
     if (!dx) return amp_ctx_status(ctx);
-#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (x->numel > 65536)
-    for (int64_t r = 0; r < rows; r++) {
-      size_t o = (size_t)(r * d);
-      float mean = st[2 * r], rstd = st[2 * r + 1], m1 = 0.0f, m2 = 0.0f;
-      for (int64_t j = 0; j < d; j++) {
-        float xh = (amp__load_f32(xd, xt, o + (size_t)j) - mean) * rstd;
-        float gh = amp__load_f32(g, dt, o + (size_t)j);
-        if (wd) gh *= amp__load_f32(wd, wt, (size_t)j);
-        m1 += gh;
-        m2 += gh * xh;
-      }
-      m1 /= (float)d;
-      m2 /= (float)d;
-      for (int64_t j = 0; j < d; j++) {
-        float xh = (amp__load_f32(xd, xt, o + (size_t)j) - mean) * rstd;
-        float gh = amp__load_f32(g, dt, o + (size_t)j);
-        if (wd) gh *= amp__load_f32(wd, wt, (size_t)j);
-        float v = rstd * (gh - m1 - xh * m2);
-        amp__store_f32(dx, gt, o + (size_t)j, acc ? ((float *)dx)[o + (size_t)j] + v : v);
-      }
-    }
+    amp__ln_args a = {.d = (size_t)d,
+                      .xdt = xt,
+                      .wdt = wt,
+                      .gdt = dt,
+                      .dxdt = gt,
+                      .acc = acc,
+                      .x = xd,
+                      .w = wd,
+                      .g = g,
+                      .dx = dx,
+                      .stat = (float *)st};
+    ln_rows(ctx, &a, rows, 1);
     s = amp__grad_done(ctx, x, dx, gt);
     if (s != AMP_OK) return s;
   }
@@ -117,15 +115,15 @@ amp_status amp__layer_norm_backward(amp_ctx *ctx, amp__node *nd, const amp_tenso
   if (!dw || !db) return amp_ctx_status(ctx);
   memset(dw, 0, (size_t)d * 4);
   memset(db, 0, (size_t)d * 4);
-  for (int64_t r = 0; r < rows; r++) {
-    size_t o = (size_t)(r * d);
-    float mean = st[2 * r], rstd = st[2 * r + 1];
-    for (int64_t j = 0; j < d; j++) {
-      float gv = amp__load_f32(g, dt, o + (size_t)j);
-      dw[j] += gv * ((amp__load_f32(xd, xt, o + (size_t)j) - mean) * rstd);
-      db[j] += gv;
-    }
-  }
+  amp__ln_args a = {.d = (size_t)d,
+                    .xdt = xt,
+                    .gdt = dt,
+                    .x = xd,
+                    .g = g,
+                    .stat = (float *)st,
+                    .dw = need_w ? dw : NULL,
+                    .db = need_b ? db : NULL};
+  amp__kernels_of(ctx)->ln_wb(&a, rows);
   if (need_w) s = amp__grad_add(ctx, w, dw, AMP_F32);
   if (s == AMP_OK && need_b) s = amp__grad_add(ctx, b, db, AMP_F32);
   return s;
