@@ -2,7 +2,9 @@
  * output keeps the input's dtype and bits). The forward saves, per output,
  * the index in its H×W plane of the first maximum of the window (row-major
  * window order; a NaN counts as the maximum, as in PyTorch); backward
- * scatters dY there, accumulating overlapping windows in F32. */
+ * scatters dY there, accumulating overlapping windows in F32. The forward
+ * runs the kernel table's max_pool_row (a 2×2, stride-2 SIMD path; the
+ * scalar reference elsewhere), a row of outputs per call. */
 #include "../dtype/dtype_inline.h"
 #include "ops_internal.h"
 
@@ -43,29 +45,15 @@ amp_tensor *amp_max_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, 
   const char *xd = c[0]->data;
   char *yd = y->data;
   int32_t *ad = arg->data;
+  const amp__kernels *kt = amp__kernels_of(ctx);
   /* Planes are independent: any thread count gives the same bits. */
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (planes * h * w > 65536)
-  for (int64_t pl = 0; pl < planes; pl++) {
-    size_t base = (size_t)(pl * h * w);
-    for (int64_t i = 0; i < oh; i++)
-      for (int64_t j = 0; j < ow; j++) {
-        int64_t best = (i * stride_h) * w + j * stride_w;
-        float bv = amp__load_f32(xd, dt, base + (size_t)best);
-        for (int64_t a = 0; a < kh && !isnan(bv); a++)
-          for (int64_t b = 0; b < kw; b++) {
-            int64_t at = (i * stride_h + a) * w + j * stride_w + b;
-            float v = amp__load_f32(xd, dt, base + (size_t)at);
-            if (v > bv || isnan(v)) {
-              bv = v;
-              best = at;
-              if (isnan(v)) break;
-            }
-          }
-        size_t out = (size_t)((pl * oh + i) * ow + j);
-        memcpy(yd + out * es, xd + (base + (size_t)best) * es, es);
-        ad[out] = (int32_t)best;
-      }
-  }
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t i = 0; i < oh; i++) {
+      size_t out = (size_t)((pl * oh + i) * ow);
+      kt->max_pool_row(dt, w, kh, kw, stride_w, ow, xd + (size_t)((pl * h + i * stride_h) * w) * es,
+                       yd + out * es, ad + out, (int32_t)(i * stride_h * w));
+    }
   amp__node *nd = amp__record(ctx, AMP__OP_MAX_POOL2D, y, 1, c);
   if (nd) {
     nd->saved = arg;
