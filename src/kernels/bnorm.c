@@ -56,8 +56,8 @@ static inline void bn_apply_loop(int xt, int yt, int64_t n, int64_t hw, int64_t 
     }
 }
 
-void amp__bn_apply_scalar(int xt, int yt, int64_t n, int64_t hw, int64_t ld, const void *x,
-                          void *y, float mean, float rstd, float w, float b) {
+void amp__bn_apply_scalar(int xt, int yt, int64_t n, int64_t hw, int64_t ld, const void *x, void *y,
+                          float mean, float rstd, float w, float b) {
   if (xt == yt)
     BN_SWITCH1(xt, bn_apply_loop(XT, XT, n, hw, ld, x, y, mean, rstd, w, b))
   else
@@ -65,8 +65,8 @@ void amp__bn_apply_scalar(int xt, int yt, int64_t n, int64_t hw, int64_t ld, con
 }
 
 static inline void bn_bwd_sums_loop(int gt, int xt, int64_t n, int64_t hw, int64_t ld,
-                                    const void *g, const void *x, float mean, float rstd,
-                                    float *sg, float *sgx) {
+                                    const void *g, const void *x, float mean, float rstd, float *sg,
+                                    float *sgx) {
   float p[AMP__LANES] = {0}, px[AMP__LANES] = {0};
   for (int64_t i = 0; i < n; i++)
     for (int64_t q = 0; q < hw; q++) {
@@ -104,8 +104,7 @@ static inline void bn_bwd_apply_loop(int gt, int xt, int dt, int64_t n, int64_t 
 }
 
 void amp__bn_bwd_apply_scalar(int gt, int xt, int dt, int64_t n, int64_t hw, int64_t ld,
-                              const void *g, const void *x, void *dx,
-                              const amp__bn_bwd_consts *c) {
+                              const void *g, const void *x, void *dx, const amp__bn_bwd_consts *c) {
   if (gt == xt && xt == dt)
     BN_SWITCH1(xt, bn_bwd_apply_loop(XT, XT, XT, n, hw, ld, g, x, dx, c))
   else

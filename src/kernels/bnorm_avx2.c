@@ -102,8 +102,8 @@ void amp__bn_apply_avx2(int xt, int yt, int64_t n, int64_t hw, int64_t ld, const
 }
 
 static inline void bn_bwd_sums_loop(int gt, int xt, int64_t n, int64_t hw, int64_t ld,
-                                    const void *g, const void *x, float mean, float rstd,
-                                    float *sg, float *sgx) {
+                                    const void *g, const void *x, float mean, float rstd, float *sg,
+                                    float *sgx) {
   const __m256 mv = _mm256_set1_ps(mean), rv = _mm256_set1_ps(rstd);
   __m256 s[4], sx[4];
   for (int k = 0; k < 4; k++) s[k] = sx[k] = _mm256_setzero_ps();
@@ -113,7 +113,8 @@ static inline void bn_bwd_sums_loop(int gt, int xt, int64_t n, int64_t hw, int64
     for (; q + 32 <= hw; q += 32, at += 32)
       for (int k = 0; k < 4; k++) {
         __m256 gv = amp__avx2_load8(g, gt, at + 8 * (size_t)k);
-        __m256 xh = _mm256_mul_ps(_mm256_sub_ps(amp__avx2_load8(x, xt, at + 8 * (size_t)k), mv), rv);
+        __m256 xh =
+            _mm256_mul_ps(_mm256_sub_ps(amp__avx2_load8(x, xt, at + 8 * (size_t)k), mv), rv);
         s[k] = _mm256_add_ps(s[k], gv);
         sx[k] = _mm256_add_ps(sx[k], _mm256_mul_ps(gv, xh));
       }

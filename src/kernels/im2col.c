@@ -1,6 +1,6 @@
 /* im2col / col2im for 2-D convolution over one CHW image. im2col copies
  * element bits (no rounding); col2im accumulates in F32. */
-#include "kernels_internal.h"
+#include "spatial_internal.h"
 
 #include "../dtype/dtype_inline.h"
 
@@ -49,6 +49,42 @@ static void valid_range(int64_t k, int64_t w, int64_t s, int64_t pad, int64_t ou
   if (*lo > *hi) *lo = *hi;
 }
 
+/* Row `row` of the column matrix (kernel offset ki, kj of channel ci) into
+ * dst (oh·ow elements). */
+static void im2col_row(amp_dtype dt, const amp_conv_geom *g, const void *img, int64_t row,
+                       int64_t oh, int64_t ow, char *dst) {
+  const size_t es = amp__dtype_size(dt);
+  int64_t ci = row / (g->kh * g->kw), ki = (row / g->kw) % g->kh, kj = row % g->kw;
+  int64_t lo, hi;
+  valid_range(kj, g->w, g->stride_w, g->pad_w, ow, &lo, &hi);
+  for (int64_t y = 0; y < oh; y++, dst += (size_t)ow * es) {
+    int64_t ih = y * g->stride_h - g->pad_h + ki;
+    if (ih < 0 || ih >= g->h) {
+      memset(dst, 0, (size_t)ow * es); /* all-zero bits are +0 in every dtype */
+      continue;
+    }
+    const char *src = (const char *)img + (size_t)((ci * g->h + ih) * g->w) * es;
+    memset(dst, 0, (size_t)lo * es);
+    if (hi > lo && g->stride_w == 1) {
+      memcpy(dst + (size_t)lo * es, src + (size_t)(lo - g->pad_w + kj) * es,
+             (size_t)(hi - lo) * es);
+    } else {
+      for (int64_t x = lo; x < hi; x++)
+        memcpy(dst + (size_t)x * es, src + (size_t)(x * g->stride_w - g->pad_w + kj) * es, es);
+    }
+    memset(dst + (size_t)hi * es, 0, (size_t)(ow - hi) * es);
+  }
+}
+
+void amp__im2col_rows(amp_dtype dt, const amp_conv_geom *g, const void *img, int64_t row0,
+                      int64_t row1, void *col) {
+  int64_t oh, ow;
+  geom_out(g, &oh, &ow);
+  const size_t es = amp__dtype_size(dt);
+  for (int64_t row = row0; row < row1; row++)
+    im2col_row(dt, g, img, row, oh, ow, (char *)col + (size_t)((row - row0) * oh * ow) * es);
+}
+
 amp_status amp_im2col(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const void *img,
                       void *col) {
   int64_t oh, ow;
@@ -58,29 +94,8 @@ amp_status amp_im2col(amp_ctx *ctx, amp_dtype dt, const amp_conv_geom *g, const 
   const int64_t nrows = g->c * g->kh * g->kw;
 #pragma omp parallel for num_threads(amp__threads(ctx))                                            \
     schedule(static) if (nrows * oh * ow > AMP__PAR_MIN)
-  for (int64_t row = 0; row < nrows; row++) {
-    int64_t ci = row / (g->kh * g->kw), ki = (row / g->kw) % g->kh, kj = row % g->kw;
-    int64_t lo, hi;
-    valid_range(kj, g->w, g->stride_w, g->pad_w, ow, &lo, &hi);
-    for (int64_t y = 0; y < oh; y++) {
-      char *dst = (char *)col + (size_t)((row * oh + y) * ow) * es;
-      int64_t ih = y * g->stride_h - g->pad_h + ki;
-      if (ih < 0 || ih >= g->h) {
-        memset(dst, 0, (size_t)ow * es); /* all-zero bits are +0 in every dtype */
-        continue;
-      }
-      const char *src = (const char *)img + (size_t)((ci * g->h + ih) * g->w) * es;
-      memset(dst, 0, (size_t)lo * es);
-      if (hi > lo && g->stride_w == 1) {
-        memcpy(dst + (size_t)lo * es, src + (size_t)(lo - g->pad_w + kj) * es,
-               (size_t)(hi - lo) * es);
-      } else {
-        for (int64_t x = lo; x < hi; x++)
-          memcpy(dst + (size_t)x * es, src + (size_t)(x * g->stride_w - g->pad_w + kj) * es, es);
-      }
-      memset(dst + (size_t)hi * es, 0, (size_t)(ow - hi) * es);
-    }
-  }
+  for (int64_t row = 0; row < nrows; row++)
+    im2col_row(dt, g, img, row, oh, ow, (char *)col + (size_t)(row * oh * ow) * es);
   return AMP_OK;
 }
 

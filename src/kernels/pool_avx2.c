@@ -16,8 +16,10 @@ static inline void pairs(int dt, const void *r, int64_t j, __m256 *e, __m256 *o)
     const float *p = (const float *)r + 2 * j;
     __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
     /* a0 a2 b0 b2 a4 a6 b4 b6 → a0 a2 a4 a6 b0 b2 b4 b6 */
-    *e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
-    *o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
+    *e = _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
+    *o = _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
     return;
   }
   __m256i v = _mm256_loadu_si256((const __m256i *)((const uint16_t *)r + 2 * j));
@@ -35,9 +37,9 @@ static inline void pairs(int dt, const void *r, int64_t j, __m256 *e, __m256 *o)
 }
 
 static inline void pick(__m256 v, __m256i off, __m256 *bv, __m256i *bi) {
-  __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, *bv, _CMP_GT_OQ),
-                             _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q),
-                                           _mm256_cmp_ps(*bv, *bv, _CMP_ORD_Q)));
+  __m256 take = _mm256_or_ps(
+      _mm256_cmp_ps(v, *bv, _CMP_GT_OQ),
+      _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(*bv, *bv, _CMP_ORD_Q)));
   *bv = _mm256_blendv_ps(*bv, v, take);
   *bi = _mm256_blendv_epi8(*bi, off, _mm256_castps_si256(take));
 }

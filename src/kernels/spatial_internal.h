@@ -21,14 +21,18 @@ typedef struct amp__bn_bwd_consts {
   int training;
 } amp__bn_bwd_consts;
 
-float amp__bn_sum_scalar(int dt, int64_t n, int64_t hw, int64_t ld, const void *x, float m,
-                         int sq);
-void amp__bn_apply_scalar(int xt, int yt, int64_t n, int64_t hw, int64_t ld, const void *x,
-                          void *y, float mean, float rstd, float w, float b);
+float amp__bn_sum_scalar(int dt, int64_t n, int64_t hw, int64_t ld, const void *x, float m, int sq);
+void amp__bn_apply_scalar(int xt, int yt, int64_t n, int64_t hw, int64_t ld, const void *x, void *y,
+                          float mean, float rstd, float w, float b);
 void amp__bn_bwd_sums_scalar(int gt, int xt, int64_t n, int64_t hw, int64_t ld, const void *g,
                              const void *x, float mean, float rstd, float *sg, float *sgx);
 void amp__bn_bwd_apply_scalar(int gt, int xt, int dt, int64_t n, int64_t hw, int64_t ld,
                               const void *g, const void *x, void *dx, const amp__bn_bwd_consts *c);
+/* Rows row0..row1-1 of amp_im2col's column matrix (validated geometry),
+ * stored from col (one thread). */
+void amp__im2col_rows(amp_dtype dt, const amp_conv_geom *g, const void *img, int64_t row0,
+                      int64_t row1, void *col);
+
 void amp__max_pool_row_scalar(int dt, int64_t w, int64_t kh, int64_t kw, int64_t sw, int64_t ow,
                               const void *x, void *y, int32_t *arg, int32_t base);
 
