@@ -49,6 +49,30 @@ static void valid_range(int64_t k, int64_t w, int64_t s, int64_t pad, int64_t ou
   if (*lo > *hi) *lo = *hi;
 }
 
+/* im2col_row for stride 1 and an output as wide as the input ("same"
+ * padding): the row is the channel's plane shifted by a constant offset, so
+ * the valid output rows are one copy of the plane, then the columns that
+ * fall outside the input (at most the padding's width each side, which the
+ * copy filled with the neighbouring rows' ends) are zeroed. */
+static void im2col_row_same(size_t es, const amp_conv_geom *g, const char *plane, int64_t ki,
+                            int64_t kj, int64_t oh, int64_t lo, int64_t hi, char *dst) {
+  const int64_t w = g->w;
+  int64_t ylo = g->pad_h - ki, yhi = g->h + g->pad_h - ki;
+  ylo = ylo < 0 ? 0 : ylo > oh ? oh : ylo;
+  yhi = yhi > oh ? oh : yhi < ylo ? ylo : yhi;
+  memset(dst, 0, (size_t)(ylo * w) * es);
+  memset(dst + (size_t)(yhi * w) * es, 0, (size_t)((oh - yhi) * w) * es);
+  if (ylo == yhi) return;
+  const int64_t off = (ki - g->pad_h) * w + kj - g->pad_w; /* source index - output index */
+  const int64_t a = ylo * w + lo, b = (yhi - 1) * w + hi;
+  memcpy(dst + (size_t)a * es, plane + (size_t)(a + off) * es, (size_t)(b - a) * es);
+  for (int64_t y = ylo; y < yhi; y++) {
+    char *r = dst + (size_t)(y * w) * es;
+    for (size_t k = 0; k < (size_t)lo * es; k++) r[k] = 0;
+    for (size_t k = (size_t)hi * es; k < (size_t)w * es; k++) r[k] = 0;
+  }
+}
+
 /* Row `row` of the column matrix (kernel offset ki, kj of channel ci) into
  * dst (oh·ow elements). */
 static void im2col_row(amp_dtype dt, const amp_conv_geom *g, const void *img, int64_t row,
@@ -57,6 +81,11 @@ static void im2col_row(amp_dtype dt, const amp_conv_geom *g, const void *img, in
   int64_t ci = row / (g->kh * g->kw), ki = (row / g->kw) % g->kh, kj = row % g->kw;
   int64_t lo, hi;
   valid_range(kj, g->w, g->stride_w, g->pad_w, ow, &lo, &hi);
+  if (g->stride_h == 1 && g->stride_w == 1 && ow == g->w && hi > lo) {
+    im2col_row_same(es, g, (const char *)img + (size_t)(ci * g->h * g->w) * es, ki, kj, oh, lo, hi,
+                    dst);
+    return;
+  }
   for (int64_t y = 0; y < oh; y++, dst += (size_t)ow * es) {
     int64_t ih = y * g->stride_h - g->pad_h + ki;
     if (ih < 0 || ih >= g->h) {

@@ -10,6 +10,9 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 amp_tensor *amp_max_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, int64_t stride_h,
                            int64_t stride_w) {
@@ -65,6 +68,37 @@ amp_tensor *amp_max_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, 
   return y;
 }
 
+/* One plane of the non-overlapping backward: dY's values added (acc) or
+ * stored at their saved indices, with gt (dY) and t (the target) constants
+ * in each instance; zero: the plane is cleared first (a target that was not
+ * zeroed, whose every element the windows cover). */
+static inline void scatter_plane(int gt, int t, int acc, int zero, int64_t per, int64_t hw,
+                                 const void *gy, const int32_t *ad, void *gx, int64_t pl) {
+  if (zero)
+    memset((char *)gx + (size_t)(pl * hw) * amp_dtype_size(t), 0, (size_t)hw * amp_dtype_size(t));
+  for (int64_t q = 0; q < per; q++) {
+    size_t out = (size_t)(pl * per + q), at = (size_t)(pl * hw + ad[out]);
+    float v = amp__load_f32(gy, gt, out);
+    amp__store_f32(gx, t, at, acc ? amp__load_f32(gx, t, at) + v : v);
+  }
+}
+
+#define SCATTER(GT, T)                                                                             \
+  for (int64_t pl = p0; pl < p1; pl++) scatter_plane(GT, T, acc, zero, per, hw, gy, ad, gx, pl)
+
+static void scatter_planes(int gt, int t, int acc, int zero, int64_t per, int64_t hw,
+                           const void *gy, const int32_t *ad, void *gx, int64_t p0, int64_t p1) {
+  if (gt == AMP_F32 && t == AMP_F32)
+    SCATTER(AMP_F32, AMP_F32);
+  else if (gt == AMP_F16 && t == AMP_F16)
+    SCATTER(AMP_F16, AMP_F16);
+  else if (gt == AMP_BF16 && t == AMP_BF16)
+    SCATTER(AMP_BF16, AMP_BF16);
+  else
+    SCATTER(gt, t);
+}
+#undef SCATTER
+
 amp_status amp__max_pool2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *gy) {
   amp_tensor *x = nd->in[0];
   if (!x->requires_grad) return AMP_OK;
@@ -72,21 +106,29 @@ amp_status amp__max_pool2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tenso
   int64_t per = gy->shape[2] * gy->shape[3];
   const int32_t *ad = nd->saved->data;
   amp_dtype gdt = gy->dtype;
-  if (nd->iarg[0] <= nd->iarg[2] && nd->iarg[1] <= nd->iarg[3]) {
+  int64_t kh = nd->iarg[0], kw = nd->iarg[1], sh = nd->iarg[2], sw = nd->iarg[3];
+  if (kh <= sh && kw <= sw) {
     /* Windows that do not overlap: each input receives at most one value,
        added straight into x's gradient in its dtype (the same bits as a sum
-       in F32 rounded once, without an F32 image of x) */
+       in F32 rounded once, without an F32 image of x). Windows that tile
+       the input exactly let each plane clear its part of a fresh target in
+       cache instead of a separate pass over all of it. */
+    int tiles = kh == sh && kw == sw && x->shape[2] == gy->shape[2] * sh &&
+                x->shape[3] == gy->shape[3] * sw;
     int acc;
-    amp_tensor *gx = amp__grad_of(ctx, x, &acc);
+    amp_tensor *gx = tiles ? amp__grad_of_overwrite(ctx, x, &acc) : amp__grad_of(ctx, x, &acc);
     if (!gx) return amp_ctx_status(ctx);
-    amp_dtype t = gx->dtype;
-#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (x->numel > 65536)
-    for (int64_t pl = 0; pl < planes; pl++)
-      for (int64_t q = 0; q < per; q++) {
-        size_t out = (size_t)(pl * per + q), at = (size_t)(pl * hw + ad[out]);
-        float v = amp__load_f32(gy->data, gdt, out);
-        amp__store_f32(gx->data, t, at, acc ? amp__load_f32(gx->data, t, at) + v : v);
-      }
+    int t = gx->dtype, zero = tiles && !acc;
+#pragma omp parallel num_threads(amp__threads(ctx)) if (x->numel > 65536)
+    {
+#ifdef _OPENMP
+      int64_t me = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+      int64_t me = 0, nt = 1;
+#endif
+      scatter_planes(gdt, t, acc, zero, per, hw, gy->data, ad, gx->data, planes * me / nt,
+                     planes * (me + 1) / nt);
+    }
     return AMP_OK;
   }
   float *dx = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)x->numel * sizeof(float));
