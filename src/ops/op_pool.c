@@ -76,6 +76,16 @@ static inline void scatter_plane(int gt, int t, int acc, int zero, int64_t per, 
                                  const void *gy, const int32_t *ad, void *gx, int64_t pl) {
   if (zero)
     memset((char *)gx + (size_t)(pl * hw) * amp_dtype_size(t), 0, (size_t)hw * amp_dtype_size(t));
+  if (gt == t && !acc && t != AMP_F32) { /* store(load(h)): h, NaN quieted */
+    const uint16_t *g16 = gy, quiet = t == AMP_F16 ? 0x200 : 0x40,
+                   inf = t == AMP_F16 ? 0x7c00 : 0x7f80;
+    for (int64_t q = 0; q < per; q++) {
+      size_t out = (size_t)(pl * per + q);
+      uint16_t h = g16[out];
+      ((uint16_t *)gx)[pl * hw + ad[out]] = (h & 0x7fff) > inf ? (uint16_t)(h | quiet) : h;
+    }
+    return;
+  }
   for (int64_t q = 0; q < per; q++) {
     size_t out = (size_t)(pl * per + q), at = (size_t)(pl * hw + ad[out]);
     float v = amp__load_f32(gy, gt, out);
