@@ -13,10 +13,20 @@
 static const amp_dtype DTS[3] = {AMP_F32, AMP_F16, AMP_BF16};
 
 /* c, h, w, kh, kw, stride_h, stride_w, pad_h, pad_w */
-static const amp_conv_geom GEOMS[] = {{3, 7, 9, 3, 3, 1, 1, 1, 1}, {2, 8, 8, 3, 2, 2, 2, 1, 1},
-                                      {1, 5, 5, 5, 5, 1, 1, 0, 0}, {3, 10, 7, 4, 3, 3, 2, 2, 0},
-                                      {2, 6, 6, 1, 1, 1, 1, 0, 0}, {2, 3, 4, 2, 2, 1, 3, 3, 2},
-                                      {4, 1, 1, 3, 3, 1, 1, 1, 1}, {16, 40, 40, 3, 3, 1, 1, 1, 1}};
+static const amp_conv_geom GEOMS[] = {{3, 7, 9, 3, 3, 1, 1, 1, 1},
+                                      {2, 8, 8, 3, 2, 2, 2, 1, 1},
+                                      {1, 5, 5, 5, 5, 1, 1, 0, 0},
+                                      {3, 10, 7, 4, 3, 3, 2, 2, 0},
+                                      {2, 6, 6, 1, 1, 1, 1, 0, 0},
+                                      {2, 3, 4, 2, 2, 1, 3, 3, 2},
+                                      {4, 1, 1, 3, 3, 1, 1, 1, 1},
+                                      {16, 40, 40, 3, 3, 1, 1, 1, 1},
+                                      /* "same" stride-1 geometries (im2col's shifted-plane
+                                         path): 5x5, 3x5, 1x3, 5x3 taller than the input */
+                                      {2, 9, 11, 5, 5, 1, 1, 2, 2},
+                                      {3, 6, 13, 3, 5, 1, 1, 1, 2},
+                                      {2, 4, 7, 1, 3, 1, 1, 0, 1},
+                                      {2, 2, 3, 5, 3, 1, 1, 2, 1}};
 #define NGEOMS (sizeof GEOMS / sizeof GEOMS[0])
 
 static size_t esz(amp_dtype dt) { return amp_dtype_size(dt); }

@@ -6,6 +6,7 @@
 #include "../kernels/kernels_internal.h"
 #include "../kernels/norm_internal.h"
 #include "../kernels/qgemm_internal.h"
+#include "../kernels/spatial_internal.h"
 #include "../optim/optim_internal.h"
 #include "../core/internal.h"
 
@@ -39,6 +40,11 @@ const amp__kernels amp__kernels_scalar = {
     .sum_chunk = amp__sum_chunk_scalar,
     .max_chunk = amp__max_chunk_scalar,
     .sum_cols = amp__sum_cols_scalar,
+    .bn_sum = amp__bn_sum_scalar,
+    .bn_apply = amp__bn_apply_scalar,
+    .bn_bwd_sums = amp__bn_bwd_sums_scalar,
+    .bn_bwd_apply = amp__bn_bwd_apply_scalar,
+    .max_pool_row = amp__max_pool_row_scalar,
     .gemm = amp__gemm_scalar,
     .qgemm = amp__qgemm_scalar,
     .optim_update = amp__optim_update_scalar,

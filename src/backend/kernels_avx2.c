@@ -20,6 +20,7 @@
 #include "../kernels/kernels_internal.h"
 #include "../kernels/norm_internal.h"
 #include "../kernels/qgemm_internal.h"
+#include "../kernels/spatial_internal.h"
 #include "../optim/optim_internal.h"
 
 /* The entries both tables share (a new dtype's conversions go here once). */
@@ -39,7 +40,9 @@
   .sum_chunk = amp__sum_chunk_avx2, .max_chunk = amp__max_chunk_avx2,                              \
   .sum_cols = amp__sum_cols_avx2, .optim_update = amp__optim_update_avx2,                          \
   .fp8_amax = amp__fp8_amax_avx2, .fp8_dequant = amp__fp8_dequant_avx2,                            \
-  .fp8_row_amax = amp__fp8_row_amax_avx2
+  .fp8_row_amax = amp__fp8_row_amax_avx2, .bn_sum = amp__bn_sum_avx2,                              \
+  .bn_apply = amp__bn_apply_avx2, .bn_bwd_sums = amp__bn_bwd_sums_avx2,                            \
+  .bn_bwd_apply = amp__bn_bwd_apply_avx2, .max_pool_row = amp__max_pool_row_avx2
 
 const amp__kernels amp__kernels_avx2 = {
     .name = "avx2",

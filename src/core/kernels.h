@@ -34,9 +34,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct amp__gemm_args;  /* kernels/gemm_internal.h */
-struct amp_optim_hyper; /* optim/optim_internal.h */
-struct amp__ln_args;    /* kernels/norm_internal.h */
+struct amp__gemm_args;     /* kernels/gemm_internal.h */
+struct amp_optim_hyper;    /* optim/optim_internal.h */
+struct amp__ln_args;       /* kernels/norm_internal.h */
+struct amp__bn_bwd_consts; /* kernels/spatial_internal.h */
 
 /* Flags of the from_f32 conversions. */
 enum {
@@ -115,6 +116,28 @@ typedef struct amp__kernels {
   void (*fp8_row_amax)(int sdt, size_t cols, size_t bc, const void *src, float *amax);
   void (*fp8_row_quant)(int fmt, int sdt, size_t cols, size_t bc, const void *src,
                         const float *scale, uint8_t *dst);
+  /* BatchNorm2d over one channel (kernels/spatial_internal.h, which fixes
+   * the order of the sums): n segments of hw elements, ld elements apart,
+   * in x, g, y, dx alike. bn_sum: Σ x (sq = 0) or Σ (x - m)² (sq = 1).
+   * bn_apply: y = ((x - mean)·rstd)·w + b, stored in yt. bn_bwd_sums:
+   * *sg = Σ g, *sgx = Σ g·((x - mean)·rstd). bn_bwd_apply: dx as
+   * amp__bn_bwd_consts states, stored in dt. */
+  float (*bn_sum)(int dt, int64_t n, int64_t hw, int64_t ld, const void *x, float m, int sq);
+  void (*bn_apply)(int xt, int yt, int64_t n, int64_t hw, int64_t ld, const void *x, void *y,
+                   float mean, float rstd, float w, float b);
+  void (*bn_bwd_sums)(int gt, int xt, int64_t n, int64_t hw, int64_t ld, const void *g,
+                      const void *x, float mean, float rstd, float *sg, float *sgx);
+  void (*bn_bwd_apply)(int gt, int xt, int dt, int64_t n, int64_t hw, int64_t ld, const void *g,
+                       const void *x, void *dx, const struct amp__bn_bwd_consts *c);
+
+  /* One output row of a 2-D max pooling (kh×kw window, column stride sw,
+   * no padding): x is the window's first input row (row stride w), output
+   * j's window starts at column j·sw; y[j] receives the bits of the first
+   * maximum in row-major window order (a NaN counts as the maximum, the
+   * first NaN wins) and arg[j] its index in x plus base. */
+  void (*max_pool_row)(int dt, int64_t w, int64_t kh, int64_t kw, int64_t sw, int64_t ow,
+                       const void *x, void *y, int32_t *arg, int32_t base);
+
   /* A validated amp_gemm call with k >= 1 (threads inside). */
   amp_status (*gemm)(amp_ctx *ctx, const struct amp__gemm_args *g);
 

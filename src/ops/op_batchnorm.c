@@ -3,13 +3,20 @@
  * autocast dtype in a region, so a 16-bit convolution's output stays 16-bit
  * through the norm, the ReLU and the pooling). Per channel (over N·H·W), in
  * training mode the batch mean and the biased variance about it are computed
- * in F32, in two passes, in a fixed order, and the running statistics (F32
- * [C]) are updated as PyTorch does: r = (1 - momentum)·r + momentum·s, with
- * the unbiased variance for running_var. In eval mode the running statistics
- * normalise and nothing is updated. Channels are independent and each is
- * reduced by one thread: the same bits for any thread count. Saved for
- * backward: [C, 2] = (mean, 1/sqrt(var + eps)). */
+ * in F32, in two passes, and the running statistics (F32 [C]) are updated as
+ * PyTorch does: r = (1 - momentum)·r + momentum·s, with the unbiased variance
+ * for running_var. In eval mode the running statistics normalise and nothing
+ * is updated. Saved for backward: [C, 2] = (mean, 1/sqrt(var + eps)).
+ *
+ * The order of every per-channel sum (Σx, Σ(x - mean)², and backward's Σg,
+ * Σg·x̂) is fixed: element q of each image's H·W plane goes to F32 partial
+ * sum q % 32, images in order, and the 32 partials are combined in a fixed
+ * pairwise tree (kernels/spatial_internal.h). The kernels (bn_sum, bn_apply,
+ * bn_bwd_sums, bn_bwd_apply of the kernel table) give the same bits in the
+ * scalar reference and the SIMD paths. Channels are independent and each is
+ * reduced by one thread: the same bits for any thread count. */
 #include "../dtype/dtype_inline.h"
+#include "../kernels/spatial_internal.h"
 #include "op_util.h"
 
 #include <math.h>
@@ -21,19 +28,13 @@ static int stats_ok(const amp_tensor *t, int64_t ch) {
 }
 
 /* Batch mean and biased variance of channel k of x [N, C, HW] (F32 sums). */
-static void channel_stats(const void *xd, amp_dtype dt, int64_t n, int64_t ch, int64_t hw,
-                          int64_t k, float *mean, float *var) {
-  float s = 0.0f, ss = 0.0f, cnt = (float)(n * hw);
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t p = 0; p < hw; p++) s += amp__load_f32(xd, dt, (size_t)((i * ch + k) * hw + p));
-  float m = s / cnt;
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t p = 0; p < hw; p++) {
-      float t = amp__load_f32(xd, dt, (size_t)((i * ch + k) * hw + p)) - m;
-      ss += t * t;
-    }
+static void channel_stats(const amp__kernels *kt, const void *xd, amp_dtype dt, int64_t n,
+                          int64_t ch, int64_t hw, int64_t k, float *mean, float *var) {
+  const void *xk = (const char *)xd + (size_t)(k * hw) * amp_dtype_size(dt);
+  float cnt = (float)(n * hw);
+  float m = kt->bn_sum(dt, n, hw, ch * hw, xk, 0.0f, 0) / cnt;
   *mean = m;
-  *var = ss / cnt;
+  *var = kt->bn_sum(dt, n, hw, ch * hw, xk, m, 1) / cnt;
 }
 
 amp_tensor *amp_batch_norm2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b,
@@ -69,11 +70,13 @@ amp_tensor *amp_batch_norm2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_ten
   float *rv = running_var ? running_var->data : NULL;
   void *yd = y->data;
   amp_dtype xt = c[0]->dtype, wt = c[1] ? c[1]->dtype : dt, bt = c[2] ? c[2]->dtype : dt;
+  const amp__kernels *kt = amp__kernels_of(ctx);
+  size_t xes = amp_dtype_size(xt), yes = amp_dtype_size(dt);
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (c[0]->numel > 65536)
   for (int64_t k = 0; k < ch; k++) {
     float mean, var;
     if (training) {
-      channel_stats(xd, xt, n, ch, hw, k, &mean, &var);
+      channel_stats(kt, xd, xt, n, ch, hw, k, &mean, &var);
       if (rm) {
         float unbiased = var * (float)(n * hw) / (float)(n * hw - 1);
         rm[k] = (1.0f - momentum) * rm[k] + momentum * mean;
@@ -88,11 +91,9 @@ amp_tensor *amp_batch_norm2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_ten
     float bk = bd ? amp__load_f32(bd, bt, (size_t)k) : 0.0f;
     s[2 * k] = mean;
     s[2 * k + 1] = rstd;
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t p = 0; p < hw; p++) {
-        size_t at = (size_t)((i * ch + k) * hw + p);
-        amp__store_f32(yd, dt, at, (amp__load_f32(xd, xt, at) - mean) * rstd * wk + bk);
-      }
+    size_t at = (size_t)(k * hw);
+    kt->bn_apply(xt, dt, n, hw, ch * hw, (const char *)xd + at * xes, (char *)yd + at * yes, mean,
+                 rstd, wk, bk);
   }
   amp__node *nd = amp__record(ctx, AMP__OP_BATCH_NORM2D, y, 3, c);
   if (nd) {
@@ -117,26 +118,20 @@ amp_status amp__batch_norm2d_backward(amp_ctx *ctx, amp__node *nd, const amp_ten
   if (!dw || (x->requires_grad && !dx)) return amp_ctx_status(ctx);
   float *db = dw + ch;
   float cnt = (float)(n * hw);
+  const amp__kernels *kt = amp__kernels_of(ctx);
+  size_t ges = amp_dtype_size(dt), xes = amp_dtype_size(xt), des = amp_dtype_size(gt);
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (x->numel > 65536)
   for (int64_t k = 0; k < ch; k++) {
-    float mean = st[2 * k], rstd = st[2 * k + 1], sg = 0.0f, sgx = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t p = 0; p < hw; p++) {
-        size_t at = (size_t)((i * ch + k) * hw + p);
-        float gv = amp__load_f32(g, dt, at);
-        sg += gv;
-        sgx += gv * ((amp__load_f32(xd, xt, at) - mean) * rstd);
-      }
+    float mean = st[2 * k], rstd = st[2 * k + 1], sg, sgx;
+    size_t at = (size_t)(k * hw);
+    const char *gk = (const char *)g + at * ges, *xk = (const char *)xd + at * xes;
+    kt->bn_bwd_sums(dt, xt, n, hw, ch * hw, gk, xk, mean, rstd, &sg, &sgx);
     dw[k] = sgx;
     db[k] = sg;
     if (!dx) continue;
-    float wk = wd ? amp__load_f32(wd, wt, (size_t)k) : 1.0f, mg = sg / cnt, mgx = sgx / cnt;
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t p = 0; p < hw; p++) {
-        size_t at = (size_t)((i * ch + k) * hw + p);
-        float gv = amp__load_f32(g, dt, at), xh = (amp__load_f32(xd, xt, at) - mean) * rstd;
-        amp__store_f32(dx, gt, at, rstd * wk * (training ? gv - mg - xh * mgx : gv));
-      }
+    float wk = wd ? amp__load_f32(wd, wt, (size_t)k) : 1.0f;
+    amp__bn_bwd_consts cs = {mean, rstd, rstd * wk, sg / cnt, sgx / cnt, training};
+    kt->bn_bwd_apply(dt, xt, gt, n, hw, ch * hw, gk, xk, (char *)dx + at * des, &cs);
   }
   amp_status s = dx ? amp__grad_done(ctx, x, dx, gt) : AMP_OK;
   if (s == AMP_OK && w && w->requires_grad) s = amp__grad_add(ctx, w, dw, AMP_F32);

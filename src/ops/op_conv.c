@@ -8,11 +8,54 @@
  * kh·kw times the size of the input): dW accumulates Σ_n dY[n]·col[n]ᵀ with
  * beta = 1 GEMMs straight into the weight's F32 gradient, db sums dY over
  * images and pixels in F32, and dX = col2im(Wᵀ·dY[n]) accumulates in an F32
- * image that is rounded once into x's gradient. */
+ * image that is rounded once into x's gradient.
+ *
+ * Threads: the forward and dX split the images (each thread runs whole
+ * images with a one-thread GEMM and its own buffers); dW splits the columns
+ * of dW (or its rows when there are few columns), each thread running the
+ * images in order with beta = 1 GEMMs over its part. No element's sum
+ * changes order, so any thread count gives the same bits, and a layer costs
+ * one parallel region per pass instead of one or two per image. */
 #include "../dtype/dtype_inline.h"
+#include "../kernels/spatial_internal.h"
 #include "ops_internal.h"
 
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int thread_id(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+/* Threads for a pass of `fmas` multiply-adds split in `parts` parts: one
+ * below about a million (the GEMM then threads itself, as it sees fit). */
+static int pass_threads(amp_ctx *ctx, int64_t parts, double fmas) {
+  int t = amp__threads(ctx);
+  if (t > parts) t = (int)parts;
+  return fmas < 1048576.0 || t < 1 ? 1 : t;
+}
+
+/* A per-thread buffer of `bytes` (64-byte multiples) from the step arena. */
+static char *per_thread(amp_ctx *ctx, int threads, size_t bytes, size_t *stride) {
+  *stride = (bytes + 63) / 64 * 64;
+  if (*stride == 0) *stride = 64;
+  return amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)threads * *stride);
+}
+
+/* The sizes of one convolution. */
+typedef struct conv_plan {
+  amp_conv_geom g;
+  int64_t nb, o, kk, p, img_n;
+  amp_dtype dt;
+  size_t es;
+  int direct;
+} conv_plan;
 
 static amp_conv_geom geom_of(const amp_tensor *x, const amp_tensor *w, const int64_t *iarg) {
   amp_conv_geom g = {x->shape[1], x->shape[2], x->shape[3], w->shape[2], w->shape[3],
@@ -27,6 +70,47 @@ static int col_is_image(const amp_conv_geom *g) {
 }
 
 static int is_float_op_dtype(amp_dtype d) { return amp__dtype(d)->is_compute; }
+
+/* Image n of the forward: y[n] = W·col(x[n]) (+ bias per row, in F32). col
+ * and acc are the calling thread's buffers; acc is used for a 16-bit result
+ * with a bias (without one, the GEMM rounds its F32 sums once into y). */
+static amp_status conv_image(amp_ctx *ctx, const conv_plan *cp, const amp_tensor *x,
+                             const amp_tensor *w, const amp_tensor *b, amp_tensor *y, int64_t n,
+                             void *col, float *acc) {
+  const char *img = (const char *)x->data + (size_t)(n * cp->img_n) * cp->es;
+  char *yn = (char *)y->data + (size_t)(n * cp->o * cp->p) * cp->es;
+  const int int16_bias = b && cp->dt != AMP_F32;
+  if (!cp->direct) amp__im2col_rows(cp->dt, &cp->g, img, 0, cp->kk, col);
+  void *dst = int16_bias ? (void *)acc : yn;
+  amp_status s = amp_gemm(ctx, AMP_NO_TRANS, AMP_NO_TRANS, cp->o, cp->p, cp->kk, 1.0f, w->data,
+                          cp->dt, cp->kk, cp->direct ? (const void *)img : col, cp->dt, cp->p, 0.0f,
+                          dst, b ? AMP_F32 : cp->dt, cp->p, NULL);
+  if (s != AMP_OK || !b) return s;
+  float *f = int16_bias ? acc : (float *)yn;
+  for (int64_t r = 0; r < cp->o; r++) { /* the bias, per output channel (row), in F32 */
+    float bias = amp__load_f32(b->data, cp->dt, (size_t)r);
+    for (int64_t q = 0; q < cp->p; q++) f[r * cp->p + q] += bias;
+  }
+  return int16_bias ? amp__convert(ctx, yn, cp->dt, acc, AMP_F32, (size_t)(cp->o * cp->p), NULL)
+                    : AMP_OK;
+}
+
+static amp_status conv_forward(amp_ctx *ctx, const conv_plan *cp, const amp_tensor *x,
+                               const amp_tensor *w, const amp_tensor *b, amp_tensor *y) {
+  const int T = pass_threads(ctx, cp->nb, (double)(cp->nb * cp->o) * (double)(cp->kk * cp->p));
+  size_t col_b = cp->direct ? 0 : (size_t)(cp->kk * cp->p) * cp->es;
+  size_t acc_b = b && cp->dt != AMP_F32 ? (size_t)(cp->o * cp->p) * 4 : 0, stride;
+  char *buf = per_thread(ctx, T, col_b + (acc_b + 63) / 64 * 64, &stride);
+  if (!buf) return amp_ctx_status(ctx);
+  int fail = 0;
+#pragma omp parallel for num_threads(T) schedule(static) if (T > 1) reduction(| : fail)
+  for (int64_t n = 0; n < cp->nb; n++) {
+    char *mine = buf + (size_t)thread_id() * stride;
+    fail |= conv_image(ctx, cp, x, w, b, y, n, mine, (float *)(mine + (col_b + 63) / 64 * 64)) !=
+            AMP_OK;
+  }
+  return fail ? (amp_ctx_status(ctx) != AMP_OK ? amp_ctx_status(ctx) : AMP_ERR_NOMEM) : AMP_OK;
+}
 
 amp_tensor *amp_conv2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b, int64_t stride_h,
                        int64_t stride_w, int64_t pad_h, int64_t pad_w) {
@@ -67,29 +151,8 @@ amp_tensor *amp_conv2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b
   int64_t nb = c[0]->shape[0], o = c[1]->shape[0], kk = g.c * g.kh * g.kw, p = oh * ow;
   amp_tensor *y = amp__op_result(ctx, dt, 4, (int64_t[]){nb, o, oh, ow});
   if (!y) return NULL;
-  size_t es = amp_dtype_size(dt);
-  int direct = col_is_image(&g);
-  void *col = direct ? NULL : amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)(kk * p) * es);
-  /* F32 results go straight into y; 16-bit ones through an F32 scratch. */
-  float *acc = dt == AMP_F32 ? NULL : amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)(o * p) * 4);
-  if ((!direct && !col) || (dt != AMP_F32 && !acc)) return NULL;
-  for (int64_t n = 0; n < nb; n++) {
-    const char *img = (const char *)c[0]->data + (size_t)(n * g.c * g.h * g.w) * es;
-    char *yn = (char *)y->data + (size_t)(n * o * p) * es;
-    float *dst = acc ? acc : (float *)yn;
-    if (!direct && amp_im2col(ctx, dt, &g, img, col) != AMP_OK) return NULL;
-    if (amp_gemm(ctx, AMP_NO_TRANS, AMP_NO_TRANS, o, p, kk, 1.0f, c[1]->data, dt, kk,
-                 direct ? (const void *)img : col, dt, p, 0.0f, dst, AMP_F32, p, NULL) != AMP_OK)
-      return NULL;
-    if (c[2]) { /* the bias, per output channel (row), in F32 */
-      for (int64_t r = 0; r < o; r++) {
-        float bias = amp__load_f32(c[2]->data, dt, (size_t)r);
-        for (int64_t q = 0; q < p; q++) dst[r * p + q] += bias;
-      }
-    }
-    if (acc && amp__convert(ctx, yn, dt, acc, AMP_F32, (size_t)(o * p), NULL) != AMP_OK)
-      return NULL;
-  }
+  conv_plan cp = {g, nb, o, kk, p, g.c * g.h * g.w, dt, amp_dtype_size(dt), col_is_image(&g)};
+  if (conv_forward(ctx, &cp, c[0], c[1], c[2], y) != AMP_OK) return NULL;
   amp__node *nd = amp__record(ctx, AMP__OP_CONV2D, y, c[2] ? 3 : 2, c);
   if (nd) {
     nd->iarg[0] = stride_h;
@@ -100,16 +163,97 @@ amp_tensor *amp_conv2d(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b
   return y;
 }
 
+/* dW (+)= Σ_n dY[n]·col[n]ᵀ into dw (F32 [o, kk]; beta1: add to what it
+ * holds). Thread t owns a block of dW's columns (rows of col, im2col'ed
+ * for that block alone) or, with few columns, of its rows; each runs every
+ * image in order, so each element's sum is the one-thread chain. */
+static amp_status conv_dw(amp_ctx *ctx, const conv_plan *cp, const amp_tensor *x,
+                          const amp_tensor *gy, float *dw, int beta1) {
+  const double fmas = (double)(cp->nb * cp->o) * (double)(cp->kk * cp->p);
+  const int by_cols = cp->kk >= 64 * amp__threads(ctx);
+  const int T = pass_threads(ctx, by_cols ? cp->kk / 16 : cp->o, fmas);
+  size_t stride;
+  char *buf = per_thread(ctx, T, cp->direct ? 0 : (size_t)(cp->kk * cp->p) * cp->es, &stride);
+  if (!buf) return amp_ctx_status(ctx);
+  int fail = 0;
+#pragma omp parallel num_threads(T) if (T > 1) reduction(| : fail)
+  {
+    const int t = thread_id();
+    const int64_t parts = by_cols ? cp->kk : cp->o, unit = by_cols ? 16 : 1;
+    int64_t lo = (parts * t / T) / unit * unit, hi = (parts * (t + 1) / T) / unit * unit;
+    if (t == T - 1) hi = parts;
+    char *col = buf + (size_t)t * stride;
+    for (int64_t n = 0; n < cp->nb && hi > lo && !fail; n++) {
+      const char *img = (const char *)x->data + (size_t)(n * cp->img_n) * cp->es;
+      const char *dy = (const char *)gy->data + (size_t)(n * cp->o * cp->p) * cp->es;
+      const void *bm = img + (by_cols ? (size_t)(lo * cp->p) * cp->es : 0);
+      if (!cp->direct) {
+        amp__im2col_rows(cp->dt, &cp->g, img, by_cols ? lo : 0, by_cols ? hi : cp->kk, col);
+        bm = col;
+      }
+      float beta = n > 0 || beta1 ? 1.0f : 0.0f;
+      fail |=
+          (by_cols ? amp_gemm(ctx, AMP_NO_TRANS, AMP_TRANS, cp->o, hi - lo, cp->p, 1.0f, dy, cp->dt,
+                              cp->p, bm, cp->dt, cp->p, beta, dw + lo, AMP_F32, cp->kk, NULL)
+                   : amp_gemm(ctx, AMP_NO_TRANS, AMP_TRANS, hi - lo, cp->kk, cp->p, 1.0f,
+                              dy + (size_t)(lo * cp->p) * cp->es, cp->dt, cp->p, bm, cp->dt, cp->p,
+                              beta, dw + lo * cp->kk, AMP_F32, cp->kk, NULL)) != AMP_OK;
+    }
+  }
+  return fail ? (amp_ctx_status(ctx) != AMP_OK ? amp_ctx_status(ctx) : AMP_ERR_NOMEM) : AMP_OK;
+}
+
+/* dst (+)= d, n elements into a gradient of dtype dt, rounded once. */
+static void add_into(const amp__kernels *kt, void *dst, amp_dtype dt, int acc, const float *d,
+                     size_t n) {
+  if (!acc && dt == AMP_F32) {
+    memcpy(dst, d, n * 4);
+  } else if (!acc && kt->from_f32[dt]) {
+    kt->from_f32[dt](dst, d, n, 0);
+  } else {
+    for (size_t i = 0; i < n; i++)
+      amp__store_f32(dst, dt, i, acc ? amp__load_f32(dst, dt, i) + d[i] : d[i]);
+  }
+}
+
+/* dX (+)= col2im(Wᵀ·dY[n]) per image, images split over the threads, each
+ * image in F32 (dcol, dxn: the thread's buffers) rounded once into gx. */
+static amp_status conv_dx(amp_ctx *ctx, const conv_plan *cp, const amp_tensor *w,
+                          const amp_tensor *gy, amp_tensor *gx, int acc) {
+  const int T = pass_threads(ctx, cp->nb, (double)(cp->nb * cp->o) * (double)(cp->kk * cp->p));
+  size_t dcol_b = cp->direct ? 0 : (size_t)(cp->kk * cp->p) * 4, stride;
+  dcol_b = (dcol_b + 63) / 64 * 64;
+  char *buf = per_thread(ctx, T, dcol_b + (size_t)cp->img_n * 4, &stride);
+  if (!buf) return amp_ctx_status(ctx);
+  const amp__kernels *kt = amp__kernels_of(ctx);
+  const size_t ges = amp_dtype_size(gx->dtype);
+  int fail = 0;
+#pragma omp parallel for num_threads(T) schedule(static) if (T > 1) reduction(| : fail)
+  for (int64_t n = 0; n < cp->nb; n++) {
+    char *mine = buf + (size_t)thread_id() * stride;
+    float *dcol = (float *)mine, *dxn = (float *)(mine + dcol_b);
+    if (!cp->direct) memset(dxn, 0, (size_t)cp->img_n * 4);
+    amp_status s =
+        amp_gemm(ctx, AMP_TRANS, AMP_NO_TRANS, cp->kk, cp->p, cp->o, 1.0f, w->data, cp->dt, cp->kk,
+                 (const char *)gy->data + (size_t)(n * cp->o * cp->p) * cp->es, cp->dt, cp->p, 0.0f,
+                 cp->direct ? dxn : dcol, AMP_F32, cp->p, NULL);
+    if (s == AMP_OK && !cp->direct) s = amp_col2im(ctx, AMP_F32, &cp->g, dcol, dxn);
+    if (s == AMP_OK)
+      add_into(kt, (char *)gx->data + (size_t)(n * cp->img_n) * ges, gx->dtype, acc, dxn,
+               (size_t)cp->img_n);
+    fail |= s != AMP_OK;
+  }
+  return fail ? (amp_ctx_status(ctx) != AMP_OK ? amp_ctx_status(ctx) : AMP_ERR_NOMEM) : AMP_OK;
+}
+
 amp_status amp__conv2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *gy) {
   amp_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->nin > 2 ? nd->in[2] : NULL;
   amp_conv_geom g = geom_of(x, w, nd->iarg);
   int64_t oh, ow;
   amp_conv_out_size(&g, &oh, &ow);
   int64_t nb = x->shape[0], o = w->shape[0], kk = g.c * g.kh * g.kw, p = oh * ow;
-  int64_t img_n = g.c * g.h * g.w;
   amp_dtype dt = gy->dtype; /* == x->dtype == w->dtype: the compute dtype */
-  size_t es = amp_dtype_size(dt);
-  int direct = col_is_image(&g);
+  conv_plan cp = {g, nb, o, kk, p, g.c * g.h * g.w, dt, amp_dtype_size(dt), col_is_image(&g)};
   amp_status s = AMP_OK;
 
   if (w->requires_grad) { /* dW (+)= Σ_n dY[n]·col[n]ᵀ */
@@ -123,19 +267,8 @@ amp_status amp__conv2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *g
        add to it, so it must hold zeros. */
     if (!f32 && !acc) memset(gw->data, 0, amp_tensor_bytes(gw));
     float *dw = f32 ? gw->data : amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)(o * kk) * 4);
-    void *col = direct ? NULL : amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)(kk * p) * es);
-    if (!dw || (!direct && !col)) return amp_ctx_status(ctx);
-    int beta1 = f32 && acc;
-    for (int64_t n = 0; n < nb && s == AMP_OK; n++) {
-      const char *img = (const char *)x->data + (size_t)(n * img_n) * es;
-      if (!direct) s = amp_im2col(ctx, dt, &g, img, col);
-      if (s == AMP_OK)
-        s = amp_gemm(ctx, AMP_NO_TRANS, AMP_TRANS, o, kk, p, 1.0f,
-                     (const char *)gy->data + (size_t)(n * o * p) * es, dt, p,
-                     direct ? (const void *)img : col, dt, p, beta1 ? 1.0f : 0.0f, dw, AMP_F32, kk,
-                     NULL);
-      beta1 = 1;
-    }
+    if (!dw) return amp_ctx_status(ctx);
+    s = conv_dw(ctx, &cp, x, gy, dw, f32 && acc);
     if (s == AMP_OK && !f32) s = amp__grad_add(ctx, w, dw, AMP_F32);
     if (s != AMP_OK) return s;
   }
@@ -156,24 +289,11 @@ amp_status amp__conv2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *g
   if (x->requires_grad) { /* dX = col2im(Wᵀ·dY[n]), accumulated in F32 */
     /* One image at a time in F32, then added into x's gradient in its dtype
        (rounded once, as a whole-batch F32 image added at the end would be):
-       an F32 copy of one image, not of the batch */
+       an F32 copy of one image per thread, not of the batch */
     int acc;
     amp_tensor *gx = amp__grad_of(ctx, x, &acc);
-    float *dxn = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)img_n * 4);
-    float *dcol = direct ? NULL : amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)(kk * p) * 4);
-    if (!gx || !dxn || (!direct && !dcol)) return amp_ctx_status(ctx);
-    for (int64_t n = 0; n < nb && s == AMP_OK; n++) {
-      if (!direct) memset(dxn, 0, (size_t)img_n * 4);
-      s = amp_gemm(ctx, AMP_TRANS, AMP_NO_TRANS, kk, p, o, 1.0f, w->data, dt, kk,
-                   (const char *)gy->data + (size_t)(n * o * p) * es, dt, p, 0.0f,
-                   direct ? dxn : dcol, AMP_F32, p, NULL);
-      if (s == AMP_OK && !direct) s = amp_col2im(ctx, AMP_F32, &g, dcol, dxn);
-      for (int64_t i = 0; s == AMP_OK && i < img_n; i++) {
-        size_t at = (size_t)(n * img_n + i);
-        amp__store_f32(gx->data, gx->dtype, at,
-                       acc ? amp__load_f32(gx->data, gx->dtype, at) + dxn[i] : dxn[i]);
-      }
-    }
+    if (!gx) return amp_ctx_status(ctx);
+    s = conv_dx(ctx, &cp, w, gy, gx, acc);
   }
   return s;
 }

@@ -2,12 +2,17 @@
  * output keeps the input's dtype and bits). The forward saves, per output,
  * the index in its H×W plane of the first maximum of the window (row-major
  * window order; a NaN counts as the maximum, as in PyTorch); backward
- * scatters dY there, accumulating overlapping windows in F32. */
+ * scatters dY there, accumulating overlapping windows in F32. The forward
+ * runs the kernel table's max_pool_row (a 2×2, stride-2 SIMD path; the
+ * scalar reference elsewhere), a row of outputs per call. */
 #include "../dtype/dtype_inline.h"
 #include "ops_internal.h"
 
 #include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 amp_tensor *amp_max_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, int64_t stride_h,
                            int64_t stride_w) {
@@ -43,29 +48,15 @@ amp_tensor *amp_max_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, 
   const char *xd = c[0]->data;
   char *yd = y->data;
   int32_t *ad = arg->data;
+  const amp__kernels *kt = amp__kernels_of(ctx);
   /* Planes are independent: any thread count gives the same bits. */
 #pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (planes * h * w > 65536)
-  for (int64_t pl = 0; pl < planes; pl++) {
-    size_t base = (size_t)(pl * h * w);
-    for (int64_t i = 0; i < oh; i++)
-      for (int64_t j = 0; j < ow; j++) {
-        int64_t best = (i * stride_h) * w + j * stride_w;
-        float bv = amp__load_f32(xd, dt, base + (size_t)best);
-        for (int64_t a = 0; a < kh && !isnan(bv); a++)
-          for (int64_t b = 0; b < kw; b++) {
-            int64_t at = (i * stride_h + a) * w + j * stride_w + b;
-            float v = amp__load_f32(xd, dt, base + (size_t)at);
-            if (v > bv || isnan(v)) {
-              bv = v;
-              best = at;
-              if (isnan(v)) break;
-            }
-          }
-        size_t out = (size_t)((pl * oh + i) * ow + j);
-        memcpy(yd + out * es, xd + (base + (size_t)best) * es, es);
-        ad[out] = (int32_t)best;
-      }
-  }
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t i = 0; i < oh; i++) {
+      size_t out = (size_t)((pl * oh + i) * ow);
+      kt->max_pool_row(dt, w, kh, kw, stride_w, ow, xd + (size_t)((pl * h + i * stride_h) * w) * es,
+                       yd + out * es, ad + out, (int32_t)(i * stride_h * w));
+    }
   amp__node *nd = amp__record(ctx, AMP__OP_MAX_POOL2D, y, 1, c);
   if (nd) {
     nd->saved = arg;
@@ -77,6 +68,47 @@ amp_tensor *amp_max_pool2d(amp_ctx *ctx, amp_tensor *x, int64_t kh, int64_t kw, 
   return y;
 }
 
+/* One plane of the non-overlapping backward: dY's values added (acc) or
+ * stored at their saved indices, with gt (dY) and t (the target) constants
+ * in each instance; zero: the plane is cleared first (a target that was not
+ * zeroed, whose every element the windows cover). */
+static inline void scatter_plane(int gt, int t, int acc, int zero, int64_t per, int64_t hw,
+                                 const void *gy, const int32_t *ad, void *gx, int64_t pl) {
+  if (zero)
+    memset((char *)gx + (size_t)(pl * hw) * amp_dtype_size(t), 0, (size_t)hw * amp_dtype_size(t));
+  if (gt == t && !acc && t != AMP_F32) { /* store(load(h)): h, NaN quieted */
+    const uint16_t *g16 = gy, quiet = t == AMP_F16 ? 0x200 : 0x40,
+                   inf = t == AMP_F16 ? 0x7c00 : 0x7f80;
+    for (int64_t q = 0; q < per; q++) {
+      size_t out = (size_t)(pl * per + q);
+      uint16_t h = g16[out];
+      ((uint16_t *)gx)[pl * hw + ad[out]] = (h & 0x7fff) > inf ? (uint16_t)(h | quiet) : h;
+    }
+    return;
+  }
+  for (int64_t q = 0; q < per; q++) {
+    size_t out = (size_t)(pl * per + q), at = (size_t)(pl * hw + ad[out]);
+    float v = amp__load_f32(gy, gt, out);
+    amp__store_f32(gx, t, at, acc ? amp__load_f32(gx, t, at) + v : v);
+  }
+}
+
+#define SCATTER(GT, T)                                                                             \
+  for (int64_t pl = p0; pl < p1; pl++) scatter_plane(GT, T, acc, zero, per, hw, gy, ad, gx, pl)
+
+static void scatter_planes(int gt, int t, int acc, int zero, int64_t per, int64_t hw,
+                           const void *gy, const int32_t *ad, void *gx, int64_t p0, int64_t p1) {
+  if (gt == AMP_F32 && t == AMP_F32)
+    SCATTER(AMP_F32, AMP_F32);
+  else if (gt == AMP_F16 && t == AMP_F16)
+    SCATTER(AMP_F16, AMP_F16);
+  else if (gt == AMP_BF16 && t == AMP_BF16)
+    SCATTER(AMP_BF16, AMP_BF16);
+  else
+    SCATTER(gt, t);
+}
+#undef SCATTER
+
 amp_status amp__max_pool2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *gy) {
   amp_tensor *x = nd->in[0];
   if (!x->requires_grad) return AMP_OK;
@@ -84,21 +116,29 @@ amp_status amp__max_pool2d_backward(amp_ctx *ctx, amp__node *nd, const amp_tenso
   int64_t per = gy->shape[2] * gy->shape[3];
   const int32_t *ad = nd->saved->data;
   amp_dtype gdt = gy->dtype;
-  if (nd->iarg[0] <= nd->iarg[2] && nd->iarg[1] <= nd->iarg[3]) {
+  int64_t kh = nd->iarg[0], kw = nd->iarg[1], sh = nd->iarg[2], sw = nd->iarg[3];
+  if (kh <= sh && kw <= sw) {
     /* Windows that do not overlap: each input receives at most one value,
        added straight into x's gradient in its dtype (the same bits as a sum
-       in F32 rounded once, without an F32 image of x) */
+       in F32 rounded once, without an F32 image of x). Windows that tile
+       the input exactly let each plane clear its part of a fresh target in
+       cache instead of a separate pass over all of it. */
+    int tiles = kh == sh && kw == sw && x->shape[2] == gy->shape[2] * sh &&
+                x->shape[3] == gy->shape[3] * sw;
     int acc;
-    amp_tensor *gx = amp__grad_of(ctx, x, &acc);
+    amp_tensor *gx = tiles ? amp__grad_of_overwrite(ctx, x, &acc) : amp__grad_of(ctx, x, &acc);
     if (!gx) return amp_ctx_status(ctx);
-    amp_dtype t = gx->dtype;
-#pragma omp parallel for num_threads(amp__threads(ctx)) schedule(static) if (x->numel > 65536)
-    for (int64_t pl = 0; pl < planes; pl++)
-      for (int64_t q = 0; q < per; q++) {
-        size_t out = (size_t)(pl * per + q), at = (size_t)(pl * hw + ad[out]);
-        float v = amp__load_f32(gy->data, gdt, out);
-        amp__store_f32(gx->data, t, at, acc ? amp__load_f32(gx->data, t, at) + v : v);
-      }
+    int t = gx->dtype, zero = tiles && !acc;
+#pragma omp parallel num_threads(amp__threads(ctx)) if (x->numel > 65536)
+    {
+#ifdef _OPENMP
+      int64_t me = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+      int64_t me = 0, nt = 1;
+#endif
+      scatter_planes(gdt, t, acc, zero, per, hw, gy->data, ad, gx->data, planes * me / nt,
+                     planes * (me + 1) / nt);
+    }
     return AMP_OK;
   }
   float *dx = amp_arena_alloc(ctx, AMP_ARENA_STEP, (size_t)x->numel * sizeof(float));
