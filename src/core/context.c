@@ -124,13 +124,17 @@ int amp__threads(const amp_ctx *ctx) {
 #endif
 }
 
+/* Ops may fail inside a parallel region (conv2d's per-image GEMMs share
+ * ctx): the first error recorded wins, its message written whole. */
 amp_status amp__error(amp_ctx *ctx, amp_status s, const char *fmt, ...) {
-  if (ctx && ctx->status == AMP_OK && s != AMP_OK) {
+  if (!ctx || s == AMP_OK) return s;
+  va_list ap;
+  va_start(ap, fmt);
+#pragma omp critical(amp__error)
+  if (ctx->status == AMP_OK) {
     ctx->status = s;
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(ctx->message, sizeof ctx->message, fmt, ap);
-    va_end(ap);
   }
+  va_end(ap);
   return s;
 }

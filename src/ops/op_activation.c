@@ -4,6 +4,7 @@
 #include "op_util.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 /* m = the bits x[i] > 0, eight to a byte, from the values' bits: an F32 is
@@ -76,6 +77,20 @@ static void relu_mask(amp_dtype dt, size_t cnt, const void *x, uint8_t *m) {
 }
 #undef RELU_MASK
 
+/* Below this many elements relu's mask and backward run on one thread. */
+#define RELU_PAR_MIN 65536
+
+/* This thread's share [*lo, *hi) of cnt elements in whole 64-element blocks
+ * (inside an OpenMP region; everything on one thread outside one). */
+static void relu_share(size_t cnt, size_t *lo, size_t *hi) {
+  const size_t nt = (size_t)omp_get_num_threads(), me = (size_t)omp_get_thread_num();
+  const size_t blocks = (cnt + 63) / 64;
+  *lo = blocks * me / nt * 64;
+  *hi = blocks * (me + 1) / nt * 64;
+  if (*hi > cnt) *hi = cnt;
+  if (*lo > cnt) *lo = cnt;
+}
+
 /* ReLU saves for backward one bit per element, x > 0 (the exact test of
  * amp_vec_relu_backward), not x: 1/32 of an F32 input, 1/16 of a 16-bit one
  * (see amp_tape_saved()). */
@@ -90,7 +105,17 @@ amp_tensor *amp_relu(amp_ctx *ctx, amp_tensor *x) {
   int64_t nb = (int64_t)((cnt + 7) / 8);
   n->saved = amp_tensor_new(ctx, AMP_ARENA_STEP, AMP_U8, 1, &nb);
   if (!n->saved) return NULL;
-  relu_mask(c[0]->dtype, cnt, c[0]->data, n->saved->data);
+  const size_t es = amp_dtype_size(c[0]->dtype);
+  const char *xd = c[0]->data;
+  uint8_t *md = n->saved->data;
+  /* Elements are independent: each thread takes whole 64-element blocks
+     (whole mask bytes), the same bits for any thread count. */
+#pragma omp parallel num_threads(amp__threads(ctx)) if (cnt >= RELU_PAR_MIN)
+  {
+    size_t lo, hi;
+    relu_share(cnt, &lo, &hi);
+    if (hi > lo) relu_mask(c[0]->dtype, hi - lo, xd + lo * es, md + lo / 8);
+  }
   return y;
 }
 
@@ -131,6 +156,19 @@ static size_t relu_bwd8(size_t es, size_t cnt, const uint8_t *m, const char *g, 
 #endif
 }
 
+/* dx[0, cnt) from mask m and dy g (cnt elements of es bytes). */
+static void relu_bwd_range(size_t es, size_t cnt, const uint8_t *m, const char *g, char *dx) {
+  size_t i0 = es == 4 ? relu_bwd8(4, cnt, m, g, dx) : relu_bwd8(2, cnt, m, g, dx);
+#define RELU_BWD(T)                                                                                \
+  for (size_t i = i0; i < cnt; i++)                                                                \
+    ((T *)dx)[i] = ((m[i >> 3] >> (i & 7)) & 1) ? ((const T *)g)[i] : (T)0;
+  if (es == 4)
+    RELU_BWD(uint32_t)
+  else
+    RELU_BWD(uint16_t)
+#undef RELU_BWD
+}
+
 /* dx = dy where the saved bit is set, else +0: bit for bit what
  * amp_vec_relu_backward(x, dy) gives (dy's value passes unchanged). */
 amp_status amp__relu_backward(amp_ctx *ctx, amp__node *n, const amp_tensor *g) {
@@ -138,16 +176,14 @@ amp_status amp__relu_backward(amp_ctx *ctx, amp__node *n, const amp_tensor *g) {
   void *dx = amp__grad_begin(ctx, x, g->dtype);
   if (!dx) return amp_ctx_status(ctx);
   const uint8_t *m = n->saved->data;
-  size_t cnt = (size_t)g->numel, es = amp_dtype_size(g->dtype);
-  size_t i0 = es == 4 ? relu_bwd8(4, cnt, m, g->data, dx) : relu_bwd8(2, cnt, m, g->data, dx);
-#define RELU_BWD(T)                                                                                \
-  for (size_t i = i0; i < cnt; i++)                                                                \
-    ((T *)dx)[i] = ((m[i >> 3] >> (i & 7)) & 1) ? ((const T *)g->data)[i] : (T)0;
-  if (es == 4)
-    RELU_BWD(uint32_t)
-  else
-    RELU_BWD(uint16_t)
-#undef RELU_BWD
+  const size_t cnt = (size_t)g->numel, es = amp_dtype_size(g->dtype);
+  const char *gd = g->data;
+#pragma omp parallel num_threads(amp__threads(ctx)) if (cnt >= RELU_PAR_MIN)
+  {
+    size_t lo, hi;
+    relu_share(cnt, &lo, &hi);
+    if (hi > lo) relu_bwd_range(es, hi - lo, m + lo / 8, gd + lo * es, (char *)dx + lo * es);
+  }
   return amp__grad_done(ctx, x, dx, g->dtype);
 }
 
