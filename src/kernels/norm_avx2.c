@@ -4,6 +4,7 @@
  * are loaded into zero-padded registers (+0 leaves a partial unchanged), and
  * the elementwise parts repeat the scalar formula lane by lane, so every
  * result has the scalar reference's bits. */
+#include "exp_avx2.h"
 #include "kernels_internal.h"
 #include "norm_internal.h"
 
@@ -170,19 +171,7 @@ void amp__ln_wb_avx2(const amp__ln_args *a, int64_t rows) {
 
 /* amp__exp_any_ref on eight lanes. */
 static inline __m256 exp_any8(__m256 w) {
-  __m256 wc = _mm256_max_ps(w, SET1(AMP__EXP_MIN));
-  __m256 k = _mm256_sub_ps(_mm256_fmadd_ps(wc, SET1(AMP__EXP_LOG2E), SET1(AMP__EXP_MAGIC)),
-                           SET1(AMP__EXP_MAGIC));
-  __m256 r = _mm256_fnmadd_ps(k, SET1(AMP__EXP_LN2_HI), wc);
-  r = _mm256_fnmadd_ps(k, SET1(AMP__EXP_LN2_LO), r);
-  __m256 p = _mm256_fmadd_ps(SET1(AMP__EXP_E0), r, SET1(AMP__EXP_E1));
-  p = _mm256_fmadd_ps(p, r, SET1(AMP__EXP_E2));
-  p = _mm256_fmadd_ps(p, r, SET1(AMP__EXP_E3));
-  p = _mm256_fmadd_ps(p, r, SET1(AMP__EXP_E4));
-  p = _mm256_fmadd_ps(p, r, SET1(AMP__EXP_E5));
-  __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), SET1(1.0f));
-  __m256i sh = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
-  e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(e), sh));
+  __m256 e = amp__exp8_avx2(_mm256_max_ps(w, SET1(AMP__EXP_MIN)));
   e = _mm256_andnot_ps(_mm256_cmp_ps(w, SET1(AMP__EXP_MIN), _CMP_LT_OQ), e);
   __m256 qw = _mm256_or_ps(w, _mm256_castsi256_ps(_mm256_set1_epi32(0x400000)));
   return _mm256_blendv_ps(e, qw, _mm256_cmp_ps(w, w, _CMP_UNORD_Q));

@@ -3,6 +3,7 @@
  * both of tanh's ranges computed and blended, so it gives the scalar
  * reference's bits. Tails of fewer than eight elements run the scalar code. */
 #include "kernels_internal.h"
+#include "exp_avx2.h"
 #include "tanh_internal.h"
 
 #include "../dtype/simd_avx2.h"
@@ -19,22 +20,6 @@ static inline __m256 nan_keep8(__m256 r, __m256 x) {
   return _mm256_blendv_ps(r, qx, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
-static inline __m256 exp8(__m256 w) {
-  __m256 k = _mm256_sub_ps(_mm256_fmadd_ps(w, SET1(AMP__EXP_LOG2E), SET1(AMP__EXP_MAGIC)),
-                           SET1(AMP__EXP_MAGIC));
-  __m256 r = _mm256_fnmadd_ps(k, SET1(AMP__EXP_LN2_HI), w);
-  r = _mm256_fnmadd_ps(k, SET1(AMP__EXP_LN2_LO), r);
-  __m256 p = _mm256_fmadd_ps(SET1(AMP__EXP_E0), r, SET1(AMP__EXP_E1));
-  p = _mm256_fmadd_ps(p, r, SET1(AMP__EXP_E2));
-  p = _mm256_fmadd_ps(p, r, SET1(AMP__EXP_E3));
-  p = _mm256_fmadd_ps(p, r, SET1(AMP__EXP_E4));
-  p = _mm256_fmadd_ps(p, r, SET1(AMP__EXP_E5));
-  __m256 r2 = _mm256_mul_ps(r, r);
-  __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), SET1(1.0f));
-  __m256i sh = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
-  return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(e), sh));
-}
-
 /* tanh without the NaN rule (NaN lanes give some value; callers blend). */
 static inline __m256 tanh8(__m256 x) {
   __m256 a = abs8(x), sign = _mm256_andnot_ps(a, x);
@@ -45,7 +30,7 @@ static inline __m256 tanh8(__m256 x) {
   p = _mm256_fmadd_ps(p, z, SET1(AMP__TANH_P4));
   __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), a, a);
   __m256 w = _mm256_mul_ps(SET1(2.0f), _mm256_min_ps(a, SET1(AMP__TANH_CLAMP)));
-  __m256 d = _mm256_add_ps(exp8(w), SET1(1.0f));
+  __m256 d = _mm256_add_ps(amp__exp8_avx2(w), SET1(1.0f));
   __m256 large = _mm256_sub_ps(SET1(1.0f), _mm256_div_ps(SET1(2.0f), d));
   __m256 r = _mm256_blendv_ps(large, small, _mm256_cmp_ps(a, SET1(AMP__TANH_SMALL), _CMP_LT_OQ));
   return _mm256_or_ps(r, sign);
