@@ -25,6 +25,8 @@
  *   chain's. AMPC_BF16_DOT=0 or amp_ctx_params.bf16_dot < 0 turns it off. */
 #include "gemm_internal.h"
 
+#include "../dtype/simd_avx512.h"
+
 #include <immintrin.h>
 
 enum { MR = AMP__GEMM_MR, NR = AMP__GEMM_NR };
@@ -94,38 +96,6 @@ kernel_rows(const int rows, const int wide, const int mode, int64_t kc, const fl
 #undef KROW
 #undef KSTORE
 
-/* 16 consecutive values of dtype dt from index i, as F32 (exact). */
-static inline __attribute__((always_inline)) __m512 load16(const void *p, const int dt, size_t i) {
-  if (dt == AMP_F32) return _mm512_loadu_ps((const float *)p + i);
-  const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i));
-  if (dt == AMP_F16) return _mm512_cvtph_ps(h);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-/* Stores 16 F32 values as dtype dt, rounded to nearest even as
- * amp__store_f32 does (F16: vcvtps2ph; BF16: the integer rounding of
- * amp__f32_to_bf16, NaN quieted with its payload kept). */
-static inline __attribute__((always_inline)) void store16(void *p, const int dt, size_t i,
-                                                          __m512 v) {
-  if (dt == AMP_F32) {
-    _mm512_storeu_ps((float *)p + i, v);
-    return;
-  }
-  __m256i h;
-  if (dt == AMP_F16) {
-    h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
-  } else {
-    const __m512i x = _mm512_castps_si512(v);
-    const __mmask16 nan = _mm512_cmpgt_epi32_mask(
-        _mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
-    const __m512i rne = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), lsb);
-    const __m512i quiet = _mm512_or_si512(x, _mm512_set1_epi32(0x400000));
-    h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_mask_blend_epi32(nan, rne, quiet), 16));
-  }
-  _mm256_storeu_si256((__m256i *)((uint16_t *)p + i), h);
-}
-
 /* The epilogue of whole tiles, 16 columns at a time, C of dtype cdt (a
  * constant in each instance): v = alpha·acc [+ beta·C] [+ bias] [max(0,
  * v)], the operations of amp__gemm_finish. A multiplication by 1 is exact
@@ -147,21 +117,21 @@ static inline __attribute__((always_inline)) void finish_c(const amp__gemm_args 
     const float *ts = tile + s * MR * NR;
     const size_t j = (size_t)(j0 + s * NR);
     const __m512 b = !bias            ? zero
-                     : bdt == AMP_F32 ? load16(bias, AMP_F32, j)
-                     : bdt == AMP_F16 ? load16(bias, AMP_F16, j)
-                                      : load16(bias, AMP_BF16, j);
+                     : bdt == AMP_F32 ? amp__avx512_load16(bias, AMP_F32, j)
+                     : bdt == AMP_F16 ? amp__avx512_load16(bias, AMP_F16, j)
+                                      : amp__avx512_load16(bias, AMP_BF16, j);
     for (int64_t r = 0; r < rows; r++) {
       const size_t ci = (size_t)(i0 + r) * ldc + j;
       __m512 v = _mm512_load_ps(ts + r * NR);
       if (mul_a) v = _mm512_mul_ps(alpha, v);
       if (has_beta) {
-        __m512 cv = load16(c, cdt, ci);
+        __m512 cv = amp__avx512_load16(c, cdt, ci);
         if (mul_b) cv = _mm512_mul_ps(beta, cv);
         v = _mm512_add_ps(v, cv);
       }
       if (bias) v = _mm512_add_ps(v, b);
       if (relu) v = _mm512_max_ps(zero, v);
-      store16(c, cdt, ci, v);
+      amp__avx512_store16(c, cdt, ci, v);
     }
   }
 }

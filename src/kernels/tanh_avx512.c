@@ -2,45 +2,18 @@
  * the operation sequence of tanh_internal.h on sixteen lanes, exactly as
  * tanh_avx2.c does it on eight (one FMA for each fmaf, both of tanh's
  * ranges computed and blended), so it gives the scalar reference's bits.
- * Loads and stores widen and round as dtype/simd_avx2.h does; tails of
+ * Loads and stores through dtype/simd_avx512.h (simd_avx2.h on 16 lanes); tails of
  * fewer than sixteen elements run the AVX2 kernel. */
 #include "kernels_internal.h"
 #include "tanh_internal.h"
+
+#include "../dtype/simd_avx512.h"
 
 #include <immintrin.h>
 
 #define SET1 _mm512_set1_ps
 #define I2F _mm512_castsi512_ps
 #define F2I _mm512_castps_si512
-
-static inline __m512 load16(const void *p, int dt, size_t i) {
-  if (dt == AMP_F32) return _mm512_loadu_ps((const float *)p + i);
-  __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i));
-  if (dt == AMP_F16) return _mm512_cvtph_ps(h);
-  return I2F(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-/* Round to nearest even; BF16 NaNs quieted with their payload kept (as
- * amp__avx2_bf16_round). */
-static inline void store16(void *p, int dt, size_t i, __m512 v) {
-  if (dt == AMP_F32) {
-    _mm512_storeu_ps((float *)p + i, v);
-    return;
-  }
-  __m256i h;
-  if (dt == AMP_F16) {
-    h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
-  } else {
-    __m512i x = F2I(v);
-    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
-                                            _mm512_set1_epi32(0x7f800000));
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
-    __m512i rne = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), lsb);
-    __m512i q = _mm512_or_si512(x, _mm512_set1_epi32(0x400000));
-    h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_mask_blend_epi32(nan, rne, q), 16));
-  }
-  _mm256_storeu_si256((__m256i *)((uint16_t *)p + i), h);
-}
 
 static inline __m512 nan_keep16(__m512 r, __m512 x) {
   __m512 qx = I2F(_mm512_or_si512(F2I(x), _mm512_set1_epi32(0x400000)));
@@ -114,9 +87,9 @@ static inline void act_loop(int op, int dt, int gdt, size_t n, const void *v, co
   const int ydt = op <= AMP__GELU_FWD ? dt : gdt;
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    __m512 x = load16(v, dt, i);
-    __m512 gv = op <= AMP__GELU_FWD ? x : load16(g, dt, i);
-    store16(y, ydt, i, op16(op, x, gv));
+    __m512 x = amp__avx512_load16(v, dt, i);
+    __m512 gv = op <= AMP__GELU_FWD ? x : amp__avx512_load16(g, dt, i);
+    amp__avx512_store16(y, ydt, i, op16(op, x, gv));
   }
   if (i < n)
     amp__tanh_act_avx2(op, dt, gdt, n - i, amp__at(v, dt, i), g ? amp__at(g, dt, i) : NULL,
