@@ -85,6 +85,7 @@ bench: build
 	@bash scripts/install-deps --bench
 	$(BUILD)/ampc bench all --threads 2
 	bash bench/train.sh $(BUILD)/ampc 2
+	bash bench/fp8.sh $(BUILD)/ampc 2
 	bash bench/models.sh $(BUILD)/ampc 2
 
 # HTML reference of include/ampc.h (Doxygen), grouped by layer, in

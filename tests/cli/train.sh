@@ -84,4 +84,25 @@ expect_fail 1 "train-images-idx3-ubyte.*truncated" train --data "$tmp/mn"
 printf 'garbage!garbage!' >"$tmp/mn/train-images-idx3-ubyte"
 expect_fail 1 "train-images-idx3-ubyte" train --data "$tmp/mn"
 
+# OpenMP's wait policy (tools/ampc/main.c): a policy the user set is kept;
+# with other processes keeping the CPUs busy, train runs again with passive
+# waits. (On an idle machine it keeps OpenMP's default, "default" in the
+# JSON; CI's machine may be busy with other tests, so that case is not
+# asserted here.)
+syn=(train --data synthetic --model mlp:16-8-3 --synthetic-n 200 --epochs 1 --json --quiet --threads 2)
+out=$(OMP_WAIT_POLICY=active "$ampc" "${syn[@]}")
+[ "$(field "$out" omp_wait_policy)" = active ] && ok || bad "OMP_WAIT_POLICY kept: $out"
+out=$(GOMP_SPINCOUNT=1000 "$ampc" "${syn[@]}")
+[ "$(field "$out" omp_wait_policy)" = spincount ] && ok || bad "GOMP_SPINCOUNT kept: $out"
+busy=()
+for _ in $(seq "$(nproc)"); do
+  (while :; do :; done) &
+  busy+=($!)
+done
+sleep 0.2
+out=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$ampc" "${syn[@]}")
+kill "${busy[@]}" 2>/dev/null
+wait "${busy[@]}" 2>/dev/null
+[ "$(field "$out" omp_wait_policy)" = passive ] && ok || bad "busy machine, passive waits: $out"
+
 finish

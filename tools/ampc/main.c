@@ -5,11 +5,13 @@
 #include "cli.h"
 #include "opts.h"
 
+#include <dirent.h>
 #include <stddef.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The commands, in the order `ampc help` lists them. */
@@ -210,20 +212,86 @@ static int bench_main(int argc, char **argv) {
   return rc ? 1 : 0;
 }
 
-/* OpenMP threads that spin while waiting cost up to 10x on a machine shared
- * with other work (measured: 2 threads next to one busy process, 7.5-16 ms
- * per training step spinning vs 6.2 ms sleeping); sleeping costs about 8% on
- * an idle machine (3.9 vs 3.6 ms). Robustness wins for training.
- * libgomp reads its policy when it loads, so the only way to choose it here
- * is to run ourselves again with it set, unless the user set it. */
-static void prefer_passive_waits(char **argv) {
+/* Tasks of other processes runnable at this instant: the first number of
+ * /proc/loadavg's fourth field ("R/T") less this process's own runnable
+ * threads (its first, and a library's helper that may be spinning at
+ * start, such as OpenBLAS's); -1 if unknown. */
+static int others_runnable(void) {
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (!f) return -1;
+  double l1, l5, l15;
+  int r = -1, t = 0;
+  if (fscanf(f, "%lf %lf %lf %d/%d", &l1, &l5, &l15, &r, &t) != 5) r = -1;
+  fclose(f);
+  DIR *d = r >= 0 ? opendir("/proc/self/task") : NULL;
+  if (!d) return -1;
+  int mine = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    char path[64], buf[256];
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", e->d_name);
+    FILE *s = fopen(path, "r");
+    if (!s) continue;
+    size_t n = fread(buf, 1, sizeof buf - 1, s);
+    fclose(s);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')'); /* the state follows "(comm) " */
+    if (rp && rp[1] == ' ' && rp[2] == 'R') mine++;
+  }
+  closedir(d);
+  return r - mine > 0 ? r - mine : 0;
+}
+
+/* The --threads value on the command line (either spelling), else the
+ * commands' default of 2. */
+static long threads_asked(int argc, char **argv) {
+  for (int i = 2; i < argc; i++) {
+    const char *v = NULL;
+    if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+      v = argv[i + 1];
+    else if (strncmp(argv[i], "--threads=", 10) == 0)
+      v = argv[i] + 10;
+    if (v) {
+      char *end;
+      long n = strtol(v, &end, 10);
+      return end != v && *end == '\0' && n >= 1 ? n : 2;
+    }
+  }
+  return 2;
+}
+
+/* How OpenMP's threads wait between parallel regions. Spinning briefly
+ * before sleeping (libgomp's default) saves a wake-up per region: a step
+ * has about 14 regions, and waking a sleeping thread cost 40-50 us each on
+ * the 2-vCPU VM this was measured on (reference MLP: 2.6-2.8 ms per fp32
+ * step spinning, 3.3-3.4 ms sleeping; bf16 1.55 vs 2.16 ms). But when other
+ * processes want the CPUs, a spinning thread holds a core that the thread
+ * with work is waiting for (6.5-7.0 ms vs 5.7 ms next to busy processes,
+ * and some runs at 112 ms per step). So: when, at start, the other runnable
+ * tasks plus our threads need more CPUs than there are (the least of three
+ * looks, 1 ms apart), run again with OMP_WAIT_POLICY=passive; otherwise keep
+ * OpenMP's default. A policy the user set (OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT) is kept. libgomp reads its policy when it loads, so the
+ * only way to choose it here is to run ourselves again with it set. */
+static void choose_waits(int argc, char **argv, int always_passive) {
 #ifdef __linux__
   if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+  if (!always_passive) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int others = -1;
+    for (int look = 0; look < 3; look++) {
+      if (look) nanosleep(&(struct timespec){0, 1000000}, NULL);
+      int r = others_runnable();
+      if (r < 0) return; /* unknown: keep the default */
+      if (others < 0 || r < others) others = r;
+    }
+    if (cpus < 1 || others + threads_asked(argc, argv) <= cpus) return;
+  }
   if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
   execv("/proc/self/exe", argv);
   unsetenv("OMP_WAIT_POLICY"); /* exec failed: go on as we are */
 #else
-  (void)argv;
+  (void)argc, (void)argv, (void)always_passive;
 #endif
 }
 
@@ -233,11 +301,11 @@ int main(int argc, char **argv) {
   if (argc >= 2 && (strcmp(argv[1], "train") == 0 || strcmp(argv[1], "eval") == 0 ||
                     strcmp(argv[1], "export") == 0 || strcmp(argv[1], "sample") == 0 ||
                     strcmp(argv[1], "diagnose") == 0))
-    prefer_passive_waits(argv);
+    choose_waits(argc, argv, 0);
   /* bench int8 compares CPU times, which spinning threads would inflate by
      however long the other thread waits for a core on a loaded host. */
   if (argc >= 3 && strcmp(argv[1], "bench") == 0 && strcmp(argv[2], "int8") == 0)
-    prefer_passive_waits(argv);
+    choose_waits(argc, argv, 1);
   if (argc < 2) {
     usage(stderr);
     return 2;

@@ -190,6 +190,11 @@ const ampc_cmd ampc_cmd_train = {
     "`mpirun -np N ampc train` trains over N ranks, rank r taking micro-batch r; the\n"
     "gradients are summed in rank order, so the bits equal `ampc train --accum N`.\n"
     "\n"
+    "Threads wait between parallel regions as OpenMP does by default (a short spin,\n"
+    "then sleep), unless other processes keep the CPUs busy at start: then train runs\n"
+    "with OMP_WAIT_POLICY=passive (the JSON's omp_wait_policy says which). A policy\n"
+    "you set (OMP_WAIT_POLICY, GOMP_SPINCOUNT) is kept.\n"
+    "\n"
     "Every value is checked: whole numbers are decimal digits within the range shown.\n"
     "Exit status: 0 done, 1 failed, 2 bad usage.",
     "train a model with a mixed-precision recipe"};
@@ -558,6 +563,12 @@ void train_json_head(cJSON *j, const train_opts *o, long long epochs) {
   ampc_json_str(j, "model", o->model);
   ampc_json_int(j, "seed", (long long)o->seed);
   ampc_json_int(j, "threads", o->threads);
+  /* How the OpenMP threads waited (main.c chooses when the user did not). */
+  const char *wait = getenv("OMP_WAIT_POLICY");
+  ampc_json_str(j, "omp_wait_policy",
+                wait                       ? wait
+                : getenv("GOMP_SPINCOUNT") ? "spincount"
+                                           : "default");
   ampc_json_int(j, "epochs", epochs);
   ampc_json_int(j, "batch", o->batch);
 }
