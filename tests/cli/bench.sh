@@ -29,4 +29,14 @@ expect_fail 2 "needs a value" bench peak --threads
 expect_fail 2 "threads: '0' is not an integer (whole number) in \[1, 1024\]" bench peak --threads 0
 expect_fail 2 "unknown option" bench triad --fast
 
+# bench/fp8.sh (make bench): one round of a few steps still prints every
+# scaling mode's ratio against fp16, the floor and the verdict.
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+out=$(bash "$root/bench/fp8.sh" "$ampc" 1 3 1)
+for m in delayed current block; do
+  r=$(field "$out" "fp8_${m}_over_fp16")
+  awk -v r="$r" 'BEGIN { exit !(r > 0) }' && ok || bad "bench/fp8.sh: no $m ratio: $out"
+done
+case "$(field "$out" pass)" in true | false) ok ;; *) bad "bench/fp8.sh: no verdict: $out" ;; esac
+
 finish
