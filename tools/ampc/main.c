@@ -1,5 +1,9 @@
 /* ampc — the command-line program. Uses the public header (and the benchmark
  * helpers in bench/). */
+#ifdef __linux__
+#define _GNU_SOURCE /* sched_getaffinity */
+#include <sched.h>
+#endif
 #include "ampc.h"
 #include "bench.h"
 #include "cli.h"
@@ -277,7 +281,10 @@ static void choose_waits(int argc, char **argv, int always_passive) {
 #ifdef __linux__
   if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
   if (!always_passive) {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    /* The CPUs this process may run on (taskset), else those online. */
+    cpu_set_t set;
+    long cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                            : sysconf(_SC_NPROCESSORS_ONLN);
     int others = -1;
     for (int look = 0; look < 3; look++) {
       if (look) nanosleep(&(struct timespec){0, 1000000}, NULL);
