@@ -12,12 +12,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ampc="${1:-$root/build/ampc}"
 threads="${2:-2}"
 steps="${3:-300}"
-data="$root/data/mnist"
-args=(train --model mlp:784-1024-10 --batch 128 --threads "$threads" --max-steps "$steps" --json --quiet)
-if [ -f "$data/train-images-idx3-ubyte" ]; then args+=(--data "$data"); else
-  args+=(--data synthetic --synthetic-n 40000)
-fi
-field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" | tr -d '"'; }
+# shellcheck source=mlp_run.bash
+source "$root/bench/mlp_run.bash"
 
 # fp32, fp16 and bf16 alternate, five runs each. A shared host's load drifts
 # over seconds, so each ratio is taken within one adjacent fp32/fp16/bf16
