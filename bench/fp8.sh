@@ -14,14 +14,16 @@ steps="${3:-300}"
 rounds="${4:-5}"
 # shellcheck source=mlp_run.bash
 source "$root/bench/mlp_run.bash"
+# shellcheck source=waits.bash
+source "$root/bench/waits.bash"
+pin_waits "$ampc"
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 modes=(delayed current block)
 declare -A ms ratio
 f16s=()
-wait=""
 for ((r = 0; r < rounds; r++)); do
   j=$("$ampc" "${args[@]}" --precision fp16)
-  t16=$(field "$j" step_ms_median) wait=$(field "$j" omp_wait_policy)
+  t16=$(field "$j" step_ms_median)
   f16s+=("$t16")
   for m in "${modes[@]}"; do
     t=$(field "$("$ampc" "${args[@]}" --precision fp8 --fp8-scaling "$m")" step_ms_median)
@@ -29,8 +31,8 @@ for ((r = 0; r < rounds; r++)); do
     ratio[$m]="${ratio[$m]:-} $(awk -v a="$t16" -v b="$t" 'BEGIN { printf "%.4f", b / a }')"
   done
 done
-printf '{"bench":"fp8_step","threads":%s,"steps":%s,"rounds":%s,"omp_wait_policy":"%s","fp16_ms":%s,"fp16_runs":"%s"' \
-  "$threads" "$steps" "$rounds" "$wait" "$(median "${f16s[@]}")" "${f16s[*]}"
+printf '{"bench":"fp8_step","threads":%s,"steps":%s,"rounds":%s,"waits":"%s","fp16_ms":%s,"fp16_runs":"%s"' \
+  "$threads" "$steps" "$rounds" "$waits" "$(median "${f16s[@]}")" "${f16s[*]}"
 pass=true
 for m in "${modes[@]}"; do
   # shellcheck disable=SC2086

@@ -28,6 +28,9 @@ only=()
 has gpt || only=(--only cnn)
 has cnn || only=(--only gpt)
 field() { printf '%s' "$1" | sed -n "s/.*\"$2\": *\([^,}]*\).*/\1/p" | tr -d '"' | head -n 1; }
+# shellcheck source=waits.bash
+source "$root/bench/waits.bash"
+pin_waits "$ampc"
 cnn_note=""
 if has cnn && ! "$ampc" train --model cnn:fashion --data fashion-mnist --batch 8 --steps 1 \
   --quiet >/dev/null 2>&1; then
@@ -38,8 +41,8 @@ fi
 cpu=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -n 1)
 kern=$("$ampc" bench gemm --m 8 --n 8 --k 8 --threads 1 --reps 1 --json 2>/dev/null |
   sed -n 's/.*"kernels":"\([^"]*\)".*/\1/p')
-printf '{"bench":"models_machine","cpu":"%s","nproc":%s,"threads":%s,"rounds":%s,"cpu_time":%s,"kernels":"%s","loadavg_start":"%s","note":"%s"}\n' \
-  "$cpu" "$(nproc)" "$threads" "$rounds" "$([ "$cpu_mode" = 1 ] && echo true || echo false)" "${kern:-unknown}" "$(cut -d' ' -f1-3 /proc/loadavg)" "$cnn_note"
+printf '{"bench":"models_machine","cpu":"%s","nproc":%s,"threads":%s,"rounds":%s,"cpu_time":%s,"kernels":"%s","waits":"%s","loadavg_start":"%s","note":"%s"}\n' \
+  "$cpu" "$(nproc)" "$threads" "$rounds" "$([ "$cpu_mode" = 1 ] && echo true || echo false)" "${kern:-unknown}" "$waits" "$(cut -d' ' -f1-3 /proc/loadavg)" "$cnn_note"
 
 declare -A per
 ampc_args() { # model precision steps

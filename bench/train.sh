@@ -14,6 +14,9 @@ threads="${2:-2}"
 steps="${3:-300}"
 # shellcheck source=mlp_run.bash
 source "$root/bench/mlp_run.bash"
+# shellcheck source=waits.bash
+source "$root/bench/waits.bash"
+pin_waits "$ampc"
 
 # fp32, fp16 and bf16 alternate, five runs each. A shared host's load drifts
 # over seconds, so each ratio is taken within one adjacent fp32/fp16/bf16
@@ -60,7 +63,7 @@ kern=$(printf '%s' "$gj" | sed -n 's/.*"kernels":"\([^"]*\)".*/\1/p')
 a32=$(field "$f32" activation_bytes)
 a16=$(field "$f16" activation_bytes)
 tt=$(field "$torch" step_ms_median)
-echo "{\"bench\":\"train_step\",\"threads\":$threads,\"steps\":$steps,\"ampc_fp32_ms\":$t32,\"ampc_fp16_ms\":$t16,\"ampc_bf16_ms\":$tbf,\"kernels\":\"$kern\",\"bf16_gemm\":\"$dot\",\"torch_fp32_ms\":${tt:-null},\"ampc_fp32_runs\":\"${runs32[*]}\",\"ampc_fp16_runs\":\"${runs16[*]}\",\"ampc_bf16_runs\":\"${runsbf[*]}\",\"fp16_over_fp32_pairs\":\"${pairs[*]}\",\"bf16_over_fp32_pairs\":\"${pairsbf[*]}\",\"cpu_fp16_over_fp32_pairs\":\"${cpu16[*]}\",\"cpu_bf16_over_fp32_pairs\":\"${cpubf[*]}\",\"cpu_fp16_over_fp32\":$(median5 "${cpu16[@]}"),\"cpu_bf16_over_fp32\":$(median5 "${cpubf[@]}"),\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
+echo "{\"bench\":\"train_step\",\"threads\":$threads,\"steps\":$steps,\"ampc_fp32_ms\":$t32,\"ampc_fp16_ms\":$t16,\"ampc_bf16_ms\":$tbf,\"kernels\":\"$kern\",\"waits\":\"$waits\",\"bf16_gemm\":\"$dot\",\"torch_fp32_ms\":${tt:-null},\"ampc_fp32_runs\":\"${runs32[*]}\",\"ampc_fp16_runs\":\"${runs16[*]}\",\"ampc_bf16_runs\":\"${runsbf[*]}\",\"fp16_over_fp32_pairs\":\"${pairs[*]}\",\"bf16_over_fp32_pairs\":\"${pairsbf[*]}\",\"cpu_fp16_over_fp32_pairs\":\"${cpu16[*]}\",\"cpu_bf16_over_fp32_pairs\":\"${cpubf[*]}\",\"cpu_fp16_over_fp32\":$(median5 "${cpu16[@]}"),\"cpu_bf16_over_fp32\":$(median5 "${cpubf[@]}"),\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 awk -v t32="$t32" -v t16="$t16" -v r16="$r16" -v rbf="$rbf" -v dot="$dot" -v peak="${peak:-0}" -v tt="${tt:-0}" -v a32="$a32" -v a16="$a16" 'BEGIN {
   printf "{\"bench\":\"train_ratios\",\"fp16_over_fp32\":%.3f,\"floor_fp16_over_fp32\":1.0,\"pass_fp16_le_fp32\":%s,", r16, (r16 <= 1 ? "true" : "false");
   printf "\"bf16_over_fp32\":%.3f,", rbf;

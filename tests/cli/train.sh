@@ -84,25 +84,38 @@ expect_fail 1 "train-images-idx3-ubyte.*truncated" train --data "$tmp/mn"
 printf 'garbage!garbage!' >"$tmp/mn/train-images-idx3-ubyte"
 expect_fail 1 "train-images-idx3-ubyte" train --data "$tmp/mn"
 
-# OpenMP's wait policy (tools/ampc/main.c): a policy the user set is kept;
-# with other processes keeping the CPUs busy, train runs again with passive
-# waits. (On an idle machine it keeps OpenMP's default, "default" in the
-# JSON; CI's machine may be busy with other tests, so that case is not
-# asserted here.)
+# OpenMP's wait policy (tools/ampc/main.c): a policy the user set is kept
+# (GOMP_SPINCOUNT decides when both are set, as in libgomp); an idle machine
+# keeps OpenMP's default; with other processes keeping the CPUs busy, train
+# runs again with passive waits. AMPC_LOADAVG_FILE shows the choice an idle
+# or a busy machine (in /proc/loadavg's format), whatever this one is doing.
 syn=(train --data synthetic --model mlp:16-8-3 --synthetic-n 200 --epochs 1 --json --quiet --threads 2)
-out=$(OMP_WAIT_POLICY=active "$ampc" "${syn[@]}")
-[ "$(field "$out" omp_wait_policy)" = active ] && ok || bad "OMP_WAIT_POLICY kept: $out"
-out=$(GOMP_SPINCOUNT=1000 "$ampc" "${syn[@]}")
-[ "$(field "$out" omp_wait_policy)" = spincount ] && ok || bad "GOMP_SPINCOUNT kept: $out"
+policy() { field "$("$@" 2>/dev/null)" omp_wait_policy; }
+[ "$(OMP_WAIT_POLICY=active policy "$ampc" "${syn[@]}")" = active ] && ok || bad "OMP_WAIT_POLICY kept"
+[ "$(GOMP_SPINCOUNT=1000 policy "$ampc" "${syn[@]}")" = spincount ] && ok || bad "GOMP_SPINCOUNT kept"
+[ "$(OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000 policy "$ampc" "${syn[@]}")" = spincount ] && ok ||
+  bad "GOMP_SPINCOUNT decides"
+ncpu=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+printf '0.00 0.00 0.00 1/90 1234\n' >"$tmp/idle"
+printf '4.00 4.00 4.00 %d/90 1234\n' "$((ncpu + 1))" >"$tmp/busy"
+printf '0.00 0.00 0.00 0/0 0\n' >"$tmp/blind" # a sandbox's: unknown, keep the default
+unset_waits=(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT)
+for c in "idle default 1" "idle default $ncpu" "busy passive 1" "blind default $ncpu" "idle passive $((ncpu + 1))"; do
+  read -r file want t <<<"$c"
+  got=$(AMPC_LOADAVG_FILE="$tmp/$file" policy "${unset_waits[@]}" "$ampc" "${syn[@]}" --threads "$t")
+  [ "$got" = "$want" ] && ok || bad "$file machine, --threads $t: $got (want $want)"
+done
+# The same through /proc/loadavg: one spinning process per CPU.
 busy=()
-for _ in $(seq "$(nproc)"); do
+trap 'kill "${busy[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq "$ncpu"); do
   (while :; do :; done) &
   busy+=($!)
 done
 sleep 0.2
-out=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$ampc" "${syn[@]}")
+got=$(policy "${unset_waits[@]}" "$ampc" "${syn[@]}")
 kill "${busy[@]}" 2>/dev/null
 wait "${busy[@]}" 2>/dev/null
-[ "$(field "$out" omp_wait_policy)" = passive ] && ok || bad "busy machine, passive waits: $out"
+[ "$got" = passive ] && ok || bad "busy machine (/proc/loadavg): $got (want passive)"
 
 finish

@@ -10,6 +10,7 @@
 #include "opts.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stddef.h>
 
 #include <stdio.h>
@@ -216,53 +217,81 @@ static int bench_main(int argc, char **argv) {
   return rc ? 1 : 0;
 }
 
+#ifdef __linux__
 /* Tasks of other processes runnable at this instant: the first number of
  * /proc/loadavg's fourth field ("R/T") less this process's own runnable
  * threads (its first, and a library's helper that may be spinning at
- * start, such as OpenBLAS's); -1 if unknown. */
+ * start, such as OpenBLAS's); -1 if unknown (no such file, a field that
+ * does not parse, or a count that cannot be right, as a sandbox's "0/0").
+ * AMPC_LOADAVG_FILE names another file in that format: the tests' way to
+ * show an idle or a busy machine. */
 static int others_runnable(void) {
-  FILE *f = fopen("/proc/loadavg", "r");
+  const char *path = getenv("AMPC_LOADAVG_FILE");
+  FILE *f = fopen(path ? path : "/proc/loadavg", "r");
   if (!f) return -1;
   double l1, l5, l15;
   int r = -1, t = 0;
-  if (fscanf(f, "%lf %lf %lf %d/%d", &l1, &l5, &l15, &r, &t) != 5) r = -1;
+  if (fscanf(f, "%lf %lf %lf %d/%d", &l1, &l5, &l15, &r, &t) != 5 || t <= 0 || r < 0 || r > t)
+    r = -1;
   fclose(f);
-  DIR *d = r >= 0 ? opendir("/proc/self/task") : NULL;
+  if (r < 0) return -1;
+  if (path) return r > 1 ? r - 1 : 0; /* the file counts this process as one */
+  DIR *d = opendir("/proc/self/task");
   if (!d) return -1;
   int mine = 0;
   for (struct dirent *e; (e = readdir(d));) {
-    char path[64], buf[256];
+    char task[64], buf[256];
     if (e->d_name[0] == '.') continue;
-    snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", e->d_name);
-    FILE *s = fopen(path, "r");
-    if (!s) continue;
-    size_t n = fread(buf, 1, sizeof buf - 1, s);
-    fclose(s);
+    snprintf(task, sizeof task, "/proc/self/task/%.20s/stat", e->d_name);
+    FILE *st = fopen(task, "r");
+    if (!st) continue;
+    size_t n = fread(buf, 1, sizeof buf - 1, st);
+    fclose(st);
     buf[n] = '\0';
     const char *rp = strrchr(buf, ')'); /* the state follows "(comm) " */
     if (rp && rp[1] == ' ' && rp[2] == 'R') mine++;
   }
   closedir(d);
-  return r - mine > 0 ? r - mine : 0;
+  /* Our own first thread is running as it reads: a count below ours is a
+     file that does not show this machine's tasks. */
+  return r >= mine ? r - mine : -1;
 }
 
-/* The --threads value on the command line (either spelling), else the
- * commands' default of 2. */
-static long threads_asked(int argc, char **argv) {
-  for (int i = 2; i < argc; i++) {
+/* The threads the command will run: its last --threads (either spelling;
+ * the option parser keeps the last, and stops at "--"), else its default:
+ * 2, or for export (no --threads) OpenMP's, one per CPU. A value out of
+ * [1, 1024] counts as the default (the parser rejects it later). */
+static long threads_asked(int argc, char **argv, long cpus) {
+  long n = strcmp(argv[1], "export") == 0 ? cpus : 2;
+  for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
     const char *v = NULL;
     if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-      v = argv[i + 1];
+      v = argv[++i];
     else if (strncmp(argv[i], "--threads=", 10) == 0)
       v = argv[i] + 10;
     if (v) {
       char *end;
-      long n = strtol(v, &end, 10);
-      return end != v && *end == '\0' && n >= 1 ? n : 2;
+      errno = 0;
+      long t = strtol(v, &end, 10);
+      if (end != v && *end == '\0' && errno == 0 && t >= 1 && t <= 1024) n = t;
     }
   }
-  return 2;
+  return n;
 }
+
+/* This machine's ranks of an MPI job (Open MPI, MPICH/PMI), each running
+ * its own threads; 1 outside one. */
+static long local_ranks(void) {
+  const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE"};
+  for (int i = 0; i < 3; i++) {
+    const char *v = getenv(vars[i]);
+    char *end;
+    long n = v ? strtol(v, &end, 10) : 0;
+    if (v && end != v && *end == '\0' && n >= 1 && n <= 4096) return n;
+  }
+  return 1;
+}
+#endif
 
 /* How OpenMP's threads wait between parallel regions. Spinning briefly
  * before sleeping (libgomp's default) saves a wake-up per region: a step
@@ -272,8 +301,10 @@ static long threads_asked(int argc, char **argv) {
  * processes want the CPUs, a spinning thread holds a core that the thread
  * with work is waiting for (6.5-7.0 ms vs 5.7 ms next to busy processes,
  * and some runs at 112 ms per step). So: when, at start, the other runnable
- * tasks plus our threads need more CPUs than there are (the least of three
- * looks, 1 ms apart), run again with OMP_WAIT_POLICY=passive; otherwise keep
+ * tasks (the least of three looks, 1 ms apart; on a host-wide count, the
+ * share of them that falls on the CPUs this process may use) plus our
+ * threads (times the MPI ranks on this machine) need more CPUs than this
+ * process may use, run again with OMP_WAIT_POLICY=passive; otherwise keep
  * OpenMP's default. A policy the user set (OMP_WAIT_POLICY or
  * GOMP_SPINCOUNT) is kept. libgomp reads its policy when it loads, so the
  * only way to choose it here is to run ourselves again with it set. */
@@ -281,10 +312,12 @@ static void choose_waits(int argc, char **argv, int always_passive) {
 #ifdef __linux__
   if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
   if (!always_passive) {
-    /* The CPUs this process may run on (taskset), else those online. */
+    /* The CPUs this process may run on (taskset, a container's cpuset),
+       else those online. */
     cpu_set_t set;
-    long cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
-                                                            : sysconf(_SC_NPROCESSORS_ONLN);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    long cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : online;
+    if (cpus < 1 || online < cpus) return;
     int others = -1;
     for (int look = 0; look < 3; look++) {
       if (look) nanosleep(&(struct timespec){0, 1000000}, NULL);
@@ -292,7 +325,8 @@ static void choose_waits(int argc, char **argv, int always_passive) {
       if (r < 0) return; /* unknown: keep the default */
       if (others < 0 || r < others) others = r;
     }
-    if (cpus < 1 || others + threads_asked(argc, argv) <= cpus) return;
+    const long demand = threads_asked(argc, argv, cpus) * local_ranks();
+    if ((long long)others * cpus / online + demand <= cpus) return;
   }
   if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
   execv("/proc/self/exe", argv);

@@ -563,12 +563,10 @@ void train_json_head(cJSON *j, const train_opts *o, long long epochs) {
   ampc_json_str(j, "model", o->model);
   ampc_json_int(j, "seed", (long long)o->seed);
   ampc_json_int(j, "threads", o->threads);
-  /* How the OpenMP threads waited (main.c chooses when the user did not). */
-  const char *wait = getenv("OMP_WAIT_POLICY");
-  ampc_json_str(j, "omp_wait_policy",
-                wait                       ? wait
-                : getenv("GOMP_SPINCOUNT") ? "spincount"
-                                           : "default");
+  /* How the OpenMP threads waited (main.c chooses when the user did not);
+     libgomp lets GOMP_SPINCOUNT decide when both are set. */
+  const char *wait = getenv("GOMP_SPINCOUNT") ? "spincount" : getenv("OMP_WAIT_POLICY");
+  ampc_json_str(j, "omp_wait_policy", wait ? wait : "default");
   ampc_json_int(j, "epochs", epochs);
   ampc_json_int(j, "batch", o->batch);
 }
