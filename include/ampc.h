@@ -1283,6 +1283,32 @@ amp_status amp_fp8_end(amp_ctx *ctx);
  *  No-op without a state. */
 void amp_fp8_step_end(amp_ctx *ctx);
 
+/** Starts micro-batch `index` (>= 0: its number in the optimizer step's
+ *  global batch, e.g. rank·K + j with K micro-batches per rank) of the
+ *  current FP8 step, for gradient accumulation and data-parallel ranks.
+ *  From then until amp_fp8_step_end(), amp_ctx_step_reset() does not end
+ *  the FP8 step: every micro-batch quantises with the scales the step began
+ *  with and records into the same amaxes (their maximum), so the delayed
+ *  history moves on once per optimizer step, as for one large batch; and
+ *  stochastic rounding draws from a stream of the index's own (index 0's
+ *  is the one a step without micro-batches uses), so a micro-batch rounds
+ *  alike on whichever rank runs it. Call it after amp_ctx_step_reset() and
+ *  before the micro-batch's forward; end the step with amp_fp8_step_end()
+ *  after the optimizer step. AMP_ERR_INVALID_ARG (recorded) for index < 0;
+ *  AMP_OK and nothing done without a state. */
+amp_status amp_fp8_micro_batch(amp_ctx *ctx, int64_t index);
+
+/** Lets data-parallel ranks agree on one amax per tensor, as Transformer
+ *  Engine's amax reduction does: copies the amaxes recorded in this FP8
+ *  step (3 per parameter, in amp_fp8_scale()'s roles) into one array, calls
+ *  reduce(amax, n, user), which must leave each element the maximum over
+ *  the ranks (an all-reduce with MAX), and records the result. Call it
+ *  after the last micro-batch's backward, before amp_fp8_step_end().
+ *  AMP_ERR_INVALID_ARG without reduce, AMP_ERR_NOMEM (recorded); AMP_OK and
+ *  nothing done without a state. */
+amp_status amp_fp8_reduce_amax(amp_ctx *ctx, void (*reduce)(float *amax, int n, void *user),
+                               void *user);
+
 /** The current scale of role `role` (0 input, 1 weight, 2 gradient) of the
  *  linear whose weight is parameter `param` of the model; the amax history
  *  (newest first) through `hist` (may be NULL; H values). -1 when out of

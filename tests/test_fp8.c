@@ -410,6 +410,56 @@ static void test_delayed_current(void) {
   }
 }
 
+/* Micro-batches (amp_fp8_micro_batch): two of them in one FP8 step keep the
+ * step's scales, record the larger amax and move the history on once; a
+ * reduce (as ranks would) raises the amax; a negative index is refused. */
+static struct {
+  int n;
+  void *user;
+} amax_seen;
+static void raise_amax(float *amax, int n, void *user) {
+  amax_seen.n = n;
+  amax_seen.user = user;
+  amax[0] = 16.0f; /* another rank's larger input amax (param 0, role 0) */
+}
+
+static void test_micro_batches(void) {
+  amp_ctx *ctx = amp_ctx_create(NULL);
+  amp_rng rng;
+  amp_rng_seed(&rng, 1);
+  amp_module *lin = amp_nn_linear(ctx, &rng, 4, 3, 1);
+  amp_fp8_params p = amp_fp8_defaults(AMP_FP8_DELAYED);
+  p.history_len = 4;
+  CHECK(amp_fp8_create(ctx, lin, &p) == AMP_OK, "create: %s", amp_ctx_error(ctx));
+  float x1[8] = {1, -4, 0.5f, 2, 0, 0, 1, 1}; /* amax 4 */
+  float x2[8] = {1, -8, 0.5f, 2, 0, 0, 1, 1}; /* amax 8 */
+  const float *h;
+  for (int m = 0; m < 2; m++) { /* two micro-batches of one step */
+    amp_ctx_step_reset(ctx);
+    CHECK(amp_fp8_micro_batch(ctx, m) == AMP_OK, "micro-batch %d: %s", m, amp_ctx_error(ctx));
+    fp8_step(ctx, lin, m ? x2 : x1, 1.0f); /* its reset does not end the step */
+    CHECK(amp_fp8_scale(ctx, 0, 0, &h) == 1.0f, "micro-batch %d ran on the step's scale", m);
+    CHECK(h[0] == (m ? 8.0f : 4.0f) && h[1] == 0.0f,
+          "micro-batch %d: the step's amax so far %g, no step ended (%g)", m, (double)h[0],
+          (double)h[1]);
+  }
+  amax_seen.n = -1;
+  CHECK(amp_fp8_reduce_amax(ctx, raise_amax, &amax_seen) == AMP_OK, "reduce: %s",
+        amp_ctx_error(ctx));
+  CHECK(amax_seen.n == 3 * 2 && amax_seen.user == &amax_seen,
+        "reduce sees 3 amaxes per parameter (%d)", amax_seen.n);
+  amp_fp8_step_end(ctx);
+  CHECK(amp_fp8_scale(ctx, 0, 0, &h) == 448.0f / 16 && h[0] == 0.0f && h[1] == 16.0f,
+        "one step ended, on the reduced amax: scale %g, history [%g, %g]",
+        (double)amp_fp8_scale(ctx, 0, 0, NULL), (double)h[0], (double)h[1]);
+  fp8_step(ctx, lin, x1, 1.0f); /* no micro-batch: the reset ends each step again */
+  amp_fp8_scale(ctx, 0, 0, &h);
+  CHECK(h[0] == 0.0f && h[1] == 4.0f && h[2] == 16.0f, "plain steps end at the reset again");
+  CHECK(amp_fp8_micro_batch(ctx, -1) == AMP_ERR_INVALID_ARG, "a negative index is refused");
+  CHECK(amp_fp8_reduce_amax(ctx, NULL, NULL) == AMP_ERR_INVALID_ARG, "reduce needs a function");
+  amp_ctx_free(ctx);
+}
+
 /* The forward output equals the F32 GEMM of the operands quantised by hand
  * (delayed scaling, first step: scale 1). */
 static void test_linear_by_hand(void) {
@@ -625,6 +675,7 @@ int main(void) {
   amp_ctx_free(ctx);
   test_block_ref();
   test_delayed_current();
+  test_micro_batches();
   test_linear_by_hand();
   test_sr();
   test_threads();

@@ -102,17 +102,51 @@ void amp_fp8_step_end(amp_ctx *ctx) {
     for (int j = 0; j < h; j++) amax = hr[j] > amax ? hr[j] : amax;
     if (f->p.scaling == AMP_FP8_DELAYED)
       f->scale[r] = te_scale(amp__fp8_max(role_format(f, r % 3)), amax, f->p.margin, f->scale[r]);
+    else if (f->p.scaling == AMP_FP8_CURRENT && f->held) /* the scale of the largest amax */
+      f->scale[r] = te_scale(amp__fp8_max(role_format(f, r % 3)), hr[0], f->p.margin, f->scale[r]);
     memmove(hr + 1, hr, sizeof(float) * (size_t)(h - 1)); /* the window moves on */
     hr[0] = 0.0f;
   }
   f->state[0] += 1.0f;
   f->state[1] = 0.0f;
   f->sr_calls = 0;
+  f->held = 0;
+  f->micro = 0;
 }
 
 void amp__fp8_step_reset(amp_ctx *ctx) {
-  if (ctx->fp8 && ctx->fp8->state[1] != 0.0f) amp_fp8_step_end(ctx);
+  if (ctx->fp8 && !ctx->fp8->held && ctx->fp8->state[1] != 0.0f) amp_fp8_step_end(ctx);
   ctx->fp8_active = 0;
+}
+
+amp_status amp_fp8_micro_batch(amp_ctx *ctx, int64_t index) {
+  if (!ctx) return AMP_ERR_INVALID_ARG;
+  if (index < 0)
+    return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_fp8_micro_batch: index %lld < 0",
+                      (long long)index);
+  amp__fp8 *f = ctx->fp8;
+  if (!f) return AMP_OK;
+  f->held = 1;
+  f->micro = index;
+  f->sr_calls = 0; /* each micro-batch's stream starts afresh */
+  return AMP_OK;
+}
+
+amp_status amp_fp8_reduce_amax(amp_ctx *ctx, void (*reduce)(float *amax, int n, void *user),
+                               void *user) {
+  if (!ctx) return AMP_ERR_INVALID_ARG;
+  if (!reduce) return amp__error(ctx, AMP_ERR_INVALID_ARG, "amp_fp8_reduce_amax: no reduce");
+  amp__fp8 *f = ctx->fp8;
+  if (!f) return AMP_OK;
+  const int rows = 3 * f->nparams;
+  float *a = malloc(sizeof(float) * (size_t)(rows > 0 ? rows : 1));
+  if (!a) return amp__error(ctx, AMP_ERR_NOMEM, "amp_fp8_reduce_amax: out of memory");
+  for (int r = 0; r < rows; r++) a[r] = f->hist[(size_t)r * (size_t)f->hlen];
+  reduce(a, rows, user);
+  for (int r = 0; r < rows; r++) /* as recorded: finite amaxes only */
+    if (isfinite(a[r]) && a[r] >= 0.0f) f->hist[(size_t)r * (size_t)f->hlen] = a[r];
+  free(a);
+  return AMP_OK;
 }
 
 float amp_fp8_scale(const amp_ctx *ctx, int param, int role, const float **hist) {
@@ -182,7 +216,8 @@ static void quantize_tensor(amp_ctx *ctx, amp__fp8 *f, int row, amp_dtype fmt, c
   float s = f->scale[row];
   uint64_t key = 0, idx0 = 0;
   if (fmt == AMP_E5M2 && f->p.grad_rounding == AMP_ROUND_STOCHASTIC) {
-    key = amp__sr_key(f->p.seed) | 1u; /* never 0, which means nearest here */
+    /* Micro-batch m > 0 has a stream of its own (m = 0: the plain step's). */
+    key = amp__sr_key(f->p.seed + (uint64_t)f->micro * 0x9e3779b97f4a7c15u) | 1u; /* never 0 */
     idx0 = ((uint64_t)f->state[0] << 40) + ((uint64_t)f->sr_calls++ << 32);
   }
   float amax = quant_pass(ctx, f, cur, fmt, t, n, &s, dst, key, idx0);

@@ -18,6 +18,8 @@ typedef struct amp__fp8 {
   float *scale;            /* [3·nparams] ("fp8.scale") */
   float *state;            /* [2]: steps ended, 1 when amaxes are pending ("fp8.state") */
   uint32_t sr_calls;       /* stochastic quantisations in this step (their stream) */
+  int held;                /* 1: micro-batches (amp_fp8_micro_batch) until the step ends */
+  int64_t micro;           /* the micro-batch running (its rounding stream) */
   struct amp__fp8_wcache { /* per parameter: its quantised weight of this step */
     uint8_t *q;
     float *scale_inv;

@@ -3,7 +3,8 @@
 #   tests/mpi/train.sh AMPC HAVE_MPI MPIRUN
 # 1, 2 and 3 ranks give the bits (every loss, scale and skip of --metrics,
 # the final checkpoint byte for byte) of one process with --accum N, for
-# fp32, fp16 and bf16 recipes with skipped steps; an injected non-finite
+# fp32, fp16, bf16 and fp8 (delayed with stochastic rounding, current)
+# recipes with skipped steps; an injected non-finite
 # gradient on one rank skips the step everywhere; a 2-rank checkpoint
 # resumes on 1, 2 and 3 ranks; bad input stops every rank with a message.
 # Exit 77 (skipped) without MPI.
@@ -48,6 +49,8 @@ recipes=(
   "fp32|--precision fp32 --optim adamw --schedule cosine:5 --clip 1"
   "fp16|--precision fp16 --loss-mul 3000 --growth-interval 5 --clip 1 --debug-nonfinite-grad 7:1"
   "bf16|--precision bf16 --loss-scale dynamic --growth-interval 3 --debug-nonfinite-grad 4:0"
+  "fp8d|--precision fp8 --fp8-scaling delayed:4 --rounding stochastic --loss-scale dynamic --debug-nonfinite-grad 5:1"
+  "fp8c|--precision fp8 --fp8-scaling current --loss-scale dynamic --debug-nonfinite-grad 3:0"
 )
 echo "N recipe skipped same-bits"
 for n in 1 2 3; do

@@ -245,6 +245,9 @@ static int local_grads(dist *d, amp_ctx *ctx, const ampc_recipe *r, const ampc_r
     long m = d->rank * K + j;
     float lv;
     amp_ctx_step_reset(ctx); /* x and y are gone: the staged copy serves */
+    /* FP8: one step over the micro-batches, m's own rounding stream (the
+       ranks thus round as one process with --accum would). */
+    if (amp_fp8_micro_batch(ctx, m) != AMP_OK) return 0;
     if (j > 0) amp_optim_zero_grad(run->opt);
     if (!micro(d, ctx, r, run, m, B, f, dt, loss_mul, inv, &lv)) return 0;
     *part = j == 0 ? lv : *part + lv;
@@ -257,6 +260,24 @@ static int local_grads(dist *d, amp_ctx *ctx, const ampc_recipe *r, const ampc_r
   }
   if (K > 1) memcpy(g, d->acc, sizeof(float) * (size_t)n);
   return 1;
+}
+
+/* amp_fp8_reduce_amax's reduce: each amax becomes the maximum over the
+ * ranks (max is exact, so the order of the ranks does not matter). */
+static void amax_max(float *amax, int n, void *user) {
+  dist *d = user;
+  float *all = malloc(sizeof(float) * (size_t)n * (size_t)d->size);
+  if (!all) {
+    fprintf(stderr, "ampc train: rank %d: out of memory for the FP8 amaxes\n", d->rank);
+    _exit(1); /* the other ranks' bounded wait ends the job */
+  }
+  dist_allgather(d, amax, all, (int)sizeof(float) * n, "the FP8 amaxes");
+  for (int q = 0; q < d->size; q++)
+    for (int i = 0; i < n; i++) {
+      float a = all[(size_t)q * (size_t)n + (size_t)i];
+      amax[i] = a > amax[i] ? a : amax[i];
+    }
+  free(all);
 }
 
 int dist_step_grads(dist *d, amp_ctx *ctx, const ampc_recipe *r, const ampc_run *run, amp_tensor *x,
@@ -291,6 +312,9 @@ int dist_step_grads(dist *d, amp_ctx *ctx, const ampc_recipe *r, const ampc_run 
   *loss = sum;
   d->numel = amp_optim_numel(run->opt);
   dist_reduce_grads(d, amp_optim_grad_buffer(run->opt), d->numel);
+  /* FP8: every rank records the largest amax of any rank's micro-batches,
+     so all keep one history, as one process with --accum does. */
+  if (d->size > 1 && amp_fp8_reduce_amax(ctx, amax_max, d) != AMP_OK) return 1;
   return 0;
 }
 

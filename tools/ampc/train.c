@@ -322,6 +322,8 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
   int stepped = amp_scaler_step(scaler, opt);
   if (stepped < 0) return STEP_END;
   if (amp_scaler_update(scaler) != AMP_OK) return STEP_END;
+  /* Micro-batches (dist.c) held one FP8 step open over all of them. */
+  if (T->D.global != T->o.batch) amp_fp8_step_end(ctx);
   amp_optim_zero_grad(opt);
   T->skipped += !stepped;
   double dt_s = ampb_now() - t0;
