@@ -202,28 +202,9 @@ amp_status amp__gemm_fp8(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, in
                          void *c, amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue) {
   amp_status st = amp__gemm_check_c(ctx, ta, tb, n, c, c_type, ldc, epilogue);
   if (st != AMP_OK) return st;
-  const void *bias = epilogue ? epilogue->bias : NULL;
-  amp__gemm_args g = {.ta = ta == AMP_TRANS,
-                      .tb = tb == AMP_TRANS,
-                      .m = m,
-                      .n = n,
-                      .k = k,
-                      .alpha = alpha,
-                      .beta = beta,
-                      .a = a->data,
-                      .a_type = (int)a->dtype,
-                      .lda = a->ld,
-                      .b = b->data,
-                      .b_type = (int)b->dtype,
-                      .ldb = b->ld,
-                      .c = c,
-                      .c_type = (int)c_type,
-                      .ldc = ldc,
-                      .bias = bias,
-                      .bias_type = bias ? (int)epilogue->bias_dtype : 0,
-                      .relu = epilogue ? epilogue->relu != 0 : 0,
-                      .a8 = gemm_scales(a),
-                      .b8 = gemm_scales(b)};
+  amp__gemm_args g = amp__gemm_args_for(ta, tb, m, n, k, alpha, beta, c, c_type, ldc, epilogue);
+  g.a = a->data, g.a_type = (int)a->dtype, g.lda = a->ld, g.a8 = gemm_scales(a);
+  g.b = b->data, g.b_type = (int)b->dtype, g.ldb = b->ld, g.b8 = gemm_scales(b);
   return amp__gemm_run(ctx, &g);
 }
 

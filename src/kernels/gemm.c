@@ -110,25 +110,9 @@ amp_status amp_gemm(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t m, int64_t
                       "amp_gemm: unsupported epilogue bias_dtype %s (need f32, f16 or bf16)",
                       amp_dtype_name(epilogue->bias_dtype));
 
-  amp__gemm_args g = {.ta = ta == AMP_TRANS,
-                      .tb = tb == AMP_TRANS,
-                      .m = m,
-                      .n = n,
-                      .k = k,
-                      .alpha = alpha,
-                      .beta = beta,
-                      .a = a,
-                      .a_type = (int)a_type,
-                      .lda = lda,
-                      .b = b,
-                      .b_type = (int)b_type,
-                      .ldb = ldb,
-                      .c = c,
-                      .c_type = (int)c_type,
-                      .ldc = ldc,
-                      .bias = bias,
-                      .bias_type = bias ? (int)epilogue->bias_dtype : 0,
-                      .relu = epilogue ? epilogue->relu != 0 : 0};
+  amp__gemm_args g = amp__gemm_args_for(ta, tb, m, n, k, alpha, beta, c, c_type, ldc, epilogue);
+  g.a = a, g.a_type = (int)a_type, g.lda = lda;
+  g.b = b, g.b_type = (int)b_type, g.ldb = ldb;
   return amp__gemm_run(ctx, &g);
 }
 

@@ -50,6 +50,29 @@ static inline float amp__gemm_fp8_at(const void *q, int fmt, int64_t ld, const a
   return v * f->scale_inv[(r / f->br) * f->nbc + c / f->bc];
 }
 
+/* The fields every GEMM entry (amp_gemm, amp_gemm_fp8) fills alike: sizes,
+ * transposes, alpha and beta, C and the epilogue (bias, ReLU); the caller
+ * adds A and B (and FP8 operands' scales). */
+static inline amp__gemm_args amp__gemm_args_for(amp_trans ta, amp_trans tb, int64_t m, int64_t n,
+                                                int64_t k, float alpha, float beta, void *c,
+                                                amp_dtype c_type, int64_t ldc,
+                                                const amp_epilogue *epilogue) {
+  const void *bias = epilogue ? epilogue->bias : NULL;
+  return (amp__gemm_args){.ta = ta == AMP_TRANS,
+                          .tb = tb == AMP_TRANS,
+                          .m = m,
+                          .n = n,
+                          .k = k,
+                          .alpha = alpha,
+                          .beta = beta,
+                          .c = c,
+                          .c_type = (int)c_type,
+                          .ldc = ldc,
+                          .bias = bias,
+                          .bias_type = bias ? (int)epilogue->bias_dtype : 0,
+                          .relu = epilogue ? epilogue->relu != 0 : 0};
+}
+
 /* Fills in the context's settings (threads, blocking, BF16 dot) and runs
  * the validated call g (m, n >= 1, k >= 0) on the context's kernel table. */
 amp_status amp__gemm_run(amp_ctx *ctx, amp__gemm_args *g);
