@@ -11,11 +11,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -227,8 +229,20 @@ static int bench_main(int argc, char **argv) {
  * show an idle or a busy machine. */
 static int others_runnable(void) {
   const char *path = getenv("AMPC_LOADAVG_FILE");
-  FILE *f = fopen(path ? path : "/proc/loadavg", "r");
-  if (!f) return -1;
+  /* A regular file only (as /proc/loadavg is): a FIFO or a device named
+     there would block the read, so it is opened without blocking first. */
+  int fd = open(path ? path : "/proc/loadavg", O_RDONLY | O_NONBLOCK);
+  struct stat sb;
+  if (fd < 0) return -1;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return -1;
+  }
+  FILE *f = fdopen(fd, "r");
+  if (!f) {
+    close(fd);
+    return -1;
+  }
   double l1, l5, l15;
   int r = -1, t = 0;
   if (fscanf(f, "%lf %lf %lf %d/%d", &l1, &l5, &l15, &r, &t) != 5 || t <= 0 || r < 0 || r > t)
