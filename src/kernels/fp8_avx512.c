@@ -7,16 +7,9 @@
  * time per value than the AVX2 kernel. */
 #include "fp8_internal.h"
 
-#include <immintrin.h>
+#include "../dtype/simd_avx512.h"
 
-/* Sixteen source values as F32. */
-static inline __attribute__((always_inline)) __m512 load16(int sdt, const void *src, size_t i) {
-  if (sdt == AMP_BF16) {
-    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-  }
-  return _mm512_loadu_ps((const float *)src + i);
-}
+#include <immintrin.h>
 
 /* Sixteen F32 values to FP8 codes in 32-bit lanes (saturating), as encode8
  * of fp8_avx2.c. */
@@ -59,7 +52,7 @@ static inline const void *at(int sdt, const void *src, size_t i) {
  * magnitudes leave vm as it is (vmaxps returns its second operand). */
 #define QUANT_BODY(FMT, SDT)                                                                       \
   for (; i + 16 <= n; i += 16) {                                                                   \
-    __m512 x = load16(SDT, src, i);                                                                \
+    __m512 x = amp__avx512_load16(src, SDT, i);                                                    \
     vm = _mm512_max_ps(_mm512_abs_ps(x), vm);                                                      \
     store16(dst + i, encode16(FMT, _mm512_mul_ps(x, vs)));                                         \
   }
@@ -88,7 +81,7 @@ float amp__fp8_quant_avx512(int fmt, int sdt, size_t n, const void *src, float s
     uint8_t *d = dst + c0;                                                                         \
     __m512 vs = _mm512_set1_ps(scale[t]);                                                          \
     for (; i + 16 <= len; i += 16)                                                                 \
-      store16(d + i, encode16(FMT, _mm512_mul_ps(load16(SDT, s, i), vs)));                         \
+      store16(d + i, encode16(FMT, _mm512_mul_ps(amp__avx512_load16(s, SDT, i), vs)));             \
     if (i < len) amp__fp8_quant_avx2(FMT, SDT, len - i, at(SDT, s, i), scale[t], d + i);           \
   }
 
