@@ -1359,6 +1359,16 @@ typedef struct amp_optim_params {
   amp_rounding rounding; /**< rounding of the working copy (nearest even, or
                               stochastic with `seed`) */
   uint64_t seed;         /**< stochastic rounding stream */
+  int zero_grad_in_step; /**< 0 (default): a step leaves the gradients as they
+                              were (after a scaler step, unscaled). Nonzero:
+                              every step, taken or skipped by
+                              amp_scaler_step(), ends with all gradients zero
+                              and no pending factor, as if
+                              amp_optim_zero_grad() followed it; each block is
+                              zeroed inside the update's own pass while it is
+                              still in cache, which saves the separate pass
+                              over the gradient buffer. For loops that zero
+                              the gradients after every step. */
 } amp_optim_params;
 
 /** PyTorch's defaults for `kind` (see amp_optim_params). */
@@ -1380,7 +1390,8 @@ typedef struct amp_optim amp_optim;
 amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_params *p);
 
 /** Sets every gradient to zero (one memset over the gradient buffer) and
- *  drops the pending gradient factor (amp_optim_grad_factor() becomes 1). */
+ *  drops the pending gradient factor (amp_optim_grad_factor() becomes 1).
+ *  Not needed after a step with amp_optim_params.zero_grad_in_step set. */
 void amp_optim_zero_grad(amp_optim *o);
 
 /** One update of every parameter from its FP32 gradient (multiplied by the

@@ -553,6 +553,79 @@ static void test_fused_step(void) {
   for (int k = 0; k < 2; k++) amp_ctx_free(ctx[k]);
 }
 
+/* zero_grad_in_step: every step (one-pass, unscale-then-step, a plain
+ * optimizer step; taken or skipped) leaves all gradients zero, and the
+ * masters and working copies keep the bits of a step followed by
+ * amp_optim_zero_grad(). Stochastic rounding takes the second-pass working
+ * copy, SGD with momentum another update rule. */
+static void test_zero_in_step(void) {
+  for (int variant = 0; variant < 4; variant++) {
+    amp_ctx *ctx[2];
+    amp_optim *opt[2];
+    amp_scaler *sc[2];
+    amp_module *model[2];
+    int64_t n = 0;
+    for (int k = 0; k < 2; k++) { /* k = 1 zeroes in the step */
+      ctx[k] = amp_ctx_create(NULL);
+      amp_ctx_set_threads(ctx[k], 2);
+      amp_rng rng;
+      amp_rng_seed(&rng, 12);
+      model[k] = amp_nn_linear(ctx[k], &rng, 300, 200, 1); /* 60200 values */
+      amp_optim_params p = amp_optim_defaults(variant == 3 ? AMP_OPTIM_SGD : AMP_OPTIM_ADAM);
+      if (variant == 3) p.momentum = 0.9f;
+      p.work_dtype = AMP_F16;
+      if (variant == 2) {
+        p.rounding = AMP_ROUND_STOCHASTIC;
+        p.seed = 5;
+      }
+      p.zero_grad_in_step = k;
+      opt[k] = amp_optim_create(ctx[k], model[k], &p);
+      amp_scaler_params sp = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
+      sp.init_scale = 1024;
+      sc[k] = amp_scaler_create(ctx[k], &sp);
+      n = amp_optim_numel(opt[k]);
+    }
+    for (int it = 0; it < 5; it++) {
+      for (int k = 0; k < 2; k++) {
+        amp_rng g;
+        amp_rng_seed(&g, 200 + (uint64_t)it);
+        float *gb = amp_optim_grad_buffer(opt[k]);
+        for (int64_t i = 0; i < n; i++) gb[i] += amp_rng_uniform(&g, -50, 50);
+        if (it == 2) gb[n - 1] = INFINITY;
+        int stepped;
+        if (variant == 1 || it == 4) { /* unscale, then step (clip's order) */
+          CHECK(amp_scaler_unscale(sc[k], opt[k]) == AMP_OK, "unscale");
+          stepped = amp_scaler_step(sc[k], opt[k]);
+        } else if (variant == 3 && it == 3) { /* no scaler at all */
+          stepped = amp_optim_step(opt[k]) == AMP_OK;
+        } else {
+          stepped = amp_scaler_step(sc[k], opt[k]);
+        }
+        CHECK(stepped == (it != 2), "variant %d iteration %d: step returned %d", variant, it,
+              stepped);
+        amp_scaler_update(sc[k]);
+        if (k == 0) amp_optim_zero_grad(opt[k]);
+        int zero = 1;
+        for (int64_t i = 0; i < n; i++) zero &= gb[i] == 0.0f && !signbit(gb[i]);
+        CHECK(zero, "variant %d iteration %d, %s: all gradients +0 after the step", variant, it,
+              k ? "zeroed in the step" : "zero_grad");
+        CHECK(amp_optim_grad_factor(opt[k]) == 1.0f, "no pending factor");
+      }
+      CHECK(memcmp(amp_optim_master_buffer(opt[0]), amp_optim_master_buffer(opt[1]),
+                   (size_t)n * sizeof(float)) == 0,
+            "variant %d iteration %d: masters differ with zero_grad_in_step", variant, it);
+      for (int i = 0; i < 2; i++) {
+        const amp_tensor *w0 = amp_param_work(amp_module_param(model[0], i, NULL));
+        const amp_tensor *w1 = amp_param_work(amp_module_param(model[1], i, NULL));
+        CHECK(memcmp(w0->data, w1->data, (size_t)w0->numel * 2) == 0,
+              "variant %d iteration %d: working copies of parameter %d differ", variant, it, i);
+      }
+    }
+    CHECK(amp_optim_steps(opt[1]) == 4, "variant %d: four steps taken", variant);
+    for (int k = 0; k < 2; k++) amp_ctx_free(ctx[k]);
+  }
+}
+
 /* ---- GradScaler semantics (issue 10, part B) ---- */
 
 /* Case 1: an unscale (and a clip) whose step never came leaves no factor
@@ -914,6 +987,7 @@ int main(void) {
   test_accumulation();
   test_training();
   test_fused_step();
+  test_zero_in_step();
   test_stale_unscale();
   test_unscaled_grads();
   test_fused_step_unscales();

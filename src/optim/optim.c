@@ -141,6 +141,16 @@ void amp_optim_zero_grad(amp_optim *o) {
   o->grad_factor = 1.0f; /* a pending factor belonged to the gradients just dropped */
 }
 
+/* Zeroes the gradients of block b (zero_grad_in_step). */
+static void zero_block(amp_optim *o, int64_t b) {
+  const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
+  memset(o->grad + i0, 0, (size_t)len * sizeof(float));
+}
+
+void amp__optim_skipped(amp_optim *o) {
+  if (o->p.zero_grad_in_step) amp_optim_zero_grad(o);
+}
+
 /* Rounds master[i0, i0+len) into the working copy (and, without master
  * weights, back into the master). */
 static void write_work(amp_optim *o, int64_t i0, int64_t len) {
@@ -193,6 +203,7 @@ static void update_block(amp_optim *o, const amp_optim_hyper *h, const amp__kern
                   o->v ? o->v + i0 : NULL, fused ? (uint16_t *)o->work + i0 : NULL,
                   (int)o->p.work_dtype);
   if (!fused) write_work(o, i0, len);
+  if (o->p.zero_grad_in_step) zero_block(o, b);
 }
 
 static void step_done(amp_optim *o) {
@@ -241,10 +252,13 @@ int amp__optim_step_if_finite(amp_optim *o) {
        this thread's L2 (its share of a large model is not). Each element's
        update depends on no other's, so the order changes no bit. */
     for (int64_t b = b1 - 1; b >= b0; b--) {
-      if (step) update_block(o, &h, k, b);
-      /* Leave the gradients unscaled, as an explicit unscale would (g times
-         the same factor): the block is still in this thread's cache. */
-      if (h.gmul != 1.0f) {
+      if (step) update_block(o, &h, k, b); /* zeroes the block when asked */
+      if (o->p.zero_grad_in_step) {
+        if (!step) zero_block(o, b);
+      } else if (h.gmul != 1.0f) {
+        /* Leave the gradients unscaled, as an explicit unscale would (g
+           times the same factor): the block is still in this thread's
+           cache. */
         const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
         k->elt(AMP__SCALE, AMP_F32, (size_t)len, h.gmul, o->grad + i0, NULL, o->grad + i0);
       }

@@ -17,9 +17,14 @@ void amp__optim_mul_factor(amp_optim *o, float f);
  * to were discarded or are about to be. */
 void amp__optim_drop_factor(amp_optim *o);
 
+/* The scaler skipped o's step (inf/NaN): with zero_grad_in_step, the
+ * gradients are zeroed as a taken step would have left them. */
+void amp__optim_skipped(amp_optim *o);
+
 /* A step of o that happens only if every gradient is finite, with the
  * inf/NaN check and the update in one parallel region. Returns 1 (nothing
- * changed, the pending factor kept) when some gradient is inf or NaN, else
+ * changed, the pending factor kept; with zero_grad_in_step the gradients
+ * zeroed) when some gradient is inf or NaN, else
  * 0 (stepped, exactly as amp_optim_step). */
 int amp__optim_step_if_finite(amp_optim *o);
 

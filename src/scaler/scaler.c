@@ -197,6 +197,7 @@ int amp_scaler_step(amp_scaler *sc, amp_optim *o) {
     found = sc->rec[i].found_inf;
     sc->rec[i].stage = STEPPED;
     if (!found) return amp_optim_step(o) == AMP_OK ? 1 : -1;
+    amp__optim_skipped(o);
   }
   if (!found) return 1;
   /* Skipped: the step's gradients are discarded, and with them a pending

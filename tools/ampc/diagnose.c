@@ -310,7 +310,7 @@ static int recipe_step(diag_run *D, amp_tensor *x, amp_tensor *y) {
     fprintf(stderr, "ampc diagnose: step %ld: %s\n", D->res.steps, amp_ctx_error(ctx));
     return 0;
   }
-  amp_optim_zero_grad(D->opt);
+  /* The step zeroed the gradients (zero_grad_in_step, recipe.c). */
   D->res.final_loss = lv;
   D->res.skipped += !stepped;
   D->res.steps++;

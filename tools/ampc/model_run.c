@@ -33,6 +33,7 @@ static void make_optim(ampc_model_run *m) {
   op.master_weights = m->r.master_weights;
   op.rounding = m->r.rounding;
   op.seed = o->seed;
+  op.zero_grad_in_step = 1; /* every step is followed by zero_grad */
   m->lr = op.lr;
   if (m->model && m->r.fp8 && amp_fp8_create(ctx, m->model, &m->r.fp8p) != AMP_OK) return;
   m->opt = m->model ? amp_optim_create(ctx, m->model, &op) : NULL;
@@ -104,8 +105,7 @@ int ampc_model_run_step(ampc_model_run *m, amp_tensor *x, amp_tensor *y, double 
   }
   int stepped = amp_scaler_step(m->scaler, m->opt);
   if (stepped < 0) return -1;
-  amp_scaler_update(m->scaler);
-  amp_optim_zero_grad(m->opt);
+  amp_scaler_update(m->scaler); /* the step zeroed the gradients */
   return stepped;
 }
 

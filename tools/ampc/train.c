@@ -324,7 +324,8 @@ static int train_step(trainer *T, long epoch, amp_tensor *x, amp_tensor *y, doub
   if (amp_scaler_update(scaler) != AMP_OK) return STEP_END;
   /* Micro-batches (dist.c) held one FP8 step open over all of them. */
   if (T->D.global != T->o.batch) amp_fp8_step_end(ctx);
-  amp_optim_zero_grad(opt);
+  /* No amp_optim_zero_grad(): the step zeroed the gradients in its own pass
+     (zero_grad_in_step, recipe.c). */
   T->skipped += !stepped;
   double dt_s = ampb_now() - t0;
   T->ran++;
