@@ -234,7 +234,7 @@ int amp__optim_step_if_finite(amp_optim *o) {
   /* One parallel region, not a check pass and an update pass: each thread
      checks the blocks it will update, the threads meet, and each updates
      its blocks unless some thread saw inf/NaN. This saves waking the
-     threads twice, and the gradients are still in the thread's cache. */
+     threads twice, and each thread updates the blocks it checked. */
 #pragma omp parallel num_threads(amp__threads(o->ctx)) if (nblocks > 8)
   {
     int64_t b0, b1;
@@ -248,10 +248,11 @@ int amp__optim_step_if_finite(amp_optim *o) {
     atomic_fetch_add_explicit(&arrived, 1, memory_order_acq_rel);
     amp__wait_at_least(&arrived, (int)nt);
     const int step = !atomic_load(&bad);
-    /* Last checked, first updated: the blocks checked last are still in
-       this thread's L2 (its share of a large model is not). Each element's
-       update depends on no other's, so the order changes no bit. */
-    for (int64_t b = b1 - 1; b >= b0; b--) {
+    /* Updated in the order checked. Updating the blocks checked last first
+       (they are still in this thread's L2) breaks every array's stream at
+       each block, which the prefetchers follow only going forward: on the
+       reference MLP (AVX2 table, Zen 4) that made the step 2% slower. */
+    for (int64_t b = b0; b < b1; b++) {
       if (step) update_block(o, &h, k, b); /* zeroes the block when asked */
       if (o->p.zero_grad_in_step) {
         if (!step) zero_block(o, b);
