@@ -31,7 +31,7 @@ typedef struct int8_bufs {
  * GEMM on the same shape; 2: the F32 Linear with its bias; 3: the INT8
  * Linear (quantize, INT8 GEMM, requantize). `reps` calls. */
 static int run(amp_ctx *ctx, const int8_bufs *b, int kind, int reps) {
-  const amp_epilogue ep = {b->bias, AMP_F32, 0};
+  const amp_epilogue ep = {.bias = b->bias, .bias_dtype = AMP_F32};
   for (int r = 0; r < reps; r++) {
     amp_status s =
         kind == 0   ? amp_gemm(ctx, AMP_NO_TRANS, AMP_TRANS, b->m, b->n, b->k, 1.0f, b->a, AMP_F32,

@@ -354,6 +354,8 @@ typedef struct amp_tensor {
     struct amp_tensor *work;   /**< a leaf's 16-bit working copy, or NULL */
     struct amp_tensor *master; /**< a 16-bit copy of a leaf: that leaf */
     struct amp__node *node;    /**< the tape entry that produced it */
+    int grad_check;            /**< a leaf's gradient: unchecked, finite or
+                                    not (the GEMM that last wrote all of it) */
   } internal_;                 /**< internal: not part of the API */
 } amp_tensor;
 
@@ -401,6 +403,11 @@ typedef struct amp_epilogue {
   const void *bias;     /**< NULL, or n values added to every row of C */
   amp_dtype bias_dtype; /**< F32, F16 or BF16 */
   int relu;             /**< non-zero: C = max(C, 0) */
+  int *nonfinite;       /**< NULL, or set to 1 when any element the call
+                             wrote to C is inf or NaN (after the rounding
+                             to C's dtype), else 0: the loss scaler's check,
+                             done while C's tile is still in L1 (each tile
+                             is read back once; the values do not change) */
 } amp_epilogue;
 
 /** C = alpha·op(A)·op(B) + beta·C (then the epilogue, if any).
@@ -1339,36 +1346,52 @@ typedef enum amp_optim_kind {
 
 /** Optimizer settings; get the defaults from amp_optim_defaults(). */
 typedef struct amp_optim_params {
-  amp_optim_kind kind;   /**< SGD, Adam or AdamW */
-  float lr;              /**< learning rate (default 1e-3; SGD 1e-2) */
-  float momentum;        /**< SGD momentum (default 0) */
-  float dampening;       /**< SGD dampening (default 0) */
-  int nesterov;          /**< SGD Nesterov momentum (needs momentum > 0) */
-  float weight_decay;    /**< L2 (SGD, Adam) or decoupled (AdamW); default 0, AdamW 1e-2 */
-  float beta1;           /**< Adam(W) first-moment decay (default 0.9) */
-  float beta2;           /**< Adam(W) second-moment decay (default 0.999) */
-  float eps;             /**< Adam(W) denominator term (default 1e-8) */
-  amp_dtype work_dtype;  /**< AMP_F16 or AMP_BF16: keep a 16-bit working copy
-                              of every parameter for autocast; AMP_F32 (the
-                              default): none */
-  int master_weights;    /**< 1 (default): FP32 masters. 0 (with a 16-bit
-                              work_dtype): the weights themselves are 16-bit —
-                              after each update the master is rounded to the
-                              work dtype, so updates smaller than half an ulp
-                              are lost, as in pure 16-bit training */
-  amp_rounding rounding; /**< rounding of the working copy (nearest even, or
-                              stochastic with `seed`) */
-  uint64_t seed;         /**< stochastic rounding stream */
-  int zero_grad_in_step; /**< 0 (default): a step leaves the gradients as they
-                              were (after a scaler step, unscaled). Nonzero:
-                              every step, taken or skipped by
-                              amp_scaler_step(), ends with all gradients zero
-                              and no pending factor, as if
-                              amp_optim_zero_grad() followed it; each block is
-                              zeroed inside the update's own pass while it is
-                              still in cache, which saves the separate pass
-                              over the gradient buffer. For loops that zero
-                              the gradients after every step. */
+  amp_optim_kind kind;           /**< SGD, Adam or AdamW */
+  float lr;                      /**< learning rate (default 1e-3; SGD 1e-2) */
+  float momentum;                /**< SGD momentum (default 0) */
+  float dampening;               /**< SGD dampening (default 0) */
+  int nesterov;                  /**< SGD Nesterov momentum (needs momentum > 0) */
+  float weight_decay;            /**< L2 (SGD, Adam) or decoupled (AdamW); default 0, AdamW 1e-2 */
+  float beta1;                   /**< Adam(W) first-moment decay (default 0.9) */
+  float beta2;                   /**< Adam(W) second-moment decay (default 0.999) */
+  float eps;                     /**< Adam(W) denominator term (default 1e-8) */
+  amp_dtype work_dtype;          /**< AMP_F16 or AMP_BF16: keep a 16-bit working copy
+                                      of every parameter for autocast; AMP_F32 (the
+                                      default): none */
+  int master_weights;            /**< 1 (default): FP32 masters. 0 (with a 16-bit
+                                      work_dtype): the weights themselves are 16-bit —
+                                      after each update the master is rounded to the
+                                      work dtype, so updates smaller than half an ulp
+                                      are lost, as in pure 16-bit training */
+  amp_rounding rounding;         /**< rounding of the working copy (nearest even, or
+                                      stochastic with `seed`) */
+  uint64_t seed;                 /**< stochastic rounding stream */
+  int zero_grad_in_step;         /**< 0 (default): a step leaves the gradients as they
+                                      were (after a scaler step, unscaled). Nonzero:
+                                      every step, taken or skipped by
+                                      amp_scaler_step(), ends with all gradients zero
+                                      and no pending factor, as if
+                                      amp_optim_zero_grad() followed it; each block is
+                                      zeroed inside the update's own pass while it is
+                                      still in cache, which saves the separate pass
+                                      over the gradient buffer. For loops that zero
+                                      the gradients after every step. */
+  int grads_checked_in_backward; /**< 0 (default): the loss scaler's
+                              inf/NaN check reads every gradient. Nonzero:
+                              the one-pass amp_scaler_step() (no
+                              amp_scaler_unscale() before it, scale >= 1)
+                              takes the verdict on a parameter's gradient
+                              from amp_backward() when one GEMM there wrote
+                              all of it and checked what it stored (linear
+                              and matmul weight gradients, see
+                              amp_epilogue.nonfinite), and reads only the
+                              other gradients: bits unchanged, one pass over
+                              most of the gradient buffer saved. Set it only
+                              when nothing writes a gradient between
+                              amp_backward() and the step but the library
+                              (amp_backward(), clipping, zeroing): a write
+                              through amp_optim_grad_buffer() or a
+                              parameter's grad->data is not seen. */
 } amp_optim_params;
 
 /** PyTorch's defaults for `kind` (see amp_optim_params). */

@@ -204,7 +204,7 @@ static void test_gemm_equal(amp_ctx *const *ctxs, int nctx, amp_ctx *ref, const 
         for (int64_t i = 0; i < m * n; i++) c0[i] = c1[i] = c2[i] = frand();
         float bias[800];
         for (int i = 0; i < 800; i++) bias[i] = frand();
-        amp_epilogue ep = {bias, AMP_F32, 1};
+        amp_epilogue ep = {.bias = bias, .bias_dtype = AMP_F32, .relu = 1};
         const amp_epilogue *e = s % 2 ? &ep : NULL;
         float beta = t == 3 ? 0.5f : 0.0f;
         amp_status s0 = amp_gemm(ref, ta, tb, m, n, k, 1.5f, da, AMP_F32, ac, db, AMP_F32, bc_,

@@ -65,7 +65,7 @@ static void run_case(const gemm_case *t, amp_ctx *fast, amp_ctx *ref) {
   void *c1 = malloc(c_count * csz), *c2 = malloc(c_count * csz);
   memcpy(c1, c0, c_count * csz);
   memcpy(c2, c0, c_count * csz);
-  amp_epilogue ep = {bias, t->bias_t, t->relu};
+  amp_epilogue ep = {.bias = bias, .bias_dtype = t->bias_t, .relu = t->relu};
   const amp_epilogue *epp = (t->bias || t->relu) ? &ep : NULL;
   amp_status s1 = amp_gemm(fast, t->ta, t->tb, t->m, t->n, t->k, t->alpha, a, t->at, t->lda, b,
                            t->bt, t->ldb, t->beta, c1, t->ct, t->ldc, epp);
@@ -196,7 +196,7 @@ static void test_accumulate(amp_ctx *fast) {
 static void test_k0(amp_ctx *ctx) {
   float c[6] = {1, -2, 3, NAN, NAN, NAN}, bias[3] = {0.5f, 0.5f, -10};
   float a[1] = {1}, b[1] = {1};
-  amp_epilogue ep = {bias, AMP_F32, 1};
+  amp_epilogue ep = {.bias = bias, .bias_dtype = AMP_F32, .relu = 1};
   CHECK(amp_gemm(ctx, AMP_NO_TRANS, AMP_NO_TRANS, 1, 3, 0, 1, a, AMP_F32, 1, b, AMP_F32, 3, 2, c,
                  AMP_F32, 3, NULL) == AMP_OK,
         "k=0 ok");
@@ -207,6 +207,65 @@ static void test_k0(amp_ctx *ctx) {
         "k=0 epilogue ok");
   CHECK(c[0] == 0.5f && c[1] == 0.5f && c[2] == 0 && c[3] == 0.5f && c[5] == 0,
         "k=0 beta=0 bias relu: %g %g %g %g", c[0], c[1], c[2], c[3]);
+}
+
+/* amp_epilogue.nonfinite: 0 for a finite C, 1 for an inf or NaN at every
+ * position (whole and partial tiles, so every branch of the read-back),
+ * from C itself (beta = 1), from an operand, from the rounding to an F16 C
+ * (finite in F32), and on the k = 0 path; beta = 0 ignores a NaN in C. */
+static void test_nonfinite(amp_ctx *fast) {
+  enum { M = 13, N = 37, K = 40 };
+  static float a[M * K], b[K * N], c[M * N];
+  uint16_t c16[M * N];
+  for (int i = 0; i < M * K; i++) a[i] = (float)(int)(rng_u32() % 7) - 3;
+  for (int i = 0; i < K * N; i++) b[i] = (float)(int)(rng_u32() % 7) - 3;
+  int nf = 7, missed = 0, wrong = 0;
+  amp_epilogue ep = {.nonfinite = &nf};
+  for (int i = 0; i < M * N; i++) c[i] = 0.25f;
+  CHECK(amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, M, N, K, 1, a, AMP_F32, K, b, AMP_F32, N, 1, c,
+                 AMP_F32, N, &ep) == AMP_OK &&
+            nf == 0,
+        "finite C: nonfinite %d", nf);
+  for (int pos = 0; pos < M * N; pos++) {
+    for (int i = 0; i < M * N; i++) c[i] = 0.25f;
+    c[pos] = pos % 2 ? NAN : -INFINITY;
+    nf = 0;
+    amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, M, N, K, 1, a, AMP_F32, K, b, AMP_F32, N, 1, c,
+             AMP_F32, N, &ep);
+    missed += nf != 1;
+    c[pos] = NAN;
+    nf = 7;
+    amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, M, N, K, 1, a, AMP_F32, K, b, AMP_F32, N, 0, c,
+             AMP_F32, N, &ep); /* beta = 0: the NaN is overwritten */
+    wrong += nf != 0;
+  }
+  CHECK(missed == 0 && wrong == 0, "C's inf/NaN: %d positions missed, %d beta=0 flagged", missed,
+        wrong);
+  a[5 * K + 3] = INFINITY; /* row 5 of C */
+  nf = 0;
+  amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, M, N, K, 1, a, AMP_F32, K, b, AMP_F32, N, 0, c,
+           AMP_F32, N, &ep); /* row 5 of C: inf times b's values */
+  CHECK(nf == 1, "an inf in A: nonfinite %d", nf);
+  a[5 * K + 3] = 1;
+  for (int i = 0; i < M * K; i++) a[i] = 300.0f;
+  for (int i = 0; i < K * N; i++) b[i] = i == 7 ? 300.0f : 0.0f; /* C(:, 7) = 90000 */
+  nf = 0;
+  amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, M, N, K, 1, a, AMP_F32, K, b, AMP_F32, N, 0, c16,
+           AMP_F16, N, &ep);
+  CHECK(nf == 1, "90000 rounded to F16 is inf: nonfinite %d", nf);
+  nf = 7;
+  amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, M, N, K, 1, a, AMP_F32, K, b, AMP_F32, N, 0, c,
+           AMP_F32, N, &ep);
+  CHECK(nf == 0 && c[7] == 90000.0f, "the same in F32 is finite: nonfinite %d", nf);
+  c[3] = NAN;
+  nf = 0;
+  amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, 1, 4, 0, 1, a, AMP_F32, 1, b, AMP_F32, 4, 1, c,
+           AMP_F32, 4, &ep);
+  CHECK(nf == 1, "k = 0, a NaN kept by beta = 1: nonfinite %d", nf);
+  nf = 7;
+  amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, 1, 4, 0, 1, a, AMP_F32, 1, b, AMP_F32, 4, 0, c,
+           AMP_F32, 4, &ep);
+  CHECK(nf == 0, "k = 0, beta = 0: nonfinite %d", nf);
 }
 
 /* Blockings (MC, KC, NC) that split the same problem very differently: tiny
@@ -338,7 +397,7 @@ static void test_errors(amp_ctx *ctx) {
   expect_error(
       amp_gemm(ctx, N, N, 4, 4, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_I32, 4, NULL),
       AMP_ERR_UNSUPPORTED, ctx, "c=i32");
-  amp_epilogue ep = {b, AMP_U8, 0};
+  amp_epilogue ep = {.bias = b, .bias_dtype = AMP_U8};
   expect_error(amp_gemm(ctx, N, N, 4, 4, 4, 1, a, AMP_F32, 4, b, AMP_F32, 4, 0, c, AMP_F32, 4, &ep),
                AMP_ERR_UNSUPPORTED, ctx, "bias_dtype u8");
   /* A NULL context is allowed: the status still comes back. */
@@ -362,6 +421,7 @@ static void test_table(const amp__kernels *table, int dot, amp_ctx *ref) {
   dot_mode = 0;
   test_accumulate(fast);
   test_k0(fast);
+  test_nonfinite(fast);
   test_threads(table, dot);
   amp_ctx_free(fast);
 }

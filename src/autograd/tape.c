@@ -31,6 +31,7 @@ amp_status amp_tensor_set_requires_grad(amp_ctx *ctx, amp_tensor *t, int on) {
 
 void amp_tensor_zero_grad(amp_tensor *t) {
   if (t && t->grad) memset(t->grad->data, 0, amp_tensor_bytes(t->grad));
+  if (t) amp__set_grad_check(t, AMP__GRAD_UNCHECKED);
 }
 
 void amp_no_grad_begin(amp_ctx *ctx) {
@@ -104,6 +105,7 @@ static amp_tensor *grad_target(amp_ctx *ctx, amp_tensor *t, int *accumulate, int
   if (amp__master(t)) t = amp__master(t);
   if (!amp__node_of(t)) { /* a leaf: its F32 gradient accumulates */
     *accumulate = 1;
+    amp__set_grad_check(t, AMP__GRAD_UNCHECKED); /* the caller writes it */
     return t->grad;
   }
   if (t->grad) {
@@ -116,6 +118,12 @@ static amp_tensor *grad_target(amp_ctx *ctx, amp_tensor *t, int *accumulate, int
   t->grad = zero ? amp_tensor_zeros(ctx, AMP_ARENA_STEP, t->dtype, t->ndim, t->shape)
                  : amp_tensor_new(ctx, AMP_ARENA_STEP, t->dtype, t->ndim, t->shape);
   return t->grad;
+}
+
+void amp__grad_witness(amp_tensor *t, int nonfinite) {
+  if (t && amp__master(t)) t = amp__master(t);
+  if (t && t->requires_grad && !amp__node_of(t))
+    amp__set_grad_check(t, nonfinite ? AMP__GRAD_NONFINITE : AMP__GRAD_FINITE);
 }
 
 amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate) {

@@ -79,6 +79,17 @@ static inline void amp__set_work(amp_tensor *t, amp_tensor *w) { t->internal_.wo
 static inline void amp__set_master(amp_tensor *t, amp_tensor *m) { t->internal_.master = m; }
 static inline void amp__set_node(amp_tensor *t, struct amp__node *n) { t->internal_.node = n; }
 
+/* What the library knows of a leaf's gradient (amp_tensor internal_
+ * grad_check): nothing, or that the last writer of all of it (a GEMM that
+ * checked its output, amp_epilogue.nonfinite) left it finite or not. Every
+ * write through the autograd's gradient accessors resets it to UNCHECKED
+ * before the writer may record a verdict (amp__grad_witness), and so do
+ * zeroing and unscaling. Trusted only by an optimizer created with
+ * amp_optim_params.grads_checked_in_backward. */
+enum { AMP__GRAD_UNCHECKED = 0, AMP__GRAD_FINITE = 1, AMP__GRAD_NONFINITE = 2 };
+static inline int amp__grad_check(const amp_tensor *t) { return t->internal_.grad_check; }
+static inline void amp__set_grad_check(amp_tensor *t, int c) { t->internal_.grad_check = c; }
+
 /* Records the first error on ctx (NULL ctx: nothing is recorded) and returns
  * `s`, so callers can write `return amp__error(ctx, ...)`. */
 amp_status amp__error(amp_ctx *ctx, amp_status s, const char *fmt, ...)

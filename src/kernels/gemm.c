@@ -69,7 +69,7 @@ static void gemm_scale_only(const amp__gemm_args *g) {
       float v = g->beta != 0.0f ? g->beta * amp__load_f32(g->c, g->c_type, ci) : 0.0f;
       if (g->bias) v = v + amp__load_f32(g->bias, g->bias_type, (size_t)j);
       if (g->relu) v = v < 0.0f ? 0.0f : v;
-      amp__store_f32(g->c, g->c_type, ci, v);
+      amp__gemm_store(g, ci, v);
     }
   }
 }
@@ -125,11 +125,17 @@ amp_status amp__gemm_run(amp_ctx *ctx, amp__gemm_args *g) {
     amp__gemm_blocking_for(amp__kernels_of(NULL), &g->blk);
     g->bf16_dot = amp__bf16_dot_enabled(0);
   }
-  if (g->k == 0) {
+  atomic_int bad;
+  atomic_init(&bad, 0);
+  g->bad = g->nonfinite ? &bad : NULL;
+  amp_status s = AMP_OK;
+  if (g->k == 0)
     gemm_scale_only(g);
-    return AMP_OK;
-  }
-  return amp__kernels_of(ctx)->gemm(ctx, g);
+  else
+    s = amp__kernels_of(ctx)->gemm(ctx, g);
+  if (g->nonfinite) *g->nonfinite = atomic_load(&bad);
+  g->bad = NULL; /* the local is gone */
+  return s;
 }
 
 amp_status amp__gemm_check_c(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t n, const void *c,

@@ -617,6 +617,28 @@ static void finish_tile(const amp__gemm_args *g, const float *tile, int64_t i0, 
   }
 }
 
+/* amp_epilogue's nonfinite: reads back C's rows [i0, i0 + rows) × columns
+ * [j0, j0 + cols) (clipped to n), just written and still in L1, in C's
+ * dtype, and notes an inf or NaN. x - x is +0 for every finite x and NaN
+ * otherwise, so a sum of them is NaN exactly when one is. */
+static void check_tile(const amp__gemm_args *g, int64_t i0, int64_t rows, int64_t j0,
+                       int64_t cols) {
+  const int64_t nc = g->n - j0 < cols ? g->n - j0 : cols;
+  __m256 sum = _mm256_setzero_ps();
+  int bad = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const size_t row = (size_t)(i0 + r) * (size_t)g->ldc + (size_t)j0;
+    int64_t q = 0;
+    for (; q + 8 <= nc; q += 8) {
+      const __m256 v = amp__avx2_load8(g->c, g->c_type, row + (size_t)q);
+      sum = _mm256_add_ps(sum, _mm256_sub_ps(v, v));
+    }
+    for (; q < nc; q++) bad |= !isfinite(amp__load_f32(g->c, g->c_type, row + (size_t)q));
+  }
+  bad |= _mm256_movemask_ps(_mm256_cmp_ps(sum, sum, _CMP_UNORD_Q)) != 0;
+  if (bad) atomic_store_explicit(g->bad, 1, memory_order_relaxed);
+}
+
 /* Asks for the C tile at (i0, j0) while the micro-kernel runs. Rows of C
  * are far apart, so the hardware does not fetch them ahead, and the
  * epilogue otherwise stalls on every row: when it reads C (beta != 0,
@@ -721,10 +743,12 @@ static void run_task(const amp__gemm_args *g, const gemm_plan *pl, gemm_thread *
                       : 2](pairs ? (kc + 1) / 2 : kc, pas + (size_t)p0 * a_per_k,
                            pb0 + (size_t)p0 * b_per_k, two ? pb1 + (size_t)p0 * b_per_k : NULL,
                            tile, q > 0);
-        if (q == kb - 1 &&
-            !(pl->uk->finish && pl->uk->finish(g, tile, i0, rows, t * NR, (two + 1) * NR))) {
-          finish_tile(g, tile, i0, rows, t * NR);
-          if (two) finish_tile(g, tile + MR * NR, i0, rows, (t + 1) * NR);
+        if (q == kb - 1) {
+          if (!(pl->uk->finish && pl->uk->finish(g, tile, i0, rows, t * NR, (two + 1) * NR))) {
+            finish_tile(g, tile, i0, rows, t * NR);
+            if (two) finish_tile(g, tile + MR * NR, i0, rows, (t + 1) * NR);
+          }
+          if (g->bad) check_tile(g, i0, rows, t * NR, (two + 1) * NR);
         }
       }
     }

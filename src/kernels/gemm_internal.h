@@ -6,6 +6,9 @@
 #include "../dtype/convert_internal.h"
 #include "../dtype/dtype_inline.h"
 
+#include <math.h>
+#include <stdatomic.h>
+
 /* The scales of an FP8 operand (amp_gemm_fp8): stored element (r, c) stands
  * for to_f32(code) · scale_inv[(r / br) · nbc + c / bc], one F32
  * multiplication, and every GEMM path widens it with exactly that
@@ -33,6 +36,8 @@ typedef struct amp__gemm_args {
   const void *bias; /* NULL: no bias */
   int bias_type;
   int relu;
+  int *nonfinite;  /* the epilogue's: asked for the inf/NaN check */
+  atomic_int *bad; /* set while the call runs (amp__gemm_run): some C is inf/NaN */
   int threads;
   amp__gemm_blocking blk;  /* the context's cache blocking */
   int bf16_dot;            /* 1: BF16 × BF16 may use vdpbf16ps (see amp_gemm) */
@@ -70,7 +75,8 @@ static inline amp__gemm_args amp__gemm_args_for(amp_trans ta, amp_trans tb, int6
                           .ldc = ldc,
                           .bias = bias,
                           .bias_type = bias ? (int)epilogue->bias_dtype : 0,
-                          .relu = epilogue ? epilogue->relu != 0 : 0};
+                          .relu = epilogue ? epilogue->relu != 0 : 0,
+                          .nonfinite = epilogue ? epilogue->nonfinite : NULL};
 }
 
 /* Fills in the context's settings (threads, blocking, BF16 dot) and runs
@@ -82,6 +88,14 @@ amp_status amp__gemm_run(amp_ctx *ctx, amp__gemm_args *g);
 amp_status amp__gemm_check_c(amp_ctx *ctx, amp_trans ta, amp_trans tb, int64_t n, const void *c,
                              amp_dtype c_type, int64_t ldc, const amp_epilogue *epilogue);
 
+/* Stores v as C's element ci and, when the call asked (amp_epilogue's
+ * nonfinite), notes an inf or NaN in what was stored. */
+static inline void amp__gemm_store(const amp__gemm_args *g, size_t ci, float v) {
+  amp__store_f32(g->c, g->c_type, ci, v);
+  if (g->bad && !isfinite(amp__load_f32(g->c, g->c_type, ci)))
+    atomic_store_explicit(g->bad, 1, memory_order_relaxed);
+}
+
 /* Writes C(i, j) from acc, the F32 sum of products for that element. Both
  * paths finish every element with exactly these operations (SIMD code does
  * the same multiplies, adds and max in vector form), so they agree bit for
@@ -92,7 +106,7 @@ static inline void amp__gemm_finish(const amp__gemm_args *g, int64_t i, int64_t 
   if (g->beta != 0.0f) v = v + g->beta * amp__load_f32(g->c, g->c_type, ci);
   if (g->bias) v = v + amp__load_f32(g->bias, g->bias_type, (size_t)j);
   if (g->relu) v = v < 0.0f ? 0.0f : v;
-  amp__store_f32(g->c, g->c_type, ci, v);
+  amp__gemm_store(g, ci, v);
 }
 
 /* The kernel table entries (k >= 1). The scalar reference: per element, one

@@ -29,7 +29,7 @@ amp_tensor *amp__linear_fp8(amp_ctx *ctx, amp_tensor *const *c, amp_dtype dt, in
     return NULL;
   amp_tensor *y = amp__op_result(ctx, dt, ndim, shape);
   if (!y) return NULL;
-  amp_epilogue ep = {b ? b->data : NULL, dt, 0};
+  amp_epilogue ep = {.bias = b ? b->data : NULL, .bias_dtype = dt};
   if (amp__gemm_fp8(ctx, AMP_NO_TRANS, AMP_TRANS, rows, dout, din, 1.0f, &sv.qx, &sv.qw, 0.0f,
                     y->data, dt, dout, &ep) != AMP_OK)
     return NULL;
@@ -64,8 +64,13 @@ static amp_status gemm_into(amp_ctx *ctx, amp_tensor *t, amp_trans ta, amp_trans
   int acc;
   amp_tensor *g = amp__grad_of(ctx, t, &acc);
   if (!g) return amp_ctx_status(ctx);
-  return amp__gemm_fp8(ctx, ta, tb, m, n, k, 1.0f, a, b, acc ? 1.0f : 0.0f, g->data, g->dtype, n,
-                       NULL);
+  /* All of a leaf's gradient: checked as it is stored (see op_matmul.c). */
+  int nonfinite = 0, whole = m * n == t->numel;
+  amp_epilogue ep = {.nonfinite = &nonfinite};
+  amp_status s = amp__gemm_fp8(ctx, ta, tb, m, n, k, 1.0f, a, b, acc ? 1.0f : 0.0f, g->data,
+                               g->dtype, n, whole ? &ep : NULL);
+  if (s == AMP_OK && whole) amp__grad_witness(t, nonfinite);
+  return s;
 }
 
 amp_status amp__linear_fp8_backward(amp_ctx *ctx, amp__node *nd, const amp_tensor *g) {

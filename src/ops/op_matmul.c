@@ -16,8 +16,14 @@ static amp_status gemm_into_grad(amp_ctx *ctx, amp_tensor *t, amp_trans ta, amp_
                                                    : amp__grad_of(ctx, t, &acc);
   if (!g) return amp_ctx_status(ctx);
   char *c = (char *)g->data + (size_t)offset * amp_dtype_size(g->dtype);
-  return amp_gemm(ctx, ta, tb, m, n, k, 1.0f, a, dt, lda, b, dt, ldb, acc ? 1.0f : 0.0f, c,
-                  g->dtype, n, NULL);
+  /* A leaf's whole gradient: the GEMM checks what it stores (the scaler may
+     then skip its own pass over these values). */
+  int nonfinite = 0, whole = offset == 0 && m * n == t->numel;
+  amp_epilogue ep = {.nonfinite = &nonfinite};
+  amp_status s = amp_gemm(ctx, ta, tb, m, n, k, 1.0f, a, dt, lda, b, dt, ldb, acc ? 1.0f : 0.0f, c,
+                          g->dtype, n, whole ? &ep : NULL);
+  if (s == AMP_OK && whole) amp__grad_witness(t, nonfinite);
+  return s;
 }
 
 amp_tensor *amp_matmul(amp_ctx *ctx, amp_tensor *a, amp_tensor *b) {
@@ -126,7 +132,7 @@ amp_tensor *amp_linear(amp_ctx *ctx, amp_tensor *x, amp_tensor *w, amp_tensor *b
   if (ctx->fp8_active) return amp__linear_fp8(ctx, c, dt, c[0]->ndim, shape);
   amp_tensor *y = amp__op_result(ctx, dt, c[0]->ndim, shape);
   if (!y) return NULL;
-  amp_epilogue ep = {c[2] ? c[2]->data : NULL, dt, 0};
+  amp_epilogue ep = {.bias = c[2] ? c[2]->data : NULL, .bias_dtype = dt};
   if (amp_gemm(ctx, AMP_NO_TRANS, AMP_TRANS, rows, dout, din, 1.0f, c[0]->data, dt, din, c[1]->data,
                dt, din, 0.0f, y->data, dt, dout, &ep) != AMP_OK)
     return NULL;

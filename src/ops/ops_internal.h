@@ -116,6 +116,11 @@ amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate);
  * here is not zeroed first. */
 amp_tensor *amp__grad_of_overwrite(amp_ctx *ctx, amp_tensor *t, int *accumulate);
 
+/* Records that a write which covered all of t's gradient (t a leaf, or a
+ * 16-bit copy of one; nothing otherwise) left it finite or not (nonfinite),
+ * as a GEMM's epilogue saw the values it stored (amp_epilogue.nonfinite). */
+void amp__grad_witness(amp_tensor *t, int nonfinite);
+
 /* Adds t->numel values g (dtype gdt) to t's gradient (see amp__grad_of()),
  * converting as needed. No-op when t needs no gradient. */
 amp_status amp__grad_add(amp_ctx *ctx, amp_tensor *t, const void *g, amp_dtype gdt);

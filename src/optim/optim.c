@@ -100,6 +100,10 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
   if (nmoments >= 1 && !(o->m = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb))) return NULL;
   if (nmoments >= 2 && !(o->v = amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, fb))) return NULL;
   o->bytes = fb * (size_t)(2 + nmoments) + (o->work ? (size_t)n * 2 : 0);
+  if (p->grads_checked_in_backward &&
+      !(o->unchecked =
+            amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, (size_t)((n + BLOCK - 1) / BLOCK))))
+    return NULL;
   memset(o->grad, 0, fb);
   if (o->m) memset(o->m, 0, fb);
   if (o->v) memset(o->v, 0, fb);
@@ -125,8 +129,13 @@ static int64_t my_blocks(int64_t nblocks, int64_t *b0, int64_t *b1) {
   return nt;
 }
 
+void amp__optim_forget_checks(amp_optim *o) {
+  for (int i = 0; i < o->nparams; i++) amp__set_grad_check(o->params[i], AMP__GRAD_UNCHECKED);
+}
+
 void amp_optim_zero_grad(amp_optim *o) {
   if (!o) return;
+  amp__optim_forget_checks(o);
   /* Static contiguous halves (and so on) of the slab, one per thread: the
      stores of one core fill the slab at about half its write bandwidth. */
   const int64_t nblocks = (o->n + BLOCK - 1) / BLOCK;
@@ -209,6 +218,25 @@ static void update_block(amp_optim *o, const amp_optim_hyper *h, const amp__kern
 static void step_done(amp_optim *o) {
   o->step++;
   o->grad_factor = 1.0f;
+  if (o->p.zero_grad_in_step) amp__optim_forget_checks(o);
+}
+
+/* The verdicts amp_backward() recorded (grads_checked_in_backward): 1 when
+ * some parameter's gradient is known to hold an inf or NaN; otherwise marks
+ * in o->unchecked the blocks that still need the check (all of them
+ * without the setting) and returns 0. */
+static int recorded_checks(amp_optim *o, int64_t nblocks) {
+  if (!o->unchecked) return 0;
+  memset(o->unchecked, 0, (size_t)nblocks);
+  for (int i = 0; i < o->nparams; i++) {
+    const amp_tensor *t = o->params[i];
+    const int c = amp__grad_check(t);
+    if (c == AMP__GRAD_NONFINITE) return 1;
+    if (c == AMP__GRAD_FINITE) continue;
+    const int64_t off = (const float *)t->grad->data - o->grad;
+    memset(o->unchecked + off / BLOCK, 1, (size_t)((off + t->numel - 1) / BLOCK - off / BLOCK + 1));
+  }
+  return 0;
 }
 
 amp_status amp_optim_step(amp_optim *o) {
@@ -230,19 +258,22 @@ int amp__optim_step_if_finite(amp_optim *o) {
   const amp__kernels *k = amp__kernels_of(o->ctx);
   atomic_int arrived, bad;
   atomic_init(&arrived, 0);
-  atomic_init(&bad, 0);
+  atomic_init(&bad, recorded_checks(o, nblocks));
+  const unsigned char *unchecked = o->unchecked;
   /* One parallel region, not a check pass and an update pass: each thread
-     checks the blocks it will update, the threads meet, and each updates
-     its blocks unless some thread saw inf/NaN. This saves waking the
-     threads twice, and each thread updates the blocks it checked. */
+     checks the blocks it will update (with grads_checked_in_backward only
+     those holding a gradient no GEMM checked, see recorded_checks), the
+     threads meet, and each updates its blocks unless some thread saw
+     inf/NaN. This saves waking the threads twice, and each thread updates
+     the blocks it checked. */
 #pragma omp parallel num_threads(amp__threads(o->ctx)) if (nblocks > 8)
   {
     int64_t b0, b1;
     const int64_t nt = my_blocks(nblocks, &b0, &b1);
     int mine = 0;
-    for (int64_t b = b0; b < b1; b++) {
+    for (int64_t b = b0; b < b1 && !atomic_load_explicit(&bad, memory_order_relaxed); b++) {
       const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-      mine |= amp__check_finite_f32(k, (size_t)len, o->grad + i0);
+      if (!unchecked || unchecked[b]) mine |= amp__check_finite_f32(k, (size_t)len, o->grad + i0);
     }
     if (mine) atomic_store(&bad, 1);
     atomic_fetch_add_explicit(&arrived, 1, memory_order_acq_rel);
@@ -265,7 +296,10 @@ int amp__optim_step_if_finite(amp_optim *o) {
       }
     }
   }
-  if (atomic_load(&bad)) return 1;
+  if (atomic_load(&bad)) {
+    if (o->p.zero_grad_in_step) amp__optim_forget_checks(o); /* the zeroes are unchecked */
+    return 1;
+  }
   step_done(o);
   return 0;
 }

@@ -20,6 +20,9 @@ struct amp_optim {
   float grad_factor; /* pending gradient multiplier (clipping; 1/S in the
                         scaler's one-pass step) */
   size_t bytes;
+  unsigned char *unchecked; /* grads_checked_in_backward: per block, 1 when
+                               some parameter's gradient in it needs the
+                               scaler's check this step */
 };
 
 /* Hyper-parameters of one step. */

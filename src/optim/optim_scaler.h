@@ -17,6 +17,10 @@ void amp__optim_mul_factor(amp_optim *o, float f);
  * to were discarded or are about to be. */
 void amp__optim_drop_factor(amp_optim *o);
 
+/* Forgets what amp_backward() recorded of o's gradients' finiteness (see
+ * grads_checked_in_backward): they were rewritten (unscaled, zeroed). */
+void amp__optim_forget_checks(amp_optim *o);
+
 /* The scaler skipped o's step (inf/NaN): with zero_grad_in_step, the
  * gradients are zeroed as a taken step would have left them. */
 void amp__optim_skipped(amp_optim *o);

@@ -166,6 +166,7 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o) {
   amp__optim_grads(o, &g, &n);
   amp_status s = amp_vec_unscale_check(sc->ctx, AMP_F32, (size_t)n, g, inv_scale(sc), &found);
   if (s != AMP_OK) return s;
+  amp__optim_forget_checks(o); /* 1/S > 1 can overflow what backward checked */
   const int i = record(sc, o);
   if (i < 0) return AMP_ERR_NOMEM;
   checked(sc, i, found, UNSCALED);

@@ -33,7 +33,8 @@ static void make_optim(ampc_model_run *m) {
   op.master_weights = m->r.master_weights;
   op.rounding = m->r.rounding;
   op.seed = o->seed;
-  op.zero_grad_in_step = 1; /* every step is followed by zero_grad */
+  op.zero_grad_in_step = 1;         /* every step is followed by zero_grad */
+  op.grads_checked_in_backward = 1; /* only amp_backward() writes them */
   m->lr = op.lr;
   if (m->model && m->r.fp8 && amp_fp8_create(ctx, m->model, &m->r.fp8p) != AMP_OK) return;
   m->opt = m->model ? amp_optim_create(ctx, m->model, &op) : NULL;

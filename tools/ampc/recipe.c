@@ -173,6 +173,7 @@ int ampc_run_create(amp_ctx *ctx, const ampc_recipe *r, const long *sizes, int n
   op.rounding = r->rounding;
   op.seed = seed;
   op.zero_grad_in_step = 1; /* every step is followed by zero_grad */
+  op.grads_checked_in_backward = r->grads_checked;
   if (r->fp8 && out->model && amp_fp8_create(ctx, out->model, &r->fp8p) != AMP_OK) return 0;
   out->opt = amp_optim_create(ctx, out->model, &op);
   amp_scaler_params sp = amp_scaler_defaults(r->scale_mode);

@@ -19,7 +19,11 @@ typedef struct ampc_recipe {
   int fp8;               /* 1: --precision fp8 (dt is BF16; linears in FP8) */
   amp_fp8_params fp8p;   /* its scaling (--fp8-scaling) and gradient rounding */
   amp_rounding rounding; /* --rounding: the optimizer's 16-bit working copy */
-  int qat; /* 1: quantization-aware training for INT8 (--qat int8): QAT Linear layers */
+  int qat;           /* 1: quantization-aware training for INT8 (--qat int8): QAT Linear layers */
+  int grads_checked; /* 1: nothing but amp_backward() writes the gradients before
+                        the step (no --accum, ranks or --debug-nonfinite-grad), so
+                        the scaler may take the backward's GEMM checks
+                        (amp_optim_params.grads_checked_in_backward) */
 } ampc_recipe;
 
 /* The recipe of --precision fp32|fp16|bf16, --loss-scale dynamic|static:N|none

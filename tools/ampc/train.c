@@ -169,6 +169,9 @@ static int setup(trainer *T) {
   int rc = preflight(T);
   if (rc) return rc;
   if ((rc = train_open_data(T->ctx, o, T->sizes, T->nsizes, &T->train, &T->test))) return rc;
+  /* Micro-batches and ranks sum gradients through the buffer (dist.c), and
+     the test switch writes one there: the scaler must read them all. */
+  T->r.grads_checked = T->D.global == T->o.batch && T->D.o.dbg_step < 0;
   int ok = ampc_run_create(T->ctx, &T->r, T->sizes, T->nsizes, o->seed, T->kind, o->lr,
                            o->growth_interval, &T->run);
   amp_loader_params lp = {T->D.global, 1, o->seed, 0, T->r.dt, 1}; /* B·K·ranks */
