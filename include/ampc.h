@@ -403,9 +403,10 @@ typedef struct amp_epilogue {
   const void *bias;     /**< NULL, or n values added to every row of C */
   amp_dtype bias_dtype; /**< F32, F16 or BF16 */
   int relu;             /**< non-zero: C = max(C, 0) */
-  int *nonfinite;       /**< NULL, or set to 1 when any element the call
-                             wrote to C is inf or NaN (after the rounding
-                             to C's dtype), else 0: the loss scaler's check,
+  int *nonfinite;       /**< NULL, or, when the call succeeds, set to 1 if
+                             any element it wrote to C is inf or NaN (after
+                             the rounding to C's dtype), else 0 (left as is
+                             on an error): the loss scaler's check,
                              done while C's tile is still in L1 (each tile
                              is read back once; the values do not change) */
 } amp_epilogue;
@@ -1457,7 +1458,9 @@ int64_t amp_optim_numel(const amp_optim *o);
 size_t amp_optim_bytes(const amp_optim *o);
 
 /** The FP32 gradient buffer of all parameters (amp_optim_numel() values),
- *  for inspection; the scaler unscales and checks it in one pass. */
+ *  for inspection; the scaler unscales and checks it in one pass. Writing
+ *  it is allowed unless the optimizer was created with
+ *  grads_checked_in_backward (see there). */
 float *amp_optim_grad_buffer(amp_optim *o);
 
 /** The FP32 master buffer of all parameters. */
@@ -1616,7 +1619,10 @@ amp_status amp_scaler_unscale(amp_scaler *sc, amp_optim *o);
  *  with S >= 1) the check and the update share one parallel pass, with the
  *  same result, 1/S applied inside the update; each block's gradients are
  *  then unscaled while still in cache, so afterwards the buffer holds
- *  g · fp32(1/S) exactly as after amp_scaler_unscale() (stepped or skipped).
+ *  g · fp32(1/S) exactly as after amp_scaler_unscale() (stepped or skipped),
+ *  or zeros with amp_optim_params.zero_grad_in_step. With
+ *  amp_optim_params.grads_checked_in_backward that pass reads only the
+ *  gradients whose inf/NaN verdict the backward did not record.
  *  Returns 1 when it stepped, 0 when it skipped, -1 on error (a second step
  *  for the same optimizer before update). Disabled scaler: amp_optim_step(). */
 int amp_scaler_step(amp_scaler *sc, amp_optim *o);

@@ -266,6 +266,23 @@ static void test_nonfinite(amp_ctx *fast) {
   amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, 1, 4, 0, 1, a, AMP_F32, 1, b, AMP_F32, 4, 0, c,
            AMP_F32, 4, &ep);
   CHECK(nf == 0, "k = 0, beta = 0: nonfinite %d", nf);
+  /* Large enough for both threads, several K blocks and whole tiles of
+     every kernel: a NaN in C at a corner, inside, and at the last element. */
+  enum { BM = 300, BN = 200, BK = 600 };
+  float *ba = malloc(sizeof(float) * BM * BK), *bb = malloc(sizeof(float) * BK * BN),
+        *bc = malloc(sizeof(float) * BM * BN);
+  for (int i = 0; i < BM * BK; i++) ba[i] = (float)(int)(rng_u32() % 5) - 2;
+  for (int i = 0; i < BK * BN; i++) bb[i] = (float)(int)(rng_u32() % 5) - 2;
+  const int where[4] = {-1, 0, 151 * BN + 97, BM * BN - 1};
+  for (int w = 0; w < 4; w++) {
+    for (int i = 0; i < BM * BN; i++) bc[i] = 1;
+    if (where[w] >= 0) bc[where[w]] = NAN;
+    nf = 7;
+    amp_gemm(fast, AMP_NO_TRANS, AMP_NO_TRANS, BM, BN, BK, 1, ba, AMP_F32, BK, bb, AMP_F32, BN, 1,
+             bc, AMP_F32, BN, &ep);
+    CHECK(nf == (where[w] >= 0), "300x200x600, NaN at %d: nonfinite %d", where[w], nf);
+  }
+  free(ba), free(bb), free(bc);
 }
 
 /* Blockings (MC, KC, NC) that split the same problem very differently: tiny

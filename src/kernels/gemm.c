@@ -133,7 +133,7 @@ amp_status amp__gemm_run(amp_ctx *ctx, amp__gemm_args *g) {
     gemm_scale_only(g);
   else
     s = amp__kernels_of(ctx)->gemm(ctx, g);
-  if (g->nonfinite) *g->nonfinite = atomic_load(&bad);
+  if (g->nonfinite && s == AMP_OK) *g->nonfinite = atomic_load(&bad);
   g->bad = NULL; /* the local is gone */
   return s;
 }

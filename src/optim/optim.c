@@ -105,6 +105,7 @@ amp_optim *amp_optim_create(amp_ctx *ctx, amp_module *model, const amp_optim_par
             amp_arena_alloc(ctx, AMP_ARENA_PERSISTENT, (size_t)((n + BLOCK - 1) / BLOCK))))
     return NULL;
   memset(o->grad, 0, fb);
+  amp__optim_forget_checks(o); /* verdicts on gradients just zeroed */
   if (o->m) memset(o->m, 0, fb);
   if (o->v) memset(o->v, 0, fb);
   if (!p->master_weights && o->work) {
@@ -233,7 +234,12 @@ static int recorded_checks(amp_optim *o, int64_t nblocks) {
     const int c = amp__grad_check(t);
     if (c == AMP__GRAD_NONFINITE) return 1;
     if (c == AMP__GRAD_FINITE) continue;
-    const int64_t off = (const float *)t->grad->data - o->grad;
+    const uintptr_t g0 = (uintptr_t)o->grad, at = (uintptr_t)t->grad->data;
+    if (at < g0 || (at - g0) / sizeof(float) > (uintptr_t)(o->n - t->numel)) {
+      memset(o->unchecked, 1, (size_t)nblocks); /* moved away by a second optimizer */
+      return 0;
+    }
+    const int64_t off = (int64_t)((at - g0) / sizeof(float));
     memset(o->unchecked + off / BLOCK, 1, (size_t)((off + t->numel - 1) / BLOCK - off / BLOCK + 1));
   }
   return 0;

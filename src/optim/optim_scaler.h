@@ -26,10 +26,12 @@ void amp__optim_forget_checks(amp_optim *o);
 void amp__optim_skipped(amp_optim *o);
 
 /* A step of o that happens only if every gradient is finite, with the
- * inf/NaN check and the update in one parallel region. Returns 1 (nothing
- * changed, the pending factor kept; with zero_grad_in_step the gradients
- * zeroed) when some gradient is inf or NaN, else
- * 0 (stepped, exactly as amp_optim_step). */
+ * inf/NaN check (of the gradients without a recorded verdict, see
+ * grads_checked_in_backward) and the update in one parallel region; each
+ * block's gradients are then multiplied by the pending factor, or zeroed
+ * with zero_grad_in_step. Returns 1 (masters, moments and step count
+ * unchanged, the pending factor kept) when some gradient is inf or NaN,
+ * else 0 (stepped, exactly as amp_optim_step). */
 int amp__optim_step_if_finite(amp_optim *o);
 
 #endif

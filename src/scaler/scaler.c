@@ -187,7 +187,7 @@ int amp_scaler_step(amp_scaler *sc, amp_optim *o) {
   if (stage == READY && one_pass_step(sc)) {
     /* No explicit unscale: 1/S joins the pending factor, and the check and
        the update share one pass (the same bits as unscale followed by
-       step; the gradient buffer keeps the scaled values). */
+       step; the pass leaves the gradients unscaled, or zeroed). */
     if ((i = record(sc, o)) < 0) return -1;
     amp__optim_mul_factor(o, inv_scale(sc));
     found = amp__optim_step_if_finite(o);

@@ -78,6 +78,7 @@ amp_tensor *amp__tensor_header(amp_ctx *ctx, amp_arena_kind arena, amp_dtype dty
   t->grad = NULL;
   t->internal_.work = t->internal_.master = NULL;
   t->internal_.node = NULL;
+  t->internal_.grad_check = AMP__GRAD_UNCHECKED;
   return t;
 }
 
