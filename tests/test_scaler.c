@@ -654,9 +654,7 @@ static void test_zero_in_step(void) {
       }
       p.zero_grad_in_step = k;
       opt[k] = amp_optim_create(ctx[k], model[k], &p);
-      amp_scaler_params sp = amp_scaler_defaults(AMP_SCALER_DYNAMIC);
-      sp.init_scale = 1024;
-      sc[k] = amp_scaler_create(ctx[k], &sp);
+      sc[k] = make_scaler(&(rig){ctx[k], model[k], opt[k], 0}, 1024.0f, 2000);
       n = amp_optim_numel(opt[k]);
     }
     for (int it = 0; it < 5; it++) {
