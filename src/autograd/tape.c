@@ -120,10 +120,15 @@ static amp_tensor *grad_target(amp_ctx *ctx, amp_tensor *t, int *accumulate, int
   return t->grad;
 }
 
-void amp__grad_witness(amp_tensor *t, int nonfinite) {
+int amp__grad_is_leaf(const amp_tensor *t) {
   if (t && amp__master(t)) t = amp__master(t);
-  if (t && t->requires_grad && !amp__node_of(t))
-    amp__set_grad_check(t, nonfinite ? AMP__GRAD_NONFINITE : AMP__GRAD_FINITE);
+  return t && t->requires_grad && !amp__node_of(t);
+}
+
+void amp__grad_witness(amp_tensor *t, int nonfinite) {
+  if (!amp__grad_is_leaf(t)) return;
+  if (amp__master(t)) t = amp__master(t);
+  amp__set_grad_check(t, nonfinite ? AMP__GRAD_NONFINITE : AMP__GRAD_FINITE);
 }
 
 amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate) {

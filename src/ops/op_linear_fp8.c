@@ -65,7 +65,7 @@ static amp_status gemm_into(amp_ctx *ctx, amp_tensor *t, amp_trans ta, amp_trans
   amp_tensor *g = amp__grad_of(ctx, t, &acc);
   if (!g) return amp_ctx_status(ctx);
   /* All of a leaf's gradient: checked as it is stored (see op_matmul.c). */
-  int nonfinite = 0, whole = m * n == t->numel;
+  int nonfinite = 0, whole = m * n == t->numel && amp__grad_is_leaf(t);
   amp_epilogue ep = {.nonfinite = &nonfinite};
   amp_status s = amp__gemm_fp8(ctx, ta, tb, m, n, k, 1.0f, a, b, acc ? 1.0f : 0.0f, g->data,
                                g->dtype, n, whole ? &ep : NULL);

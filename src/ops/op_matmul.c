@@ -18,7 +18,7 @@ static amp_status gemm_into_grad(amp_ctx *ctx, amp_tensor *t, amp_trans ta, amp_
   char *c = (char *)g->data + (size_t)offset * amp_dtype_size(g->dtype);
   /* A leaf's whole gradient: the GEMM checks what it stores (the scaler may
      then skip its own pass over these values). */
-  int nonfinite = 0, whole = offset == 0 && m * n == t->numel;
+  int nonfinite = 0, whole = offset == 0 && m * n == t->numel && amp__grad_is_leaf(t);
   amp_epilogue ep = {.nonfinite = &nonfinite};
   amp_status s = amp_gemm(ctx, ta, tb, m, n, k, 1.0f, a, dt, lda, b, dt, ldb, acc ? 1.0f : 0.0f, c,
                           g->dtype, n, whole ? &ep : NULL);

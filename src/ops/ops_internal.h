@@ -116,6 +116,10 @@ amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate);
  * here is not zeroed first. */
 amp_tensor *amp__grad_of_overwrite(amp_ctx *ctx, amp_tensor *t, int *accumulate);
 
+/* 1 when t's gradient is a leaf's (t a parameter, or a 16-bit copy of
+ * one): the gradients whose inf/NaN verdict amp__grad_witness records. */
+int amp__grad_is_leaf(const amp_tensor *t);
+
 /* Records that a write which covered all of t's gradient (t a leaf, or a
  * 16-bit copy of one; nothing otherwise) left it finite or not (nonfinite),
  * as a GEMM's epilogue saw the values it stored (amp_epilogue.nonfinite). */
