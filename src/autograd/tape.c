@@ -126,9 +126,9 @@ int amp__grad_is_leaf(const amp_tensor *t) {
 }
 
 void amp__grad_witness(amp_tensor *t, int nonfinite) {
-  if (!amp__grad_is_leaf(t)) return;
-  if (amp__master(t)) t = amp__master(t);
-  amp__set_grad_check(t, nonfinite ? AMP__GRAD_NONFINITE : AMP__GRAD_FINITE);
+  if (amp__grad_is_leaf(t))
+    amp__set_grad_check(amp__master(t) ? amp__master(t) : t,
+                        nonfinite ? AMP__GRAD_NONFINITE : AMP__GRAD_FINITE);
 }
 
 amp_tensor *amp__grad_of(amp_ctx *ctx, amp_tensor *t, int *accumulate) {

@@ -130,6 +130,11 @@ static int64_t my_blocks(int64_t nblocks, int64_t *b0, int64_t *b1) {
   return nt;
 }
 
+/* Elements in block b (the last block may be short). */
+static int64_t block_len(const amp_optim *o, int64_t b) {
+  return o->n - b * BLOCK < BLOCK ? o->n - b * BLOCK : BLOCK;
+}
+
 void amp__optim_forget_checks(amp_optim *o) {
   for (int i = 0; i < o->nparams; i++) amp__set_grad_check(o->params[i], AMP__GRAD_UNCHECKED);
 }
@@ -153,8 +158,7 @@ void amp_optim_zero_grad(amp_optim *o) {
 
 /* Zeroes the gradients of block b (zero_grad_in_step). */
 static void zero_block(amp_optim *o, int64_t b) {
-  const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-  memset(o->grad + i0, 0, (size_t)len * sizeof(float));
+  memset(o->grad + b * BLOCK, 0, (size_t)block_len(o, b) * sizeof(float));
 }
 
 void amp__optim_skipped(amp_optim *o) {
@@ -208,7 +212,7 @@ static void next_hyper(const amp_optim *o, amp_optim_hyper *h) {
 static void update_block(amp_optim *o, const amp_optim_hyper *h, const amp__kernels *k, int64_t b) {
   const int fused = o->work && (o->p.work_dtype == AMP_F16 || o->p.work_dtype == AMP_BF16) &&
                     o->p.rounding == AMP_ROUND_NEAREST_EVEN && o->p.master_weights;
-  int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
+  const int64_t i0 = b * BLOCK, len = block_len(o, b);
   k->optim_update(o->p.kind, h, len, o->master + i0, o->grad + i0, o->m ? o->m + i0 : NULL,
                   o->v ? o->v + i0 : NULL, fused ? (uint16_t *)o->work + i0 : NULL,
                   (int)o->p.work_dtype);
@@ -278,8 +282,8 @@ int amp__optim_step_if_finite(amp_optim *o) {
     const int64_t nt = my_blocks(nblocks, &b0, &b1);
     int mine = 0;
     for (int64_t b = b0; b < b1 && !atomic_load_explicit(&bad, memory_order_relaxed); b++) {
-      const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-      if (!unchecked || unchecked[b]) mine |= amp__check_finite_f32(k, (size_t)len, o->grad + i0);
+      if (!unchecked || unchecked[b])
+        mine |= amp__check_finite_f32(k, (size_t)block_len(o, b), o->grad + b * BLOCK);
     }
     if (mine) atomic_store(&bad, 1);
     atomic_fetch_add_explicit(&arrived, 1, memory_order_acq_rel);
@@ -297,8 +301,8 @@ int amp__optim_step_if_finite(amp_optim *o) {
         /* Leave the gradients unscaled, as an explicit unscale would (g
            times the same factor): the block is still in this thread's
            cache. */
-        const int64_t i0 = b * BLOCK, len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
-        k->elt(AMP__SCALE, AMP_F32, (size_t)len, h.gmul, o->grad + i0, NULL, o->grad + i0);
+        float *g = o->grad + b * BLOCK;
+        k->elt(AMP__SCALE, AMP_F32, (size_t)block_len(o, b), h.gmul, g, NULL, g);
       }
     }
   }
@@ -315,7 +319,7 @@ amp_status amp_optim_clip_grad_norm(amp_optim *o, float max_norm, float *norm) {
   /* Fixed order: blocks summed in double, block sums added in order. */
   double total = 0;
   for (int64_t i0 = 0; i0 < o->n; i0 += BLOCK) {
-    int64_t len = o->n - i0 < BLOCK ? o->n - i0 : BLOCK;
+    const int64_t len = block_len(o, i0 / BLOCK);
     double s = 0;
     const float *g = o->grad + i0;
     for (int64_t i = 0; i < len; i++) s += (double)g[i] * g[i];
